@@ -1,0 +1,109 @@
+//! Typed configuration with documented defaults.
+//!
+//! The library never reads argv or the environment; the binary maps its
+//! command line (and `KAFKV_*` variables) onto these structs.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+/// Largest key accepted by default: keys live in memory on every instance and
+/// in every record, so they are kept small.
+pub const DEFAULT_MAX_KEY_BYTES: usize = 16 * 1024;
+
+/// Largest value accepted by default. Kafka's default `message.max.bytes` is
+/// 1,048,588 bytes for a whole record batch; a maximal key plus this value plus
+/// record overhead stays under it.
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 1_000_000;
+
+/// How the store talks to Kafka and what it accepts.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// `bootstrap.servers`: comma-separated `host:port` list.
+    pub brokers: String,
+    /// The compacted topic that holds the data. Default `kafkv`.
+    pub topic: String,
+    /// Partitions for a topic kafkv creates. Default 1. An existing topic keeps its own count.
+    pub partitions: i32,
+    /// Replication factor for a topic kafkv creates; `None` uses the broker's default.
+    pub replication_factor: Option<i32>,
+    /// librdkafka properties applied to every client after kafkv's own (SASL, TLS, timeouts).
+    pub kafka_config: Vec<(String, String)>,
+    /// Start even if the topic's cleanup policy does not include `compact`.
+    pub allow_non_compacted: bool,
+    /// Bound on how long a put or delete may wait for the broker's acknowledgement. Default 10 s.
+    pub write_timeout: Duration,
+    /// Bound on how long a strong read waits to catch up. Default 10 s.
+    pub read_timeout: Duration,
+    /// Default [`DEFAULT_MAX_KEY_BYTES`].
+    pub max_key_bytes: usize,
+    /// Default [`DEFAULT_MAX_VALUE_BYTES`].
+    pub max_value_bytes: usize,
+    /// `fetch.wait.max.ms` for the tailing consumer. Some brokers (the embedded
+    /// one among them) answer a fetch only when this runs out, so it bounds how
+    /// late another instance's write becomes visible here. Default 10 ms.
+    pub fetch_wait: Duration,
+}
+
+impl StoreConfig {
+    /// A configuration with every default, for the given brokers.
+    pub fn new(brokers: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            topic: "kafkv".to_owned(),
+            partitions: 1,
+            replication_factor: None,
+            kafka_config: Vec::new(),
+            allow_non_compacted: false,
+            write_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(10),
+            max_key_bytes: DEFAULT_MAX_KEY_BYTES,
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+            fetch_wait: Duration::from_millis(10),
+        }
+    }
+
+    /// Sets the topic.
+    pub fn topic(mut self, topic: impl Into<String>) -> Self {
+        self.topic = topic.into();
+        self
+    }
+}
+
+/// The embedded broker's settings.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Address the broker listens on and advertises. Default `127.0.0.1:9092`.
+    pub listen: SocketAddr,
+    /// Directory for the broker's SQLite database. Default `./kafkv-data`.
+    pub data_dir: PathBuf,
+    /// How often the broker compacts (and applies retention). Default 1 minute.
+    pub maintenance_interval: Duration,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            data_dir: PathBuf::from("kafkv-data"),
+            maintenance_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Where the service's Kafka comes from.
+#[derive(Debug, Clone)]
+pub enum KafkaSource {
+    /// A real cluster: `bootstrap.servers`.
+    External(String),
+    /// Start the embedded broker in this process.
+    Embedded(BrokerConfig),
+}
+
+/// Everything `kafkv serve` needs besides its listeners.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub kafka: KafkaSource,
+    /// The store's settings; its `brokers` is replaced by the embedded broker's address when embedded.
+    pub store: StoreConfig,
+    /// How long graceful shutdown waits for in-flight requests. Default 30 s.
+    pub drain_timeout: Duration,
+}

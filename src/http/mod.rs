@@ -1,0 +1,179 @@
+//! The HTTP front end (axum): the v1 API ([`v1`]), the reference service's
+//! routes ([`reference`]) and operations endpoints ([`ops`]). Handlers are thin
+//! adapters over [`Store`]; this module owns the mapping from errors to status
+//! codes and the request metrics.
+
+pub mod ops;
+pub mod reference;
+pub mod v1;
+
+use std::time::Instant;
+
+use axum::{
+    Json, Router,
+    body::Body,
+    extract::{DefaultBodyLimit, MatchedPath, Request},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use bytes::Bytes;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
+
+use crate::{
+    error::{Error, InputError, ReadError, WriteError},
+    store::Store,
+};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub metrics: PrometheusHandle,
+}
+
+/// The whole HTTP API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/put", post(reference::put))
+        .route("/keys/", get(reference::empty_key).delete(reference::empty_key))
+        .route("/keys/{*key}", get(reference::get).delete(reference::delete))
+        .route("/v1/kv", get(v1::scan))
+        .route(
+            "/v1/kv/",
+            get(v1::empty_key).put(v1::empty_key).delete(v1::empty_key),
+        )
+        .route("/v1/kv/{*key}", get(v1::get).put(v1::put).delete(v1::delete))
+        .route("/livez", get(ops::livez))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        // Bodies are bounded by the store's limits, checked in the handlers
+        // so that an oversize value gets the JSON 413 the API promises.
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn(track))
+        .with_state(state)
+}
+
+/// Counts requests and observes their latency by route.
+async fn track(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().as_str().to_owned();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("kafkv_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status).increment(1);
+    metrics::histogram!("kafkv_http_request_duration_seconds", "route" => route, "method" => method)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Which error body shape a route uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// `{"error": "..."}`: the v1 API and operations routes.
+    Error,
+    /// `{"message": "..."}`: the reference service's routes.
+    Message,
+}
+
+/// An error answer: status and text, in the route's shape.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    pub shape: Shape,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            shape: Shape::Error,
+        }
+    }
+
+    pub fn shaped(mut self, shape: Shape) -> Self {
+        self.shape = shape;
+        self
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        let status = match &error {
+            Error::Input(InputError::EmptyKey) => StatusCode::BAD_REQUEST,
+            Error::Input(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Write(WriteError::Rejected(_)) => StatusCode::BAD_GATEWAY,
+            Error::Write(WriteError::Indeterminate(_)) => StatusCode::GATEWAY_TIMEOUT,
+            Error::Write(_) | Error::Closed => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Read(ReadError::CatchUpTimeout(_)) => StatusCode::GATEWAY_TIMEOUT,
+            Error::Read(_) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self::new(status, error.to_string())
+    }
+}
+
+impl From<InputError> for ApiError {
+    fn from(error: InputError) -> Self {
+        Error::from(error).into()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let field = match self.shape {
+            Shape::Error => "error",
+            Shape::Message => "message",
+        };
+        let mut response = (self.status, Json(json!({ field: self.message }))).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+/// The key in a request path after `prefix`, percent-decoded to raw bytes.
+pub fn path_key(path: &str, prefix: &str) -> Vec<u8> {
+    let encoded = path.strip_prefix(prefix).unwrap_or("");
+    percent_encoding::percent_decode_str(encoded).collect()
+}
+
+/// Reads a request body of at most `max` bytes, answering 413 beyond it
+/// without reading the rest.
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    max: usize,
+    too_large: impl Fn(usize) -> InputError,
+) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if let Some(len) = declared
+        && len > max
+    {
+        return Err(too_large(len).into());
+    }
+    axum::body::to_bytes(body, max).await.map_err(|e| {
+        // to_bytes fails on the limit or on a broken connection.
+        let limited = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if limited {
+            too_large(max + 1).into()
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, format!("could not read the body: {e}"))
+        }
+    })
+}

@@ -1,0 +1,31 @@
+//! kafkv: a key-value store whose only source of truth is a log-compacted
+//! Kafka topic.
+//!
+//! Every put is a keyed record on the topic and every delete a tombstone. Each
+//! instance reads the whole topic into a local, ordered, in-memory view at
+//! start (bootstrap), then keeps consuming; reads are served from the view.
+//!
+//! # Layout
+//! Data flows one way: config → log → state → front ends.
+//! - [`config`]: typed configuration with documented defaults.
+//! - [`error`]: one error enum per layer and the umbrella [`Error`].
+//! - [`log`]: the Kafka side: topic checks, the producer, the consumer.
+//! - [`state`]: the materialized view and applied offsets.
+//! - [`store`]: the library API, [`Store`].
+//! - [`broker`]: the embedded Kafka-compatible broker (feature `embedded-broker`).
+//! - [`http`]: the axum front end.
+//! - [`service`]: wires everything together and shuts it down in order.
+
+#[cfg(feature = "embedded-broker")]
+pub mod broker;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod log;
+pub mod service;
+pub mod state;
+pub mod store;
+
+pub use config::{BrokerConfig, KafkaSource, ServiceConfig, StoreConfig};
+pub use error::{Error, Result};
+pub use store::{Consistency, Store};

@@ -1,0 +1,197 @@
+//! The `kafkv` binary: parses arguments (and `KAFKV_*` variables) into the
+//! library's config and calls it. Nothing else lives here.
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+use kafkv::{
+    BrokerConfig, KafkaSource, ServiceConfig, StoreConfig,
+    config::{DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES},
+    service::{self, Listeners},
+};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(version, about = "A key-value store on a log-compacted Kafka topic")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the store: HTTP API, with the embedded broker unless --brokers is given.
+    Serve(ServeArgs),
+    /// Run only the embedded Kafka-compatible broker (tansu, SQLite storage).
+    #[cfg(feature = "embedded-broker")]
+    Broker(BrokerArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Kafka bootstrap servers (host:port,...). Without it, kafkv starts its embedded broker.
+    #[arg(long, env = "KAFKV_BROKERS")]
+    brokers: Option<String>,
+    /// The compacted topic holding the data.
+    #[arg(long, env = "KAFKV_TOPIC", default_value = "kafkv")]
+    topic: String,
+    /// Partitions when kafkv creates the topic (an existing topic keeps its own).
+    #[arg(long, env = "KAFKV_PARTITIONS", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..))]
+    partitions: i32,
+    /// Replication factor when kafkv creates the topic [default: the broker's default; 1 embedded].
+    #[arg(long, env = "KAFKV_REPLICATION_FACTOR")]
+    replication_factor: Option<i32>,
+    /// Address of the HTTP API.
+    #[arg(long, env = "KAFKV_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
+    http_listen: SocketAddr,
+    /// Directory for kafkv's files (the embedded broker's database).
+    #[arg(long, env = "KAFKV_DATA_DIR", default_value = "./kafkv-data")]
+    data_dir: PathBuf,
+    /// Embedded broker only: address it listens on.
+    #[arg(long, env = "KAFKV_BROKER_LISTEN", default_value = "127.0.0.1:9092")]
+    broker_listen: SocketAddr,
+    /// Embedded broker only: how often it compacts.
+    #[arg(long, env = "KAFKV_BROKER_MAINTENANCE_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
+    broker_maintenance_interval: Duration,
+    /// A librdkafka property for every Kafka client, key=value (repeatable; SASL, TLS, timeouts).
+    #[arg(long = "kafka-config", env = "KAFKV_KAFKA_CONFIG", value_delimiter = ',', value_parser = parse_key_value)]
+    kafka_config: Vec<(String, String)>,
+    /// Start even if the topic is not compacted (Kafka may then delete live keys).
+    #[arg(long, env = "KAFKV_ALLOW_NON_COMPACTED")]
+    allow_non_compacted: bool,
+    /// How long a put or delete waits for the broker before failing with 503.
+    #[arg(long, env = "KAFKV_WRITE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    write_timeout: Duration,
+    /// How long a strong read waits to catch up before failing with 504.
+    #[arg(long, env = "KAFKV_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    read_timeout: Duration,
+    /// Largest key accepted, in bytes.
+    #[arg(long, env = "KAFKV_MAX_KEY_BYTES", default_value_t = DEFAULT_MAX_KEY_BYTES)]
+    max_key_bytes: usize,
+    /// Largest value accepted, in bytes (keep key + value under the broker's message.max.bytes).
+    #[arg(long, env = "KAFKV_MAX_VALUE_BYTES", default_value_t = DEFAULT_MAX_VALUE_BYTES)]
+    max_value_bytes: usize,
+    /// fetch.wait.max.ms of the tailing consumer: bounds how late other instances' writes show up here.
+    #[arg(long, env = "KAFKV_FETCH_WAIT", default_value = "10ms", value_parser = humantime::parse_duration)]
+    fetch_wait: Duration,
+    /// How long shutdown waits for in-flight requests.
+    #[arg(long, env = "KAFKV_DRAIN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    drain_timeout: Duration,
+}
+
+#[cfg(feature = "embedded-broker")]
+#[derive(Args)]
+struct BrokerArgs {
+    /// Address the broker listens on and advertises.
+    #[arg(long, env = "KAFKV_BROKER_LISTEN", default_value = "127.0.0.1:9092")]
+    listen: SocketAddr,
+    /// Directory for the broker's SQLite database.
+    #[arg(long, env = "KAFKV_DATA_DIR", default_value = "./kafkv-data")]
+    data_dir: PathBuf,
+    /// How often the broker compacts.
+    #[arg(long, env = "KAFKV_BROKER_MAINTENANCE_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
+    maintenance_interval: Duration,
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_owned(), value.trim().to_owned()))
+        }
+        _ => Err(format!("expected key=value, got '{text}'")),
+    }
+}
+
+impl ServeArgs {
+    fn into_config(self) -> ServiceConfig {
+        let store = StoreConfig {
+            topic: self.topic,
+            partitions: self.partitions,
+            replication_factor: self.replication_factor,
+            kafka_config: self.kafka_config,
+            allow_non_compacted: self.allow_non_compacted,
+            write_timeout: self.write_timeout,
+            read_timeout: self.read_timeout,
+            max_key_bytes: self.max_key_bytes,
+            max_value_bytes: self.max_value_bytes,
+            fetch_wait: self.fetch_wait,
+            ..StoreConfig::new(self.brokers.clone().unwrap_or_default())
+        };
+        let kafka = match self.brokers {
+            Some(brokers) => KafkaSource::External(brokers),
+            None => KafkaSource::Embedded(BrokerConfig {
+                listen: self.broker_listen,
+                data_dir: self.data_dir,
+                maintenance_interval: self.broker_maintenance_interval,
+            }),
+        };
+        let mut store = store;
+        if matches!(kafka, KafkaSource::Embedded(_)) && store.replication_factor.is_none() {
+            store.replication_factor = Some(1);
+        }
+        ServiceConfig {
+            kafka,
+            store,
+            drain_timeout: self.drain_timeout,
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            // tansu logs normal conditions (an existing topic) as errors; broker
+            // trouble shows up in kafkv's own Kafka client logs.
+            EnvFilter::new("info,tansu_broker=warn,tansu_storage=off,tansu_service=warn,tansu_sans_io=warn,tansu_schema=warn,libsql=warn")
+        }))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Serve(args) => serve(args).await,
+        #[cfg(feature = "embedded-broker")]
+        Command::Broker(args) => broker(args).await,
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error}");
+            eprintln!("kafkv: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> kafkv::Result<()> {
+    let http_listen = args.http_listen;
+    let config = args.into_config();
+    let http = tokio::net::TcpListener::bind(http_listen).await.map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot listen on {http_listen} (--http-listen): {e}"))
+    })?;
+    service::run(config, Listeners { http }, shutdown_signal()).await
+}
+
+#[cfg(feature = "embedded-broker")]
+async fn broker(args: BrokerArgs) -> kafkv::Result<()> {
+    let broker = kafkv::broker::EmbeddedBroker::start(&BrokerConfig {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        maintenance_interval: args.maintenance_interval,
+    })
+    .await?;
+    shutdown_signal().await;
+    broker.stop().await;
+    Ok(())
+}

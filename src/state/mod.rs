@@ -1,0 +1,540 @@
+//! The materialized view: an ordered map of the topic's live keys, the
+//! acknowledged-but-not-yet-consumed writes of this instance, and the
+//! per-partition applied offsets, with a way to wait for an offset.
+//!
+//! Invariants, all kept under one lock so a reader always sees them together:
+//! - `positions[p]` is the offset of the next record to apply from partition
+//!   `p`; every record of `p` below it is reflected in `map`.
+//! - An entry of `acked` is newer than anything `map` holds for that key: it is
+//!   dropped as soon as the consumer applies its offset (or a later one for the
+//!   same key), and it is never inserted for an offset already applied.
+//!   Reads consult `acked` first, so a write is visible from the moment it was
+//!   acknowledged (read-your-writes) without waiting for the consumer.
+
+use std::{
+    collections::BTreeMap,
+    ops::Bound,
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+use tokio::sync::watch;
+
+/// A live value and where it sits in the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    pub value: Bytes,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// One record as the consumer hands it to the view.
+#[derive(Debug)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Box<[u8]>,
+    /// `None` is a tombstone.
+    pub value: Option<Box<[u8]>>,
+}
+
+/// What the consumer reports, in log order per partition.
+#[derive(Debug)]
+pub enum Event {
+    Record(Record),
+    /// A record kafkv cannot hold (no key): its offset still counts as applied.
+    Skipped { partition: i32, offset: i64 },
+    /// The consumer reached the partition's end as of its last fetch.
+    EndOfPartition(i32),
+}
+
+#[derive(Debug)]
+struct Entry {
+    value: Box<[u8]>,
+    offset: i64,
+    partition: i32,
+}
+
+#[derive(Debug)]
+struct Acked {
+    /// `None` is an acknowledged delete.
+    value: Option<Bytes>,
+    partition: i32,
+    offset: i64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    map: BTreeMap<Box<[u8]>, Entry>,
+    acked: BTreeMap<Box<[u8]>, Acked>,
+    positions: Vec<i64>,
+}
+
+/// Progress of the start-up read, for `/readyz` and the logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bootstrap {
+    /// End offsets captured at start; the view is ready once every partition reached its own.
+    pub targets: Vec<i64>,
+    /// Partitions that reached their target (or reported end-of-partition).
+    pub reached: Vec<bool>,
+}
+
+impl Bootstrap {
+    pub fn is_done(&self) -> bool {
+        self.reached.iter().all(|r| *r)
+    }
+}
+
+/// Counters the view publishes after each batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    pub positions: Vec<i64>,
+    pub records_applied: u64,
+    pub bootstrap: Bootstrap,
+}
+
+/// The shared materialized view.
+///
+/// A `parking_lot::RwLock` rather than a concurrent map: reads take a shared
+/// lock for a map lookup and a value copy (nanoseconds), the consumer takes the
+/// exclusive lock once per batch of at most [`View::MAX_BATCH`] records, so no
+/// reader waits long, and one lock keeps `map`, `acked` and `positions`
+/// consistent with each other. It is never held across an `.await`.
+#[derive(Debug)]
+pub struct View {
+    inner: RwLock<Inner>,
+    progress: watch::Sender<Progress>,
+    closed: AtomicBool,
+}
+
+impl View {
+    /// The consumer applies at most this many records per lock acquisition.
+    pub const MAX_BATCH: usize = 1024;
+
+    /// An empty view whose bootstrap ends at `targets` (one per partition).
+    pub fn new(targets: Vec<i64>) -> Self {
+        let partitions = targets.len();
+        let reached = targets.iter().map(|end| *end <= 0).collect();
+        let (progress, _) = watch::channel(Progress {
+            positions: vec![0; partitions],
+            records_applied: 0,
+            bootstrap: Bootstrap { targets, reached },
+        });
+        Self {
+            inner: RwLock::new(Inner {
+                map: BTreeMap::new(),
+                acked: BTreeMap::new(),
+                positions: vec![0; partitions],
+            }),
+            progress,
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    pub fn partitions(&self) -> usize {
+        self.inner.read().positions.len()
+    }
+
+    /// The current value of `key`, acknowledged writes of this instance included.
+    pub fn get(&self, key: &[u8]) -> Option<Versioned> {
+        let inner = self.inner.read();
+        if let Some(acked) = inner.acked.get(key) {
+            return acked.value.as_ref().map(|value| Versioned {
+                value: value.clone(),
+                partition: acked.partition,
+                offset: acked.offset,
+            });
+        }
+        inner.map.get(key).map(Entry::versioned)
+    }
+
+    /// Up to `limit` live keys after `start_after` (exclusive) that begin with `prefix`, in order.
+    pub fn scan(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> Vec<(Bytes, Versioned)> {
+        let lower: Bound<&[u8]> = match start_after {
+            Some(after) if after >= prefix => Bound::Excluded(after),
+            _ => Bound::Included(prefix),
+        };
+        let inner = self.inner.read();
+        let in_prefix = |key: &&Box<[u8]>| key.starts_with(prefix);
+        let mut map = inner
+            .map
+            .range::<[u8], _>((lower, Bound::Unbounded))
+            .take_while(|(k, _)| in_prefix(k))
+            .peekable();
+        let mut acked = inner
+            .acked
+            .range::<[u8], _>((lower, Bound::Unbounded))
+            .take_while(|(k, _)| in_prefix(k))
+            .peekable();
+        let mut out = Vec::with_capacity(limit.min(1024));
+        // Merge the two ordered streams; on equal keys the acknowledged write wins.
+        while out.len() < limit {
+            let take_acked = match (map.peek(), acked.peek()) {
+                (None, None) => break,
+                (Some(_), None) => false,
+                (None, Some(_)) => true,
+                (Some((mk, _)), Some((ak, _))) => ak <= mk,
+            };
+            if take_acked {
+                let (key, write) = acked.next().expect("peeked");
+                if map.peek().is_some_and(|(mk, _)| *mk == key) {
+                    map.next();
+                }
+                if let Some(value) = &write.value {
+                    out.push((
+                        Bytes::copy_from_slice(key),
+                        Versioned {
+                            value: value.clone(),
+                            partition: write.partition,
+                            offset: write.offset,
+                        },
+                    ));
+                }
+            } else {
+                let (key, entry) = map.next().expect("peeked");
+                out.push((Bytes::copy_from_slice(key), entry.versioned()));
+            }
+        }
+        out
+    }
+
+    /// Number of live keys (acknowledged writes not yet consumed included).
+    pub fn len(&self) -> usize {
+        let inner = self.inner.read();
+        let mut len = inner.map.len();
+        for (key, write) in &inner.acked {
+            match (inner.map.contains_key(key), write.value.is_some()) {
+                (false, true) => len += 1,
+                (true, false) => len -= 1,
+                _ => {}
+            }
+        }
+        len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Records a write the broker acknowledged at `(partition, offset)`, so reads
+    /// see it before the consumer gets there.
+    pub fn acknowledge(&self, key: &[u8], value: Option<Bytes>, partition: i32, offset: i64) {
+        let mut inner = self.inner.write();
+        let Some(position) = inner.positions.get(partition as usize).copied() else {
+            return;
+        };
+        if offset < position {
+            // The consumer already applied it (and maybe something newer).
+            return;
+        }
+        match inner.acked.get_mut(key) {
+            Some(existing) if existing.offset > offset => {}
+            Some(existing) => {
+                *existing = Acked {
+                    value,
+                    partition,
+                    offset,
+                }
+            }
+            None => {
+                inner.acked.insert(
+                    key.into(),
+                    Acked {
+                        value,
+                        partition,
+                        offset,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Applies the consumer's events in order, then publishes the new positions.
+    pub fn apply(&self, events: Vec<Event>) {
+        if events.is_empty() {
+            return;
+        }
+        let mut applied = 0u64;
+        let mut ends = Vec::new();
+        let positions = {
+            let mut inner = self.inner.write();
+            for event in events {
+                match event {
+                    Event::Record(record) => {
+                        applied += 1;
+                        inner.apply_record(record);
+                    }
+                    Event::Skipped { partition, offset } => {
+                        inner.advance(partition, offset);
+                    }
+                    Event::EndOfPartition(partition) => ends.push(partition),
+                }
+            }
+            inner.positions.clone()
+        };
+        self.progress.send_modify(|progress| {
+            progress.records_applied += applied;
+            let bootstrap = &mut progress.bootstrap;
+            for (p, position) in positions.iter().enumerate() {
+                if *position >= bootstrap.targets[p] {
+                    bootstrap.reached[p] = true;
+                }
+            }
+            // Reaching the end also covers a target that offsets never land on
+            // exactly: transaction markers at the tail are not delivered.
+            for p in ends {
+                if let Some(reached) = bootstrap.reached.get_mut(p as usize) {
+                    *reached = true;
+                }
+            }
+            progress.positions = positions;
+        });
+    }
+
+    /// A receiver that observes every published [`Progress`].
+    pub fn subscribe(&self) -> watch::Receiver<Progress> {
+        self.progress.subscribe()
+    }
+
+    pub fn progress(&self) -> Progress {
+        self.progress.borrow().clone()
+    }
+
+    /// Waits until every partition's position reached `targets[p]`
+    /// (i.e. every record below it is applied), or `timeout` passes.
+    /// Returns `false` on timeout or when the view is closed.
+    pub async fn wait_for_positions(&self, targets: &[i64], timeout: Duration) -> bool {
+        let mut rx = self.progress.subscribe();
+        let caught_up = |p: &Progress| {
+            targets
+                .iter()
+                .zip(&p.positions)
+                .all(|(target, position)| position >= target)
+        };
+        let wait = async {
+            loop {
+                if caught_up(&rx.borrow_and_update()) {
+                    return true;
+                }
+                if self.closed.load(Ordering::Acquire) || rx.changed().await.is_err() {
+                    return false;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.unwrap_or(false)
+    }
+
+    /// Waits until the start-up read finished.
+    pub async fn wait_bootstrapped(&self) -> bool {
+        let mut rx = self.progress.subscribe();
+        loop {
+            if rx.borrow_and_update().bootstrap.is_done() {
+                return true;
+            }
+            if self.closed.load(Ordering::Acquire) || rx.changed().await.is_err() {
+                return false;
+            }
+        }
+    }
+
+    /// Wakes every waiter; they return `false`.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.progress.send_modify(|_| {});
+    }
+}
+
+impl Inner {
+    fn apply_record(&mut self, record: Record) {
+        let Record {
+            partition,
+            offset,
+            key,
+            value,
+        } = record;
+        if !self.advance(partition, offset) {
+            return;
+        }
+        if self.acked.get(&key).is_some_and(|w| w.offset <= offset) {
+            self.acked.remove(&key);
+        }
+        match value {
+            Some(value) => {
+                self.map.insert(
+                    key,
+                    Entry {
+                        value,
+                        offset,
+                        partition,
+                    },
+                );
+            }
+            None => {
+                self.map.remove(&key);
+            }
+        }
+    }
+
+    /// Moves `partition`'s position past `offset`; `false` if it was already
+    /// applied (a duplicate delivery after a reconnect) or unknown.
+    fn advance(&mut self, partition: i32, offset: i64) -> bool {
+        match self.positions.get_mut(partition as usize) {
+            Some(position) if offset >= *position => {
+                *position = offset + 1;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Entry {
+    fn versioned(&self) -> Versioned {
+        Versioned {
+            value: Bytes::copy_from_slice(&self.value),
+            partition: self.partition,
+            offset: self.offset,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(p: i32, o: i64, k: &str, v: &str) -> Event {
+        Event::Record(Record {
+            partition: p,
+            offset: o,
+            key: k.as_bytes().into(),
+            value: Some(v.as_bytes().into()),
+        })
+    }
+
+    fn del(p: i32, o: i64, k: &str) -> Event {
+        Event::Record(Record {
+            partition: p,
+            offset: o,
+            key: k.as_bytes().into(),
+            value: None,
+        })
+    }
+
+    fn value(view: &View, k: &str) -> Option<String> {
+        view.get(k.as_bytes())
+            .map(|v| String::from_utf8(v.value.to_vec()).unwrap())
+    }
+
+    #[test]
+    fn later_records_win_and_tombstones_delete() {
+        let view = View::new(vec![3]);
+        view.apply(vec![put(0, 0, "a", "1"), put(0, 1, "a", "2"), del(0, 2, "a")]);
+        assert_eq!(value(&view, "a"), None);
+        view.apply(vec![put(0, 3, "a", "3")]);
+        assert_eq!(value(&view, "a").as_deref(), Some("3"));
+        assert!(view.progress().bootstrap.is_done());
+    }
+
+    #[test]
+    fn acknowledged_write_is_visible_until_the_consumer_applies_a_newer_one() {
+        let view = View::new(vec![0]);
+        view.apply(vec![put(0, 0, "k", "old")]);
+        view.acknowledge(b"k", Some(Bytes::from_static(b"mine")), 0, 5);
+        assert_eq!(value(&view, "k").as_deref(), Some("mine"));
+        // Records before our write do not hide it.
+        view.apply(vec![put(0, 3, "k", "other")]);
+        assert_eq!(value(&view, "k").as_deref(), Some("mine"));
+        // Our own record arrives: same value, now from the map.
+        view.apply(vec![put(0, 5, "k", "mine")]);
+        assert_eq!(value(&view, "k").as_deref(), Some("mine"));
+        // A later record from anywhere wins.
+        view.apply(vec![put(0, 6, "k", "newer")]);
+        assert_eq!(value(&view, "k").as_deref(), Some("newer"));
+    }
+
+    #[test]
+    fn acknowledgement_of_an_applied_offset_is_ignored() {
+        let view = View::new(vec![0]);
+        view.apply(vec![put(0, 0, "k", "a"), put(0, 1, "k", "b")]);
+        view.acknowledge(b"k", Some(Bytes::from_static(b"a")), 0, 0);
+        assert_eq!(value(&view, "k").as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn acknowledged_delete_hides_the_key_in_get_scan_and_len() {
+        let view = View::new(vec![0]);
+        view.apply(vec![put(0, 0, "a", "1"), put(0, 1, "b", "2")]);
+        view.acknowledge(b"a", None, 0, 7);
+        view.acknowledge(b"c", Some(Bytes::from_static(b"3")), 0, 8);
+        assert_eq!(value(&view, "a"), None);
+        let keys: Vec<_> = view
+            .scan(b"", None, 10)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(keys, vec![Bytes::from_static(b"b"), Bytes::from_static(b"c")]);
+        assert_eq!(view.len(), 2);
+    }
+
+    #[test]
+    fn scan_honours_prefix_start_after_and_limit() {
+        let view = View::new(vec![0]);
+        let events = ["a1", "b1", "b2", "b3", "c1"]
+            .iter()
+            .enumerate()
+            .map(|(i, k)| put(0, i as i64, k, "v"))
+            .collect();
+        view.apply(events);
+        let page = |after: Option<&[u8]>, limit| -> Vec<Bytes> {
+            view.scan(b"b", after, limit)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect()
+        };
+        assert_eq!(page(None, 2), vec![&b"b1"[..], &b"b2"[..]]);
+        assert_eq!(page(Some(b"b2"), 2), vec![&b"b3"[..]]);
+        assert_eq!(page(Some(b"a"), 1), vec![&b"b1"[..]]);
+    }
+
+    #[test]
+    fn duplicate_delivery_does_not_roll_back() {
+        let view = View::new(vec![0]);
+        view.apply(vec![put(0, 0, "k", "1"), put(0, 1, "k", "2")]);
+        view.apply(vec![put(0, 0, "k", "1")]);
+        assert_eq!(value(&view, "k").as_deref(), Some("2"));
+    }
+
+    #[test]
+    fn bootstrap_completes_on_targets_or_end_of_partition() {
+        let view = View::new(vec![2, 5, 0]);
+        assert!(!view.progress().bootstrap.is_done());
+        view.apply(vec![put(0, 1, "a", "1")]);
+        assert!(!view.progress().bootstrap.is_done());
+        view.apply(vec![Event::EndOfPartition(1)]);
+        assert!(view.progress().bootstrap.is_done());
+    }
+
+    #[tokio::test]
+    async fn waiting_for_positions_returns_once_applied() {
+        let view = std::sync::Arc::new(View::new(vec![0]));
+        let waiter = {
+            let view = view.clone();
+            tokio::spawn(async move { view.wait_for_positions(&[2], Duration::from_secs(5)).await })
+        };
+        view.apply(vec![put(0, 0, "a", "1")]);
+        view.apply(vec![put(0, 1, "a", "2")]);
+        assert!(waiter.await.unwrap());
+        assert!(
+            !view
+                .wait_for_positions(&[3], Duration::from_millis(10))
+                .await
+        );
+    }
+}

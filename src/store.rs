@@ -1,0 +1,269 @@
+//! The library API: [`Store::open`] a topic, then `get`/`put`/`delete`/`scan`.
+//!
+//! Writes go to Kafka and are acknowledged only once the broker acknowledged
+//! them (`acks=all`); the acknowledged record is then handed to the view so this
+//! instance reads it immediately. Reads are served from the view in memory.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use rdkafka::consumer::BaseConsumer;
+use tracing::info;
+
+use crate::{
+    config::StoreConfig,
+    error::{Error, InputError, ReadError, Result, WriteError},
+    log::{
+        reader::{self, Reader},
+        topic,
+        writer::{Receipt, Writer},
+    },
+    state::{Progress, Versioned, View},
+};
+
+pub use crate::log::writer::Receipt as WriteReceipt;
+
+/// How a read is served.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Consistency {
+    /// From this instance's view as it is: this instance's own acknowledged
+    /// writes are always visible; other instances' writes once consumed.
+    #[default]
+    Local,
+    /// First wait until this instance applied every record up to the topic's
+    /// end offsets as of the read, so any write acknowledged before it began,
+    /// by any instance, is visible.
+    Strong,
+}
+
+/// A handle to an open store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    config: StoreConfig,
+    partitions: i32,
+    view: Arc<View>,
+    writer: Writer,
+    /// Asks the broker for end offsets on strong reads; separate from the
+    /// tailing consumer, which its thread owns.
+    offsets: Arc<BaseConsumer>,
+    reader: Mutex<Option<Reader>>,
+    /// Writes sent and not yet answered, so shutdown can say what it drains.
+    in_flight: AtomicUsize,
+    /// Set by [`Store::close`]; writes after it are refused before producing.
+    closed: AtomicBool,
+}
+
+impl Store {
+    /// Opens the store and waits until it has read the topic up to the end
+    /// offsets it saw at start.
+    pub async fn open(config: StoreConfig) -> Result<Store> {
+        let store = Store::start(config).await?;
+        store.wait_ready().await?;
+        Ok(store)
+    }
+
+    /// Checks (or creates) the topic and starts the bootstrap, without waiting
+    /// for it to finish: see [`Store::wait_ready`] and [`Store::is_ready`].
+    pub async fn start(config: StoreConfig) -> Result<Store> {
+        let partitions = topic::ensure(&config).await?;
+        let writer = Writer::new(&config)?;
+        let offsets = Arc::new(crate::log::client_config(&config, &[]).create()?);
+        let (view, reader) = Reader::start(&config, partitions).await?;
+        Ok(Store {
+            shared: Arc::new(Shared {
+                config,
+                partitions,
+                view,
+                writer,
+                offsets,
+                reader: Mutex::new(Some(reader)),
+                in_flight: AtomicUsize::new(0),
+                closed: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// Resolves once the bootstrap is complete.
+    pub async fn wait_ready(&self) -> Result<()> {
+        if self.shared.view.wait_bootstrapped().await {
+            Ok(())
+        } else {
+            Err(Error::Closed)
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.shared.view.progress().bootstrap.is_done()
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.shared.config
+    }
+
+    pub fn partitions(&self) -> i32 {
+        self.shared.partitions
+    }
+
+    /// Applied offsets, records applied and bootstrap state.
+    pub fn progress(&self) -> Progress {
+        self.shared.view.progress()
+    }
+
+    /// Number of live keys.
+    pub fn len(&self) -> usize {
+        self.shared.view.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Writes in flight right now (sent, not yet answered).
+    pub fn writes_in_flight(&self) -> usize {
+        self.shared.in_flight.load(Ordering::Acquire)
+    }
+
+    fn ensure_ready(&self) -> Result<()> {
+        if self.is_ready() {
+            return Ok(());
+        }
+        let progress = self.progress();
+        Err(ReadError::NotReady(format!(
+            "applied offsets {:?} of {:?}",
+            progress.positions, progress.bootstrap.targets
+        ))
+        .into())
+    }
+
+    /// The value of `key`.
+    pub async fn get(&self, key: &[u8], consistency: Consistency) -> Result<Option<Versioned>> {
+        self.ensure_ready()?;
+        if consistency == Consistency::Strong {
+            self.catch_up().await?;
+        }
+        Ok(self.shared.view.get(key))
+    }
+
+    /// Up to `limit` keys beginning with `prefix`, after `start_after`, in byte order.
+    pub async fn scan(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+        consistency: Consistency,
+    ) -> Result<Vec<(Bytes, Versioned)>> {
+        self.ensure_ready()?;
+        if consistency == Consistency::Strong {
+            self.catch_up().await?;
+        }
+        Ok(self.shared.view.scan(prefix, start_after, limit))
+    }
+
+    /// Stores `value` under `key`; returns once the broker acknowledged it, and
+    /// from then on this instance reads it.
+    pub async fn put(&self, key: &[u8], value: Bytes) -> Result<Receipt> {
+        self.validate(key, Some(&value))?;
+        self.write(key, Some(value)).await
+    }
+
+    /// Deletes `key` by writing a tombstone.
+    pub async fn delete(&self, key: &[u8]) -> Result<Receipt> {
+        self.validate(key, None)?;
+        self.write(key, None).await
+    }
+
+    /// Checks a write against the limits without producing anything.
+    pub fn validate(&self, key: &[u8], value: Option<&[u8]>) -> Result<(), InputError> {
+        let config = &self.shared.config;
+        if key.is_empty() {
+            return Err(InputError::EmptyKey);
+        }
+        if key.len() > config.max_key_bytes {
+            return Err(InputError::KeyTooLarge {
+                len: key.len(),
+                max: config.max_key_bytes,
+            });
+        }
+        if let Some(value) = value
+            && value.len() > config.max_value_bytes
+        {
+            return Err(InputError::ValueTooLarge {
+                len: value.len(),
+                max: config.max_value_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    async fn write(&self, key: &[u8], value: Option<Bytes>) -> Result<Receipt> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(WriteError::Closed.into());
+        }
+        self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
+        let sent = self.shared.writer.send(key, value.as_deref()).await;
+        self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+        let receipt = sent?;
+        self.shared
+            .view
+            .acknowledge(key, value, receipt.partition, receipt.offset);
+        Ok(receipt)
+    }
+
+    /// Waits until the view is at least at `offset + 1` in `partition`.
+    pub async fn wait_for_offset(&self, partition: i32, offset: i64, timeout: Duration) -> bool {
+        let mut targets = vec![0; self.shared.partitions as usize];
+        match targets.get_mut(partition as usize) {
+            Some(target) => *target = offset + 1,
+            None => return false,
+        }
+        self.shared.view.wait_for_positions(&targets, timeout).await
+    }
+
+    /// Waits until this instance applied everything up to the topic's current
+    /// end offsets.
+    pub async fn catch_up(&self) -> Result<()> {
+        let (offsets, topic, partitions) = (
+            self.shared.offsets.clone(),
+            self.shared.config.topic.clone(),
+            self.shared.partitions,
+        );
+        let timeout = self.shared.config.read_timeout;
+        let ends = tokio::task::spawn_blocking(move || {
+            reader::end_offsets(&offsets, &topic, partitions, timeout)
+        })
+        .await
+        .expect("end offsets task panicked")
+        .map_err(ReadError::EndOffsets)?;
+        if self.shared.view.wait_for_positions(&ends, timeout).await {
+            Ok(())
+        } else {
+            Err(ReadError::CatchUpTimeout(timeout).into())
+        }
+    }
+
+    /// Flushes the producer and stops the consumer. Writes after this fail.
+    pub async fn close(&self) {
+        self.shared.closed.store(true, Ordering::Release);
+        let reader = self.shared.reader.lock().take();
+        let Some(mut reader) = reader else {
+            return;
+        };
+        self.shared.writer.flush(self.shared.config.write_timeout).await;
+        self.shared.view.close();
+        tokio::task::spawn_blocking(move || reader.stop())
+            .await
+            .expect("reader stop panicked");
+        info!(topic = %self.shared.config.topic, "store closed");
+    }
+}
