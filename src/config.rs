@@ -31,6 +31,9 @@ pub struct StoreConfig {
     pub allow_non_compacted: bool,
     /// Bound on how long a put or delete may wait for the broker's acknowledgement. Default 10 s.
     pub write_timeout: Duration,
+    /// Bound on how long start-up waits for the brokers to answer (topic
+    /// creation, configuration, metadata). Default 30 s.
+    pub startup_timeout: Duration,
     /// Bound on how long a strong read waits to catch up. Default 10 s.
     pub read_timeout: Duration,
     /// Default [`DEFAULT_MAX_KEY_BYTES`].
@@ -54,6 +57,7 @@ impl StoreConfig {
             kafka_config: Vec::new(),
             allow_non_compacted: false,
             write_timeout: Duration::from_secs(10),
+            startup_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(10),
             max_key_bytes: DEFAULT_MAX_KEY_BYTES,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,

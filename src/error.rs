@@ -44,6 +44,8 @@ pub enum InputError {
     KeyTooLarge { len: usize, max: usize },
     #[error("the value is {len} bytes, over the limit of {max} bytes (--max-value-bytes)")]
     ValueTooLarge { len: usize, max: usize },
+    #[error("the request body is over the limit of {max} bytes ({limit})")]
+    BodyTooLarge { max: usize, limit: &'static str },
 }
 
 /// The topic is missing, unusable or not compacted.
@@ -52,11 +54,20 @@ pub enum InputError {
 pub enum TopicError {
     #[error(
         "topic '{topic}' has cleanup.policy={policy}, so Kafka may delete the latest value of a key \
-         and kafkv would lose data. Fix: `kafka-configs --alter --entity-type topics --entity-name {topic} \
+         and kafkv would lose data. Fix: `kafka-configs --bootstrap-server <broker> --alter --entity-type topics --entity-name {topic} \
          --add-config cleanup.policy=compact`, or point kafkv at another topic with --topic, or start \
          with --allow-non-compacted if you accept the loss"
     )]
     NotCompacted { topic: String, policy: String },
+    #[error(
+        "could not reach the Kafka brokers at {brokers} within {waited:?} ({reason}); \
+         check --brokers and that the brokers are up"
+    )]
+    Unreachable {
+        brokers: String,
+        waited: Duration,
+        reason: String,
+    },
     #[error("could not create topic '{topic}': {reason}")]
     Create { topic: String, reason: String },
     #[error("could not read the configuration of topic '{topic}': {reason}")]
@@ -70,27 +81,21 @@ pub enum TopicError {
 
 /// A put or delete that was not acknowledged by the broker.
 ///
-/// Every variant means the caller must not assume the write happened; only
-/// [`WriteError::Indeterminate`] means it *may* still happen.
+/// Every variant means the caller must not assume the write happened. A
+/// write that timed out while its request was in flight may still have been
+/// stored by the broker, so readers are told to check rather than promised
+/// it is absent.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum WriteError {
     #[error(
-        "the broker did not acknowledge the write within {timeout:?} ({source}); \
-         the write was not applied. Is the broker reachable? (--write-timeout sets the bound)"
+        "the broker did not acknowledge the write within {timeout:?} ({reason}). It is not \
+         confirmed: unless the broker received it before failing it was not applied; read the \
+         key to check. Is the broker reachable? (--write-timeout sets the bound)"
     )]
-    Unavailable {
-        timeout: Duration,
-        #[source]
-        source: KafkaError,
-    },
+    Unavailable { timeout: Duration, reason: String },
     #[error("the broker rejected the write: {0}")]
     Rejected(#[source] KafkaError),
-    #[error(
-        "no answer from the Kafka client within {0:?}; the write may or may not be applied, \
-         read the key to find out"
-    )]
-    Indeterminate(Duration),
     #[error("the store is shutting down; the write was not sent")]
     Closed,
 }
@@ -103,6 +108,8 @@ pub enum ReadError {
     NotReady(String),
     #[error("could not learn the topic's end offsets for a strong read: {0}")]
     EndOffsets(#[source] KafkaError),
-    #[error("a strong read waited {0:?} for this instance to catch up with the topic's end offsets")]
+    #[error(
+        "a strong read waited {0:?} for this instance to catch up with the topic's end offsets"
+    )]
     CatchUpTimeout(Duration),
 }

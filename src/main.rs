@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the store: HTTP API, with the embedded broker unless --brokers is given.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run only the embedded Kafka-compatible broker (tansu, SQLite storage).
     #[cfg(feature = "embedded-broker")]
     Broker(BrokerArgs),
@@ -53,8 +53,9 @@ struct ServeArgs {
     /// Embedded broker only: how often it compacts.
     #[arg(long, env = "KAFKV_BROKER_MAINTENANCE_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
     broker_maintenance_interval: Duration,
-    /// A librdkafka property for every Kafka client, key=value (repeatable; SASL, TLS, timeouts).
-    #[arg(long = "kafka-config", env = "KAFKV_KAFKA_CONFIG", value_delimiter = ',', value_parser = parse_key_value)]
+    /// A librdkafka property for every Kafka client, key=value (repeatable; SASL, TLS,
+    /// timeouts). Several in one value or in the env var are separated by ';'.
+    #[arg(long = "kafka-config", env = "KAFKV_KAFKA_CONFIG", value_delimiter = ';', value_parser = parse_key_value)]
     kafka_config: Vec<(String, String)>,
     /// Start even if the topic is not compacted (Kafka may then delete live keys).
     #[arg(long, env = "KAFKV_ALLOW_NON_COMPACTED")]
@@ -62,6 +63,9 @@ struct ServeArgs {
     /// How long a put or delete waits for the broker before failing with 503.
     #[arg(long, env = "KAFKV_WRITE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     write_timeout: Duration,
+    /// How long start-up waits for the brokers (topic checks, metadata) before giving up.
+    #[arg(long, env = "KAFKV_STARTUP_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    startup_timeout: Duration,
     /// How long a strong read waits to catch up before failing with 504.
     #[arg(long, env = "KAFKV_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     read_timeout: Duration,
@@ -111,6 +115,7 @@ impl ServeArgs {
             kafka_config: self.kafka_config,
             allow_non_compacted: self.allow_non_compacted,
             write_timeout: self.write_timeout,
+            startup_timeout: self.startup_timeout,
             read_timeout: self.read_timeout,
             max_key_bytes: self.max_key_bytes,
             max_value_bytes: self.max_value_bytes,
@@ -160,7 +165,7 @@ async fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         #[cfg(feature = "embedded-broker")]
         Command::Broker(args) => broker(args).await,
     };
@@ -177,9 +182,14 @@ async fn main() -> ExitCode {
 async fn serve(args: ServeArgs) -> kafkv::Result<()> {
     let http_listen = args.http_listen;
     let config = args.into_config();
-    let http = tokio::net::TcpListener::bind(http_listen).await.map_err(|e| {
-        std::io::Error::new(e.kind(), format!("cannot listen on {http_listen} (--http-listen): {e}"))
-    })?;
+    let http = tokio::net::TcpListener::bind(http_listen)
+        .await
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on {http_listen} (--http-listen): {e}"),
+            )
+        })?;
     service::run(config, Listeners { http }, shutdown_signal()).await
 }
 

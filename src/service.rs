@@ -3,7 +3,7 @@
 //! finish in-flight requests, flush the producer and stop the consumer, stop
 //! the broker last.
 
-use std::{future::Future, sync::OnceLock};
+use std::{future::Future, sync::OnceLock, time::Duration};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
@@ -37,14 +37,17 @@ pub fn metrics_handle() -> PrometheusHandle {
             let handle = recorder.handle();
             // Another recorder may already be installed by an embedding program; then ours only renders.
             if metrics::set_global_recorder(recorder).is_err() {
-                warn!("a metrics recorder was already installed; /metrics shows only what it records");
+                warn!(
+                    "a metrics recorder was already installed; /metrics shows only what it records"
+                );
             }
             handle
         })
         .clone()
 }
 
-/// Runs kafkv until `shutdown` resolves.
+/// Runs kafkv until `shutdown` resolves: the embedded broker if configured,
+/// the store, and the front ends; then shuts them down in that order reversed.
 pub async fn run(
     config: ServiceConfig,
     listeners: Listeners,
@@ -73,13 +76,35 @@ pub async fn run(
     }
 
     let store = Store::start(store_config).await?;
+    serve(store, listeners, config.drain_timeout, shutdown).await;
+    #[cfg(feature = "embedded-broker")]
+    if let Some(broker) = broker {
+        broker.stop().await;
+    }
+    info!("shutdown complete");
+    Ok(())
+}
+
+/// Serves `store` on the front ends until `shutdown` resolves, then stops
+/// accepting, waits up to `drain_timeout` for in-flight requests, and closes
+/// the store (flushing the producer).
+pub async fn serve(
+    store: Store,
+    listeners: Listeners,
+    drain_timeout: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
     let token = CancellationToken::new();
     let app = http::router(AppState {
         store: store.clone(),
         metrics: metrics_handle(),
     });
-    let address = listeners.http.local_addr()?;
-    info!(%address, topic = %store.config().topic, "HTTP API listening (ready once bootstrapped: /readyz)");
+    match listeners.http.local_addr() {
+        Ok(address) => {
+            info!(%address, topic = %store.config().topic, "HTTP API listening (ready once bootstrapped: /readyz)")
+        }
+        Err(e) => warn!(%e, "HTTP listener has no local address"),
+    }
     let server = {
         let token = token.clone();
         tokio::spawn(async move {
@@ -98,20 +123,17 @@ pub async fn run(
     };
 
     shutdown.await;
-    info!("shutting down: finishing in-flight requests");
+    info!(
+        writes_in_flight = store.writes_in_flight(),
+        "shutting down: finishing in-flight requests"
+    );
     token.cancel();
-    match tokio::time::timeout(config.drain_timeout, server).await {
+    match tokio::time::timeout(drain_timeout, server).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => error!(%e, "HTTP server error"),
         Ok(Err(e)) => error!(%e, "HTTP server task failed"),
-        Err(_) => warn!(timeout = ?config.drain_timeout, "requests still running after the drain timeout"),
+        Err(_) => warn!(timeout = ?drain_timeout, "requests still running after the drain timeout"),
     }
     readiness.abort();
     store.close().await;
-    #[cfg(feature = "embedded-broker")]
-    if let Some(broker) = broker {
-        broker.stop().await;
-    }
-    info!("shutdown complete");
-    Ok(())
 }

@@ -155,19 +155,21 @@ impl Store {
         Ok(self.shared.view.get(key))
     }
 
-    /// Up to `limit` keys beginning with `prefix`, after `start_after`, in byte order.
+    /// Up to `limit` keys beginning with `prefix`, after `start_after`, in
+    /// byte order; fewer if their keys and values reach `max_bytes`.
     pub async fn scan(
         &self,
         prefix: &[u8],
         start_after: Option<&[u8]>,
         limit: usize,
+        max_bytes: usize,
         consistency: Consistency,
     ) -> Result<Vec<(Bytes, Versioned)>> {
         self.ensure_ready()?;
         if consistency == Consistency::Strong {
             self.catch_up().await?;
         }
-        Ok(self.shared.view.scan(prefix, start_after, limit))
+        Ok(self.shared.view.scan(prefix, start_after, limit, max_bytes))
     }
 
     /// Stores `value` under `key`; returns once the broker acknowledged it, and
@@ -239,13 +241,15 @@ impl Store {
             self.shared.partitions,
         );
         let timeout = self.shared.config.read_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
         let ends = tokio::task::spawn_blocking(move || {
             reader::end_offsets(&offsets, &topic, partitions, timeout)
         })
         .await
         .expect("end offsets task panicked")
         .map_err(ReadError::EndOffsets)?;
-        if self.shared.view.wait_for_positions(&ends, timeout).await {
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if self.shared.view.wait_for_positions(&ends, remaining).await {
             Ok(())
         } else {
             Err(ReadError::CatchUpTimeout(timeout).into())
@@ -259,7 +263,10 @@ impl Store {
         let Some(mut reader) = reader else {
             return;
         };
-        self.shared.writer.flush(self.shared.config.write_timeout).await;
+        self.shared
+            .writer
+            .flush(self.shared.config.write_timeout)
+            .await;
         self.shared.view.close();
         tokio::task::spawn_blocking(move || reader.stop())
             .await

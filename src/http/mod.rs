@@ -38,14 +38,23 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/put", post(reference::put))
-        .route("/keys/", get(reference::empty_key).delete(reference::empty_key))
-        .route("/keys/{*key}", get(reference::get).delete(reference::delete))
+        .route(
+            "/keys/",
+            get(reference::empty_key).delete(reference::empty_key),
+        )
+        .route(
+            "/keys/{*key}",
+            get(reference::get).delete(reference::delete),
+        )
         .route("/v1/kv", get(v1::scan))
         .route(
             "/v1/kv/",
             get(v1::empty_key).put(v1::empty_key).delete(v1::empty_key),
         )
-        .route("/v1/kv/{*key}", get(v1::get).put(v1::put).delete(v1::delete))
+        .route(
+            "/v1/kv/{*key}",
+            get(v1::get).put(v1::put).delete(v1::delete),
+        )
         .route("/livez", get(ops::livez))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -111,7 +120,6 @@ impl From<Error> for ApiError {
             Error::Input(InputError::EmptyKey) => StatusCode::BAD_REQUEST,
             Error::Input(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Write(WriteError::Rejected(_)) => StatusCode::BAD_GATEWAY,
-            Error::Write(WriteError::Indeterminate(_)) => StatusCode::GATEWAY_TIMEOUT,
             Error::Write(_) | Error::Closed => StatusCode::SERVICE_UNAVAILABLE,
             Error::Read(ReadError::CatchUpTimeout(_)) => StatusCode::GATEWAY_TIMEOUT,
             Error::Read(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -150,30 +158,32 @@ pub fn path_key(path: &str, prefix: &str) -> Vec<u8> {
 }
 
 /// Reads a request body of at most `max` bytes, answering 413 beyond it
-/// without reading the rest.
+/// without reading the rest. `limit` names the flag that sets `max`.
 pub async fn read_body(
     headers: &HeaderMap,
     body: Body,
     max: usize,
-    too_large: impl Fn(usize) -> InputError,
+    limit: &'static str,
 ) -> Result<Bytes, ApiError> {
+    let too_large = || InputError::BodyTooLarge { max, limit };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if let Some(len) = declared
-        && len > max
-    {
-        return Err(too_large(len).into());
+    if declared.is_some_and(|len| len > max) {
+        return Err(too_large().into());
     }
     axum::body::to_bytes(body, max).await.map_err(|e| {
         // to_bytes fails on the limit or on a broken connection.
         let limited = std::error::Error::source(&e)
             .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
         if limited {
-            too_large(max + 1).into()
+            too_large().into()
         } else {
-            ApiError::new(StatusCode::BAD_REQUEST, format!("could not read the body: {e}"))
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("could not read the body: {e}"),
+            )
         }
     })
 }

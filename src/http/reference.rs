@@ -54,10 +54,12 @@ pub async fn put(
     let config = state.store.config();
     // JSON escaping can at most sextuple a string (\u00XX), so this bounds a valid request.
     let max = 6 * (config.max_key_bytes + config.max_value_bytes) + 1024;
-    let body = read_body(&headers, body, max, |len| InputError::ValueTooLarge {
-        len,
-        max: config.max_value_bytes,
-    })
+    let body = read_body(
+        &headers,
+        body,
+        max,
+        "six times --max-key-bytes plus --max-value-bytes, JSON-escaped",
+    )
     .await
     .map_err(|e| e.shaped(Shape::Message))?;
     let parsed: PutBody = serde_json::from_slice(&body)
@@ -96,7 +98,9 @@ pub async fn get(State(state): State<AppState>, uri: Uri) -> Result<Json<Value>,
     let value = String::from_utf8(found.value.to_vec()).map_err(|_| {
         message(
             StatusCode::UNPROCESSABLE_ENTITY,
-            format!("The value of key = {shown} is not UTF-8 text; read it with GET /v1/kv/{{key}}"),
+            format!(
+                "The value of key = {shown} is not UTF-8 text; read it with GET /v1/kv/{{key}}"
+            ),
         )
     })?;
     Ok(Json(json!({ "key": shown, "value": value })))
@@ -110,5 +114,7 @@ pub async fn delete(State(state): State<AppState>, uri: Uri) -> Result<Json<Valu
         .delete(&key)
         .await
         .map_err(|e| ApiError::from(e).shaped(Shape::Message))?;
-    Ok(Json(json!({ "message": format!("Deletion of key = {shown} was successful") })))
+    Ok(Json(
+        json!({ "message": format!("Deletion of key = {shown} was successful") }),
+    ))
 }

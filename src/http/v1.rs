@@ -30,15 +30,14 @@ use crate::{error::InputError, store::Consistency};
 const PREFIX: &str = "/v1/kv/";
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 10_000;
+/// A page stops early once its keys and values reach this many bytes.
+const PAGE_BYTES: usize = 4 * 1024 * 1024;
 
 pub async fn empty_key() -> ApiError {
     InputError::EmptyKey.into()
 }
 
-pub async fn get(
-    State(state): State<AppState>,
-    uri: Uri,
-) -> Result<Response, ApiError> {
+pub async fn get(State(state): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
     let key = path_key(uri.path(), PREFIX);
     let query = Query::parse(uri.query())?;
     match state.store.get(&key, query.consistency()?).await? {
@@ -46,7 +45,10 @@ pub async fn get(
         Some(found) => {
             let mut response = found.value.into_response();
             let headers = response.headers_mut();
-            headers.insert("content-type", HeaderValue::from_static("application/octet-stream"));
+            headers.insert(
+                "content-type",
+                HeaderValue::from_static("application/octet-stream"),
+            );
             headers.insert("x-kafkv-partition", found.partition.into());
             headers.insert("x-kafkv-offset", found.offset.into());
             Ok(response)
@@ -64,7 +66,7 @@ pub async fn put(
     // Check the key before reading a possibly large body.
     state.store.validate(&key, None)?;
     let max = state.store.config().max_value_bytes;
-    let value = read_body(&headers, body, max, |len| InputError::ValueTooLarge { len, max }).await?;
+    let value = read_body(&headers, body, max, "--max-value-bytes").await?;
     let receipt = state.store.put(&key, value).await?;
     Ok(written(receipt.partition, receipt.offset))
 }
@@ -96,15 +98,26 @@ pub async fn scan(State(state): State<AppState>, uri: Uri) -> Result<Response, A
     let prefix = query.bytes("prefix").unwrap_or_default();
     let start_after = match query.text("cursor")? {
         Some(cursor) => Some(URL_SAFE_NO_PAD.decode(cursor).map_err(|_| {
-            ApiError::new(StatusCode::BAD_REQUEST, "cursor is not one this API returned")
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "cursor is not one this API returned",
+            )
         })?),
         None => query.bytes("start_after"),
     };
     let mut items = state
         .store
-        .scan(&prefix, start_after.as_deref(), limit + 1, query.consistency()?)
+        .scan(
+            &prefix,
+            start_after.as_deref(),
+            limit + 1,
+            PAGE_BYTES,
+            query.consistency()?,
+        )
         .await?;
-    let more = items.len() > limit;
+    let bytes: usize = items.iter().map(|(k, v)| k.len() + v.value.len()).sum();
+    // More follow if we got one past the limit, or the byte budget cut the page.
+    let more = items.len() > limit || bytes >= PAGE_BYTES;
     items.truncate(limit);
     let cursor = match (more, items.last()) {
         (true, Some((key, _))) => Value::String(URL_SAFE_NO_PAD.encode(key)),
@@ -144,7 +157,10 @@ impl Query {
                 percent_encoding::percent_decode_str(&s.replace('+', " ")).collect()
             };
             let name = String::from_utf8(decode(name)).map_err(|_| {
-                ApiError::new(StatusCode::BAD_REQUEST, "query parameter names must be UTF-8")
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "query parameter names must be UTF-8",
+                )
             })?;
             pairs.push((name, decode(value)));
         }
@@ -152,7 +168,10 @@ impl Query {
     }
 
     pub(crate) fn bytes(&self, name: &str) -> Option<Vec<u8>> {
-        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
     }
 
     pub(crate) fn text(&self, name: &str) -> Result<Option<String>, ApiError> {

@@ -52,22 +52,32 @@ impl Reader {
             &[
                 // librdkafka's assign() needs a group id; kafkv never joins the
                 // group or commits to it: positions come from the view.
-                ("group.id", format!("kafkv-{}-{}", config.topic, std::process::id())),
+                (
+                    "group.id",
+                    format!("kafkv-{}-{}", config.topic, std::process::id()),
+                ),
                 ("enable.auto.commit", "false".into()),
                 ("enable.auto.offset.store", "false".into()),
                 ("enable.partition.eof", "true".into()),
                 ("auto.offset.reset", "earliest".into()),
-                ("fetch.wait.max.ms", config.fetch_wait.as_millis().to_string()),
+                (
+                    "fetch.wait.max.ms",
+                    config.fetch_wait.as_millis().to_string(),
+                ),
                 ("max.partition.fetch.bytes", fetch_bytes.to_string()),
                 ("fetch.max.bytes", (fetch_bytes * 4).to_string()),
-                ("receive.message.max.bytes", (fetch_bytes * 4 + 1024 * 1024).to_string()),
+                (
+                    "receive.message.max.bytes",
+                    (fetch_bytes * 4 + 1024 * 1024).to_string(),
+                ),
                 ("statistics.interval.ms", LAG_EVERY.as_millis().to_string()),
             ],
         )
         .create_with_context(WatermarkContext::default())?;
         let topic = config.topic.clone();
+        let timeout = config.startup_timeout;
         let (consumer, targets) = tokio::task::spawn_blocking(move || {
-            let targets = end_offsets(&consumer, &topic, partitions, Duration::from_secs(30))?;
+            let targets = end_offsets(&consumer, &topic, partitions, timeout)?;
             let mut assignment = TopicPartitionList::new();
             for p in 0..partitions {
                 assignment.add_partition_offset(&topic, p, Offset::Beginning)?;
@@ -120,15 +130,21 @@ pub fn end_offsets<C: ConsumerContext>(
     timeout: Duration,
 ) -> Result<Vec<i64>, KafkaError> {
     (0..partitions)
-        .map(|p| consumer.fetch_watermarks(topic, p, timeout).map(|(_, high)| high))
+        .map(|p| {
+            consumer
+                .fetch_watermarks(topic, p, timeout)
+                .map(|(_, high)| high)
+        })
         .collect()
 }
 
 fn consume(consumer: BaseConsumer<WatermarkContext>, view: &View, stop: &AtomicBool, total: i64) {
     let started = Instant::now();
-    let mut bootstrapped = view.progress().bootstrap.is_done();
+    // Checked after the first poll even for an empty topic, so the
+    // completion is logged and measured in every case.
+    let mut bootstrapped = false;
     let mut last_report = Instant::now();
-    let mut last_lag = Instant::now();
+    let mut last_lag: Option<Instant> = None;
     let mut last_error: Option<(String, Instant)> = None;
     let mut events = Vec::with_capacity(View::MAX_BATCH);
 
@@ -175,9 +191,9 @@ fn consume(consumer: BaseConsumer<WatermarkContext>, view: &View, stop: &AtomicB
         view.apply(std::mem::take(&mut events));
         metrics::counter!("kafkv_records_applied_total").increment(applied as u64);
 
-        if last_lag.elapsed() >= LAG_EVERY {
+        if last_lag.is_none_or(|at| at.elapsed() >= LAG_EVERY) {
             publish_offsets(consumer.context(), view);
-            last_lag = Instant::now();
+            last_lag = Some(Instant::now());
         }
         if !bootstrapped {
             let progress = view.progress();
@@ -245,8 +261,7 @@ impl ConsumerContext for WatermarkContext {}
 fn publish_offsets(context: &WatermarkContext, view: &View) {
     let progress = view.progress();
     for (p, position) in progress.positions.iter().enumerate() {
-        metrics::gauge!("kafkv_applied_offset", "partition" => p.to_string())
-            .set(*position as f64);
+        metrics::gauge!("kafkv_applied_offset", "partition" => p.to_string()).set(*position as f64);
     }
     for (p, high) in context.high.lock().iter() {
         if let Some(position) = progress.positions.get(*p as usize) {

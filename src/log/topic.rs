@@ -16,22 +16,31 @@ use crate::{
     error::{Result, TopicError},
 };
 
-/// How long start-up waits for the topic's metadata to show partitions.
-const METADATA_WAIT: Duration = Duration::from_secs(30);
-
 /// Makes sure the topic exists and is compacted; returns its partition count.
 pub async fn ensure(config: &StoreConfig) -> Result<i32> {
-    let admin: AdminClient<DefaultClientContext> =
-        super::client_config(config, &[]).create()?;
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let admin: AdminClient<DefaultClientContext> = super::client_config(config, &[]).create()?;
+    let options = AdminOptions::new()
+        .operation_timeout(Some(config.startup_timeout))
+        .request_timeout(Some(config.startup_timeout));
     let topic = &config.topic;
     let replication = TopicReplication::Fixed(config.replication_factor.unwrap_or(-1));
-    let new_topic = NewTopic::new(topic, config.partitions, replication)
-        .set("cleanup.policy", "compact");
-    let created = admin.create_topics([&new_topic], &options).await?;
+    let new_topic =
+        NewTopic::new(topic, config.partitions, replication).set("cleanup.policy", "compact");
+    let created = admin
+        .create_topics([&new_topic], &options)
+        .await
+        .map_err(|e| unreachable(config, e.to_string()))?;
     match created.into_iter().next() {
         Some(Ok(_)) => info!(%topic, partitions = config.partitions, "created compacted topic"),
-        Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => check_compacted(&admin, config).await?,
+        Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => {
+            check_compacted(&admin, &options, config).await?
+        }
+        Some(Err((
+            _,
+            code @ (RDKafkaErrorCode::OperationTimedOut | RDKafkaErrorCode::RequestTimedOut),
+        ))) => {
+            return Err(unreachable(config, code.to_string()));
+        }
         Some(Err((_, code))) => {
             return Err(TopicError::Create {
                 topic: topic.clone(),
@@ -54,8 +63,18 @@ pub async fn ensure(config: &StoreConfig) -> Result<i32> {
     Ok(partitions)
 }
 
+fn unreachable(config: &StoreConfig, reason: String) -> crate::Error {
+    TopicError::Unreachable {
+        brokers: config.brokers.clone(),
+        waited: config.startup_timeout,
+        reason,
+    }
+    .into()
+}
+
 async fn check_compacted(
     admin: &AdminClient<DefaultClientContext>,
+    options: &AdminOptions,
     config: &StoreConfig,
 ) -> Result<()> {
     let topic = &config.topic;
@@ -64,7 +83,7 @@ async fn check_compacted(
         reason,
     };
     let results = admin
-        .describe_configs([&ResourceSpecifier::Topic(topic)], &AdminOptions::new())
+        .describe_configs([&ResourceSpecifier::Topic(topic)], options)
         .await
         .map_err(|e| describe_error(e.to_string()))?;
     let resource = results
@@ -97,6 +116,7 @@ async fn check_compacted(
 pub async fn partition_count(config: &StoreConfig) -> Result<i32> {
     let consumer: BaseConsumer = super::client_config(config, &[]).create()?;
     let topic = config.topic.clone();
+    let timeout = config.startup_timeout;
     tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         loop {
@@ -108,10 +128,10 @@ pub async fn partition_count(config: &StoreConfig) -> Result<i32> {
             {
                 return Ok(t.partitions().len() as i32);
             }
-            if started.elapsed() > METADATA_WAIT {
+            if started.elapsed() > timeout {
                 return Err(TopicError::NoPartitions {
                     topic,
-                    waited: METADATA_WAIT,
+                    waited: timeout,
                 }
                 .into());
             }

@@ -3,7 +3,10 @@
 //! `acks=all`; the idempotent producer keeps retries from duplicating or
 //! reordering records.
 
-use std::time::Duration;
+use std::{
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
 
 use parking_lot::RwLock;
 use rdkafka::{
@@ -12,14 +15,9 @@ use rdkafka::{
     types::RDKafkaErrorCode,
     util::Timeout,
 };
-use tracing::error;
+use tracing::{error, warn};
 
 use crate::{config::StoreConfig, error::WriteError};
-
-/// Extra time beyond the write timeout before kafkv stops waiting on the
-/// Kafka client itself (which enforces the timeout) and reports the write as
-/// indeterminate. Only a misbehaving client ever hits it.
-const CLIENT_GRACE: Duration = Duration::from_secs(5);
 
 /// Where an acknowledged record landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,9 +28,15 @@ pub struct Receipt {
 
 /// The producer side of the store.
 pub struct Writer {
-    /// Replaced after a fatal idempotence error, which leaves a producer
-    /// unusable; `FutureProducer` is a cheap handle, so senders clone it out.
+    /// `FutureProducer` is a cheap handle; senders clone it out of the lock.
     producer: RwLock<FutureProducer>,
+    /// Set after a failure that can leave the idempotent producer's sequence
+    /// state unusable; the next send starts a fresh producer (a new producer
+    /// id). After timed-out records librdkafka bumps the producer epoch, which
+    /// a real Kafka cluster handles; the embedded tansu 0.6 broker does not
+    /// (its InitProducerId panics on it) and every later produce fails with an
+    /// unknown server error. A fresh producer recovers on both.
+    stale: AtomicBool,
     config: rdkafka::ClientConfig,
     topic: String,
     timeout: Duration,
@@ -53,11 +57,15 @@ impl Writer {
                 ("linger.ms", "0".into()),
                 ("message.timeout.ms", timeout_ms.clone()),
                 ("request.timeout.ms", timeout_ms),
-                ("message.max.bytes", super::max_record_bytes(config).to_string()),
+                (
+                    "message.max.bytes",
+                    super::max_record_bytes(config).to_string(),
+                ),
             ],
         );
         Ok(Self {
             producer: RwLock::new(client.create()?),
+            stale: AtomicBool::new(false),
             config: client,
             topic: config.topic.clone(),
             timeout: config.write_timeout,
@@ -67,14 +75,26 @@ impl Writer {
     /// Produces `key` → `value` (`None`: a tombstone) and waits for the
     /// broker's acknowledgement, at most the write timeout.
     pub async fn send(&self, key: &[u8], value: Option<&[u8]>) -> Result<Receipt, WriteError> {
+        if self.stale.swap(false, Ordering::AcqRel) {
+            self.replace_producer();
+        }
         let producer = self.producer.read().clone();
         let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic).key(key);
         if let Some(value) = value {
             record = record.payload(value);
         }
         let delivery = producer.send(record, Timeout::After(self.timeout));
-        match tokio::time::timeout(self.timeout + CLIENT_GRACE, delivery).await {
-            Err(_) => Err(WriteError::Indeterminate(self.timeout + CLIENT_GRACE)),
+        // librdkafka enforces message.timeout.ms only at a coarse granularity
+        // (measured: a 2 s timeout fired after 5 to 11 s with the broker down),
+        // so the bound callers rely on is this one.
+        match tokio::time::timeout(self.timeout, delivery).await {
+            Err(_) => {
+                self.stale.store(true, Ordering::Release);
+                Err(WriteError::Unavailable {
+                    timeout: self.timeout,
+                    reason: "no acknowledgement in time".into(),
+                })
+            }
             Ok(Ok(delivery)) => Ok(Receipt {
                 partition: delivery.partition,
                 offset: delivery.offset,
@@ -84,20 +104,29 @@ impl Writer {
     }
 
     fn classify(&self, error: KafkaError) -> WriteError {
-        match error.rdkafka_error_code() {
-            Some(RDKafkaErrorCode::Fatal) => {
-                error!(%error, "the producer hit a fatal error; replacing it");
-                match self.config.create() {
-                    Ok(fresh) => *self.producer.write() = fresh,
-                    Err(e) => error!(%e, "could not create a new producer"),
-                }
-                WriteError::Unavailable {
-                    timeout: self.timeout,
-                    source: error,
-                }
-            }
+        let code = error.rdkafka_error_code();
+        if matches!(
+            code,
             Some(
-                RDKafkaErrorCode::MessageTimedOut
+                RDKafkaErrorCode::Fatal
+                    | RDKafkaErrorCode::MessageTimedOut
+                    | RDKafkaErrorCode::Unknown
+                    | RDKafkaErrorCode::OutOfOrderSequenceNumber
+                    | RDKafkaErrorCode::UnknownProducerId
+                    | RDKafkaErrorCode::InvalidProducerEpoch
+                    | RDKafkaErrorCode::ProducerFenced
+            )
+        ) {
+            self.stale.store(true, Ordering::Release);
+        }
+        match code {
+            Some(
+                RDKafkaErrorCode::Fatal
+                | RDKafkaErrorCode::MessageTimedOut
+                | RDKafkaErrorCode::Unknown
+                | RDKafkaErrorCode::OutOfOrderSequenceNumber
+                | RDKafkaErrorCode::UnknownProducerId
+                | RDKafkaErrorCode::InvalidProducerEpoch
                 | RDKafkaErrorCode::QueueFull
                 | RDKafkaErrorCode::AllBrokersDown
                 | RDKafkaErrorCode::BrokerTransportFailure
@@ -108,9 +137,24 @@ impl Writer {
                 | RDKafkaErrorCode::NotLeaderForPartition,
             ) => WriteError::Unavailable {
                 timeout: self.timeout,
-                source: error,
+                reason: error.to_string(),
             },
             _ => WriteError::Rejected(error),
+        }
+    }
+
+    fn replace_producer(&self) {
+        match self.config.create::<FutureProducer>() {
+            Ok(fresh) => {
+                warn!("starting a fresh producer after failed writes");
+                let old = std::mem::replace(&mut *self.producer.write(), fresh);
+                // Dropping a producer purges and flushes for up to 500 ms: not on this thread.
+                tokio::task::spawn_blocking(move || drop(old));
+            }
+            Err(e) => {
+                error!(%e, "could not create a new producer; keeping the old one");
+                self.stale.store(true, Ordering::Release);
+            }
         }
     }
 

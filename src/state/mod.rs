@@ -45,7 +45,10 @@ pub struct Record {
 pub enum Event {
     Record(Record),
     /// A record kafkv cannot hold (no key): its offset still counts as applied.
-    Skipped { partition: i32, offset: i64 },
+    Skipped {
+        partition: i32,
+        offset: i64,
+    },
     /// The consumer reached the partition's end as of its last fetch.
     EndOfPartition(i32),
 }
@@ -150,19 +153,23 @@ impl View {
         inner.map.get(key).map(Entry::versioned)
     }
 
-    /// Up to `limit` live keys after `start_after` (exclusive) that begin with `prefix`, in order.
+    /// Up to `limit` live keys after `start_after` (exclusive) that begin with
+    /// `prefix`, in order, stopping early once the keys and values copied
+    /// reach `max_bytes` (at least one entry is returned), so that a page of
+    /// large values never holds the lock for long.
     pub fn scan(
         &self,
         prefix: &[u8],
         start_after: Option<&[u8]>,
         limit: usize,
+        max_bytes: usize,
     ) -> Vec<(Bytes, Versioned)> {
         let lower: Bound<&[u8]> = match start_after {
             Some(after) if after >= prefix => Bound::Excluded(after),
             _ => Bound::Included(prefix),
         };
         let inner = self.inner.read();
-        let in_prefix = |key: &&Box<[u8]>| key.starts_with(prefix);
+        let in_prefix = |key: &[u8]| key.starts_with(prefix);
         let mut map = inner
             .map
             .range::<[u8], _>((lower, Bound::Unbounded))
@@ -174,8 +181,9 @@ impl View {
             .take_while(|(k, _)| in_prefix(k))
             .peekable();
         let mut out = Vec::with_capacity(limit.min(1024));
+        let mut bytes = 0;
         // Merge the two ordered streams; on equal keys the acknowledged write wins.
-        while out.len() < limit {
+        while out.len() < limit && bytes < max_bytes {
             let take_acked = match (map.peek(), acked.peek()) {
                 (None, None) => break,
                 (Some(_), None) => false,
@@ -188,6 +196,7 @@ impl View {
                     map.next();
                 }
                 if let Some(value) = &write.value {
+                    bytes += key.len() + value.len();
                     out.push((
                         Bytes::copy_from_slice(key),
                         Versioned {
@@ -199,6 +208,7 @@ impl View {
                 }
             } else {
                 let (key, entry) = map.next().expect("peeked");
+                bytes += key.len() + entry.value.len();
                 out.push((Bytes::copy_from_slice(key), entry.versioned()));
             }
         }
@@ -435,7 +445,11 @@ mod tests {
     #[test]
     fn later_records_win_and_tombstones_delete() {
         let view = View::new(vec![3]);
-        view.apply(vec![put(0, 0, "a", "1"), put(0, 1, "a", "2"), del(0, 2, "a")]);
+        view.apply(vec![
+            put(0, 0, "a", "1"),
+            put(0, 1, "a", "2"),
+            del(0, 2, "a"),
+        ]);
         assert_eq!(value(&view, "a"), None);
         view.apply(vec![put(0, 3, "a", "3")]);
         assert_eq!(value(&view, "a").as_deref(), Some("3"));
@@ -475,11 +489,14 @@ mod tests {
         view.acknowledge(b"c", Some(Bytes::from_static(b"3")), 0, 8);
         assert_eq!(value(&view, "a"), None);
         let keys: Vec<_> = view
-            .scan(b"", None, 10)
+            .scan(b"", None, 10, usize::MAX)
             .into_iter()
             .map(|(k, _)| k)
             .collect();
-        assert_eq!(keys, vec![Bytes::from_static(b"b"), Bytes::from_static(b"c")]);
+        assert_eq!(
+            keys,
+            vec![Bytes::from_static(b"b"), Bytes::from_static(b"c")]
+        );
         assert_eq!(view.len(), 2);
     }
 
@@ -493,7 +510,7 @@ mod tests {
             .collect();
         view.apply(events);
         let page = |after: Option<&[u8]>, limit| -> Vec<Bytes> {
-            view.scan(b"b", after, limit)
+            view.scan(b"b", after, limit, usize::MAX)
                 .into_iter()
                 .map(|(k, _)| k)
                 .collect()
@@ -501,6 +518,9 @@ mod tests {
         assert_eq!(page(None, 2), vec![&b"b1"[..], &b"b2"[..]]);
         assert_eq!(page(Some(b"b2"), 2), vec![&b"b3"[..]]);
         assert_eq!(page(Some(b"a"), 1), vec![&b"b1"[..]]);
+        // A byte budget cuts the page short, but never to nothing.
+        assert_eq!(view.scan(b"b", None, 10, 5).len(), 2);
+        assert_eq!(view.scan(b"b", None, 10, 1).len(), 1);
     }
 
     #[test]

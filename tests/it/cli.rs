@@ -1,0 +1,141 @@
+//! The `kafkv` binary as a user runs it: `kafkv serve` with the embedded
+//! broker, data that survives a restart, relative and absolute data dirs,
+//! SIGTERM for a clean exit.
+
+use std::{
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use reqwest::StatusCode;
+
+use crate::harness::{KAFKV, eventually, free_port};
+
+struct Serve {
+    child: Child,
+    http: u16,
+    log: std::path::PathBuf,
+}
+
+impl Serve {
+    async fn start(cwd: &Path, data_dir: &Path) -> Serve {
+        let (http, broker) = (free_port(), free_port());
+        let log = cwd.join(format!("serve-{http}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(KAFKV)
+            .current_dir(cwd)
+            .args(["serve", "--http-listen", &format!("127.0.0.1:{http}")])
+            .args(["--broker-listen", &format!("127.0.0.1:{broker}")])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("spawn kafkv serve");
+        let serve = Serve { child, http, log };
+        let client = reqwest::Client::new();
+        let ready = serve.url("/readyz");
+        eventually("kafkv serve reports ready", || async {
+            client
+                .get(&ready)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == StatusCode::OK)
+        })
+        .await;
+        serve
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then the exit status.
+    fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        (exit, self.log())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_the_embedded_broker_keeps_data_across_restarts() {
+    let home = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+
+    // First run: a relative data dir, resolved against the working directory.
+    let first = Serve::start(home.path(), Path::new("data")).await;
+    assert!(first.log().contains("embedded broker"), "{}", first.log());
+    let put = client
+        .post(first.url("/put"))
+        .json(&serde_json::json!({"key": "durable", "value": "yes"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), StatusCode::OK);
+    let (exit, log) = first.terminate();
+    assert!(exit.success(), "kafkv serve exited with {exit}:\n{log}");
+    assert!(log.contains("shutdown complete"), "{log}");
+    assert!(home.path().join("data/broker.db").is_file());
+
+    // Second run from another directory: the same data by absolute path.
+    let second = Serve::start(elsewhere.path(), &home.path().join("data")).await;
+    let got = client
+        .get(second.url("/keys/durable"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), StatusCode::OK, "{}", second.log());
+    assert_eq!(
+        got.json::<serde_json::Value>().await.unwrap()["value"],
+        "yes"
+    );
+    let (exit, log) = second.terminate();
+    assert!(exit.success(), "{log}");
+    // The absolute path was not re-rooted under the working directory.
+    let rerooted = elsewhere
+        .path()
+        .join(home.path().strip_prefix("/").unwrap());
+    assert!(!rerooted.exists(), "{} was created", rerooted.display());
+}
+
+#[test]
+fn bad_flags_fail_with_a_clear_message() {
+    let output = Command::new(KAFKV)
+        .args(["serve", "--kafka-config", "no-equals-sign"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("expected key=value"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_refuses_a_port_in_use_with_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(KAFKV)
+            .args(["serve", "--http-listen", &format!("127.0.0.1:{port}")])
+            .output(),
+    )
+    .await
+    .expect("exits on its own")
+    .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--http-listen"), "{stderr}");
+}

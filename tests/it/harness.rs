@@ -1,0 +1,436 @@
+//! The shared test harness: real broker processes (`kafkv broker` on a free
+//! loopback port, or `KAFKV_TEST_BROKERS`), in-process kafkv instances served
+//! on `127.0.0.1:0`, a unique topic per test, and a plain rdkafka client to
+//! look at the topic from outside.
+//!
+//! Nothing here skips: if a broker cannot be started, the test panics.
+
+use std::{
+    collections::BTreeMap,
+    fs::File,
+    future::Future,
+    net::TcpListener as StdListener,
+    process::{Child, Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+use kafkv::{
+    Store, StoreConfig,
+    service::{self, Listeners},
+};
+use rdkafka::{
+    ClientConfig, Message, Offset, TopicPartitionList,
+    consumer::{BaseConsumer, Consumer},
+    producer::{FutureProducer, FutureRecord},
+    util::Timeout,
+};
+use tokio::{sync::oneshot, task::JoinHandle};
+
+pub const KAFKV: &str = env!("CARGO_BIN_EXE_kafkv");
+
+/// Generous bound for conditions the tests wait on; reaching it fails the test.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .expect("bind a free port")
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A topic name no other test (or earlier run against the same brokers) uses.
+pub fn unique_topic(name: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{name}-{}-{nanos}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Polls `condition` until it holds; panics with `what` after [`PATIENCE`].
+pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + PATIENCE;
+    while !condition().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A `kafkv broker` child process with its own data dir.
+pub struct BrokerProcess {
+    child: Option<Child>,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    maintenance: Duration,
+}
+
+impl BrokerProcess {
+    pub async fn start() -> Self {
+        Self::start_with(Duration::from_secs(60)).await
+    }
+
+    /// A broker that compacts every `maintenance`.
+    pub async fn start_with(maintenance: Duration) -> Self {
+        let mut broker = BrokerProcess {
+            child: None,
+            port: 0,
+            dir: tempfile::tempdir().expect("temp dir"),
+            maintenance,
+        };
+        // A free port can be taken between our probe and the broker's bind: retry.
+        for _ in 0..5 {
+            broker.port = free_port();
+            broker.spawn();
+            if broker.wait_listening().await {
+                return broker;
+            }
+            broker.kill();
+        }
+        panic!("could not start `kafkv broker`; its log:\n{}", broker.log());
+    }
+
+    fn spawn(&mut self) {
+        let log = File::create(self.dir.path().join("broker.log")).expect("broker log");
+        let child = Command::new(KAFKV)
+            .args(["broker", "--listen", &self.address(), "--data-dir"])
+            .arg(self.dir.path().join("data"))
+            .arg("--maintenance-interval")
+            .arg(format!("{}ms", self.maintenance.as_millis()))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn kafkv broker");
+        self.child = Some(child);
+    }
+
+    /// The broker binds only once its schema and key index exist, so a
+    /// successful connect means it is ready.
+    async fn wait_listening(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(Child::try_wait) {
+                return false;
+            }
+            if tokio::net::TcpStream::connect(self.address()).await.is_ok() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("broker running").id()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL: the broker vanishes mid-whatever.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the broker again on the same port and data.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+        assert!(
+            self.wait_listening().await,
+            "broker did not come back; its log:\n{}",
+            self.log()
+        );
+    }
+
+    /// SIGSTOP: connections stay open, nothing is answered.
+    pub fn pause(&self) {
+        signal(self.pid(), "-STOP");
+    }
+
+    pub fn resume(&self) {
+        signal(self.pid(), "-CONT");
+    }
+}
+
+fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {signal} {pid} failed");
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        if let Some(child) = &self.child {
+            // A paused broker must be resumed to die cleanly.
+            signal(child.id(), "-CONT");
+        }
+        self.kill();
+    }
+}
+
+/// The Kafka a test runs against.
+pub enum Kafka {
+    Own(BrokerProcess),
+    External(String),
+}
+
+impl Kafka {
+    /// `KAFKV_TEST_BROKERS` if set, else a fresh broker process.
+    pub async fn start() -> Kafka {
+        match std::env::var("KAFKV_TEST_BROKERS") {
+            Ok(brokers) if !brokers.trim().is_empty() => Kafka::External(brokers),
+            _ => Kafka::Own(BrokerProcess::start().await),
+        }
+    }
+
+    pub fn brokers(&self) -> String {
+        match self {
+            Kafka::Own(broker) => broker.address(),
+            Kafka::External(brokers) => brokers.clone(),
+        }
+    }
+
+    /// A store config for a fresh topic on this Kafka, with test-friendly bounds.
+    pub fn config(&self, topic: &str) -> StoreConfig {
+        test_config(&self.brokers(), topic)
+    }
+}
+
+pub fn test_config(brokers: &str, topic: &str) -> StoreConfig {
+    let mut config = StoreConfig::new(brokers).topic(topic);
+    config.replication_factor = Some(1);
+    config
+}
+
+/// A kafkv instance in this process: the library store behind the HTTP API.
+pub struct Kafkv {
+    pub store: Store,
+    pub base: String,
+    pub http: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Kafkv {
+    /// Opens the store (bootstrap included) and serves it on `127.0.0.1:0`.
+    pub async fn start(config: StoreConfig) -> Kafkv {
+        let store = Store::open(config).await.expect("open store");
+        Self::serve(store).await
+    }
+
+    pub async fn serve(store: Store) -> Kafkv {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(service::serve(
+            store.clone(),
+            Listeners { http: listener },
+            Duration::from_secs(30),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Kafkv {
+            store,
+            base,
+            http: reqwest::Client::new(),
+            shutdown: Some(shutdown),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Begins a graceful shutdown; returns the task that completes it.
+    pub fn begin_stop(&mut self) -> JoinHandle<()> {
+        let _ = self.shutdown.take().expect("running").send(());
+        self.task.take().expect("running")
+    }
+
+    pub async fn stop(mut self) {
+        self.begin_stop().await.expect("service task");
+    }
+
+    /// Every live key and value, read through the library API.
+    pub async fn state(&self) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        state_of(&self.store).await
+    }
+}
+
+pub async fn state_of(store: &Store) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    store
+        .scan(b"", None, usize::MAX, usize::MAX, kafkv::Consistency::Local)
+        .await
+        .expect("scan")
+        .into_iter()
+        .map(|(k, v)| (k.to_vec(), v.value.to_vec()))
+        .collect()
+}
+
+pub fn client(brokers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers);
+    config
+}
+
+/// A producer like any other Kafka application's.
+pub fn producer(brokers: &str) -> FutureProducer {
+    client(brokers)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer")
+}
+
+/// Produces records concurrently; `None` values are tombstones.
+pub async fn produce_all(
+    producer: &FutureProducer,
+    topic: &str,
+    records: impl IntoIterator<Item = (Vec<u8>, Option<Vec<u8>>)>,
+) {
+    use futures::stream::{self, StreamExt};
+    stream::iter(records)
+        .map(|(key, value)| async move {
+            let mut record = FutureRecord::<[u8], [u8]>::to(topic).key(&key);
+            if let Some(value) = &value {
+                record = record.payload(value);
+            }
+            producer
+                .send(record, Timeout::After(Duration::from_secs(30)))
+                .await
+                .map(|_| ())
+                .map_err(|(e, _)| e)
+        })
+        .buffer_unordered(5_000)
+        .for_each(|sent| async move { sent.expect("produce") })
+        .await;
+}
+
+/// Each partition's (earliest, end) offsets.
+pub async fn watermarks(brokers: &str, topic: &str) -> Vec<(i64, i64)> {
+    let consumer: BaseConsumer = client(brokers).create().unwrap();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .expect("metadata");
+        let partitions = metadata.topics()[0].partitions().len() as i32;
+        (0..partitions)
+            .map(|p| {
+                consumer
+                    .fetch_watermarks(&topic, p, Duration::from_secs(10))
+                    .expect("watermarks")
+            })
+            .collect()
+    })
+    .await
+    .unwrap()
+}
+
+/// The sum of the end offsets: how many offsets the topic has used.
+pub async fn end_offset_total(brokers: &str, topic: &str) -> i64 {
+    watermarks(brokers, topic)
+        .await
+        .iter()
+        .map(|(_, end)| end)
+        .sum()
+}
+
+/// One raw record as a plain consumer sees it.
+#[derive(Debug, Clone)]
+pub struct RawRecord {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// Every record in the topic up to its current end offsets, per partition in order.
+pub async fn read_topic(brokers: &str, topic: &str) -> Vec<RawRecord> {
+    let ends = watermarks(brokers, topic).await;
+    let consumer: BaseConsumer = client(brokers)
+        .set("group.id", "kafkv-tests")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut assignment = TopicPartitionList::new();
+        for p in 0..ends.len() as i32 {
+            assignment
+                .add_partition_offset(&topic, p, Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&assignment).unwrap();
+        let mut records = Vec::new();
+        let mut done: Vec<bool> = ends.iter().map(|(_, end)| *end == 0).collect();
+        let deadline = Instant::now() + PATIENCE;
+        while !done.iter().all(|d| *d) {
+            assert!(Instant::now() < deadline, "reading {topic} timed out");
+            let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+                continue;
+            };
+            let message = message.expect("consume");
+            let p = message.partition() as usize;
+            if message.offset() + 1 >= ends[p].1 {
+                done[p] = true;
+            }
+            if message.offset() < ends[p].1 {
+                records.push(RawRecord {
+                    partition: message.partition(),
+                    offset: message.offset(),
+                    key: message.key().map(<[u8]>::to_vec),
+                    value: message.payload().map(<[u8]>::to_vec),
+                });
+            }
+        }
+        records
+    })
+    .await
+    .unwrap()
+}
+
+/// What a fresh replay of `records` gives: the state every instance must reach.
+pub fn replay(records: &[RawRecord]) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let mut state = BTreeMap::new();
+    for record in records {
+        let Some(key) = &record.key else { continue };
+        match &record.value {
+            Some(value) => state.insert(key.clone(), value.clone()),
+            None => state.remove(key),
+        };
+    }
+    state
+}
+
+/// Percent-encodes every byte that is not alphanumeric, for keys in URLs.
+pub fn encode_key(key: &[u8]) -> String {
+    percent_encoding::percent_encode(key, percent_encoding::NON_ALPHANUMERIC).to_string()
+}

@@ -1,0 +1,12 @@
+//! Integration tests: every test runs against a real Kafka-protocol broker
+//! process (see `harness`), on a topic of its own.
+
+mod api;
+mod bad_input;
+mod binary;
+mod cli;
+mod compaction;
+mod convergence;
+mod failures;
+mod harness;
+mod topic;

@@ -1,0 +1,100 @@
+//! kafkv creates a compacted topic and refuses one that is not compacted.
+
+use std::time::Duration;
+
+use kafkv::{Error, Store, error::TopicError};
+use rdkafka::{
+    admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication},
+    client::DefaultClientContext,
+};
+
+use crate::harness::{Kafka, client, unique_topic};
+
+async fn create_topic(brokers: &str, topic: &str, policy: &str) {
+    let admin: AdminClient<DefaultClientContext> = client(brokers).create().unwrap();
+    let created = admin
+        .create_topics(
+            [&NewTopic::new(topic, 1, TopicReplication::Fixed(1)).set("cleanup.policy", policy)],
+            &AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+    assert!(created[0].is_ok(), "{created:?}");
+}
+
+async fn cleanup_policy(brokers: &str, topic: &str) -> Option<String> {
+    let admin: AdminClient<DefaultClientContext> = client(brokers).create().unwrap();
+    let described = admin
+        .describe_configs([&ResourceSpecifier::Topic(topic)], &AdminOptions::new())
+        .await
+        .unwrap();
+    let resource = described.into_iter().next().unwrap().unwrap();
+    resource.get("cleanup.policy").and_then(|e| e.value.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_topic_is_created_compacted() {
+    let kafka = Kafka::start().await;
+    let topic = unique_topic("created");
+    let store = Store::open(kafka.config(&topic)).await.unwrap();
+    assert_eq!(
+        cleanup_policy(&kafka.brokers(), &topic).await.as_deref(),
+        Some("compact")
+    );
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_policy_topic_is_refused_unless_allowed() {
+    let kafka = Kafka::start().await;
+    let topic = unique_topic("delete-policy");
+    create_topic(&kafka.brokers(), &topic, "delete").await;
+
+    let refused = Store::open(kafka.config(&topic)).await;
+    let Err(Error::Topic(error @ TopicError::NotCompacted { .. })) = refused else {
+        panic!("expected NotCompacted, got {:?}", refused.err());
+    };
+    let text = error.to_string();
+    for needle in [
+        "cleanup.policy=delete",
+        "cleanup.policy=compact",
+        "--allow-non-compacted",
+    ] {
+        assert!(text.contains(needle), "'{text}' should mention {needle}");
+    }
+
+    let mut allowed = kafka.config(&topic);
+    allowed.allow_non_compacted = true;
+    let store = tokio::time::timeout(Duration::from_secs(60), Store::open(allowed))
+        .await
+        .expect("open in time")
+        .expect("--allow-non-compacted starts anyway");
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compact_delete_is_accepted() {
+    let kafka = Kafka::start().await;
+    let topic = unique_topic("compact-delete");
+    create_topic(&kafka.brokers(), &topic, "compact,delete").await;
+    let store = Store::open(kafka.config(&topic)).await.unwrap();
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_broker_fails_start_up_with_a_clear_error() {
+    let port = crate::harness::free_port();
+    let mut config = crate::harness::test_config(&format!("127.0.0.1:{port}"), "nowhere");
+    config.startup_timeout = Duration::from_secs(3);
+    let outcome = tokio::time::timeout(Duration::from_secs(30), Store::open(config))
+        .await
+        .expect("start-up must give up on its own, within its timeout");
+    let error = outcome.err().expect("no broker, no store");
+    assert!(
+        matches!(error, Error::Topic(TopicError::Unreachable { .. })),
+        "{error:?}"
+    );
+    let text = error.to_string();
+    assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+    assert!(text.contains("--brokers"), "{text}");
+}
