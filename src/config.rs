@@ -110,4 +110,9 @@ pub struct ServiceConfig {
     pub store: StoreConfig,
     /// How long graceful shutdown waits for in-flight requests. Default 30 s.
     pub drain_timeout: Duration,
+    /// When set, RESP clients must `AUTH` with it and HTTP requests (but
+    /// `/livez` and `/readyz`) must carry `Authorization: Bearer <token>`.
+    pub auth_token: Option<String>,
+    /// The Redis-protocol front end's limits (used when it has a listener).
+    pub resp: crate::resp::RespConfig,
 }

@@ -14,14 +14,18 @@
 //! - [`store`]: the library API, [`Store`].
 //! - [`broker`]: the embedded Kafka-compatible broker (feature `embedded-broker`).
 //! - [`http`]: the axum front end.
+//! - [`resp`]: the Redis protocol front end.
 //! - [`service`]: wires everything together and shuts it down in order.
+//! - [`bench`]: `kafkv bench`, measurements beside the raw Kafka client.
 
+pub mod bench;
 #[cfg(feature = "embedded-broker")]
 pub mod broker;
 pub mod config;
 pub mod error;
 pub mod http;
 pub mod log;
+pub mod resp;
 pub mod service;
 pub mod state;
 pub mod store;

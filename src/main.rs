@@ -25,6 +25,27 @@ enum Command {
     /// Run only the embedded Kafka-compatible broker (tansu, SQLite storage).
     #[cfg(feature = "embedded-broker")]
     Broker(BrokerArgs),
+    /// Measure kafkv beside the raw Kafka client on the same broker and print a table.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Kafka bootstrap servers; without it, an embedded broker on a free port.
+    #[arg(long, env = "KAFKV_BROKERS")]
+    brokers: Option<String>,
+    /// Records in the bootstrap topic.
+    #[arg(long, default_value_t = 1_000_000)]
+    records: usize,
+    /// Sequential writes measured on each side.
+    #[arg(long, default_value_t = 2_000)]
+    writes: usize,
+    /// Bytes per value.
+    #[arg(long, default_value_t = 100)]
+    value_bytes: usize,
+    /// Also write the figures as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -78,6 +99,18 @@ struct ServeArgs {
     /// fetch.wait.max.ms of the tailing consumer: bounds how late other instances' writes show up here.
     #[arg(long, env = "KAFKV_FETCH_WAIT", default_value = "10ms", value_parser = humantime::parse_duration)]
     fetch_wait: Duration,
+    /// Address of the Redis-protocol (RESP) front end; off unless given.
+    #[arg(long, env = "KAFKV_RESP_LISTEN")]
+    resp_listen: Option<SocketAddr>,
+    /// A token clients must present: `AUTH <token>` over RESP, `Authorization: Bearer <token>` over HTTP.
+    #[arg(long, env = "KAFKV_AUTH_TOKEN", hide_env_values = true)]
+    auth_token: Option<String>,
+    /// Most RESP connections open at once.
+    #[arg(long, env = "KAFKV_RESP_MAX_CONNECTIONS", default_value_t = 10_000)]
+    resp_max_connections: usize,
+    /// Most arguments in one RESP request.
+    #[arg(long, env = "KAFKV_RESP_MAX_ARGS", default_value_t = 1024 * 1024)]
+    resp_max_args: usize,
     /// How long shutdown waits for in-flight requests.
     #[arg(long, env = "KAFKV_DRAIN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
@@ -134,10 +167,15 @@ impl ServeArgs {
         if matches!(kafka, KafkaSource::Embedded(_)) && store.replication_factor.is_none() {
             store.replication_factor = Some(1);
         }
+        let mut resp = kafkv::resp::RespConfig::new(store.max_value_bytes);
+        resp.max_connections = self.resp_max_connections;
+        resp.limits.max_args = self.resp_max_args;
         ServiceConfig {
             kafka,
             store,
             drain_timeout: self.drain_timeout,
+            auth_token: self.auth_token.filter(|t| !t.is_empty()),
+            resp,
         }
     }
 }
@@ -168,6 +206,15 @@ async fn main() -> ExitCode {
         Command::Serve(args) => serve(*args).await,
         #[cfg(feature = "embedded-broker")]
         Command::Broker(args) => broker(args).await,
+        Command::Bench(args) => kafkv::bench::run(kafkv::bench::BenchConfig {
+            brokers: args.brokers,
+            records: args.records,
+            writes: args.writes,
+            value_bytes: args.value_bytes,
+            json: args.json,
+        })
+        .await
+        .map(|_| ()),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -180,17 +227,23 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> kafkv::Result<()> {
-    let http_listen = args.http_listen;
+    let (http_listen, resp_listen) = (args.http_listen, args.resp_listen);
     let config = args.into_config();
-    let http = tokio::net::TcpListener::bind(http_listen)
-        .await
-        .map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("cannot listen on {http_listen} (--http-listen): {e}"),
-            )
-        })?;
-    service::run(config, Listeners { http }, shutdown_signal()).await
+    let http = bind(http_listen, "--http-listen").await?;
+    let resp = match resp_listen {
+        Some(address) => Some(bind(address, "--resp-listen").await?),
+        None => None,
+    };
+    service::run(config, Listeners { http, resp }, shutdown_signal()).await
+}
+
+async fn bind(address: SocketAddr, flag: &str) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(address).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on {address} ({flag}): {e}"),
+        )
+    })
 }
 
 #[cfg(feature = "embedded-broker")]

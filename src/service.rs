@@ -20,6 +20,27 @@ use crate::{
 /// Listeners bound by the caller (tests bind `127.0.0.1:0`).
 pub struct Listeners {
     pub http: TcpListener,
+    /// The Redis-protocol front end, if it is on.
+    pub resp: Option<TcpListener>,
+}
+
+/// Front-end settings [`serve`] needs beside the store.
+#[derive(Clone)]
+pub struct FrontEnds {
+    pub drain_timeout: Duration,
+    pub auth_token: Option<String>,
+    pub resp: crate::resp::RespConfig,
+}
+
+impl FrontEnds {
+    /// No token, default limits for `store_config`'s value size.
+    pub fn new(store_config: &crate::config::StoreConfig) -> Self {
+        Self {
+            drain_timeout: Duration::from_secs(30),
+            auth_token: None,
+            resp: crate::resp::RespConfig::new(store_config.max_value_bytes),
+        }
+    }
 }
 
 /// The process-wide Prometheus recorder, installed on first use.
@@ -76,7 +97,12 @@ pub async fn run(
     }
 
     let store = Store::start(store_config).await?;
-    serve(store, listeners, config.drain_timeout, shutdown).await;
+    let front_ends = FrontEnds {
+        drain_timeout: config.drain_timeout,
+        auth_token: config.auth_token.clone(),
+        resp: config.resp.clone(),
+    };
+    serve(store, listeners, front_ends, shutdown).await;
     #[cfg(feature = "embedded-broker")]
     if let Some(broker) = broker {
         broker.stop().await;
@@ -86,18 +112,31 @@ pub async fn run(
 }
 
 /// Serves `store` on the front ends until `shutdown` resolves, then stops
-/// accepting, waits up to `drain_timeout` for in-flight requests, and closes
-/// the store (flushing the producer).
+/// accepting, waits up to the drain timeout for in-flight requests on both,
+/// and closes the store (flushing the producer).
 pub async fn serve(
     store: Store,
     listeners: Listeners,
-    drain_timeout: Duration,
+    front_ends: FrontEnds,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
+    let drain_timeout = front_ends.drain_timeout;
     let token = CancellationToken::new();
     let app = http::router(AppState {
         store: store.clone(),
         metrics: metrics_handle(),
+        auth_token: front_ends.auth_token.clone().map(Into::into),
+    });
+    let resp = listeners.resp.map(|listener| {
+        let mut config = front_ends.resp.clone();
+        config.auth_token = front_ends.auth_token.clone();
+        tokio::spawn(crate::resp::run(
+            listener,
+            store.clone(),
+            config,
+            token.clone(),
+            drain_timeout,
+        ))
     });
     match listeners.http.local_addr() {
         Ok(address) => {
@@ -133,6 +172,9 @@ pub async fn serve(
         Ok(Ok(Err(e))) => error!(%e, "HTTP server error"),
         Ok(Err(e)) => error!(%e, "HTTP server task failed"),
         Err(_) => warn!(timeout = ?drain_timeout, "requests still running after the drain timeout"),
+    }
+    if let Some(resp) = resp {
+        let _ = resp.await;
     }
     readiness.abort();
     store.close().await;

@@ -58,6 +58,8 @@ struct Shared {
     /// tailing consumer, which its thread owns.
     offsets: Arc<BaseConsumer>,
     reader: Mutex<Option<Reader>>,
+    /// The consumer's latest view of each partition's high watermark.
+    high_watermarks: Arc<Mutex<Vec<(i32, i64)>>>,
     /// Writes sent and not yet answered, so shutdown can say what it drains.
     in_flight: AtomicUsize,
     /// Set by [`Store::close`]; writes after it are refused before producing.
@@ -80,6 +82,7 @@ impl Store {
         let writer = Writer::new(&config)?;
         let offsets = Arc::new(crate::log::client_config(&config, &[]).create()?);
         let (view, reader) = Reader::start(&config, partitions).await?;
+        let high_watermarks = reader.high_watermarks();
         Ok(Store {
             shared: Arc::new(Shared {
                 config,
@@ -88,6 +91,7 @@ impl Store {
                 writer,
                 offsets,
                 reader: Mutex::new(Some(reader)),
+                high_watermarks,
                 in_flight: AtomicUsize::new(0),
                 closed: AtomicBool::new(false),
             }),
@@ -153,6 +157,36 @@ impl Store {
             self.catch_up().await?;
         }
         Ok(self.shared.view.get(key))
+    }
+
+    /// The value of `key` from this instance's view, without waiting for
+    /// anything: the path of the Redis front end's reads.
+    pub fn get_now(&self, key: &[u8]) -> Result<Option<Versioned>> {
+        self.ensure_ready()?;
+        Ok(self.shared.view.get(key))
+    }
+
+    /// Every live key beginning with `prefix`, in byte order.
+    pub fn keys_with_prefix(&self, prefix: &[u8]) -> Result<Vec<Bytes>> {
+        self.ensure_ready()?;
+        Ok(self
+            .shared
+            .view
+            .scan(prefix, None, usize::MAX, usize::MAX)
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect())
+    }
+
+    /// One page of a stateless key iteration (see [`View::scan_from`]).
+    pub fn scan_from(&self, cursor: u64, count: usize) -> Result<(Vec<Bytes>, u64)> {
+        self.ensure_ready()?;
+        Ok(self.shared.view.scan_from(cursor, count))
+    }
+
+    /// Each partition's high watermark as of the consumer's last statistics.
+    pub fn high_watermarks(&self) -> Vec<(i32, i64)> {
+        self.shared.high_watermarks.lock().clone()
     }
 
     /// Up to `limit` keys beginning with `prefix`, after `start_after`, in

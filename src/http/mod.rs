@@ -32,6 +32,8 @@ use crate::{
 pub struct AppState {
     pub store: Store,
     pub metrics: PrometheusHandle,
+    /// When set, every route but `/livez` and `/readyz` needs `Authorization: Bearer <token>`.
+    pub auth_token: Option<std::sync::Arc<str>>,
 }
 
 /// The whole HTTP API.
@@ -61,8 +63,54 @@ pub fn router(state: AppState) -> Router {
         // Bodies are bounded by the store's limits, checked in the handlers
         // so that an oversize value gets the JSON 413 the API promises.
         .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(middleware::from_fn(track))
         .with_state(state)
+}
+
+/// Refuses requests without the bearer token, when one is configured.
+async fn require_token(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(token) = &state.auth_token else {
+        return next.run(request).await;
+    };
+    let path = request.uri().path();
+    if path == "/livez" || path == "/readyz" {
+        return next.run(request).await;
+    }
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let matches = presented.is_some_and(|p| {
+        p.len() == token.len()
+            && p.bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    });
+    if matches {
+        return next.run(request).await;
+    }
+    let shape = if path == "/put" || path.starts_with("/keys/") {
+        Shape::Message
+    } else {
+        Shape::Error
+    };
+    let mut response = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "missing or wrong token: send `Authorization: Bearer <token>` (--auth-token)",
+    )
+    .shaped(shape)
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
 }
 
 /// Counts requests and observes their latency by route.

@@ -40,6 +40,7 @@ const LAG_EVERY: Duration = Duration::from_secs(1);
 pub struct Reader {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    high_watermarks: Arc<Mutex<Vec<(i32, i64)>>>,
 }
 
 impl Reader {
@@ -74,6 +75,7 @@ impl Reader {
             ],
         )
         .create_with_context(WatermarkContext::default())?;
+        let high_watermarks = consumer.context().high.clone();
         let topic = config.topic.clone();
         let timeout = config.startup_timeout;
         let (consumer, targets) = tokio::task::spawn_blocking(move || {
@@ -103,8 +105,14 @@ impl Reader {
             Reader {
                 stop,
                 thread: Some(thread),
+                high_watermarks,
             },
         ))
+    }
+
+    /// Each partition's high watermark from the consumer's latest statistics.
+    pub fn high_watermarks(&self) -> Arc<Mutex<Vec<(i32, i64)>>> {
+        self.high_watermarks.clone()
     }
 
     /// Stops the consumer thread and waits for it.
@@ -231,14 +239,16 @@ fn consume(consumer: BaseConsumer<WatermarkContext>, view: &View, stop: &AtomicB
 /// is known without a broker round trip.
 #[derive(Default)]
 struct WatermarkContext {
-    high: Mutex<Vec<(i32, i64)>>,
+    high: Arc<Mutex<Vec<(i32, i64)>>>,
 }
 
 impl ClientContext for WatermarkContext {
     fn error(&self, error: KafkaError, reason: &str) {
         // End-of-partition is how the consumer says it caught up; the poll loop
         // handles it. librdkafka also reports it here, where it is not an error.
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
+        let end_of_partition = matches!(error, KafkaError::PartitionEOF(_))
+            || error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF);
+        if !end_of_partition {
             tracing::error!(%error, reason, "kafka consumer error");
         }
     }

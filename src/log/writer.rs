@@ -104,42 +104,45 @@ impl Writer {
     }
 
     fn classify(&self, error: KafkaError) -> WriteError {
+        use RDKafkaErrorCode::*;
         let code = error.rdkafka_error_code();
-        if matches!(
+        // Failures after which this producer's idempotence state cannot be trusted.
+        let poisoned = matches!(
             code,
             Some(
-                RDKafkaErrorCode::Fatal
-                    | RDKafkaErrorCode::MessageTimedOut
-                    | RDKafkaErrorCode::Unknown
-                    | RDKafkaErrorCode::OutOfOrderSequenceNumber
-                    | RDKafkaErrorCode::UnknownProducerId
-                    | RDKafkaErrorCode::InvalidProducerEpoch
-                    | RDKafkaErrorCode::ProducerFenced
+                Fatal
+                    | MessageTimedOut
+                    | Unknown
+                    | OutOfOrderSequenceNumber
+                    | UnknownProducerId
+                    | InvalidProducerEpoch
+                    | ProducerFenced
             )
-        ) {
+        );
+        // Failures of reaching or waiting for the cluster, not of the record.
+        let transient = matches!(
+            code,
+            Some(
+                QueueFull
+                    | AllBrokersDown
+                    | BrokerTransportFailure
+                    | RequestTimedOut
+                    | NotEnoughReplicas
+                    | NotEnoughReplicasAfterAppend
+                    | LeaderNotAvailable
+                    | NotLeaderForPartition
+            )
+        );
+        if poisoned {
             self.stale.store(true, Ordering::Release);
         }
-        match code {
-            Some(
-                RDKafkaErrorCode::Fatal
-                | RDKafkaErrorCode::MessageTimedOut
-                | RDKafkaErrorCode::Unknown
-                | RDKafkaErrorCode::OutOfOrderSequenceNumber
-                | RDKafkaErrorCode::UnknownProducerId
-                | RDKafkaErrorCode::InvalidProducerEpoch
-                | RDKafkaErrorCode::QueueFull
-                | RDKafkaErrorCode::AllBrokersDown
-                | RDKafkaErrorCode::BrokerTransportFailure
-                | RDKafkaErrorCode::RequestTimedOut
-                | RDKafkaErrorCode::NotEnoughReplicas
-                | RDKafkaErrorCode::NotEnoughReplicasAfterAppend
-                | RDKafkaErrorCode::LeaderNotAvailable
-                | RDKafkaErrorCode::NotLeaderForPartition,
-            ) => WriteError::Unavailable {
+        if poisoned || transient {
+            WriteError::Unavailable {
                 timeout: self.timeout,
                 reason: error.to_string(),
-            },
-            _ => WriteError::Rejected(error),
+            }
+        } else {
+            WriteError::Rejected(error)
         }
     }
 

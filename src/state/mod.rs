@@ -10,6 +10,10 @@
 //!   same key), and it is never inserted for an offset already applied.
 //!   Reads consult `acked` first, so a write is visible from the moment it was
 //!   acknowledged (read-your-writes) without waiting for the consumer.
+//! - `order` holds every visible key exactly once, under the sequence number
+//!   its visible version got when this view took it in. A key that changes
+//!   gets a new number, larger than any before, which is what makes a
+//!   numeric, stateless scan cursor safe (see [`View::scan_from`]).
 
 use std::{
     collections::BTreeMap,
@@ -57,6 +61,7 @@ pub enum Event {
 struct Entry {
     value: Box<[u8]>,
     offset: i64,
+    seq: u64,
     partition: i32,
 }
 
@@ -66,6 +71,7 @@ struct Acked {
     value: Option<Bytes>,
     partition: i32,
     offset: i64,
+    seq: u64,
 }
 
 #[derive(Debug)]
@@ -73,6 +79,10 @@ struct Inner {
     map: BTreeMap<Box<[u8]>, Entry>,
     acked: BTreeMap<Box<[u8]>, Acked>,
     positions: Vec<i64>,
+    /// Visible keys by the sequence number of their visible version.
+    order: BTreeMap<u64, Box<[u8]>>,
+    /// The next sequence number; starts at 1 so that 0 can mean "from the start".
+    next_seq: u64,
 }
 
 /// Progress of the start-up read, for `/readyz` and the logs.
@@ -130,6 +140,8 @@ impl View {
                 map: BTreeMap::new(),
                 acked: BTreeMap::new(),
                 positions: vec![0; partitions],
+                order: BTreeMap::new(),
+                next_seq: 1,
             }),
             progress,
             closed: AtomicBool::new(false),
@@ -217,16 +229,7 @@ impl View {
 
     /// Number of live keys (acknowledged writes not yet consumed included).
     pub fn len(&self) -> usize {
-        let inner = self.inner.read();
-        let mut len = inner.map.len();
-        for (key, write) in &inner.acked {
-            match (inner.map.contains_key(key), write.value.is_some()) {
-                (false, true) => len += 1,
-                (true, false) => len -= 1,
-                _ => {}
-            }
-        }
-        len
+        self.inner.read().order.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -244,26 +247,45 @@ impl View {
             // The consumer already applied it (and maybe something newer).
             return;
         }
-        match inner.acked.get_mut(key) {
-            Some(existing) if existing.offset > offset => {}
-            Some(existing) => {
-                *existing = Acked {
-                    value,
-                    partition,
-                    offset,
-                }
-            }
-            None => {
-                inner.acked.insert(
-                    key.into(),
-                    Acked {
-                        value,
-                        partition,
-                        offset,
-                    },
-                );
-            }
+        if inner
+            .acked
+            .get(key)
+            .is_some_and(|existing| existing.offset > offset)
+        {
+            return;
         }
+        let before = inner.visible_seq(key);
+        let seq = inner.take_seq();
+        inner.acked.insert(
+            key.into(),
+            Acked {
+                value,
+                partition,
+                offset,
+                seq,
+            },
+        );
+        inner.reindex(key, before);
+    }
+
+    /// Up to `count` visible keys from sequence number `cursor` on, and the
+    /// cursor for the rest (0 when there is none).
+    ///
+    /// A key present from the first call to the last is returned at least
+    /// once: unchanged, it keeps its number and the cursor passes it exactly
+    /// once; changed, it gets a number beyond every cursor handed out so far.
+    /// Keys written or deleted meanwhile may or may not be returned, as in
+    /// Redis. Numbers are this view's own: a cursor means nothing to another
+    /// instance or after a restart.
+    pub fn scan_from(&self, cursor: u64, count: usize) -> (Vec<Bytes>, u64) {
+        let inner = self.inner.read();
+        let mut keys = Vec::with_capacity(count.min(1024));
+        let mut entries = inner.order.range(cursor..);
+        for (_, key) in entries.by_ref().take(count) {
+            keys.push(Bytes::copy_from_slice(key));
+        }
+        let next = entries.next().map_or(0, |(seq, _)| *seq);
+        (keys, next)
     }
 
     /// Applies the consumer's events in order, then publishes the new positions.
@@ -372,16 +394,19 @@ impl Inner {
         if !self.advance(partition, offset) {
             return;
         }
+        let before = self.visible_seq(&key);
         if self.acked.get(&key).is_some_and(|w| w.offset <= offset) {
             self.acked.remove(&key);
         }
         match value {
             Some(value) => {
+                let seq = self.take_seq();
                 self.map.insert(
-                    key,
+                    key.clone(),
                     Entry {
                         value,
                         offset,
+                        seq,
                         partition,
                     },
                 );
@@ -389,6 +414,35 @@ impl Inner {
             None => {
                 self.map.remove(&key);
             }
+        }
+        self.reindex(&key, before);
+    }
+
+    fn take_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+
+    /// The sequence number of `key`'s visible version, if it is live.
+    fn visible_seq(&self, key: &[u8]) -> Option<u64> {
+        match self.acked.get(key) {
+            Some(write) => write.value.as_ref().map(|_| write.seq),
+            None => self.map.get(key).map(|entry| entry.seq),
+        }
+    }
+
+    /// Moves `key` in `order` from `before` to its current visible version.
+    fn reindex(&mut self, key: &[u8], before: Option<u64>) {
+        let after = self.visible_seq(key);
+        if before == after {
+            return;
+        }
+        if let Some(seq) = before {
+            self.order.remove(&seq);
+        }
+        if let Some(seq) = after {
+            self.order.insert(seq, key.into());
         }
     }
 
@@ -521,6 +575,52 @@ mod tests {
         // A byte budget cuts the page short, but never to nothing.
         assert_eq!(view.scan(b"b", None, 10, 5).len(), 2);
         assert_eq!(view.scan(b"b", None, 10, 1).len(), 1);
+    }
+
+    #[test]
+    fn scan_cursor_returns_every_key_that_stays_despite_concurrent_changes() {
+        let view = View::new(vec![0]);
+        let keys: Vec<String> = (0..100).map(|i| format!("k{i:03}")).collect();
+        view.apply(
+            keys.iter()
+                .enumerate()
+                .map(|(i, k)| put(0, i as i64, k, "v"))
+                .collect(),
+        );
+        let mut seen = std::collections::BTreeSet::new();
+        let mut cursor = 0;
+        let mut offset = 100;
+        let mut calls = 0;
+        loop {
+            let (page, next) = view.scan_from(cursor, 7);
+            seen.extend(page.iter().map(|k| String::from_utf8(k.to_vec()).unwrap()));
+            // Between calls: overwrite a key already seen and one not yet
+            // seen, delete one, add one, acknowledge one.
+            let changes = vec![
+                put(0, offset, &keys[calls % 100], "changed"),
+                put(0, offset + 1, &keys[99 - calls % 100], "changed"),
+                del(0, offset + 2, &format!("temp{}", calls.saturating_sub(1))),
+                put(0, offset + 3, &format!("temp{calls}"), "new"),
+            ];
+            offset += 4;
+            view.apply(changes);
+            view.acknowledge(
+                keys[(calls * 3) % 100].as_bytes(),
+                Some(Bytes::from_static(b"a")),
+                0,
+                10_000 + calls as i64,
+            );
+            calls += 1;
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+            assert!(calls < 1000, "the scan must end");
+        }
+        for key in &keys {
+            assert!(seen.contains(key), "{key} was skipped");
+        }
+        assert_eq!(view.len(), 101);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::{Kafka, Kafkv, encode_key, read_topic, replay, unique_topic};
+use crate::harness::{Kafka, Kafkv, encode_key, get_json, read_topic, replay, unique_topic};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reference_routes_put_get_delete() {
@@ -125,15 +125,7 @@ async fn read_your_writes_on_every_put_and_delete() {
         assert_eq!(put.status(), StatusCode::OK);
         let got = kv.http.get(kv.url("/v1/kv/hot")).send().await.unwrap();
         assert_eq!(got.bytes().await.unwrap(), value, "round {round}");
-        let reference: Value = kv
-            .http
-            .get(kv.url("/keys/hot"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let reference: Value = get_json(&kv.http, &kv.url("/keys/hot")).await;
         assert_eq!(reference["value"], value.as_str());
         if round % 10 == 9 {
             let deleted = kv.http.delete(kv.url("/keys/hot")).send().await.unwrap();
@@ -187,7 +179,7 @@ async fn scans_page_through_a_prefix() {
         if let Some(cursor) = &cursor {
             url.push_str(&format!("&cursor={cursor}"));
         }
-        let page: Value = kv.http.get(url).send().await.unwrap().json().await.unwrap();
+        let page: Value = get_json(&kv.http, &url).await;
         pages += 1;
         let items = page["items"].as_array().unwrap();
         assert!(items.len() <= 10);
@@ -206,15 +198,11 @@ async fn scans_page_through_a_prefix() {
     assert_eq!(seen, expected);
 
     // start_after is exclusive and honours the prefix.
-    let page: Value = kv
-        .http
-        .get(kv.url("/v1/kv?prefix=user%3A&start_after=user%3A020&limit=100"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = get_json(
+        &kv.http,
+        &kv.url("/v1/kv?prefix=user%3A&start_after=user%3A020&limit=100"),
+    )
+    .await;
     let keys: Vec<&str> = page["items"]
         .as_array()
         .unwrap()

@@ -4,7 +4,7 @@ use bytes::Bytes;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::harness::{Kafka, Kafkv, encode_key, read_topic, unique_topic};
+use crate::harness::{Kafka, Kafkv, encode_key, get_json, read_topic, unique_topic};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_keys_and_values_round_trip() {
@@ -36,15 +36,7 @@ async fn binary_keys_and_values_round_trip() {
     assert_eq!(records[0].value.as_deref(), Some(&value[..]));
 
     // Scans encode non-UTF-8 bytes as base64, and binary prefixes work.
-    let page: Value = kv
-        .http
-        .get(kv.url("/v1/kv?prefix=%00%FF"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = get_json(&kv.http, &kv.url("/v1/kv?prefix=%00%FF")).await;
     let item = &page["items"][0];
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD;

@@ -144,3 +144,51 @@ async fn records_from_other_kafka_clients_show_up_tombstones_included() {
     tailing.stop().await;
     fresh.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactional_writers_commits_show_up_and_aborts_do_not() {
+    use rdkafka::producer::{FutureRecord, Producer};
+    let kafka = Kafka::start().await;
+    let topic = unique_topic("txn");
+    let brokers = kafka.brokers();
+    // Create the compacted topic through kafkv first.
+    Kafkv::start(kafka.config(&topic)).await.stop().await;
+
+    let transactional: rdkafka::producer::FutureProducer = crate::harness::client(&brokers)
+        .set("transactional.id", format!("{topic}-writer"))
+        .create()
+        .unwrap();
+    let timeout = Duration::from_secs(30);
+    let send = |key: &'static str, value: &'static str| {
+        let producer = transactional.clone();
+        let topic = topic.clone();
+        async move {
+            producer
+                .send(
+                    FutureRecord::to(&topic).key(key).payload(value),
+                    Duration::from_secs(30),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    transactional.init_transactions(timeout).unwrap();
+    transactional.begin_transaction().unwrap();
+    send("committed", "yes").await;
+    transactional.commit_transaction(timeout).unwrap();
+    transactional.begin_transaction().unwrap();
+    send("aborted", "no").await;
+    send("committed", "overwritten by an aborted write").await;
+    transactional.abort_transaction(timeout).unwrap();
+
+    // The topic now ends with a transaction marker, an offset no consumer is
+    // given: bootstrap must still finish, with only committed data.
+    let fresh = tokio::time::timeout(crate::harness::PATIENCE, Kafkv::start(kafka.config(&topic)))
+        .await
+        .expect("bootstrap finishes although the log ends with a control record");
+    let expected: BTreeMap<Vec<u8>, Vec<u8>> = [(b"committed".to_vec(), b"yes".to_vec())]
+        .into_iter()
+        .collect();
+    assert_eq!(fresh.state().await, expected);
+    fresh.stop().await;
+}

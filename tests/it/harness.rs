@@ -229,6 +229,8 @@ pub fn test_config(brokers: &str, topic: &str) -> StoreConfig {
 pub struct Kafkv {
     pub store: Store,
     pub base: String,
+    /// The RESP front end's address.
+    pub resp: std::net::SocketAddr,
     pub http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -242,13 +244,29 @@ impl Kafkv {
     }
 
     pub async fn serve(store: Store) -> Kafkv {
+        Self::serve_with(store, None).await
+    }
+
+    /// Serves HTTP and RESP, with `auth_token` required on both when given.
+    pub async fn serve_with(store: Store, auth_token: Option<&str>) -> Kafkv {
+        let mut front_ends = service::FrontEnds::new(store.config());
+        front_ends.auth_token = auth_token.map(str::to_owned);
+        Self::serve_front_ends(store, front_ends).await
+    }
+
+    pub async fn serve_front_ends(store: Store, front_ends: service::FrontEnds) -> Kafkv {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        let resp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let resp_address = resp.local_addr().unwrap();
         let (shutdown, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(service::serve(
             store.clone(),
-            Listeners { http: listener },
-            Duration::from_secs(30),
+            Listeners {
+                http: listener,
+                resp: Some(resp),
+            },
+            front_ends,
             async move {
                 let _ = stopped.await;
             },
@@ -256,6 +274,7 @@ impl Kafkv {
         Kafkv {
             store,
             base,
+            resp: resp_address,
             http: reqwest::Client::new(),
             shutdown: Some(shutdown),
             task: Some(task),
@@ -428,6 +447,17 @@ pub fn replay(records: &[RawRecord]) -> BTreeMap<Vec<u8>, Vec<u8>> {
         };
     }
     state
+}
+
+/// GETs `url` and parses the answer as JSON, whatever its status.
+pub async fn get_json(http: &reqwest::Client, url: &str) -> serde_json::Value {
+    http.get(url)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("a JSON body")
 }
 
 /// Percent-encodes every byte that is not alphanumeric, for keys in URLs.

@@ -9,4 +9,5 @@ mod compaction;
 mod convergence;
 mod failures;
 mod harness;
+mod resp;
 mod topic;

@@ -1,0 +1,422 @@
+//! `kafkv bench`: measurements of kafkv beside the raw Kafka client doing the
+//! same work against the same broker, in one run, printed as a table (and
+//! optionally written as JSON).
+//!
+//! - Sequential write latency: one HTTP client, one `PUT /v1/kv/{key}` at a
+//!   time, beside one librdkafka producer (same settings as kafkv's) sending
+//!   one record at a time and waiting for its acknowledgement.
+//! - Bootstrap: a topic of N records (16-byte keys, 100-byte values, 10% of
+//!   them overwrites and 1% tombstones) read by a plain librdkafka consumer,
+//!   beside `Store::open` materializing it.
+//!
+//! Without `--brokers` it starts the embedded broker on a free loopback port
+//! with a temporary data dir, the way `kafkv serve` runs by default.
+
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use futures::{StreamExt, stream};
+use rdkafka::{
+    Message, Offset, TopicPartitionList,
+    consumer::{BaseConsumer, Consumer},
+    producer::{FutureProducer, FutureRecord},
+    util::Timeout,
+};
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+use crate::{
+    config::StoreConfig,
+    error::{Error, Result},
+    service::{self, Listeners},
+    store::Store,
+};
+
+/// What to measure and where.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// A running Kafka; `None` starts the embedded broker.
+    pub brokers: Option<String>,
+    /// Records in the bootstrap topic.
+    pub records: usize,
+    /// Sequential writes measured on each side.
+    pub writes: usize,
+    /// Bytes per value.
+    pub value_bytes: usize,
+    /// Write the figures here as JSON too.
+    pub json: Option<PathBuf>,
+}
+
+/// One line of the table: a figure for kafkv beside the raw client's.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub measurement: String,
+    pub unit: String,
+    pub kafkv: f64,
+    pub raw: f64,
+}
+
+/// Everything one run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub broker: String,
+    pub records: usize,
+    pub writes: usize,
+    pub rows: Vec<Row>,
+}
+
+fn progress(text: impl AsRef<str>) {
+    eprintln!("bench: {}", text.as_ref());
+}
+
+/// Runs every measurement and prints the table.
+pub async fn run(config: BenchConfig) -> Result<Report> {
+    #[cfg(feature = "embedded-broker")]
+    let mut embedded = None;
+    let (brokers, broker) = match &config.brokers {
+        Some(brokers) => (brokers.clone(), format!("external ({brokers})")),
+        #[cfg(feature = "embedded-broker")]
+        None => {
+            let dir = std::env::temp_dir().join(format!("kafkv-bench-{}", std::process::id()));
+            let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
+            let listen = probe.local_addr()?;
+            drop(probe);
+            let broker = crate::broker::EmbeddedBroker::start(&crate::config::BrokerConfig {
+                listen,
+                data_dir: dir.clone(),
+                maintenance_interval: Duration::from_secs(3600),
+            })
+            .await?;
+            embedded = Some((broker, dir));
+            (
+                listen.to_string(),
+                "embedded tansu 0.6.0 (SQLite)".to_owned(),
+            )
+        }
+        #[cfg(not(feature = "embedded-broker"))]
+        None => {
+            return Err(Error::Io(std::io::Error::other(
+                "built without the embedded broker: pass --brokers",
+            )));
+        }
+    };
+    let run_id = std::process::id();
+    let mut rows = Vec::new();
+
+    progress(format!("sequential writes: {} on each side", config.writes));
+    let (kafkv_writes, raw_writes) = write_latency(&brokers, run_id, &config).await?;
+    for (name, q) in [("p50", 0.50), ("p99", 0.99)] {
+        rows.push(Row {
+            measurement: format!("sequential write latency {name} (HTTP PUT vs produce+ack)"),
+            unit: "ms".into(),
+            kafkv: percentile(&kafkv_writes, q),
+            raw: percentile(&raw_writes, q),
+        });
+    }
+
+    progress(format!("bootstrap: producing {} records", config.records));
+    let topic = format!("bench-bootstrap-{run_id}");
+    let produced = produce_bootstrap_topic(&brokers, &topic, &config).await?;
+    progress(format!(
+        "bootstrap: produced {produced} records; raw consumer reading"
+    ));
+    let raw = raw_consume(&brokers, &topic).await?;
+    progress(format!(
+        "bootstrap: raw consumer read {} records in {:.2}s; kafkv materializing",
+        raw.0,
+        raw.1.as_secs_f64()
+    ));
+    let started = Instant::now();
+    let store = Store::open(bench_store_config(&brokers, &topic)).await?;
+    let kafkv_secs = started.elapsed().as_secs_f64();
+    let applied = store.progress().records_applied;
+    store.close().await;
+    rows.push(Row {
+        measurement: format!("bootstrap of {produced} records (time to ready vs read to end)"),
+        unit: "s".into(),
+        kafkv: kafkv_secs,
+        raw: raw.1.as_secs_f64(),
+    });
+    rows.push(Row {
+        measurement: "bootstrap rate".into(),
+        unit: "records/s".into(),
+        kafkv: applied as f64 / kafkv_secs,
+        raw: raw.0 as f64 / raw.1.as_secs_f64(),
+    });
+
+    let report = Report {
+        broker,
+        records: produced,
+        writes: config.writes,
+        rows,
+    };
+    print_table(&report);
+    if let Some(path) = &config.json {
+        std::fs::write(
+            path,
+            serde_json::to_vec_pretty(&report).expect("serializable"),
+        )?;
+    }
+    #[cfg(feature = "embedded-broker")]
+    if let Some((broker, dir)) = embedded {
+        broker.stop().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    Ok(report)
+}
+
+fn bench_store_config(brokers: &str, topic: &str) -> StoreConfig {
+    let mut config = StoreConfig::new(brokers).topic(topic);
+    config.replication_factor = Some(1);
+    config
+}
+
+/// The producer settings kafkv's writer uses, for a like-for-like baseline.
+fn raw_producer(brokers: &str) -> Result<FutureProducer> {
+    let config = bench_store_config(brokers, "unused");
+    Ok(crate::log::client_config(
+        &config,
+        &[
+            ("acks", "all".into()),
+            ("enable.idempotence", "true".into()),
+            ("partitioner", "murmur2_random".into()),
+            ("linger.ms", "0".into()),
+        ],
+    )
+    .create()?)
+}
+
+async fn write_latency(
+    brokers: &str,
+    run_id: u32,
+    config: &BenchConfig,
+) -> Result<(Vec<Duration>, Vec<Duration>)> {
+    let value = Bytes::from(vec![b'v'; config.value_bytes]);
+    let warmup = 100;
+
+    // Raw: one record at a time, each awaited.
+    let topic = format!("bench-writes-raw-{run_id}");
+    let store = Store::open(bench_store_config(brokers, &topic)).await?; // creates the topic
+    store.close().await;
+    let producer = raw_producer(brokers)?;
+    let mut raw = Vec::with_capacity(config.writes);
+    for i in 0..warmup + config.writes {
+        let key = format!("key-{i:012}");
+        let started = Instant::now();
+        producer
+            .send(
+                FutureRecord::to(&topic).key(&key).payload(&value[..]),
+                Timeout::After(Duration::from_secs(30)),
+            )
+            .await
+            .map_err(|(e, _)| Error::Kafka(e))?;
+        if i >= warmup {
+            raw.push(started.elapsed());
+        }
+    }
+
+    // kafkv: one HTTP PUT at a time over a kept-alive connection.
+    let topic = format!("bench-writes-kafkv-{run_id}");
+    let store = Store::open(bench_store_config(brokers, &topic)).await?;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let front_ends = service::FrontEnds::new(store.config());
+    let server = tokio::spawn(service::serve(
+        store,
+        Listeners {
+            http: listener,
+            resp: None,
+        },
+        front_ends,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let client = reqwest::Client::new();
+    let mut kafkv = Vec::with_capacity(config.writes);
+    for i in 0..warmup + config.writes {
+        let url = format!("{base}/v1/kv/key-{i:012}");
+        let started = Instant::now();
+        let response = client
+            .put(&url)
+            .body(value.clone())
+            .send()
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e)))?;
+        if !response.status().is_success() {
+            return Err(Error::Io(std::io::Error::other(format!(
+                "PUT answered {}",
+                response.status()
+            ))));
+        }
+        if i >= warmup {
+            kafkv.push(started.elapsed());
+        }
+    }
+    let _ = stop.send(());
+    let _ = server.await;
+    Ok((kafkv, raw))
+}
+
+/// Produces the bootstrap topic: 16-byte keys, `value_bytes` values; one
+/// record in ten overwrites an earlier key and one in a hundred deletes one.
+async fn produce_bootstrap_topic(
+    brokers: &str,
+    topic: &str,
+    config: &BenchConfig,
+) -> Result<usize> {
+    let store = Store::open(bench_store_config(brokers, topic)).await?; // creates the topic
+    store.close().await;
+    let producer = raw_producer(brokers)?;
+    let value = vec![b'v'; config.value_bytes];
+    let started = Instant::now();
+    let mut last_report = Instant::now();
+    let mut sent = 0usize;
+    let mut results = stream::iter(0..config.records)
+        .map(|i| {
+            let (key, tombstone) = match i % 100 {
+                99 => (i / 2, true),
+                r if r % 10 == 9 => (i / 2, false),
+                _ => (i, false),
+            };
+            let key = format!("key-{key:012}");
+            let producer = &producer;
+            let value = &value;
+            async move {
+                let mut record = FutureRecord::<str, [u8]>::to(topic).key(&key);
+                if !tombstone {
+                    record = record.payload(value);
+                }
+                producer
+                    .send(record, Timeout::After(Duration::from_secs(60)))
+                    .await
+                    .map(|_| ())
+                    .map_err(|(e, _)| e)
+            }
+        })
+        .buffered(10_000);
+    while let Some(result) = results.next().await {
+        result?;
+        sent += 1;
+        if last_report.elapsed() > Duration::from_secs(5) {
+            last_report = Instant::now();
+            progress(format!(
+                "bootstrap: produced {sent} ({:.0} records/s)",
+                sent as f64 / started.elapsed().as_secs_f64()
+            ));
+        }
+    }
+    Ok(sent)
+}
+
+/// A plain librdkafka consumer with kafkv's fetch settings reads the topic to
+/// its end offsets; returns (records, time).
+async fn raw_consume(brokers: &str, topic: &str) -> Result<(u64, Duration)> {
+    let config = bench_store_config(brokers, topic);
+    let fetch_bytes = crate::log::max_record_bytes(&config) * 4;
+    let consumer: BaseConsumer = crate::log::client_config(
+        &config,
+        &[
+            ("group.id", format!("kafkv-bench-{}", std::process::id())),
+            ("enable.auto.commit", "false".into()),
+            ("enable.partition.eof", "true".into()),
+            (
+                "fetch.wait.max.ms",
+                config.fetch_wait.as_millis().to_string(),
+            ),
+            ("max.partition.fetch.bytes", fetch_bytes.to_string()),
+            ("fetch.max.bytes", (fetch_bytes * 4).to_string()),
+            (
+                "receive.message.max.bytes",
+                (fetch_bytes * 4 + 1024 * 1024).to_string(),
+            ),
+        ],
+    )
+    .create()?;
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let ends = crate::log::reader::end_offsets(&consumer, &topic, 1, Duration::from_secs(30))?;
+        let mut assignment = TopicPartitionList::new();
+        assignment.add_partition_offset(&topic, 0, Offset::Beginning)?;
+        consumer.assign(&assignment)?;
+        let mut records = 0u64;
+        loop {
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(message)) => {
+                    records += 1;
+                    if message.offset() + 1 >= ends[0] {
+                        break;
+                    }
+                }
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
+                Some(Err(e)) => return Err(Error::Kafka(e)),
+                None => {}
+            }
+        }
+        Ok((records, started.elapsed()))
+    })
+    .await
+    .expect("raw consumer panicked")
+}
+
+fn percentile(samples: &[Duration], q: f64) -> f64 {
+    let mut sorted: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    sorted.sort_by(f64::total_cmp);
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[rank]
+}
+
+fn print_table(report: &Report) {
+    println!(
+        "\nkafkv bench — broker: {}; {} sequential writes; bootstrap topic of {} records\n",
+        report.broker, report.writes, report.records
+    );
+    println!(
+        "| {:<62} | {:>12} | {:>12} | {:>10} | {:<9} |",
+        "measurement", "kafkv", "raw client", "kafkv/raw", "unit"
+    );
+    println!(
+        "|{:-<64}|{:->14}|{:->14}|{:->12}|{:-<11}|",
+        "", "", "", "", ""
+    );
+    for row in &report.rows {
+        println!(
+            "| {:<62} | {:>12} | {:>12} | {:>10.2} | {:<9} |",
+            row.measurement,
+            format_figure(row.kafkv),
+            format_figure(row.raw),
+            row.kafkv / row.raw,
+            row.unit
+        );
+    }
+    println!();
+}
+
+fn format_figure(value: f64) -> String {
+    if value >= 1000.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.3}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_pick_the_nearest_rank() {
+        let samples: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&samples, 0.5), 51.0);
+        assert_eq!(percentile(&samples, 0.99), 99.0);
+        assert!(percentile(&[], 0.5).is_nan());
+    }
+}

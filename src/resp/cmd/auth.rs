@@ -1,0 +1,52 @@
+//! `AUTH [username] token`: the only user is `default`.
+
+use super::{Args, Frame, Session};
+
+pub struct Auth {
+    username: Option<bytes::Bytes>,
+    token: bytes::Bytes,
+}
+
+impl Auth {
+    pub fn parse(args: &mut Args) -> Result<Self, Frame> {
+        let first = args.bytes()?;
+        let auth = match args.optional() {
+            None => Self {
+                username: None,
+                token: first,
+            },
+            Some(token) => Self {
+                username: Some(first),
+                token,
+            },
+        };
+        args.finish()?;
+        Ok(auth)
+    }
+
+    pub fn apply(self, session: &mut Session) -> Frame {
+        authenticate(session, self.username.as_deref(), &self.token)
+    }
+}
+
+/// Checks a username and token against `--auth-token`; shared with `HELLO`.
+pub fn authenticate(session: &mut Session, username: Option<&[u8]>, token: &[u8]) -> Frame {
+    let Some(expected) = session.server.auth_token.as_deref() else {
+        return Frame::error(
+            "ERR AUTH <password> called without any password configured for the default user. \
+             Are you sure your configuration is correct?",
+        );
+    };
+    let user_ok = username.is_none_or(|u| u == b"default");
+    if user_ok && constant_time_eq(expected.as_bytes(), token) {
+        session.authenticated = true;
+        Frame::ok()
+    } else {
+        Frame::error("WRONGPASS invalid username-password pair or user is disabled.")
+    }
+}
+
+/// Compares without an early exit on the first differing byte.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

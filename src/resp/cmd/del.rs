@@ -1,0 +1,44 @@
+//! `DEL key [key ...]` and `UNLINK`: a tombstone per key, all in flight at
+//! once; the reply counts the keys that existed here before.
+
+use futures::future::join_all;
+
+use super::{Args, Frame};
+use crate::store::Store;
+
+pub struct Del {
+    keys: Vec<bytes::Bytes>,
+}
+
+impl Del {
+    pub fn parse(args: &mut Args) -> Result<Self, Frame> {
+        let keys = args.rest();
+        if keys.is_empty() {
+            return Err(args.wrong_arity());
+        }
+        Ok(Self { keys })
+    }
+
+    pub async fn apply(self, store: &Store) -> Frame {
+        let mut existed = 0;
+        let unique: std::collections::BTreeSet<&bytes::Bytes> = self.keys.iter().collect();
+        for key in &unique {
+            if let Err(error) = store.validate(key, None) {
+                return super::store_error(error.into());
+            }
+            match store.get_now(key) {
+                Ok(found) => existed += i64::from(found.is_some()),
+                Err(error) => return super::store_error(error),
+            }
+        }
+        // A tombstone even for keys not seen here: another instance may have
+        // written one that this instance has not consumed yet.
+        let deletes = unique.iter().map(|key| store.delete(key));
+        for outcome in join_all(deletes).await {
+            if let Err(error) = outcome {
+                return super::store_error(error);
+            }
+        }
+        Frame::Integer(existed)
+    }
+}

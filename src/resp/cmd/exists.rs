@@ -1,0 +1,28 @@
+//! `EXISTS key [key ...]`: how many of the keys exist (repeats count again).
+
+use super::{Args, Frame, Session};
+
+pub struct Exists {
+    keys: Vec<bytes::Bytes>,
+}
+
+impl Exists {
+    pub fn parse(args: &mut Args) -> Result<Self, Frame> {
+        let keys = args.rest();
+        if keys.is_empty() {
+            return Err(args.wrong_arity());
+        }
+        Ok(Self { keys })
+    }
+
+    pub fn apply(self, session: &mut Session) -> Frame {
+        let mut count = 0;
+        for key in &self.keys {
+            match session.store.get_now(key) {
+                Ok(found) => count += i64::from(found.is_some()),
+                Err(error) => return super::store_error(error),
+            }
+        }
+        Frame::Integer(count)
+    }
+}

@@ -1,0 +1,23 @@
+//! `GET key`.
+
+use super::{Args, Frame, Session};
+
+pub struct Get {
+    key: bytes::Bytes,
+}
+
+impl Get {
+    pub fn parse(args: &mut Args) -> Result<Self, Frame> {
+        let key = args.bytes()?;
+        args.finish()?;
+        Ok(Self { key })
+    }
+
+    pub fn apply(self, session: &mut Session) -> Frame {
+        match session.store.get_now(&self.key) {
+            Ok(Some(found)) => Frame::Bulk(found.value),
+            Ok(None) => Frame::Null,
+            Err(error) => super::store_error(error),
+        }
+    }
+}

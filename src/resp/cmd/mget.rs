@@ -1,0 +1,28 @@
+//! `MGET key [key ...]`.
+
+use super::{Args, Frame, Session};
+
+pub struct MGet {
+    keys: Vec<bytes::Bytes>,
+}
+
+impl MGet {
+    pub fn parse(args: &mut Args) -> Result<Self, Frame> {
+        let keys = args.rest();
+        if keys.is_empty() {
+            return Err(args.wrong_arity());
+        }
+        Ok(Self { keys })
+    }
+
+    pub fn apply(self, session: &mut Session) -> Frame {
+        let mut values = Vec::with_capacity(self.keys.len());
+        for key in &self.keys {
+            match session.store.get_now(key) {
+                Ok(found) => values.push(found.map_or(Frame::Null, |f| Frame::Bulk(f.value))),
+                Err(error) => return super::store_error(error),
+            }
+        }
+        Frame::Array(values)
+    }
+}

@@ -1,0 +1,48 @@
+//! `MSET key value [key value ...]`: every record is produced before any
+//! acknowledgement is awaited, so it costs one round trip, not one per key.
+//! Unlike Redis's, it is not atomic: each key is its own record, and if the
+//! broker fails part-way some keys may be written and others not (the reply
+//! is then an error).
+
+use futures::future::join_all;
+
+use super::{Args, Frame};
+use crate::store::Store;
+
+pub struct MSet {
+    pairs: Vec<(bytes::Bytes, bytes::Bytes)>,
+}
+
+impl MSet {
+    pub fn parse(args: &mut Args) -> Result<Self, Frame> {
+        let rest = args.rest();
+        if rest.is_empty() || !rest.len().is_multiple_of(2) {
+            return Err(args.wrong_arity());
+        }
+        let mut rest = rest.into_iter();
+        let mut pairs = Vec::new();
+        while let (Some(key), Some(value)) = (rest.next(), rest.next()) {
+            pairs.push((key, value));
+        }
+        Ok(Self { pairs })
+    }
+
+    pub async fn apply(self, store: &Store) -> Frame {
+        // Refuse the whole command before producing anything if one pair is bad.
+        for (key, value) in &self.pairs {
+            if let Err(error) = store.validate(key, Some(value)) {
+                return super::store_error(error.into());
+            }
+        }
+        let writes = self
+            .pairs
+            .into_iter()
+            .map(|(key, value)| async move { store.put(&key, value).await });
+        for outcome in join_all(writes).await {
+            if let Err(error) = outcome {
+                return super::store_error(error);
+            }
+        }
+        Frame::ok()
+    }
+}

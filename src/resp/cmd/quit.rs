@@ -1,0 +1,18 @@
+//! `QUIT`: answer OK, then close once the reply is written.
+
+use super::{Args, Frame, Session};
+
+pub struct Quit;
+
+impl Quit {
+    pub fn parse(args: &mut Args) -> Result<Self, Frame> {
+        // Redis ignores QUIT's arguments.
+        args.rest();
+        Ok(Self)
+    }
+
+    pub fn apply(self, session: &mut Session) -> Frame {
+        session.quit = true;
+        Frame::ok()
+    }
+}

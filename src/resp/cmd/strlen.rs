@@ -1,0 +1,22 @@
+//! `STRLEN key`: the value's length, 0 for a missing key.
+
+use super::{Args, Frame, Session};
+
+pub struct Strlen {
+    key: bytes::Bytes,
+}
+
+impl Strlen {
+    pub fn parse(args: &mut Args) -> Result<Self, Frame> {
+        let key = args.bytes()?;
+        args.finish()?;
+        Ok(Self { key })
+    }
+
+    pub fn apply(self, session: &mut Session) -> Frame {
+        match session.store.get_now(&self.key) {
+            Ok(found) => Frame::Integer(found.map_or(0, |f| f.value.len() as i64)),
+            Err(error) => super::store_error(error),
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Redis's glob-style patterns (`KEYS`, `SCAN MATCH`, `CONFIG GET`) over raw
+//! bytes: `*` any run, `?` any byte, `[abc]`, `[^a]`, `[a-z]` classes, and `\`
+//! to escape the next byte.
+
+/// Whether `text` matches `pattern` in full.
+pub fn matches(pattern: &[u8], text: &[u8]) -> bool {
+    // Iterative with one backtrack point for the most recent `*`: linear in
+    // practice and never recursive, so no pattern can exhaust the stack.
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() {
+            match pattern[p] {
+                b'*' => {
+                    star = Some((p, t));
+                    p += 1;
+                    continue;
+                }
+                b'?' => {
+                    p += 1;
+                    t += 1;
+                    continue;
+                }
+                b'[' => {
+                    if let Some((matched, next)) = class(pattern, p, text[t]) {
+                        if matched {
+                            p = next;
+                            t += 1;
+                            continue;
+                        }
+                    } else if text[t] == b'[' {
+                        // An unterminated class is a literal '['.
+                        p += 1;
+                        t += 1;
+                        continue;
+                    }
+                }
+                b'\\' if p + 1 < pattern.len() => {
+                    if pattern[p + 1] == text[t] {
+                        p += 2;
+                        t += 1;
+                        continue;
+                    }
+                }
+                literal => {
+                    if literal == text[t] {
+                        p += 1;
+                        t += 1;
+                        continue;
+                    }
+                }
+            }
+        }
+        match star {
+            Some((star_p, star_t)) => {
+                p = star_p + 1;
+                t = star_t + 1;
+                star = Some((star_p, star_t + 1));
+            }
+            None => return false,
+        }
+    }
+    pattern[p..].iter().all(|b| *b == b'*')
+}
+
+/// Matches `byte` against the class starting at `pattern[open] == '['`;
+/// returns whether it matched and the index after the closing `]`, or `None`
+/// if the class is not terminated.
+fn class(pattern: &[u8], open: usize, byte: u8) -> Option<(bool, usize)> {
+    let mut i = open + 1;
+    let negate = pattern.get(i) == Some(&b'^');
+    if negate {
+        i += 1;
+    }
+    let mut matched = false;
+    let mut first = true;
+    loop {
+        let c = *pattern.get(i)?;
+        if c == b']' && !first {
+            return Some((matched != negate, i + 1));
+        }
+        first = false;
+        let c = if c == b'\\' {
+            i += 1;
+            *pattern.get(i)?
+        } else {
+            c
+        };
+        if pattern.get(i + 1) == Some(&b'-') && pattern.get(i + 2).is_some_and(|e| *e != b']') {
+            let end = pattern[i + 2];
+            let (low, high) = if c <= end { (c, end) } else { (end, c) };
+            matched |= (low..=high).contains(&byte);
+            i += 3;
+        } else {
+            matched |= c == byte;
+            i += 1;
+        }
+    }
+}
+
+/// The literal bytes a pattern's matches must start with, for a prefix scan.
+pub fn literal_prefix(pattern: &[u8]) -> Vec<u8> {
+    let mut prefix = Vec::new();
+    let mut i = 0;
+    while i < pattern.len() {
+        match pattern[i] {
+            b'*' | b'?' | b'[' => break,
+            b'\\' if i + 1 < pattern.len() => {
+                prefix.push(pattern[i + 1]);
+                i += 2;
+            }
+            b => {
+                prefix.push(b);
+                i += 1;
+            }
+        }
+    }
+    prefix
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_glob_semantics() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("*", "", true),
+            ("*", "anything", true),
+            ("h?llo", "hello", true),
+            ("h?llo", "hllo", false),
+            ("h*llo", "heeeello", true),
+            ("h[ae]llo", "hallo", true),
+            ("h[ae]llo", "hillo", false),
+            ("h[^e]llo", "hallo", true),
+            ("h[^e]llo", "hello", false),
+            ("h[a-b]llo", "hbllo", true),
+            ("h[a-b]llo", "hcllo", false),
+            ("user:*:name", "user:42:name", true),
+            ("user:*:name", "user:42:email", false),
+            ("a\\*b", "a*b", true),
+            ("a\\*b", "axb", false),
+            ("*a*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", false),
+            ("[", "[", true),
+        ];
+        for (pattern, text, expected) in cases {
+            assert_eq!(
+                matches(pattern.as_bytes(), text.as_bytes()),
+                *expected,
+                "{pattern} vs {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn literal_prefixes() {
+        assert_eq!(literal_prefix(b"user:*"), b"user:");
+        assert_eq!(literal_prefix(b"a\\*b*"), b"a*b");
+        assert_eq!(literal_prefix(b"*"), b"");
+    }
+}

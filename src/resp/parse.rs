@@ -1,0 +1,81 @@
+//! A cursor over one request's arguments, with Redis's error texts for
+//! missing, extra and malformed arguments.
+
+use bytes::Bytes;
+
+use super::frame::Frame;
+
+pub struct Args {
+    /// The command name in lower case, as Redis quotes it in errors.
+    name: String,
+    rest: std::vec::IntoIter<Bytes>,
+}
+
+impl Args {
+    pub fn new(name: String, rest: Vec<Bytes>) -> Self {
+        Self {
+            name,
+            rest: rest.into_iter(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn remaining(&self) -> usize {
+        self.rest.len()
+    }
+
+    pub fn optional(&mut self) -> Option<Bytes> {
+        self.rest.next()
+    }
+
+    /// The next argument, required.
+    pub fn bytes(&mut self) -> Result<Bytes, Frame> {
+        self.rest.next().ok_or_else(|| self.wrong_arity())
+    }
+
+    /// The next argument as text (lossy: names and options are ASCII).
+    pub fn string(&mut self) -> Result<String, Frame> {
+        self.bytes()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    }
+
+    pub fn integer(&mut self) -> Result<i64, Frame> {
+        let arg = self.bytes()?;
+        std::str::from_utf8(&arg)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(not_an_integer)
+    }
+
+    /// Every argument left.
+    pub fn rest(&mut self) -> Vec<Bytes> {
+        self.rest.by_ref().collect()
+    }
+
+    /// Fails when arguments are left over.
+    pub fn finish(&mut self) -> Result<(), Frame> {
+        if self.rest.len() == 0 {
+            Ok(())
+        } else {
+            Err(self.wrong_arity())
+        }
+    }
+
+    pub fn wrong_arity(&self) -> Frame {
+        Frame::error(format!(
+            "ERR wrong number of arguments for '{}' command",
+            self.name
+        ))
+    }
+}
+
+pub fn not_an_integer() -> Frame {
+    Frame::error("ERR value is not an integer or out of range")
+}
+
+pub fn syntax_error() -> Frame {
+    Frame::error("ERR syntax error")
+}

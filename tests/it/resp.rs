@@ -1,0 +1,504 @@
+//! The Redis protocol front end: raw RESP bytes on the wire, the `redis`
+//! crate in RESP2 and RESP3, `AUTH`, limits, and Debian's redis-cli and
+//! redis-benchmark against kafkv.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::{AsyncCommands, Value};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+use crate::harness::{Kafka, Kafkv, read_topic, replay, unique_topic};
+
+async fn kafkv() -> (Kafka, Kafkv) {
+    let kafka = Kafka::start().await;
+    let kv = Kafkv::start(kafka.config(&unique_topic("resp"))).await;
+    (kafka, kv)
+}
+
+/// Reads exactly `expected.len()` bytes and compares them.
+async fn expect(stream: &mut TcpStream, expected: &[u8]) {
+    let mut got = vec![0; expected.len()];
+    tokio::time::timeout(Duration::from_secs(30), stream.read_exact(&mut got))
+        .await
+        .expect("reply in time")
+        .expect("read reply");
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(expected)
+    );
+}
+
+async fn expect_closed(stream: &mut TcpStream) {
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut rest))
+        .await
+        .expect("server closes the connection");
+    assert!(
+        read.is_ok() && rest.is_empty(),
+        "unexpected bytes: {rest:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wire_pipelining_split_frames_and_errors() {
+    let (_kafka, kv) = kafkv().await;
+    let mut s = TcpStream::connect(kv.resp).await.unwrap();
+
+    // Pipelined in one write, answered in order; a GET sees the SET before it.
+    s.write_all(b"*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\n1\r\n*2\r\n$3\r\nGET\r\n$1\r\na\r\nPING\r\n")
+        .await
+        .unwrap();
+    expect(&mut s, b"+OK\r\n$1\r\n1\r\n+PONG\r\n").await;
+
+    // A frame split across many writes.
+    for chunk in b"*2\r\n$4\r\nECHO\r\n$5\r\nhello\r\n".chunks(3) {
+        s.write_all(chunk).await.unwrap();
+        s.flush().await.unwrap();
+    }
+    expect(&mut s, b"$5\r\nhello\r\n").await;
+
+    // Reads and writes interleaved in a pipeline keep their order.
+    s.write_all(
+        b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n1\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n\
+          *3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n2\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n",
+    )
+    .await
+    .unwrap();
+    expect(&mut s, b"+OK\r\n$1\r\n1\r\n+OK\r\n$1\r\n2\r\n").await;
+
+    // Unknown commands are answered and the connection stays usable; so is inline syntax.
+    s.write_all(b"*2\r\n$3\r\nFOO\r\n$1\r\nx\r\nPING\r\n")
+        .await
+        .unwrap();
+    expect(
+        &mut s,
+        b"-ERR unknown command 'FOO', with args beginning with: 'x' \r\n+PONG\r\n",
+    )
+    .await;
+
+    // A malformed frame closes only this connection, with a protocol error.
+    let mut other = TcpStream::connect(kv.resp).await.unwrap();
+    s.write_all(b"*1\r\n+PING\r\n").await.unwrap();
+    expect(&mut s, b"-ERR Protocol error: expected '$', got '+'\r\n").await;
+    expect_closed(&mut s).await;
+    other.write_all(b"PING\r\n").await.unwrap();
+    expect(&mut other, b"+PONG\r\n").await;
+
+    // A bulk string over the limit is refused before it is read.
+    other
+        .write_all(b"*2\r\n$3\r\nGET\r\n$99999999\r\n")
+        .await
+        .unwrap();
+    let mut line = vec![0; 256];
+    let n = other.read(&mut line).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&line[..n]).starts_with("-ERR Protocol error: invalid bulk length"),
+        "{}",
+        String::from_utf8_lossy(&line[..n])
+    );
+    kv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_writes_are_all_acknowledged_in_order() {
+    let (kafka, kv) = kafkv().await;
+    let mut s = TcpStream::connect(kv.resp).await.unwrap();
+    let mut pipeline = Vec::new();
+    for i in 0..200 {
+        let value = i.to_string();
+        pipeline.extend_from_slice(
+            format!(
+                "*3\r\n$3\r\nSET\r\n$3\r\nhot\r\n${}\r\n{value}\r\n",
+                value.len()
+            )
+            .as_bytes(),
+        );
+    }
+    pipeline.extend_from_slice(b"*2\r\n$3\r\nGET\r\n$3\r\nhot\r\n");
+    s.write_all(&pipeline).await.unwrap();
+    let mut expected = b"+OK\r\n".repeat(200);
+    expected.extend_from_slice(b"$3\r\n199\r\n");
+    expect(&mut s, &expected).await;
+
+    // The log has them in pipeline order: the last one wins everywhere.
+    kv.store.catch_up().await.unwrap();
+    let records = read_topic(&kafka.brokers(), &kv.store.config().topic).await;
+    let values: Vec<String> = records
+        .iter()
+        .map(|r| String::from_utf8(r.value.clone().unwrap()).unwrap())
+        .collect();
+    let expected: Vec<String> = (0..200).map(|i| i.to_string()).collect();
+    assert_eq!(values, expected);
+    assert_eq!(replay(&records), kv.state().await);
+    kv.stop().await;
+}
+
+/// A `redis` crate connection with timeouts fit for a loaded test machine
+/// (its defaults are 1 s to connect and 500 ms per reply).
+async fn connect(url: &str) -> redis::aio::MultiplexedConnection {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(30)))
+        .set_response_timeout(Some(Duration::from_secs(30)));
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .expect("connect with the redis crate")
+}
+
+/// Every supported command through a real client, in one protocol version.
+async fn every_command(kv: &Kafkv, resp3: bool) {
+    let suffix = if resp3 { "?protocol=resp3" } else { "" };
+    let mut c = connect(&format!("redis://{}/{suffix}", kv.resp)).await;
+    let p = if resp3 { "r3:" } else { "r2:" };
+    let key = |k: &str| format!("{p}{k}");
+
+    let pong: String = redis::cmd("PING").query_async(&mut c).await.unwrap();
+    assert_eq!(pong, "PONG");
+    let echoed: String = redis::cmd("ECHO")
+        .arg("hi")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(echoed, "hi");
+
+    let () = c.set(key("a"), "1").await.unwrap();
+    let a: String = c.get(key("a")).await.unwrap();
+    assert_eq!(a, "1");
+    let missing: Option<String> = c.get(key("missing")).await.unwrap();
+    assert_eq!(missing, None);
+
+    let binary = Bytes::from_static(&[0, 255, 13, 10, 7]);
+    let () = c.set(key("bin"), binary.to_vec()).await.unwrap();
+    let back: Vec<u8> = c.get(key("bin")).await.unwrap();
+    assert_eq!(back, binary.to_vec());
+
+    let () = c.mset(&[(key("b"), "2"), (key("c"), "3")]).await.unwrap();
+    let many: Vec<Option<String>> = c
+        .mget(&[key("a"), key("b"), key("c"), key("nope")])
+        .await
+        .unwrap();
+    assert_eq!(
+        many,
+        vec![Some("1".into()), Some("2".into()), Some("3".into()), None]
+    );
+
+    let exists: i64 = c.exists(&[key("a"), key("b"), key("nope")]).await.unwrap();
+    assert_eq!(exists, 2);
+    let len: i64 = c.strlen(key("bin")).await.unwrap();
+    assert_eq!(len, 5);
+    let kind: String = redis::cmd("TYPE")
+        .arg(key("a"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(kind, "string");
+    let none: String = redis::cmd("TYPE")
+        .arg(key("nope"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(none, "none");
+
+    let mut keys: Vec<String> = c.keys(format!("{p}*")).await.unwrap();
+    keys.sort();
+    assert_eq!(keys, vec![key("a"), key("b"), key("bin"), key("c")]);
+
+    let mut scanned: Vec<String> = {
+        let mut iter: redis::AsyncIter<String> = c.scan_match(format!("{p}*")).await.unwrap();
+        let mut all = Vec::new();
+        while let Some(k) = iter.next_item().await {
+            all.push(k.unwrap());
+        }
+        all
+    };
+    scanned.sort();
+    scanned.dedup();
+    assert_eq!(scanned, keys);
+
+    let deleted: i64 = c.del(&[key("a"), key("nope")]).await.unwrap();
+    assert_eq!(deleted, 1);
+    let unlinked: i64 = redis::cmd("UNLINK")
+        .arg(key("b"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(unlinked, 1);
+    let gone: Option<String> = c.get(key("a")).await.unwrap();
+    assert_eq!(gone, None);
+
+    let size: i64 = redis::cmd("DBSIZE").query_async(&mut c).await.unwrap();
+    assert_eq!(size as usize, kv.store.len());
+
+    let info: String = redis::cmd("INFO").query_async(&mut c).await.unwrap();
+    for needle in [
+        "redis_version:",
+        "connected_clients:",
+        "# Keyspace",
+        "# Kafka",
+        "topic:",
+        "partition0:applied_offset=",
+    ] {
+        assert!(info.contains(needle), "INFO lacks {needle}:\n{info}");
+    }
+    let count: i64 = redis::cmd("COMMAND")
+        .arg("COUNT")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(count >= 20);
+    let table: Value = redis::cmd("COMMAND").query_async(&mut c).await.unwrap();
+    assert!(matches!(table, Value::Array(ref a) if a.len() as i64 == count));
+    let docs: Value = redis::cmd("COMMAND")
+        .arg("DOCS")
+        .arg("get")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(!matches!(docs, Value::Nil));
+
+    let () = redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg("tester")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let name: String = redis::cmd("CLIENT")
+        .arg("GETNAME")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(name, "tester");
+    let id: i64 = redis::cmd("CLIENT")
+        .arg("ID")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(id > 0);
+    let () = redis::cmd("CLIENT")
+        .arg("SETINFO")
+        .arg("LIB-NAME")
+        .arg("x")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let config: std::collections::HashMap<String, String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("appendonly")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(config.get("appendonly").map(String::as_str), Some("no"));
+
+    let () = redis::cmd("SELECT")
+        .arg(0)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let other_db: redis::RedisResult<()> = redis::cmd("SELECT").arg(1).query_async(&mut c).await;
+    assert!(other_db.unwrap_err().to_string().contains("out of range"));
+
+    let unsupported: redis::RedisResult<()> = redis::cmd("SET")
+        .arg(key("x"))
+        .arg("1")
+        .arg("NX")
+        .query_async(&mut c)
+        .await;
+    assert!(
+        unsupported
+            .unwrap_err()
+            .to_string()
+            .contains("not supported by kafkv")
+    );
+    let unknown: redis::RedisResult<()> = redis::cmd("FLUSHALL").query_async(&mut c).await;
+    assert!(unknown.unwrap_err().to_string().contains("unknown command"));
+    let wrong: redis::RedisResult<()> = redis::cmd("GET").query_async(&mut c).await;
+    assert!(
+        wrong
+            .unwrap_err()
+            .to_string()
+            .contains("wrong number of arguments")
+    );
+    // Still usable after the errors.
+    let pong: String = redis::cmd("PING").query_async(&mut c).await.unwrap();
+    assert_eq!(pong, "PONG");
+
+    let hello: Value = redis::cmd("HELLO")
+        .arg(if resp3 { 3 } else { 2 })
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let text = format!("{hello:?}");
+    assert!(text.contains("proto"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_through_the_redis_client_in_resp2_and_resp3() {
+    let (_kafka, kv) = kafkv().await;
+    every_command(&kv, false).await;
+    every_command(&kv, true).await;
+    // The writes went through Kafka like any other.
+    kv.store.catch_up().await.unwrap();
+    assert_eq!(kv.state().await.get(&b"r3:c"[..]), Some(&b"3".to_vec()));
+    kv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_token_guards_resp_and_http() {
+    let kafka = Kafka::start().await;
+    let store = kafkv::Store::open(kafka.config(&unique_topic("auth")))
+        .await
+        .unwrap();
+    let kv = Kafkv::serve_with(store, Some("s3cret")).await;
+
+    let mut s = TcpStream::connect(kv.resp).await.unwrap();
+    s.write_all(b"GET a\r\nPING\r\nAUTH wrong\r\nAUTH s3cret\r\nGET a\r\n")
+        .await
+        .unwrap();
+    expect(
+        &mut s,
+        b"-NOAUTH Authentication required.\r\n+PONG\r\n\
+          -WRONGPASS invalid username-password pair or user is disabled.\r\n+OK\r\n$-1\r\n",
+    )
+    .await;
+    let mut s = TcpStream::connect(kv.resp).await.unwrap();
+    s.write_all(b"AUTH default s3cret\r\nAUTH nobody s3cret\r\n")
+        .await
+        .unwrap();
+    expect(
+        &mut s,
+        b"+OK\r\n-WRONGPASS invalid username-password pair or user is disabled.\r\n",
+    )
+    .await;
+    let mut c = connect(&format!(
+        "redis://default:s3cret@{}/?protocol=resp3",
+        kv.resp
+    ))
+    .await;
+    let () = c.set("k", "v").await.unwrap();
+
+    let status = |path: &'static str, token: Option<&'static str>| {
+        let (http, url) = (kv.http.clone(), kv.url(path));
+        async move {
+            let mut request = http.get(url);
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            request.send().await.unwrap().status().as_u16()
+        }
+    };
+    assert_eq!(status("/v1/kv/k", None).await, 401);
+    assert_eq!(status("/v1/kv/k", Some("wrong")).await, 401);
+    assert_eq!(status("/keys/k", None).await, 401);
+    assert_eq!(status("/metrics", None).await, 401);
+    assert_eq!(status("/v1/kv/k", Some("s3cret")).await, 200);
+    assert_eq!(status("/livez", None).await, 200);
+    assert_eq!(status("/readyz", None).await, 200);
+    kv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_are_told_and_closed() {
+    let kafka = Kafka::start().await;
+    let store = kafkv::Store::open(kafka.config(&unique_topic("maxconn")))
+        .await
+        .unwrap();
+    let mut front_ends = kafkv::service::FrontEnds::new(store.config());
+    front_ends.resp.max_connections = 2;
+    let kv = Kafkv::serve_front_ends(store, front_ends).await;
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(kv.resp).await.unwrap();
+        s.write_all(b"PING\r\n").await.unwrap();
+        expect(&mut s, b"+PONG\r\n").await;
+        open.push(s);
+    }
+    let mut third = TcpStream::connect(kv.resp).await.unwrap();
+    expect(&mut third, b"-ERR max number of clients reached\r\n").await;
+    expect_closed(&mut third).await;
+    // Closing one frees its place.
+    drop(open.pop());
+    crate::harness::eventually("a freed connection slot is reused", || async {
+        let Ok(mut s) = TcpStream::connect(kv.resp).await else {
+            return false;
+        };
+        if s.write_all(b"PING\r\n").await.is_err() {
+            return false;
+        }
+        let mut reply = [0u8; 7];
+        s.read_exact(&mut reply).await.is_ok() && &reply == b"+PONG\r\n"
+    })
+    .await;
+    kv.stop().await;
+}
+
+fn tool(name: &str) -> tokio::process::Command {
+    // Debian's redis-tools; .ci/run installs it. Missing, the test fails.
+    let path = format!("/usr/bin/{name}");
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "{name} is not installed: apt-get install redis-tools"
+    );
+    tokio::process::Command::new(path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cli_and_redis_benchmark_work_against_kafkv() {
+    let (_kafka, kv) = kafkv().await;
+    let port = kv.resp.port().to_string();
+    let cli = |args: &'static [&'static str]| {
+        let port = port.clone();
+        async move {
+            let output = tool("redis-cli")
+                .args(["-h", "127.0.0.1", "-p", &port])
+                .args(args)
+                .output()
+                .await
+                .unwrap();
+            assert!(output.status.success(), "{output:?}");
+            String::from_utf8(output.stdout).unwrap()
+        }
+    };
+    assert_eq!(cli(&["SET", "cli:key", "cli value"]).await.trim(), "OK");
+    assert_eq!(cli(&["GET", "cli:key"]).await.trim(), "cli value");
+    cli(&["SET", "cli:other", "x"]).await;
+    let mut scanned: Vec<String> = cli(&["--scan", "--pattern", "cli:*"])
+        .await
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    scanned.sort();
+    assert_eq!(scanned, ["cli:key", "cli:other"]);
+
+    let output = tool("redis-benchmark")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-t",
+            "set,get",
+            "-n",
+            "10000",
+            "-q",
+        ])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("SET:") && stdout.contains("GET:"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.to_lowercase().contains("error") && !stderr.to_lowercase().contains("error"),
+        "{stdout}\n{stderr}"
+    );
+    kv.stop().await;
+}
