@@ -8,6 +8,9 @@
 //! - Bootstrap: a topic of N records (16-byte keys, 100-byte values, 10% of
 //!   them overwrites and 1% tombstones) read by a plain librdkafka consumer,
 //!   beside `Store::open` materializing it.
+//! - RESP: `redis-benchmark` (SET then GET, 50 clients, random keys, with and
+//!   without `-P 16`) against kafkv's Redis front end and against a
+//!   `redis-server` the bench starts without persistence on another port.
 //!
 //! Without `--brokers` it starts the embedded broker on a free loopback port
 //! with a temporary data dir, the way `kafkv serve` runs by default.
@@ -28,6 +31,8 @@ use rdkafka::{
 use serde::Serialize;
 use tokio::net::TcpListener;
 
+mod redis_peer;
+
 use crate::{
     config::StoreConfig,
     error::{Error, Result},
@@ -46,16 +51,34 @@ pub struct BenchConfig {
     pub writes: usize,
     /// Bytes per value.
     pub value_bytes: usize,
+    /// Which measurements to run.
+    pub sections: Vec<Section>,
+    /// `redis-benchmark -n` for GET and for SET on each side.
+    pub resp_get_requests: usize,
+    pub resp_set_requests: usize,
     /// Write the figures here as JSON too.
     pub json: Option<PathBuf>,
 }
 
-/// One line of the table: a figure for kafkv beside the raw client's.
+/// A group of measurements `--only` can pick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Section {
+    /// Sequential write latency beside raw produce+ack.
+    Writes,
+    /// Bootstrap beside a raw consumer.
+    Bootstrap,
+    /// redis-benchmark against kafkv's RESP port and redis-server.
+    Resp,
+}
+
+/// One line of the table: a figure for kafkv beside its peer's (the raw
+/// Kafka client, or redis-server).
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     pub measurement: String,
     pub unit: String,
     pub kafkv: f64,
+    pub peer: String,
     pub raw: f64,
 }
 
@@ -105,47 +128,59 @@ pub async fn run(config: BenchConfig) -> Result<Report> {
     };
     let run_id = std::process::id();
     let mut rows = Vec::new();
+    let mut produced = 0;
 
-    progress(format!("sequential writes: {} on each side", config.writes));
-    let (kafkv_writes, raw_writes) = write_latency(&brokers, run_id, &config).await?;
-    for (name, q) in [("p50", 0.50), ("p99", 0.99)] {
+    if config.sections.contains(&Section::Writes) {
+        progress(format!("sequential writes: {} on each side", config.writes));
+        let (kafkv_writes, raw_writes) = write_latency(&brokers, run_id, &config).await?;
+        for (name, q) in [("p50", 0.50), ("p99", 0.99)] {
+            rows.push(Row {
+                measurement: format!("sequential write latency {name} (HTTP PUT vs produce+ack)"),
+                unit: "ms".into(),
+                kafkv: percentile(&kafkv_writes, q),
+                peer: "librdkafka".into(),
+                raw: percentile(&raw_writes, q),
+            });
+        }
+    }
+
+    if config.sections.contains(&Section::Bootstrap) {
+        progress(format!("bootstrap: producing {} records", config.records));
+        let topic = format!("bench-bootstrap-{run_id}");
+        produced = produce_bootstrap_topic(&brokers, &topic, &config).await?;
+        progress(format!(
+            "bootstrap: produced {produced} records; raw consumer reading"
+        ));
+        let raw = raw_consume(&brokers, &topic).await?;
+        progress(format!(
+            "bootstrap: raw consumer read {} records in {:.2}s; kafkv materializing",
+            raw.0,
+            raw.1.as_secs_f64()
+        ));
+        let started = Instant::now();
+        let store = Store::open(bench_store_config(&brokers, &topic)).await?;
+        let kafkv_secs = started.elapsed().as_secs_f64();
+        let applied = store.progress().records_applied;
+        store.close().await;
         rows.push(Row {
-            measurement: format!("sequential write latency {name} (HTTP PUT vs produce+ack)"),
-            unit: "ms".into(),
-            kafkv: percentile(&kafkv_writes, q),
-            raw: percentile(&raw_writes, q),
+            measurement: format!("bootstrap of {produced} records (time to ready vs read to end)"),
+            unit: "s".into(),
+            kafkv: kafkv_secs,
+            peer: "librdkafka".into(),
+            raw: raw.1.as_secs_f64(),
+        });
+        rows.push(Row {
+            measurement: "bootstrap rate".into(),
+            unit: "records/s".into(),
+            kafkv: applied as f64 / kafkv_secs,
+            peer: "librdkafka".into(),
+            raw: raw.0 as f64 / raw.1.as_secs_f64(),
         });
     }
 
-    progress(format!("bootstrap: producing {} records", config.records));
-    let topic = format!("bench-bootstrap-{run_id}");
-    let produced = produce_bootstrap_topic(&brokers, &topic, &config).await?;
-    progress(format!(
-        "bootstrap: produced {produced} records; raw consumer reading"
-    ));
-    let raw = raw_consume(&brokers, &topic).await?;
-    progress(format!(
-        "bootstrap: raw consumer read {} records in {:.2}s; kafkv materializing",
-        raw.0,
-        raw.1.as_secs_f64()
-    ));
-    let started = Instant::now();
-    let store = Store::open(bench_store_config(&brokers, &topic)).await?;
-    let kafkv_secs = started.elapsed().as_secs_f64();
-    let applied = store.progress().records_applied;
-    store.close().await;
-    rows.push(Row {
-        measurement: format!("bootstrap of {produced} records (time to ready vs read to end)"),
-        unit: "s".into(),
-        kafkv: kafkv_secs,
-        raw: raw.1.as_secs_f64(),
-    });
-    rows.push(Row {
-        measurement: "bootstrap rate".into(),
-        unit: "records/s".into(),
-        kafkv: applied as f64 / kafkv_secs,
-        raw: raw.0 as f64 / raw.1.as_secs_f64(),
-    });
+    if config.sections.contains(&Section::Resp) {
+        rows.extend(redis_peer::compare(&brokers, run_id, &config).await?);
+    }
 
     let report = Report {
         broker,
@@ -375,24 +410,22 @@ fn percentile(samples: &[Duration], q: f64) -> f64 {
 }
 
 fn print_table(report: &Report) {
+    println!("\nkafkv bench — broker: {}\n", report.broker);
     println!(
-        "\nkafkv bench — broker: {}; {} sequential writes; bootstrap topic of {} records\n",
-        report.broker, report.writes, report.records
+        "| {:<62} | {:>12} | {:>12} | {:<18} | {:>10} | {:<9} |",
+        "measurement", "kafkv", "peer", "peer is", "kafkv/peer", "unit"
     );
     println!(
-        "| {:<62} | {:>12} | {:>12} | {:>10} | {:<9} |",
-        "measurement", "kafkv", "raw client", "kafkv/raw", "unit"
-    );
-    println!(
-        "|{:-<64}|{:->14}|{:->14}|{:->12}|{:-<11}|",
-        "", "", "", "", ""
+        "|{:-<64}|{:->14}|{:->14}|{:-<20}|{:->12}|{:-<11}|",
+        "", "", "", "", "", ""
     );
     for row in &report.rows {
         println!(
-            "| {:<62} | {:>12} | {:>12} | {:>10.2} | {:<9} |",
+            "| {:<62} | {:>12} | {:>12} | {:<18} | {:>10.2} | {:<9} |",
             row.measurement,
             format_figure(row.kafkv),
             format_figure(row.raw),
+            row.peer,
             row.kafkv / row.raw,
             row.unit
         );

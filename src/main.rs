@@ -46,6 +46,15 @@ struct BenchArgs {
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Run only these measurements.
+    #[arg(long, value_delimiter = ',', default_value = "writes,bootstrap,resp")]
+    only: Vec<kafkv::bench::Section>,
+    /// redis-benchmark requests per GET test, on each side.
+    #[arg(long, default_value_t = 200_000)]
+    resp_get_requests: usize,
+    /// redis-benchmark requests per SET test, on each side.
+    #[arg(long, default_value_t = 20_000)]
+    resp_set_requests: usize,
 }
 
 #[derive(Args)]
@@ -108,6 +117,9 @@ struct ServeArgs {
     /// Most RESP connections open at once.
     #[arg(long, env = "KAFKV_RESP_MAX_CONNECTIONS", default_value_t = 10_000)]
     resp_max_connections: usize,
+    /// Threads serving RESP connections, each a single-threaded event loop.
+    #[arg(long, env = "KAFKV_RESP_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    resp_threads: u16,
     /// Most arguments in one RESP request.
     #[arg(long, env = "KAFKV_RESP_MAX_ARGS", default_value_t = 1024 * 1024)]
     resp_max_args: usize,
@@ -170,6 +182,7 @@ impl ServeArgs {
         let mut resp = kafkv::resp::RespConfig::new(store.max_value_bytes);
         resp.max_connections = self.resp_max_connections;
         resp.limits.max_args = self.resp_max_args;
+        resp.threads = usize::from(self.resp_threads);
         ServiceConfig {
             kafka,
             store,
@@ -212,6 +225,9 @@ async fn main() -> ExitCode {
             writes: args.writes,
             value_bytes: args.value_bytes,
             json: args.json,
+            sections: args.only,
+            resp_get_requests: args.resp_get_requests,
+            resp_set_requests: args.resp_set_requests,
         })
         .await
         .map(|_| ()),

@@ -108,7 +108,7 @@ impl Store {
     }
 
     pub fn is_ready(&self) -> bool {
-        self.shared.view.progress().bootstrap.is_done()
+        self.shared.view.is_bootstrapped()
     }
 
     pub fn config(&self) -> &StoreConfig {

@@ -6,21 +6,14 @@ use bytes::Bytes;
 use super::frame::Frame;
 
 pub struct Args {
-    /// The command name in lower case, as Redis quotes it in errors.
-    name: String,
+    /// The command name as sent; lower-cased only for an error message.
+    name: Bytes,
     rest: std::vec::IntoIter<Bytes>,
 }
 
 impl Args {
-    pub fn new(name: String, rest: Vec<Bytes>) -> Self {
-        Self {
-            name,
-            rest: rest.into_iter(),
-        }
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
+    pub fn new(name: Bytes, rest: std::vec::IntoIter<Bytes>) -> Self {
+        Self { name, rest }
     }
 
     pub fn remaining(&self) -> usize {
@@ -67,7 +60,7 @@ impl Args {
     pub fn wrong_arity(&self) -> Frame {
         Frame::error(format!(
             "ERR wrong number of arguments for '{}' command",
-            self.name
+            String::from_utf8_lossy(&self.name).to_ascii_lowercase()
         ))
     }
 }

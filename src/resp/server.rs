@@ -1,5 +1,12 @@
-//! Accepts RESP connections, caps how many are open, and drains them on
-//! shutdown.
+//! Accepts RESP connections, caps how many are open, hands them to the RESP
+//! threads, and drains them on shutdown.
+//!
+//! Connections run on their own threads, each a single-threaded runtime
+//! (`--resp-threads`, default 1), like Redis's event loop: a connection's
+//! reads, parsing and replies never hop between threads or wait for a worker
+//! to be woken, which measurably costs an unpipelined request on a small
+//! machine. Writes still complete on librdkafka's threads and wake the
+//! connection's task wherever it is.
 
 use std::{
     sync::{
@@ -9,7 +16,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio::{io::AsyncWriteExt, net::TcpListener, task::JoinSet};
+use tokio::{
+    io::AsyncWriteExt,
+    net::{TcpListener, TcpStream},
+    task::JoinSet,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -24,6 +35,8 @@ use crate::store::Store;
 pub struct RespConfig {
     /// Most connections open at once; one more is told so and closed. Default 10,000.
     pub max_connections: usize,
+    /// Threads serving connections (round-robin). Default 1.
+    pub threads: usize,
     pub limits: Limits,
     /// When set, clients must `AUTH` with it first.
     pub auth_token: Option<String>,
@@ -34,6 +47,7 @@ impl RespConfig {
     pub fn new(max_value_bytes: usize) -> Self {
         Self {
             max_connections: 10_000,
+            threads: 1,
             limits: Limits {
                 max_bulk: max_value_bytes,
                 max_args: 1024 * 1024,
@@ -72,13 +86,20 @@ pub async fn run(
         next_id: AtomicU64::new(1),
         port,
     });
-    info!(port, "RESP (Redis protocol) listening");
-    let mut connections = JoinSet::new();
+    info!(
+        port,
+        threads = shared.config.threads,
+        "RESP (Redis protocol) listening"
+    );
+    let workers: Vec<_> = (0..shared.config.threads.max(1))
+        .map(|i| Worker::start(i, shutdown.clone(), drain))
+        .collect::<std::io::Result<_>>()
+        .expect("start RESP threads");
+    let mut next = 0;
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = shutdown.cancelled() => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
         };
         let (mut stream, peer) = match accepted {
             Ok(accepted) => accepted,
@@ -95,6 +116,9 @@ pub async fn run(
                 .await;
             continue;
         }
+        let Ok(stream) = stream.into_std() else {
+            continue;
+        };
         shared.connections.fetch_add(1, Ordering::AcqRel);
         let session = Session {
             store: store.clone(),
@@ -105,23 +129,80 @@ pub async fn run(
             name: None,
             quit: false,
         };
-        let (shared, shutdown) = (shared.clone(), shutdown.clone());
-        connections.spawn(async move {
-            tracing::trace!(%peer, "RESP connection");
-            connection::serve(stream, session, shutdown).await;
-            shared.connections.fetch_sub(1, Ordering::AcqRel);
-        });
+        tracing::trace!(%peer, "RESP connection");
+        workers[next % workers.len()].hand(stream, session);
+        next += 1;
     }
     drop(listener);
-    let drained = tokio::time::timeout(drain, async {
-        while connections.join_next().await.is_some() {}
+    // Closing the hand-off channels lets each thread drain and end.
+    let threads: Vec<_> = workers.into_iter().map(|w| w.thread).collect();
+    let _ = tokio::task::spawn_blocking(move || {
+        for thread in threads {
+            let _ = thread.join();
+        }
     })
     .await;
-    if drained.is_err() {
-        warn!(
-            open = connections.len(),
-            "RESP connections still busy after the drain timeout"
-        );
-        connections.abort_all();
+}
+
+/// A thread with a single-threaded runtime serving the connections handed to it.
+struct Worker {
+    handoff: tokio::sync::mpsc::UnboundedSender<(std::net::TcpStream, Session)>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Worker {
+    fn start(index: usize, shutdown: CancellationToken, drain: Duration) -> std::io::Result<Self> {
+        let (handoff, mut incoming) =
+            tokio::sync::mpsc::unbounded_channel::<(std::net::TcpStream, Session)>();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let thread = std::thread::Builder::new()
+            .name(format!("kafkv-resp-{index}"))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let mut connections = JoinSet::new();
+                    loop {
+                        tokio::select! {
+                            handed = incoming.recv() => match handed {
+                                Some((stream, session)) => {
+                                    let shutdown = shutdown.clone();
+                                    connections.spawn(async move {
+                                        let shared = session.server.clone();
+                                        if stream.set_nonblocking(true).is_ok()
+                                            && let Ok(stream) = TcpStream::from_std(stream)
+                                        {
+                                            connection::serve(stream, session, shutdown).await;
+                                        }
+                                        shared.connections.fetch_sub(1, Ordering::AcqRel);
+                                    });
+                                }
+                                None => break,
+                            },
+                            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                        }
+                    }
+                    let drained = tokio::time::timeout(drain, async {
+                        while connections.join_next().await.is_some() {}
+                    })
+                    .await;
+                    if drained.is_err() {
+                        warn!(
+                            open = connections.len(),
+                            "RESP connections still busy after the drain timeout"
+                        );
+                        connections.abort_all();
+                    }
+                });
+            })?;
+        Ok(Self { handoff, thread })
+    }
+
+    fn hand(&self, stream: std::net::TcpStream, session: Session) {
+        if let Err(returned) = self.handoff.send((stream, session)) {
+            // The thread is gone (shutting down): give the slot back.
+            let (_, session) = returned.0;
+            session.server.connections.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }

@@ -110,14 +110,19 @@ pub const TABLE: &[(&str, i64, &[&str])] = &[
 
 impl Command {
     /// Parses a request's arguments; an empty request is `None`.
-    pub fn parse(mut parts: Vec<Bytes>) -> Option<Command> {
-        if parts.is_empty() {
-            return None;
+    pub fn parse(parts: Vec<Bytes>) -> Option<Command> {
+        let mut parts = parts.into_iter();
+        let name = parts.next()?;
+        // Lower-case the name on the stack: this runs for every request.
+        let mut lower = [0u8; 16];
+        let known = name.len() <= lower.len();
+        if known {
+            lower[..name.len()].copy_from_slice(&name);
+            lower[..name.len()].make_ascii_lowercase();
         }
-        let rest = parts.split_off(1);
-        let name = String::from_utf8_lossy(&parts[0]).to_ascii_lowercase();
-        let mut args = Args::new(name, rest);
-        let parsed = match args.name() {
+        let lower = if known { &lower[..name.len()] } else { &[][..] };
+        let mut args = Args::new(name.clone(), parts);
+        let parsed = match std::str::from_utf8(lower).unwrap_or("") {
             "auth" => auth::Auth::parse(&mut args).map(Command::Auth),
             "client" => client::Client::parse(&mut args).map(Command::Client),
             "command" => command::CommandCmd::parse(&mut args).map(Command::Command),
@@ -139,9 +144,7 @@ impl Command {
             "set" => set::Set::parse(&mut args).map(Command::Set),
             "strlen" => strlen::Strlen::parse(&mut args).map(Command::Strlen),
             "type" => type_::Type::parse(&mut args).map(Command::Type),
-            _ => Ok(Command::Unknown(unknown::Unknown::new(
-                &parts[0], &mut args,
-            ))),
+            _ => Ok(Command::Unknown(unknown::Unknown::new(&name, &mut args))),
         };
         Some(parsed.unwrap_or_else(Command::Invalid))
     }

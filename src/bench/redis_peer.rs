@@ -1,0 +1,197 @@
+//! The RESP comparison: `redis-benchmark` against kafkv's Redis front end and
+//! against a `redis-server` started here without persistence, in the same run
+//! on the same machine. Both sides get the same load: 50 clients, random keys
+//! from a space of 100,000, SET first (so GETs find values), with and without
+//! 16-command pipelines.
+
+use std::{
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use tokio::{net::TcpListener, process::Command};
+
+use super::{BenchConfig, Row, bench_store_config, progress};
+use crate::{
+    error::{Error, Result},
+    service::{self, FrontEnds, Listeners},
+    store::Store,
+};
+
+const CLIENTS: &str = "50";
+const KEYSPACE: &str = "100000";
+
+fn missing(tool: &str) -> Error {
+    Error::Io(std::io::Error::other(format!(
+        "{tool} is needed for the RESP comparison: apt-get install redis-tools redis-server \
+         (or leave it out with --only writes,bootstrap)"
+    )))
+}
+
+/// One redis-benchmark test's figures.
+struct Figures {
+    rps: f64,
+    p50: f64,
+    p99: f64,
+}
+
+pub(super) async fn compare(brokers: &str, run_id: u32, config: &BenchConfig) -> Result<Vec<Row>> {
+    for tool in ["redis-benchmark", "redis-server"] {
+        if which(tool).is_none() {
+            return Err(missing(tool));
+        }
+    }
+
+    // kafkv with its RESP front end on a free port.
+    let store = Store::open(bench_store_config(brokers, &format!("bench-resp-{run_id}"))).await?;
+    let http = TcpListener::bind("127.0.0.1:0").await?;
+    let resp = TcpListener::bind("127.0.0.1:0").await?;
+    let kafkv_port = resp.local_addr()?.port();
+    let front_ends = FrontEnds::new(store.config());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(service::serve(
+        store,
+        Listeners {
+            http,
+            resp: Some(resp),
+        },
+        front_ends,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+
+    // redis-server without persistence on another free port.
+    let redis_port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
+        probe.local_addr()?.port()
+    };
+    let mut redis = Command::new("redis-server")
+        .args(["--bind", "127.0.0.1", "--port", &redis_port.to_string()])
+        .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|_| missing("redis-server"))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", redis_port))
+        .await
+        .is_err()
+    {
+        if Instant::now() > deadline {
+            return Err(Error::Io(std::io::Error::other(
+                "redis-server did not start",
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let version = redis_version().await;
+
+    let mut rows = Vec::new();
+    for pipeline in ["1", "16"] {
+        for (test, requests) in [
+            ("set", config.resp_set_requests),
+            ("get", config.resp_get_requests),
+        ] {
+            progress(format!(
+                "resp: {} x {requests}, -P {pipeline}, kafkv then redis-server",
+                test.to_uppercase()
+            ));
+            let kafkv = run_benchmark(kafkv_port, test, requests, pipeline).await?;
+            let redis = run_benchmark(redis_port, test, requests, pipeline).await?;
+            let label = format!("RESP {} (50 clients, -P {pipeline})", test.to_uppercase());
+            for (what, unit, k, r) in [
+                ("throughput", "req/s", kafkv.rps, redis.rps),
+                ("latency p50", "ms", kafkv.p50, redis.p50),
+                ("latency p99", "ms", kafkv.p99, redis.p99),
+            ] {
+                rows.push(Row {
+                    measurement: format!("{label} {what}"),
+                    unit: unit.into(),
+                    kafkv: k,
+                    peer: version.clone(),
+                    raw: r,
+                });
+            }
+        }
+    }
+
+    let _ = redis.kill().await;
+    let _ = stop.send(());
+    let _ = server.await;
+    Ok(rows)
+}
+
+async fn run_benchmark(port: u16, test: &str, requests: usize, pipeline: &str) -> Result<Figures> {
+    let output = Command::new("redis-benchmark")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-t", test, "-n", &requests.to_string(), "-c", CLIENTS])
+        .args(["-r", KEYSPACE, "-P", pipeline, "--csv"])
+        .output()
+        .await
+        .map_err(|_| missing("redis-benchmark"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() || stderr.contains("ERR") || stdout.contains("ERR") {
+        return Err(Error::Io(std::io::Error::other(format!(
+            "redis-benchmark against port {port} failed:\n{stdout}\n{stderr}"
+        ))));
+    }
+    parse_csv(&stdout, test).ok_or_else(|| {
+        Error::Io(std::io::Error::other(format!(
+            "unexpected redis-benchmark output:\n{stdout}"
+        )))
+    })
+}
+
+/// Reads `"SET","rps","avg","min","p50","p95","p99","max"` rows.
+fn parse_csv(csv: &str, test: &str) -> Option<Figures> {
+    csv.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(',').map(|f| f.trim_matches('"')).collect();
+        if fields.len() < 7 || !fields[0].eq_ignore_ascii_case(test) {
+            return None;
+        }
+        Some(Figures {
+            rps: fields[1].parse().ok()?,
+            p50: fields[4].parse().ok()?,
+            p99: fields[6].parse().ok()?,
+        })
+    })
+}
+
+async fn redis_version() -> String {
+    let output = Command::new("redis-server").arg("--version").output().await;
+    output
+        .ok()
+        .and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            text.split_whitespace()
+                .find_map(|w| w.strip_prefix("v=").map(|v| format!("redis {v}")))
+        })
+        .unwrap_or_else(|| "redis-server".into())
+}
+
+fn which(tool: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(tool))
+            .find(|path| path.is_file())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_redis_benchmark_csv() {
+        let csv = "\"test\",\"rps\",\"avg_latency_ms\",\"min_latency_ms\",\"p50_latency_ms\",\"p95_latency_ms\",\"p99_latency_ms\",\"max_latency_ms\"\n\
+                   \"SET\",\"86956.52\",\"0.309\",\"0.096\",\"0.295\",\"0.463\",\"0.631\",\"1.319\"\n";
+        let figures = parse_csv(csv, "set").unwrap();
+        assert_eq!(figures.rps, 86956.52);
+        assert_eq!(figures.p50, 0.295);
+        assert_eq!(figures.p99, 0.631);
+        assert!(parse_csv(csv, "get").is_none());
+    }
+}
