@@ -502,3 +502,58 @@ async fn redis_cli_and_redis_benchmark_work_against_kafkv() {
     );
     kv.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_are_not_delayed_behind_another_connections_writes() {
+    let broker = crate::harness::BrokerProcess::start().await;
+    let config = crate::harness::test_config(&broker.address(), &unique_topic("resp-isolation"));
+    let kv = Kafkv::start(config).await;
+    let mut writer = TcpStream::connect(kv.resp).await.unwrap();
+    let mut reader = TcpStream::connect(kv.resp).await.unwrap();
+    writer.write_all(b"SET ready yes\r\n").await.unwrap();
+    expect(&mut writer, b"+OK\r\n").await;
+
+    // Freeze the broker: the writer's next SET stays in flight.
+    broker.pause();
+    writer.write_all(b"SET stuck value\r\n").await.unwrap();
+    crate::harness::eventually("the SET is in flight", || async {
+        kv.store.writes_in_flight() == 1
+    })
+    .await;
+    // Another connection's reads are answered meanwhile.
+    reader
+        .write_all(b"GET ready\r\nPING\r\nQUIT\r\n")
+        .await
+        .unwrap();
+    expect(&mut reader, b"$3\r\nyes\r\n+PONG\r\n+OK\r\n").await;
+    expect_closed(&mut reader).await;
+    assert_eq!(kv.store.writes_in_flight(), 1, "the write is still waiting");
+
+    broker.resume();
+    expect(&mut writer, b"+OK\r\n").await;
+    kv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_arguments_is_a_protocol_error() {
+    let kafka = Kafka::start().await;
+    let store = kafkv::Store::open(kafka.config(&unique_topic("maxargs")))
+        .await
+        .unwrap();
+    let mut front_ends = kafkv::service::FrontEnds::new(store.config());
+    front_ends.resp.limits.max_args = 3;
+    let kv = Kafkv::serve_front_ends(store, front_ends).await;
+    let mut s = TcpStream::connect(kv.resp).await.unwrap();
+    s.write_all(b"MGET a b\r\n").await.unwrap();
+    expect(&mut s, b"*2\r\n$-1\r\n$-1\r\n").await;
+    s.write_all(b"*4\r\n$4\r\nMGET\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n")
+        .await
+        .unwrap();
+    expect(
+        &mut s,
+        b"-ERR Protocol error: invalid multibulk length: 4 arguments, the limit is 3\r\n",
+    )
+    .await;
+    expect_closed(&mut s).await;
+    kv.stop().await;
+}
