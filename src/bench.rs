@@ -352,26 +352,9 @@ async fn produce_bootstrap_topic(
 /// its end offsets; returns (records, time).
 async fn raw_consume(brokers: &str, topic: &str) -> Result<(u64, Duration)> {
     let config = bench_store_config(brokers, topic);
-    let fetch_bytes = crate::log::max_record_bytes(&config) * 4;
-    let consumer: BaseConsumer = crate::log::client_config(
-        &config,
-        &[
-            ("group.id", format!("kafkv-bench-{}", std::process::id())),
-            ("enable.auto.commit", "false".into()),
-            ("enable.partition.eof", "true".into()),
-            (
-                "fetch.wait.max.ms",
-                config.fetch_wait.as_millis().to_string(),
-            ),
-            ("max.partition.fetch.bytes", fetch_bytes.to_string()),
-            ("fetch.max.bytes", (fetch_bytes * 4).to_string()),
-            (
-                "receive.message.max.bytes",
-                (fetch_bytes * 4 + 1024 * 1024).to_string(),
-            ),
-        ],
-    )
-    .create()?;
+    let consumer: BaseConsumer =
+        crate::log::client_config(&config, &crate::log::reader::assign_only_consumer(&config))
+            .create()?;
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
         let started = Instant::now();

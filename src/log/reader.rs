@@ -47,34 +47,10 @@ impl Reader {
     /// Captures the end offsets, assigns every partition from the beginning and
     /// starts applying records to a new view.
     pub async fn start(config: &StoreConfig, partitions: i32) -> Result<(Arc<View>, Reader)> {
-        let fetch_bytes = super::max_record_bytes(config) * 4;
-        let consumer: BaseConsumer<WatermarkContext> = super::client_config(
-            config,
-            &[
-                // librdkafka's assign() needs a group id; kafkv never joins the
-                // group or commits to it: positions come from the view.
-                (
-                    "group.id",
-                    format!("kafkv-{}-{}", config.topic, std::process::id()),
-                ),
-                ("enable.auto.commit", "false".into()),
-                ("enable.auto.offset.store", "false".into()),
-                ("enable.partition.eof", "true".into()),
-                ("auto.offset.reset", "earliest".into()),
-                (
-                    "fetch.wait.max.ms",
-                    config.fetch_wait.as_millis().to_string(),
-                ),
-                ("max.partition.fetch.bytes", fetch_bytes.to_string()),
-                ("fetch.max.bytes", (fetch_bytes * 4).to_string()),
-                (
-                    "receive.message.max.bytes",
-                    (fetch_bytes * 4 + 1024 * 1024).to_string(),
-                ),
-                ("statistics.interval.ms", LAG_EVERY.as_millis().to_string()),
-            ],
-        )
-        .create_with_context(WatermarkContext::default())?;
+        let mut settings = assign_only_consumer(config);
+        settings.push(("statistics.interval.ms", LAG_EVERY.as_millis().to_string()));
+        let consumer: BaseConsumer<WatermarkContext> = super::client_config(config, &settings)
+            .create_with_context(WatermarkContext::default())?;
         let high_watermarks = consumer.context().high.clone();
         let topic = config.topic.clone();
         let timeout = config.startup_timeout;
@@ -128,6 +104,35 @@ impl Drop for Reader {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Settings for a consumer that assigns partitions itself and reads them
+/// from the beginning: kafkv's reader, and the benchmark's raw baseline, which
+/// must fetch exactly as kafkv does.
+pub(crate) fn assign_only_consumer(config: &StoreConfig) -> Vec<(&'static str, String)> {
+    let fetch_bytes = super::max_record_bytes(config) * 4;
+    vec![
+        // librdkafka's assign() needs a group id; kafkv never joins the
+        // group or commits to it: positions come from the view.
+        (
+            "group.id",
+            format!("kafkv-{}-{}", config.topic, std::process::id()),
+        ),
+        ("enable.auto.commit", "false".into()),
+        ("enable.auto.offset.store", "false".into()),
+        ("enable.partition.eof", "true".into()),
+        ("auto.offset.reset", "earliest".into()),
+        (
+            "fetch.wait.max.ms",
+            config.fetch_wait.as_millis().to_string(),
+        ),
+        ("max.partition.fetch.bytes", fetch_bytes.to_string()),
+        ("fetch.max.bytes", (fetch_bytes * 4).to_string()),
+        (
+            "receive.message.max.bytes",
+            (fetch_bytes * 4 + 1024 * 1024).to_string(),
+        ),
+    ]
 }
 
 /// Each partition's high watermark: the offset the next record will get.

@@ -43,6 +43,22 @@ impl Args {
             .ok_or_else(not_an_integer)
     }
 
+    /// Exactly one more argument (a key, a message).
+    pub fn single(&mut self) -> Result<Bytes, Frame> {
+        let arg = self.bytes()?;
+        self.finish()?;
+        Ok(arg)
+    }
+
+    /// One or more arguments (keys).
+    pub fn one_or_more(&mut self) -> Result<Vec<Bytes>, Frame> {
+        let rest = self.rest();
+        if rest.is_empty() {
+            return Err(self.wrong_arity());
+        }
+        Ok(rest)
+    }
+
     /// Every argument left.
     pub fn rest(&mut self) -> Vec<Bytes> {
         self.rest.by_ref().collect()

@@ -12,11 +12,9 @@ pub struct Del {
 
 impl Del {
     pub fn parse(args: &mut Args) -> Result<Self, Frame> {
-        let keys = args.rest();
-        if keys.is_empty() {
-            return Err(args.wrong_arity());
-        }
-        Ok(Self { keys })
+        Ok(Self {
+            keys: args.one_or_more()?,
+        })
     }
 
     pub async fn apply(self, store: &Store) -> Frame {

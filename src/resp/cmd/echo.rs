@@ -8,9 +8,9 @@ pub struct Echo {
 
 impl Echo {
     pub fn parse(args: &mut Args) -> Result<Self, Frame> {
-        let message = args.bytes()?;
-        args.finish()?;
-        Ok(Self { message })
+        Ok(Self {
+            message: args.single()?,
+        })
     }
 
     pub fn apply(self) -> Frame {

@@ -8,9 +8,9 @@ pub struct Get {
 
 impl Get {
     pub fn parse(args: &mut Args) -> Result<Self, Frame> {
-        let key = args.bytes()?;
-        args.finish()?;
-        Ok(Self { key })
+        Ok(Self {
+            key: args.single()?,
+        })
     }
 
     pub fn apply(self, session: &mut Session) -> Frame {

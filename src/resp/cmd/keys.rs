@@ -11,9 +11,9 @@ pub struct Keys {
 
 impl Keys {
     pub fn parse(args: &mut Args) -> Result<Self, Frame> {
-        let pattern = args.bytes()?;
-        args.finish()?;
-        Ok(Self { pattern })
+        Ok(Self {
+            pattern: args.single()?,
+        })
     }
 
     pub fn apply(self, session: &mut Session) -> Frame {

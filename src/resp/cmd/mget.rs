@@ -8,11 +8,9 @@ pub struct MGet {
 
 impl MGet {
     pub fn parse(args: &mut Args) -> Result<Self, Frame> {
-        let keys = args.rest();
-        if keys.is_empty() {
-            return Err(args.wrong_arity());
-        }
-        Ok(Self { keys })
+        Ok(Self {
+            keys: args.one_or_more()?,
+        })
     }
 
     pub fn apply(self, session: &mut Session) -> Frame {
