@@ -53,6 +53,11 @@ pub struct BenchConfig {
     pub value_bytes: usize,
     /// Which measurements to run.
     pub sections: Vec<Section>,
+    /// The `--fetch-wait` of the kafkv instance the RESP comparison runs
+    /// against. The embedded broker answers every idle fetch only when this
+    /// runs out, so a short wait costs broker CPU on a machine the load
+    /// generator shares.
+    pub resp_fetch_wait: Duration,
     /// `redis-benchmark -n` for GET and for SET on each side.
     pub resp_get_requests: usize,
     pub resp_set_requests: usize,

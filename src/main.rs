@@ -52,6 +52,9 @@ struct BenchArgs {
     /// redis-benchmark requests per GET test, on each side.
     #[arg(long, default_value_t = 200_000)]
     resp_get_requests: usize,
+    /// The --fetch-wait of the kafkv instance in the RESP comparison.
+    #[arg(long, default_value = "10ms", value_parser = humantime::parse_duration)]
+    resp_fetch_wait: Duration,
     /// redis-benchmark requests per SET test, on each side.
     #[arg(long, default_value_t = 20_000)]
     resp_set_requests: usize,
@@ -227,6 +230,7 @@ async fn main() -> ExitCode {
             json: args.json,
             sections: args.only,
             resp_get_requests: args.resp_get_requests,
+            resp_fetch_wait: args.resp_fetch_wait,
             resp_set_requests: args.resp_set_requests,
         })
         .await

@@ -43,7 +43,9 @@ pub(super) async fn compare(brokers: &str, run_id: u32, config: &BenchConfig) ->
     }
 
     // kafkv with its RESP front end on a free port.
-    let store = Store::open(bench_store_config(brokers, &format!("bench-resp-{run_id}"))).await?;
+    let mut store_config = bench_store_config(brokers, &format!("bench-resp-{run_id}"));
+    store_config.fetch_wait = config.resp_fetch_wait;
+    let store = Store::open(store_config).await?;
     let http = TcpListener::bind("127.0.0.1:0").await?;
     let resp = TcpListener::bind("127.0.0.1:0").await?;
     let kafkv_port = resp.local_addr()?.port();
@@ -100,7 +102,11 @@ pub(super) async fn compare(brokers: &str, run_id: u32, config: &BenchConfig) ->
             ));
             let kafkv = run_benchmark(kafkv_port, test, requests, pipeline).await?;
             let redis = run_benchmark(redis_port, test, requests, pipeline).await?;
-            let label = format!("RESP {} (50 clients, -P {pipeline})", test.to_uppercase());
+            let label = format!(
+                "RESP {} (50 clients, -P {pipeline}, fetch wait {})",
+                test.to_uppercase(),
+                humantime::format_duration(config.resp_fetch_wait)
+            );
             for (what, unit, k, r) in [
                 ("throughput", "req/s", kafkv.rps, redis.rps),
                 ("latency p50", "ms", kafkv.p50, redis.p50),
