@@ -246,10 +246,10 @@ impl Store {
         if self.shared.closed.load(Ordering::Acquire) {
             return Err(WriteError::Closed.into());
         }
-        self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
-        let sent = self.shared.writer.send(key, value.as_deref()).await;
-        self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
-        let receipt = sent?;
+        // Counted by a guard: a caller that gives up (a client that hangs up)
+        // drops this future mid-await, and the count must still come down.
+        let _in_flight = InFlight::enter(&self.shared.in_flight);
+        let receipt = self.shared.writer.send(key, value.as_deref()).await?;
         self.shared
             .view
             .acknowledge(key, value, receipt.partition, receipt.offset);
@@ -306,5 +306,21 @@ impl Store {
             .await
             .expect("reader stop panicked");
         info!(topic = %self.shared.config.topic, "store closed");
+    }
+}
+
+/// Counts one write in flight for as long as it lives.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
