@@ -144,3 +144,80 @@ async fn records_from_other_kafka_clients_show_up_tombstones_included() {
     tailing.stop().await;
     fresh.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_partitions_converge_with_read_your_writes_and_strong_reads() {
+    let kafka = Kafka::start().await;
+    let topic = unique_topic("partitions");
+    let mut config = kafka.config(&topic);
+    config.partitions = 4;
+    let a = Kafkv::start(config.clone()).await;
+    let mut slow = config;
+    slow.fetch_wait = Duration::from_millis(1000);
+    let b = Kafkv::start(slow).await;
+    assert_eq!(a.store.partitions(), 4);
+
+    let mut used = std::collections::BTreeSet::new();
+    for i in 0..200u32 {
+        let (writer, name) = if i % 2 == 0 { (&a, "a") } else { (&b, "b") };
+        let key = format!("key-{}", i % 60);
+        let receipt = if i % 9 == 0 {
+            let receipt = writer.store.delete(key.as_bytes()).await.unwrap();
+            // Read-your-writes, per key, whatever its partition.
+            assert_eq!(
+                writer
+                    .store
+                    .get(key.as_bytes(), Consistency::Local)
+                    .await
+                    .unwrap(),
+                None
+            );
+            receipt
+        } else {
+            let value = format!("{name}-{i}");
+            let receipt = writer
+                .store
+                .put(key.as_bytes(), Bytes::from(value.clone()))
+                .await
+                .unwrap();
+            let read = writer
+                .store
+                .get(key.as_bytes(), Consistency::Local)
+                .await
+                .unwrap();
+            assert_eq!(read.map(|v| v.value), Some(Bytes::from(value)));
+            receipt
+        };
+        used.insert(receipt.partition);
+    }
+    assert_eq!(used.len(), 4, "keys spread over every partition: {used:?}");
+
+    // A write acknowledged by A is visible at B with a strong read.
+    let receipt = a
+        .store
+        .put(b"strong", Bytes::from_static(b"yes"))
+        .await
+        .unwrap();
+    let read = b.store.get(b"strong", Consistency::Strong).await.unwrap();
+    assert_eq!(
+        read.map(|v| (v.value, v.partition, v.offset)),
+        Some((
+            Bytes::from_static(b"yes"),
+            receipt.partition,
+            receipt.offset
+        ))
+    );
+
+    a.store.catch_up().await.unwrap();
+    b.store.catch_up().await.unwrap();
+    let log = replay(&read_topic(&kafka.brokers(), &topic).await);
+    assert_eq!(a.state().await, log);
+    assert_eq!(b.state().await, log);
+    // A new instance bootstraps all four partitions to the same state.
+    let fresh = Kafkv::start(kafka.config(&topic)).await;
+    assert_eq!(fresh.store.partitions(), 4);
+    assert_eq!(fresh.state().await, log);
+    for kv in [a, b, fresh] {
+        kv.stop().await;
+    }
+}
