@@ -13,11 +13,13 @@
 //! - [`state`]: the materialized view and applied offsets.
 //! - [`store`]: the library API, [`Store`].
 //! - [`broker`]: the embedded Kafka-compatible broker (feature `embedded-broker`).
+//! - [`auth`]: the `--auth-token` check both front ends share.
 //! - [`http`]: the axum front end.
 //! - [`resp`]: the Redis protocol front end.
 //! - [`service`]: wires everything together and shuts it down in order.
 //! - [`bench`]: `kafkv bench`, measurements beside the raw Kafka client.
 
+pub mod auth;
 pub mod bench;
 #[cfg(feature = "embedded-broker")]
 pub mod broker;

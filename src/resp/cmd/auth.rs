@@ -38,15 +38,10 @@ pub fn authenticate(session: &mut Session, username: Option<&[u8]>, token: &[u8]
         );
     };
     let user_ok = username.is_none_or(|u| u == b"default");
-    if user_ok && constant_time_eq(expected.as_bytes(), token) {
+    if user_ok && crate::auth::token_matches(expected, token) {
         session.authenticated = true;
         Frame::ok()
     } else {
         Frame::error("WRONGPASS invalid username-password pair or user is disabled.")
     }
-}
-
-/// Compares without an early exit on the first differing byte.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
