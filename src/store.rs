@@ -156,7 +156,7 @@ impl Store {
         if consistency == Consistency::Strong {
             self.catch_up().await?;
         }
-        Ok(self.shared.view.get(key))
+        self.get_now(key)
     }
 
     /// The value of `key` from this instance's view, without waiting for
@@ -169,13 +169,7 @@ impl Store {
     /// Every live key beginning with `prefix`, in byte order.
     pub fn keys_with_prefix(&self, prefix: &[u8]) -> Result<Vec<Bytes>> {
         self.ensure_ready()?;
-        Ok(self
-            .shared
-            .view
-            .scan(prefix, None, usize::MAX, usize::MAX)
-            .into_iter()
-            .map(|(key, _)| key)
-            .collect())
+        Ok(self.shared.view.keys(prefix))
     }
 
     /// One page of a stateless key iteration (see [`View::scan_from`]).

@@ -201,51 +201,33 @@ impl View {
             _ => Bound::Included(prefix),
         };
         let inner = self.inner.read();
-        let in_prefix = |key: &[u8]| key.starts_with(prefix);
-        let mut map = inner
-            .sorted
-            .range::<[u8], _>((lower, Bound::Unbounded))
-            .take_while(|k| in_prefix(k))
-            .map(|k| (k, &inner.map[&k[..]]))
-            .peekable();
-        let mut acked = inner
-            .acked
-            .range::<[u8], _>((lower, Bound::Unbounded))
-            .take_while(|(k, _)| in_prefix(k))
-            .peekable();
         let mut out = Vec::with_capacity(limit.min(1024));
         let mut bytes = 0;
-        // Merge the two ordered streams; on equal keys the acknowledged write wins.
-        while out.len() < limit && bytes < max_bytes {
-            let take_acked = match (map.peek(), acked.peek()) {
-                (None, None) => break,
-                (Some(_), None) => false,
-                (None, Some(_)) => true,
-                (Some((mk, _)), Some((ak, _))) => ak[..] <= mk[..],
-            };
-            if take_acked {
-                let (key, write) = acked.next().expect("peeked");
-                if map.peek().is_some_and(|(mk, _)| mk[..] == key[..]) {
-                    map.next();
-                }
-                if let Some(value) = &write.value {
-                    bytes += key.len() + value.len();
-                    out.push((
-                        Bytes::copy_from_slice(key),
-                        Versioned {
-                            value: value.clone(),
-                            partition: write.partition,
-                            offset: write.offset,
-                        },
-                    ));
-                }
-            } else {
-                let (key, entry) = map.next().expect("peeked");
-                bytes += key.len() + entry.value.len();
-                out.push((Bytes::copy_from_slice(key), entry.versioned()));
+        for (key, live) in inner.live(prefix, lower) {
+            if out.len() >= limit || bytes >= max_bytes {
+                break;
             }
+            bytes += key.len() + live.value.len();
+            out.push((
+                Bytes::copy_from_slice(key),
+                Versioned {
+                    value: Bytes::copy_from_slice(live.value),
+                    partition: live.partition,
+                    offset: live.offset,
+                },
+            ));
         }
         out
+    }
+
+    /// Every live key beginning with `prefix`, in byte order, without
+    /// copying values.
+    pub fn keys(&self, prefix: &[u8]) -> Vec<Bytes> {
+        let inner = self.inner.read();
+        inner
+            .live(prefix, Bound::Included(prefix))
+            .map(|(key, _)| Bytes::copy_from_slice(key))
+            .collect()
     }
 
     /// Number of live keys (acknowledged writes not yet consumed included).
@@ -407,7 +389,66 @@ impl View {
     }
 }
 
+/// A live value borrowed from the view.
+struct Live<'a> {
+    value: &'a [u8],
+    partition: i32,
+    offset: i64,
+}
+
 impl Inner {
+    /// Live entries beginning with `prefix`, from `lower` on, in key order:
+    /// the consumed map merged with acknowledged writes, which win on equal
+    /// keys (an acknowledged delete hides the key).
+    fn live<'a>(
+        &'a self,
+        prefix: &'a [u8],
+        lower: Bound<&'a [u8]>,
+    ) -> impl Iterator<Item = (&'a [u8], Live<'a>)> + 'a {
+        let mut consumed = self
+            .sorted
+            .range::<[u8], _>((lower, Bound::Unbounded))
+            .take_while(move |k| k.starts_with(prefix))
+            .map(|k| (&k[..], &self.map[&k[..]]))
+            .peekable();
+        let mut acked = self
+            .acked
+            .range::<[u8], _>((lower, Bound::Unbounded))
+            .take_while(move |(k, _)| k.starts_with(prefix))
+            .peekable();
+        std::iter::from_fn(move || {
+            loop {
+                let take_acked = match (consumed.peek(), acked.peek()) {
+                    (None, None) => return None,
+                    (Some(_), None) => false,
+                    (None, Some(_)) => true,
+                    (Some((ck, _)), Some((ak, _))) => ak[..] <= **ck,
+                };
+                if !take_acked {
+                    let (key, entry) = consumed.next().expect("peeked");
+                    let live = Live {
+                        value: &entry.value,
+                        partition: entry.partition,
+                        offset: entry.offset,
+                    };
+                    return Some((key, live));
+                }
+                let (key, write) = acked.next().expect("peeked");
+                if consumed.peek().is_some_and(|(ck, _)| **ck == key[..]) {
+                    consumed.next();
+                }
+                if let Some(value) = &write.value {
+                    let live = Live {
+                        value,
+                        partition: write.partition,
+                        offset: write.offset,
+                    };
+                    return Some((&key[..], live));
+                }
+            }
+        })
+    }
+
     fn apply_record(&mut self, record: Record) {
         let Record {
             partition,
