@@ -59,7 +59,14 @@ pub async fn serve(mut stream: TcpStream, mut session: Session, shutdown: Cancel
     loop {
         let mut requests = Vec::new();
         let mut broken = None;
-        while requests.len() < MAX_BATCH {
+        // Whether the batch stopped at its size limit, so complete requests
+        // may still be buffered; otherwise the buffer holds at most a partial one.
+        let mut more_buffered = false;
+        loop {
+            if requests.len() == MAX_BATCH {
+                more_buffered = true;
+                break;
+            }
             match frame::check(&input, &limits) {
                 Ok(Some(request)) => requests.push(frame::take(&mut input, request)),
                 Ok(None) => break,
@@ -80,9 +87,9 @@ pub async fn serve(mut stream: TcpStream, mut session: Session, shutdown: Cancel
             let _ = stream.write_all(&output).await;
             return;
         }
-        // More complete requests already buffered: run them before writing,
-        // unless enough replies are waiting.
-        if matches!(frame::check(&input, &limits), Ok(Some(_))) && output.len() < WRITE_AT {
+        // More requests buffered: run them before writing, unless enough
+        // replies are waiting.
+        if more_buffered && output.len() < WRITE_AT {
             continue;
         }
         if !output.is_empty() {
@@ -91,7 +98,7 @@ pub async fn serve(mut stream: TcpStream, mut session: Session, shutdown: Cancel
             }
             output.clear();
         }
-        if matches!(frame::check(&input, &limits), Ok(Some(_)) | Err(_)) {
+        if more_buffered {
             continue;
         }
         tokio::select! {
