@@ -44,6 +44,27 @@ pub struct StoreConfig {
     /// one among them) answer a fetch only when this runs out, so it bounds how
     /// late another instance's write becomes visible here. Default 10 ms.
     pub fetch_wait: Duration,
+    /// Where the materialized view lives. Default [`StateConfig::Memory`].
+    pub state: StateConfig,
+}
+
+/// Where the materialized view lives.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum StateConfig {
+    /// In this process's memory: every start reads the whole topic.
+    #[default]
+    Memory,
+    /// In a redb database in this directory (`<dir>/state/<topic>.redb`), with
+    /// the applied offsets checkpointed alongside, so a restart reads only
+    /// what was written since.
+    Disk(PathBuf),
+}
+
+impl StateConfig {
+    /// The database file for `topic` under a disk state directory.
+    pub fn disk_path(dir: &std::path::Path, topic: &str) -> PathBuf {
+        dir.join("state").join(format!("{topic}.redb"))
+    }
 }
 
 impl StoreConfig {
@@ -62,6 +83,7 @@ impl StoreConfig {
             max_key_bytes: DEFAULT_MAX_KEY_BYTES,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             fetch_wait: Duration::from_millis(10),
+            state: StateConfig::Memory,
         }
     }
 

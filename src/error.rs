@@ -4,7 +4,7 @@
 //! [`WriteError`] to tell "the broker is unreachable" from "bad input"); the
 //! front ends map each variant to a status code in one place.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use rdkafka::error::KafkaError;
 
@@ -23,6 +23,8 @@ pub enum Error {
     Write(#[from] WriteError),
     #[error(transparent)]
     Read(#[from] ReadError),
+    #[error(transparent)]
+    State(#[from] StateError),
     #[error("kafka client error: {0}")]
     Kafka(#[from] KafkaError),
     #[cfg(feature = "embedded-broker")]
@@ -112,4 +114,23 @@ pub enum ReadError {
         "a strong read waited {0:?} for this instance to catch up with the topic's end offsets"
     )]
     CatchUpTimeout(Duration),
+}
+
+/// The local copy of the view (`--state disk`) could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    #[error(
+        "the disk state {0} is open in another process (another kafkv with the same --data-dir \
+         and --topic?); stop that one or give this one its own --data-dir"
+    )]
+    InUse(PathBuf),
+    #[error(
+        "the disk state {path} failed: {source}; kafkv can rebuild it from the topic if you delete the file"
+    )]
+    Disk {
+        path: PathBuf,
+        #[source]
+        source: Box<redb::Error>,
+    },
 }

@@ -32,6 +32,6 @@ pub mod service;
 pub mod state;
 pub mod store;
 
-pub use config::{BrokerConfig, KafkaSource, ServiceConfig, StoreConfig};
+pub use config::{BrokerConfig, KafkaSource, ServiceConfig, StateConfig, StoreConfig};
 pub use error::{Error, Result};
 pub use store::{Consistency, Store};

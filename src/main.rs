@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use kafkv::{
-    BrokerConfig, KafkaSource, ServiceConfig, StoreConfig,
+    BrokerConfig, KafkaSource, ServiceConfig, StateConfig, StoreConfig,
     config::{DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES},
     service::{self, Listeners},
 };
@@ -77,9 +77,14 @@ struct ServeArgs {
     /// Address of the HTTP API.
     #[arg(long, env = "KAFKV_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
     http_listen: SocketAddr,
-    /// Directory for kafkv's files (the embedded broker's database).
+    /// Directory for kafkv's files: the embedded broker's database, and the
+    /// view with `--state disk` (`state/<topic>.redb`).
     #[arg(long, env = "KAFKV_DATA_DIR", default_value = "./kafkv-data")]
     data_dir: PathBuf,
+    /// Where the view lives: `memory` (every start reads the whole topic) or
+    /// `disk` (a checkpointed copy under --data-dir; a restart reads only what changed).
+    #[arg(long, env = "KAFKV_STATE", value_enum, default_value_t = StateKind::Memory)]
+    state: StateKind,
     /// Embedded broker only: address it listens on.
     #[arg(long, env = "KAFKV_BROKER_LISTEN", default_value = "127.0.0.1:9092")]
     broker_listen: SocketAddr,
@@ -145,6 +150,12 @@ struct BrokerArgs {
     maintenance_interval: Duration,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum StateKind {
+    Memory,
+    Disk,
+}
+
 fn parse_key_value(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.trim().is_empty() => {
@@ -168,6 +179,10 @@ impl ServeArgs {
             max_key_bytes: self.max_key_bytes,
             max_value_bytes: self.max_value_bytes,
             fetch_wait: self.fetch_wait,
+            state: match self.state {
+                StateKind::Memory => StateConfig::Memory,
+                StateKind::Disk => StateConfig::Disk(self.data_dir.clone()),
+            },
             ..StoreConfig::new(self.brokers.clone().unwrap_or_default())
         };
         let kafka = match self.brokers {

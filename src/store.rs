@@ -2,7 +2,8 @@
 //!
 //! Writes go to Kafka and are acknowledged only once the broker acknowledged
 //! them (`acks=all`); the acknowledged record is then handed to the view so this
-//! instance reads it immediately. Reads are served from the view in memory.
+//! instance reads it immediately. Reads are served from the view (in memory,
+//! or on local disk with `--state disk`).
 
 use std::{
     sync::{
@@ -78,10 +79,11 @@ impl Store {
     /// Checks (or creates) the topic and starts the bootstrap, without waiting
     /// for it to finish: see [`Store::wait_ready`] and [`Store::is_ready`].
     pub async fn start(config: StoreConfig) -> Result<Store> {
-        let partitions = topic::ensure(&config).await?;
+        let topic = topic::ensure(&config).await?;
+        let partitions = topic.partitions;
         let writer = Writer::new(&config)?;
         let offsets = Arc::new(crate::log::client_config(&config, &[]).create()?);
-        let (view, reader) = Reader::start(&config, partitions).await?;
+        let (view, reader) = Reader::start(&config, &topic).await?;
         let high_watermarks = reader.high_watermarks();
         Ok(Store {
             shared: Arc::new(Shared {
@@ -163,19 +165,19 @@ impl Store {
     /// anything: the path of the Redis front end's reads.
     pub fn get_now(&self, key: &[u8]) -> Result<Option<Versioned>> {
         self.ensure_ready()?;
-        Ok(self.shared.view.get(key))
+        Ok(self.shared.view.get(key)?)
     }
 
     /// Every live key beginning with `prefix`, in byte order.
     pub fn keys_with_prefix(&self, prefix: &[u8]) -> Result<Vec<Bytes>> {
         self.ensure_ready()?;
-        Ok(self.shared.view.keys(prefix))
+        Ok(self.shared.view.keys(prefix)?)
     }
 
     /// One page of a stateless key iteration (see [`View::scan_from`]).
     pub fn scan_from(&self, cursor: u64, count: usize) -> Result<(Vec<Bytes>, u64)> {
         self.ensure_ready()?;
-        Ok(self.shared.view.scan_from(cursor, count))
+        Ok(self.shared.view.scan_from(cursor, count)?)
     }
 
     /// Each partition's high watermark as of the consumer's last statistics.
@@ -197,7 +199,10 @@ impl Store {
         if consistency == Consistency::Strong {
             self.catch_up().await?;
         }
-        Ok(self.shared.view.scan(prefix, start_after, limit, max_bytes))
+        Ok(self
+            .shared
+            .view
+            .scan(prefix, start_after, limit, max_bytes)?)
     }
 
     /// Stores `value` under `key`; returns once the broker acknowledged it, and
@@ -284,7 +289,9 @@ impl Store {
         }
     }
 
-    /// Flushes the producer and stops the consumer. Writes after this fail.
+    /// Flushes the producer and stops the consumer (leaving a durable disk
+    /// checkpoint). Writes after this fail. A disk state stays locked until
+    /// the last handle to the store is dropped.
     pub async fn close(&self) {
         self.shared.closed.store(true, Ordering::Release);
         let reader = self.shared.reader.lock().take();

@@ -15,7 +15,7 @@ use std::{
         atomic::{AtomicBool, Ordering},
     },
     thread::JoinHandle,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use parking_lot::Mutex;
@@ -27,9 +27,10 @@ use rdkafka::{
 use tracing::{info, warn};
 
 use crate::{
-    config::StoreConfig,
+    config::{StateConfig, StoreConfig},
     error::Result,
-    state::{Event, Record, View},
+    log::topic::TopicInfo,
+    state::{Checkpoint, Event, Record, Table, View},
 };
 
 /// How often bootstrap progress is logged and lag is published.
@@ -44,31 +45,45 @@ pub struct Reader {
 }
 
 impl Reader {
-    /// Captures the end offsets, assigns every partition from the beginning and
-    /// starts applying records to a new view.
-    pub async fn start(config: &StoreConfig, partitions: i32) -> Result<(Arc<View>, Reader)> {
+    /// Captures the end offsets, opens the view's table (resuming from a
+    /// disk checkpoint where one is valid), assigns every partition from
+    /// where the table stops and starts applying records.
+    pub async fn start(config: &StoreConfig, topic: &TopicInfo) -> Result<(Arc<View>, Reader)> {
         let mut settings = assign_only_consumer(config);
         settings.push(("statistics.interval.ms", LAG_EVERY.as_millis().to_string()));
         let consumer: BaseConsumer<WatermarkContext> = super::client_config(config, &settings)
             .create_with_context(WatermarkContext::default())?;
         let high_watermarks = consumer.context().high.clone();
-        let topic = config.topic.clone();
-        let timeout = config.startup_timeout;
-        let (consumer, targets) = tokio::task::spawn_blocking(move || {
-            let targets = end_offsets(&consumer, &topic, partitions, timeout)?;
+        let (config_copy, info) = (config.clone(), topic.clone());
+        let (consumer, view) = tokio::task::spawn_blocking(move || {
+            let (config, topic) = (&config_copy, &config_copy.topic);
+            let watermarks = watermarks(&consumer, topic, info.partitions, config.startup_timeout)?;
+            let targets: Vec<i64> = watermarks.iter().map(|(_, high)| *high).collect();
+            let (table, positions) = open_table(config, &info, &watermarks)?;
             let mut assignment = TopicPartitionList::new();
-            for p in 0..partitions {
-                assignment.add_partition_offset(&topic, p, Offset::Beginning)?;
+            for (p, position) in positions.iter().enumerate() {
+                let offset = match *position {
+                    0 => Offset::Beginning,
+                    position => Offset::Offset(position),
+                };
+                assignment.add_partition_offset(topic, p as i32, offset)?;
             }
             consumer.assign(&assignment)?;
-            Ok::<_, KafkaError>((consumer, targets))
+            info!(%topic, partitions = info.partitions, from = ?positions, end_offsets = ?targets, "bootstrap: reading the topic up to these end offsets");
+            Ok::<_, crate::Error>((consumer, View::with_table(table, positions, targets)))
         })
         .await
         .expect("assignment task panicked")?;
 
-        let total: i64 = targets.iter().sum();
-        info!(topic = %config.topic, partitions, end_offsets = ?targets, "bootstrap: reading the topic up to these end offsets");
-        let view = Arc::new(View::new(targets));
+        let view = Arc::new(view);
+        let progress = view.progress();
+        let total: i64 = progress
+            .bootstrap
+            .targets
+            .iter()
+            .zip(&progress.positions)
+            .map(|(target, position)| (target - position).max(0))
+            .sum();
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let (view, stop) = (view.clone(), stop.clone());
@@ -135,6 +150,112 @@ pub(crate) fn assign_only_consumer(config: &StoreConfig) -> Vec<(&'static str, S
     ]
 }
 
+/// Each partition's (log start, high watermark).
+fn watermarks<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+) -> Result<Vec<(i64, i64)>, KafkaError> {
+    (0..partitions)
+        .map(|p| consumer.fetch_watermarks(topic, p, timeout))
+        .collect()
+}
+
+/// The view's table and the offsets it holds everything below: a valid disk
+/// checkpoint's, or zeros for memory and for a disk state being rebuilt.
+fn open_table(
+    config: &StoreConfig,
+    topic: &TopicInfo,
+    watermarks: &[(i64, i64)],
+) -> Result<(Table, Vec<i64>)> {
+    let zeros = vec![0; watermarks.len()];
+    let StateConfig::Disk(dir) = &config.state else {
+        return Ok((Table::memory(), zeros));
+    };
+    let path = StateConfig::disk_path(dir, &config.topic);
+    let (table, checkpoint) = Table::open_disk(&path)?;
+    let path = path.display();
+    let reason = match checkpoint {
+        None => {
+            info!(%path, "no disk checkpoint yet: reading the whole topic");
+            None
+        }
+        Some(checkpoint) => {
+            match stale_checkpoint(&checkpoint, topic, watermarks, SystemTime::now()) {
+                None => {
+                    info!(%path, positions = ?checkpoint.positions, "resuming from the disk checkpoint");
+                    return Ok((table, checkpoint.positions));
+                }
+                Some(reason) => Some(reason),
+            }
+        }
+    };
+    if let Some(reason) = &reason {
+        warn!(%path, %reason, "rebuilding the disk state from the beginning of the topic");
+        metrics::counter!("kafkv_state_rebuilds_total").increment(1);
+    }
+    table.reset(&Checkpoint {
+        topic: config.topic.clone(),
+        topic_id: topic.id.clone(),
+        positions: zeros.clone(),
+        saved_at: None,
+    })?;
+    Ok((table, zeros))
+}
+
+/// Why resuming from `checkpoint` could miss or resurrect records, if it
+/// could: the topic is not the one it was taken of, or the log no longer
+/// holds every record (and tombstone) after it.
+pub fn stale_checkpoint(
+    checkpoint: &Checkpoint,
+    topic: &TopicInfo,
+    watermarks: &[(i64, i64)],
+    now: SystemTime,
+) -> Option<String> {
+    if let (Some(then), Some(now)) = (&checkpoint.topic_id, &topic.id)
+        && then != now
+    {
+        return Some(format!(
+            "the topic was deleted and recreated (topic id {then} in the checkpoint, {now} now)"
+        ));
+    }
+    if checkpoint.positions.len() != watermarks.len() {
+        return Some(format!(
+            "the partition count changed from {} to {}",
+            checkpoint.positions.len(),
+            watermarks.len()
+        ));
+    }
+    for (p, (position, (low, high))) in checkpoint.positions.iter().zip(watermarks).enumerate() {
+        if position > high {
+            return Some(format!(
+                "partition {p}: the checkpoint is at offset {position}, beyond the end offset \
+                 {high} (was the topic recreated or truncated?)"
+            ));
+        }
+        if position < low {
+            return Some(format!(
+                "partition {p}: the checkpoint is at offset {position}, below the log start \
+                 offset {low}: records in between were deleted"
+            ));
+        }
+    }
+    if let Some(age) = checkpoint
+        .saved_at
+        .and_then(|saved| now.duration_since(saved).ok())
+        && age >= topic.delete_retention
+    {
+        return Some(format!(
+            "the checkpoint is {}s old, beyond the topic's delete.retention.ms ({}s): \
+             compaction may have removed tombstones written since",
+            age.as_secs(),
+            topic.delete_retention.as_secs()
+        ));
+    }
+    None
+}
+
 /// Each partition's high watermark: the offset the next record will get.
 pub fn end_offsets<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
@@ -171,14 +292,14 @@ fn consume(consumer: BaseConsumer<WatermarkContext>, view: &View, stop: &AtomicB
             match polled {
                 Ok(message) => {
                     let (partition, offset) = (message.partition(), message.offset());
-                    events.push(match message.key() {
-                        Some(key) => Event::Record(Record {
-                            partition,
-                            offset,
-                            key: key.into(),
-                            value: message.payload().map(Into::into),
-                        }),
-                        None => Event::Skipped { partition, offset },
+                    events.push(match (message.key(), message.payload()) {
+                        (Some(key), Some(value)) => {
+                            Event::Record(Record::put(partition, offset, key, value))
+                        }
+                        (Some(key), None) => {
+                            Event::Record(Record::tombstone(partition, offset, key))
+                        }
+                        (None, _) => Event::Skipped { partition, offset },
                     });
                 }
                 Err(KafkaError::PartitionEOF(partition)) => {
@@ -201,7 +322,21 @@ fn consume(consumer: BaseConsumer<WatermarkContext>, view: &View, stop: &AtomicB
             .iter()
             .filter(|e| matches!(e, Event::Record(_)))
             .count();
-        view.apply(std::mem::take(&mut events));
+        if let Err(error) = view.apply(&mut events) {
+            // Nothing of the batch was applied; keep it and retry, since
+            // skipping it would lose records. The disk may come back (space
+            // freed); meanwhile the view serves what it has and lags.
+            let text = error.to_string();
+            let repeat = last_error
+                .as_ref()
+                .is_some_and(|(last, at)| *last == text && at.elapsed() < Duration::from_secs(30));
+            if !repeat {
+                tracing::error!(%error, "could not apply a batch to the view; retrying");
+                last_error = Some((text, Instant::now()));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            continue;
+        }
         metrics::counter!("kafkv_records_applied_total").increment(applied as u64);
 
         if last_lag.is_none_or(|at| at.elapsed() >= LAG_EVERY) {
@@ -237,6 +372,11 @@ fn consume(consumer: BaseConsumer<WatermarkContext>, view: &View, stop: &AtomicB
                 );
             }
         }
+    }
+    // A clean stop leaves a durable checkpoint, so the next start resumes
+    // from exactly here.
+    if let Err(error) = view.sync() {
+        tracing::error!(%error, "could not make the disk checkpoint durable");
     }
 }
 
@@ -285,4 +425,90 @@ fn publish_offsets(context: &WatermarkContext, view: &View) {
         }
     }
     metrics::gauge!("kafkv_keys").set(view.len() as f64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topic(id: Option<&str>) -> TopicInfo {
+        TopicInfo {
+            partitions: 2,
+            id: id.map(Into::into),
+            delete_retention: Duration::from_secs(3600),
+        }
+    }
+
+    fn checkpoint(
+        id: Option<&str>,
+        positions: Vec<i64>,
+        age: Duration,
+        now: SystemTime,
+    ) -> Checkpoint {
+        Checkpoint {
+            topic: "t".into(),
+            topic_id: id.map(Into::into),
+            positions,
+            saved_at: Some(now - age),
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_within_the_log_of_the_same_topic_is_resumed() {
+        let now = SystemTime::now();
+        let fresh = checkpoint(Some("A"), vec![5, 0], Duration::from_secs(60), now);
+        assert_eq!(
+            stale_checkpoint(&fresh, &topic(Some("A")), &[(0, 9), (0, 0)], now),
+            None
+        );
+        // Without ids on either side, offsets decide.
+        let no_id = checkpoint(None, vec![9, 0], Duration::ZERO, now);
+        assert_eq!(
+            stale_checkpoint(&no_id, &topic(Some("A")), &[(0, 9), (0, 3)], now),
+            None
+        );
+    }
+
+    #[test]
+    fn each_rebuild_trigger_is_named() {
+        let now = SystemTime::now();
+        let minute = Duration::from_secs(60);
+        let cases = [
+            (
+                checkpoint(Some("A"), vec![1, 1], minute, now),
+                Some("B"),
+                vec![(0, 5), (0, 5)],
+                "recreated",
+            ),
+            (
+                checkpoint(Some("A"), vec![1], minute, now),
+                Some("A"),
+                vec![(0, 5), (0, 5)],
+                "partition count changed from 1 to 2",
+            ),
+            (
+                checkpoint(Some("A"), vec![1, 7], minute, now),
+                Some("A"),
+                vec![(0, 5), (0, 5)],
+                "partition 1: the checkpoint is at offset 7, beyond the end offset 5",
+            ),
+            (
+                checkpoint(Some("A"), vec![3, 1], minute, now),
+                Some("A"),
+                vec![(4, 5), (0, 5)],
+                "partition 0: the checkpoint is at offset 3, below the log start offset 4",
+            ),
+            (
+                checkpoint(Some("A"), vec![1, 1], Duration::from_secs(7200), now),
+                Some("A"),
+                vec![(0, 5), (0, 5)],
+                "delete.retention.ms",
+            ),
+        ];
+        for (checkpoint, id, watermarks, expected) in cases {
+            let reason = stale_checkpoint(&checkpoint, &topic(id), &watermarks, now)
+                .unwrap_or_else(|| panic!("{checkpoint:?} against {watermarks:?} must be stale"));
+            assert!(reason.contains(expected), "{reason}");
+        }
+    }
 }

@@ -1,5 +1,7 @@
 //! Creates the topic if it is missing and checks that an existing one is
-//! compacted, so kafkv never runs on a topic that may drop live keys.
+//! compacted, so kafkv never runs on a topic that may drop live keys; learns
+//! its partition count and Kafka topic id (which tells a recreated topic of
+//! the same name from the one a disk checkpoint was taken of).
 
 use std::time::{Duration, Instant};
 
@@ -16,8 +18,24 @@ use crate::{
     error::{Result, TopicError},
 };
 
-/// Makes sure the topic exists and is compacted; returns its partition count.
-pub async fn ensure(config: &StoreConfig) -> Result<i32> {
+/// What start-up learned about the topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    pub partitions: i32,
+    /// Kafka's id for this incarnation of the topic (base64), where the
+    /// cluster reports one.
+    pub id: Option<String>,
+    /// `delete.retention.ms`: how long compaction keeps a tombstone. A disk
+    /// checkpoint older than this may have missed deletes.
+    pub delete_retention: Duration,
+}
+
+/// Kafka's default `delete.retention.ms` (one day), for a topic that does not set it.
+const DEFAULT_DELETE_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+/// Makes sure the topic exists and is compacted; returns its partition count
+/// and id.
+pub async fn ensure(config: &StoreConfig) -> Result<TopicInfo> {
     let admin: AdminClient<DefaultClientContext> = super::client_config(config, &[]).create()?;
     let options = AdminOptions::new()
         .operation_timeout(Some(config.startup_timeout))
@@ -30,8 +48,11 @@ pub async fn ensure(config: &StoreConfig) -> Result<i32> {
         .create_topics([&new_topic], &options)
         .await
         .map_err(|e| unreachable(config, e.to_string()))?;
-    match created.into_iter().next() {
-        Some(Ok(_)) => info!(%topic, partitions = config.partitions, "created compacted topic"),
+    let delete_retention = match created.into_iter().next() {
+        Some(Ok(_)) => {
+            info!(%topic, partitions = config.partitions, "created compacted topic");
+            DEFAULT_DELETE_RETENTION
+        }
         Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => {
             check_compacted(&admin, &options, config).await?
         }
@@ -55,12 +76,87 @@ pub async fn ensure(config: &StoreConfig) -> Result<i32> {
             }
             .into());
         }
-    }
+    };
     let partitions = partition_count(config).await?;
     if partitions != config.partitions {
         info!(%topic, partitions, "using the existing topic's partition count (--partitions applies only when kafkv creates the topic)");
     }
-    Ok(partitions)
+    let (name, timeout) = (topic.clone(), config.startup_timeout);
+    let id = tokio::task::spawn_blocking(move || topic_id(&admin, &name, timeout))
+        .await
+        .expect("describe topic task panicked");
+    Ok(TopicInfo {
+        partitions,
+        id,
+        delete_retention,
+    })
+}
+
+/// The topic's id from librdkafka's DescribeTopics, which rust-rdkafka does
+/// not wrap. `None` when the cluster does not report one (brokers before
+/// Kafka 2.8, or an error): the checkpoint check then relies on offsets only.
+fn topic_id(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+    timeout: Duration,
+) -> Option<String> {
+    use rdkafka::bindings as rd;
+    use std::ffi::{CStr, CString};
+
+    let name = CString::new(topic).ok()?;
+    let client = admin.inner().native_ptr();
+    let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: every pointer passed comes from librdkafka or lives (as `name`
+    // does) until this function returns; every object created here is
+    // destroyed exactly once below, the result's contents (read through the
+    // event) before the event itself.
+    unsafe {
+        let mut names = [name.as_ptr()];
+        let topics = rd::rd_kafka_TopicCollection_of_topic_names(names.as_mut_ptr(), 1);
+        let options = rd::rd_kafka_AdminOptions_new(
+            client,
+            rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DESCRIBETOPICS,
+        );
+        let mut errstr = [0 as std::ffi::c_char; 256];
+        rd::rd_kafka_AdminOptions_set_request_timeout(
+            options,
+            timeout_ms,
+            errstr.as_mut_ptr(),
+            errstr.len(),
+        );
+        let queue = rd::rd_kafka_queue_new(client);
+        rd::rd_kafka_DescribeTopics(client, topics, options, queue);
+        let event = rd::rd_kafka_queue_poll(queue, timeout_ms.saturating_add(1000));
+        let mut id = None;
+        if !event.is_null()
+            && rd::rd_kafka_event_error(event)
+                == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+        {
+            let result = rd::rd_kafka_event_DescribeTopics_result(event);
+            let mut count = 0;
+            let descriptions = rd::rd_kafka_DescribeTopics_result_topics(result, &mut count);
+            if !descriptions.is_null() && count == 1 {
+                let description = *descriptions;
+                if rd::rd_kafka_TopicDescription_error(description).is_null() {
+                    let uuid = rd::rd_kafka_TopicDescription_topic_id(description);
+                    if !uuid.is_null() {
+                        let text = rd::rd_kafka_Uuid_base64str(uuid);
+                        if !text.is_null() {
+                            id = Some(CStr::from_ptr(text).to_string_lossy().into_owned());
+                        }
+                    }
+                }
+            }
+        }
+        if !event.is_null() {
+            rd::rd_kafka_event_destroy(event);
+        }
+        rd::rd_kafka_queue_destroy(queue);
+        rd::rd_kafka_AdminOptions_destroy(options);
+        rd::rd_kafka_TopicCollection_destroy(topics);
+        // The all-zero id means "no id" in Kafka's protocol.
+        id.filter(|id| id != "AAAAAAAAAAAAAAAAAAAAAA")
+    }
 }
 
 fn unreachable(config: &StoreConfig, reason: String) -> crate::Error {
@@ -72,11 +168,12 @@ fn unreachable(config: &StoreConfig, reason: String) -> crate::Error {
     .into()
 }
 
+/// Checks the cleanup policy; returns `delete.retention.ms`.
 async fn check_compacted(
     admin: &AdminClient<DefaultClientContext>,
     options: &AdminOptions,
     config: &StoreConfig,
-) -> Result<()> {
+) -> Result<Duration> {
     let topic = &config.topic;
     let describe_error = |reason: String| TopicError::Describe {
         topic: topic.clone(),
@@ -96,8 +193,12 @@ async fn check_compacted(
         .get("cleanup.policy")
         .and_then(|entry| entry.value.clone())
         .unwrap_or_else(|| "delete".to_owned());
+    let delete_retention = resource
+        .get("delete.retention.ms")
+        .and_then(|entry| entry.value.as_deref()?.parse().ok())
+        .map_or(DEFAULT_DELETE_RETENTION, Duration::from_millis);
     if policy.split(',').any(|p| p.trim() == "compact") {
-        return Ok(());
+        return Ok(delete_retention);
     }
     let refused = TopicError::NotCompacted {
         topic: topic.clone(),
@@ -105,7 +206,7 @@ async fn check_compacted(
     };
     if config.allow_non_compacted {
         warn!("{refused}; starting anyway because of --allow-non-compacted");
-        Ok(())
+        Ok(delete_retention)
     } else {
         Err(refused.into())
     }

@@ -1,23 +1,29 @@
-//! The materialized view: an ordered map of the topic's live keys, the
-//! acknowledged-but-not-yet-consumed writes of this instance, and the
-//! per-partition applied offsets, with a way to wait for an offset.
+//! The materialized view: the topic's live keys (in a [`Table`], memory or
+//! disk), the acknowledged-but-not-yet-consumed writes of this instance, and
+//! the per-partition applied offsets, with a way to wait for an offset.
 //!
-//! Invariants, all kept under one lock so a reader always sees them together:
+//! Invariants:
 //! - `positions[p]` is the offset of the next record to apply from partition
-//!   `p`; every record of `p` below it is reflected in `map`.
-//! - An entry of `acked` is newer than anything `map` holds for that key: it is
-//!   dropped as soon as the consumer applies its offset (or a later one for the
-//!   same key), and it is never inserted for an offset already applied.
-//!   Reads consult `acked` first, so a write is visible from the moment it was
-//!   acknowledged (read-your-writes) without waiting for the consumer.
-//! - `order` holds every visible key exactly once, under the sequence number
-//!   its visible version got when this view took it in. A key that changes
-//!   gets a new number, larger than any before, which is what makes a
-//!   numeric, stateless scan cursor safe (see [`View::scan_from`]).
+//!   `p`; every record of `p` below it is reflected in the table. With the
+//!   disk backend the same positions are the checkpoint, committed in the
+//!   same transaction as the records (see [`disk`]).
+//! - An entry of `acked` is newer than anything the table holds for that
+//!   key: it is dropped as soon as the consumer applies its offset (or a
+//!   later one for the same key), and it is never inserted for an offset
+//!   already applied. Reads consult `acked` first, so a write is visible from
+//!   the moment it was acknowledged (read-your-writes) without waiting for
+//!   the consumer.
+//! - Only the consumer thread applies records, so it can read `positions`,
+//!   commit a batch to disk, and only then publish the new positions.
+
+mod disk;
+mod memory;
+mod sorted;
 
 use std::{
     collections::BTreeMap,
     ops::Bound,
+    path::Path,
     sync::atomic::{AtomicBool, Ordering},
     time::Duration,
 };
@@ -25,6 +31,12 @@ use std::{
 use bytes::Bytes;
 use parking_lot::RwLock;
 use tokio::sync::watch;
+
+pub use disk::Checkpoint;
+use disk::DiskTable;
+use memory::MemoryTable;
+
+use crate::error::StateError;
 
 /// A live value and where it sits in the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,14 +46,54 @@ pub struct Versioned {
     pub offset: i64,
 }
 
-/// One record as the consumer hands it to the view.
+/// One record as the consumer hands it to the view: key and value in one
+/// allocation, which the memory table keeps as it is.
 #[derive(Debug)]
 pub struct Record {
     pub partition: i32,
     pub offset: i64,
-    pub key: Box<[u8]>,
-    /// `None` is a tombstone.
-    pub value: Option<Box<[u8]>>,
+    /// key ‖ value.
+    data: Box<[u8]>,
+    key_len: u32,
+    tombstone: bool,
+}
+
+impl Record {
+    pub fn put(partition: i32, offset: i64, key: &[u8], value: &[u8]) -> Self {
+        let mut data = Vec::with_capacity(key.len() + value.len());
+        data.extend_from_slice(key);
+        data.extend_from_slice(value);
+        Self {
+            partition,
+            offset,
+            data: data.into_boxed_slice(),
+            key_len: u32::try_from(key.len()).expect("Kafka keys are under 4 GiB"),
+            tombstone: false,
+        }
+    }
+
+    pub fn tombstone(partition: i32, offset: i64, key: &[u8]) -> Self {
+        Self {
+            partition,
+            offset,
+            data: key.into(),
+            key_len: u32::try_from(key.len()).expect("Kafka keys are under 4 GiB"),
+            tombstone: true,
+        }
+    }
+
+    pub fn key(&self) -> &[u8] {
+        &self.data[..self.key_len as usize]
+    }
+
+    /// `None` for a tombstone.
+    pub fn value(&self) -> Option<&[u8]> {
+        (!self.tombstone).then(|| &self.data[self.key_len as usize..])
+    }
+
+    pub fn is_tombstone(&self) -> bool {
+        self.tombstone
+    }
 }
 
 /// What the consumer reports, in log order per partition.
@@ -57,17 +109,36 @@ pub enum Event {
     EndOfPartition(i32),
 }
 
-/// A key as the view stores it: up to 24 bytes inline, longer ones on the
-/// heap, so short keys cost no allocation of their own and comparisons read
-/// bytes already in cache.
-type Key = smallvec::SmallVec<[u8; 24]>;
+/// Where the view keeps its entries.
+#[derive(Debug)]
+pub struct Table(Backend);
 
 #[derive(Debug)]
-struct Entry {
-    value: Box<[u8]>,
-    offset: i64,
-    seq: u64,
-    partition: i32,
+enum Backend {
+    Memory,
+    Disk(DiskTable),
+}
+
+impl Table {
+    /// Entries in this process's memory; nothing survives a restart.
+    pub fn memory() -> Self {
+        Table(Backend::Memory)
+    }
+
+    /// Entries in the redb file at `path`, with the checkpoint the last run
+    /// left there, if any.
+    pub fn open_disk(path: &Path) -> Result<(Self, Option<Checkpoint>), StateError> {
+        let (table, checkpoint) = DiskTable::open(path)?;
+        Ok((Table(Backend::Disk(table)), checkpoint))
+    }
+
+    /// Empties the table and records `checkpoint` as where it starts.
+    pub fn reset(&self, checkpoint: &Checkpoint) -> Result<(), StateError> {
+        match &self.0 {
+            Backend::Memory => Ok(()),
+            Backend::Disk(disk) => disk.reset(checkpoint),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -76,22 +147,14 @@ struct Acked {
     value: Option<Bytes>,
     partition: i32,
     offset: i64,
-    seq: u64,
 }
 
 #[derive(Debug)]
 struct Inner {
-    /// Point lookups: a hash map, because reads are the hot path (an ordered
-    /// map's lookup was 28% of a pipelined GET's CPU, most of it comparisons).
-    map: hashbrown::HashMap<Key, Entry>,
-    /// The same keys in byte order, for prefix and range scans.
-    sorted: std::collections::BTreeSet<Key>,
     acked: BTreeMap<Box<[u8]>, Acked>,
     positions: Vec<i64>,
-    /// Visible keys by the sequence number of their visible version.
-    order: BTreeMap<u64, Box<[u8]>>,
-    /// The next sequence number; starts at 1 so that 0 can mean "from the start".
-    next_seq: u64,
+    /// The memory backend's entries; `None` when they are on disk.
+    memory: Option<MemoryTable>,
 }
 
 /// Progress of the start-up read, for `/readyz` and the logs.
@@ -113,6 +176,7 @@ impl Bootstrap {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Progress {
     pub positions: Vec<i64>,
+    /// Records applied by this process (not those a disk checkpoint already held).
     pub records_applied: u64,
     pub bootstrap: Bootstrap,
 }
@@ -120,13 +184,16 @@ pub struct Progress {
 /// The shared materialized view.
 ///
 /// A `parking_lot::RwLock` rather than a concurrent map: reads take a shared
-/// lock for a map lookup and a value copy (nanoseconds), the consumer takes the
+/// lock for a lookup and a value copy (nanoseconds), the consumer takes the
 /// exclusive lock once per batch of at most [`View::MAX_BATCH`] records, so no
-/// reader waits long, and one lock keeps `map`, `acked` and `positions`
-/// consistent with each other. It is never held across an `.await`.
+/// reader waits long, and one lock keeps the memory table, `acked` and
+/// `positions` consistent with each other. It is never held across an
+/// `.await`. The disk table has its own transactions: a batch is committed
+/// to it before the lock is taken to publish the batch's positions.
 #[derive(Debug)]
 pub struct View {
     inner: RwLock<Inner>,
+    disk: Option<DiskTable>,
     progress: watch::Sender<Progress>,
     closed: AtomicBool,
     /// Mirrors `progress.bootstrap.is_done()` for the read path, which checks
@@ -134,29 +201,49 @@ pub struct View {
     bootstrapped: AtomicBool,
 }
 
+/// A live entry as a scan sees it.
+struct Live<'a> {
+    key: std::borrow::Cow<'a, [u8]>,
+    value: std::borrow::Cow<'a, [u8]>,
+    partition: i32,
+    offset: i64,
+}
+
 impl View {
     /// The consumer applies at most this many records per lock acquisition.
     pub const MAX_BATCH: usize = 1024;
 
-    /// An empty view whose bootstrap ends at `targets` (one per partition).
+    /// An empty memory view whose bootstrap ends at `targets` (one per partition).
     pub fn new(targets: Vec<i64>) -> Self {
-        let partitions = targets.len();
-        let reached: Vec<bool> = targets.iter().map(|end| *end <= 0).collect();
+        let positions = vec![0; targets.len()];
+        Self::with_table(Table::memory(), positions, targets)
+    }
+
+    /// A view over `table`, which already holds every record below
+    /// `positions`; its bootstrap ends at `targets`.
+    pub fn with_table(table: Table, positions: Vec<i64>, targets: Vec<i64>) -> Self {
+        let reached: Vec<bool> = targets
+            .iter()
+            .zip(&positions)
+            .map(|(end, position)| position >= end)
+            .collect();
         let bootstrapped = AtomicBool::new(reached.iter().all(|r| *r));
         let (progress, _) = watch::channel(Progress {
-            positions: vec![0; partitions],
+            positions: positions.clone(),
             records_applied: 0,
             bootstrap: Bootstrap { targets, reached },
         });
+        let (memory, disk) = match table.0 {
+            Backend::Memory => (Some(MemoryTable::default()), None),
+            Backend::Disk(disk) => (None, Some(disk)),
+        };
         Self {
             inner: RwLock::new(Inner {
-                map: hashbrown::HashMap::new(),
-                sorted: std::collections::BTreeSet::new(),
                 acked: BTreeMap::new(),
-                positions: vec![0; partitions],
-                order: BTreeMap::new(),
-                next_seq: 1,
+                positions,
+                memory,
             }),
+            disk,
             progress,
             closed: AtomicBool::new(false),
             bootstrapped,
@@ -173,16 +260,34 @@ impl View {
     }
 
     /// The current value of `key`, acknowledged writes of this instance included.
-    pub fn get(&self, key: &[u8]) -> Option<Versioned> {
+    pub fn get(&self, key: &[u8]) -> Result<Option<Versioned>, StateError> {
         let inner = self.inner.read();
         if let Some(acked) = inner.acked.get(key) {
-            return acked.value.as_ref().map(|value| Versioned {
+            return Ok(acked.value.as_ref().map(|value| Versioned {
                 value: value.clone(),
                 partition: acked.partition,
                 offset: acked.offset,
-            });
+            }));
         }
-        inner.map.get(key).map(Entry::versioned)
+        if let Some(memory) = &inner.memory {
+            return Ok(memory.get(key).map(|slot| Versioned {
+                value: Bytes::copy_from_slice(slot.value()),
+                partition: slot.partition,
+                offset: slot.offset,
+            }));
+        }
+        drop(inner);
+        Ok(self.disk().get(key)?.map(|entry| Versioned {
+            value: entry.value.into(),
+            partition: entry.partition,
+            offset: entry.offset,
+        }))
+    }
+
+    fn disk(&self) -> &DiskTable {
+        self.disk
+            .as_ref()
+            .expect("a view without a memory table has a disk table")
     }
 
     /// Up to `limit` live keys after `start_after` (exclusive) that begin with
@@ -195,48 +300,157 @@ impl View {
         start_after: Option<&[u8]>,
         limit: usize,
         max_bytes: usize,
-    ) -> Vec<(Bytes, Versioned)> {
+    ) -> Result<Vec<(Bytes, Versioned)>, StateError> {
         let lower: Bound<&[u8]> = match start_after {
             Some(after) if after >= prefix => Bound::Excluded(after),
             _ => Bound::Included(prefix),
         };
-        let inner = self.inner.read();
         let mut out = Vec::with_capacity(limit.min(1024));
         let mut bytes = 0;
-        for (key, live) in inner.live(prefix, lower) {
+        self.visit_live(prefix, lower, |live| {
             if out.len() >= limit || bytes >= max_bytes {
-                break;
+                return false;
             }
-            bytes += key.len() + live.value.len();
+            bytes += live.key.len() + live.value.len();
             out.push((
-                Bytes::copy_from_slice(key),
+                Bytes::copy_from_slice(&live.key),
                 Versioned {
-                    value: Bytes::copy_from_slice(live.value),
+                    value: Bytes::copy_from_slice(&live.value),
                     partition: live.partition,
                     offset: live.offset,
                 },
             ));
-        }
-        out
+            true
+        })?;
+        Ok(out)
     }
 
     /// Every live key beginning with `prefix`, in byte order, without
     /// copying values.
-    pub fn keys(&self, prefix: &[u8]) -> Vec<Bytes> {
+    pub fn keys(&self, prefix: &[u8]) -> Result<Vec<Bytes>, StateError> {
+        let mut keys = Vec::new();
+        self.visit_live(prefix, Bound::Included(prefix), |live| {
+            keys.push(Bytes::copy_from_slice(&live.key));
+            true
+        })?;
+        Ok(keys)
+    }
+
+    /// Hands live entries beginning with `prefix`, from `lower` on, in key
+    /// order to `visit` until it returns `false`: the table merged with
+    /// acknowledged writes, which win on equal keys (an acknowledged delete
+    /// hides the key).
+    fn visit_live(
+        &self,
+        prefix: &[u8],
+        lower: Bound<&[u8]>,
+        mut visit: impl FnMut(Live<'_>) -> bool,
+    ) -> Result<(), StateError> {
         let inner = self.inner.read();
-        inner
-            .live(prefix, Bound::Included(prefix))
-            .map(|(key, _)| Bytes::copy_from_slice(key))
-            .collect()
+        let mut acked = inner
+            .acked
+            .range::<[u8], _>((lower, Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .peekable();
+        // Called with each table entry in order (`None` at the end): first
+        // hands over the acknowledged writes sorting before it.
+        let mut merge = |entry: Option<Live<'_>>| -> bool {
+            while let Some((key, write)) = acked.peek() {
+                if entry.as_ref().is_some_and(|e| e.key.as_ref() < &key[..]) {
+                    break;
+                }
+                let (key, write) = (*key, *write);
+                acked.next();
+                let shadows = entry.as_ref().is_some_and(|e| e.key.as_ref() == &key[..]);
+                if let Some(value) = &write.value {
+                    let live = Live {
+                        key: key[..].into(),
+                        value: value[..].into(),
+                        partition: write.partition,
+                        offset: write.offset,
+                    };
+                    if !visit(live) {
+                        return false;
+                    }
+                }
+                if shadows {
+                    return true;
+                }
+            }
+            match entry {
+                Some(entry) => visit(entry),
+                None => true,
+            }
+        };
+        let within = |key: &[u8]| key.starts_with(prefix);
+        if let Some(memory) = &inner.memory {
+            for slot in memory.range_from(lower) {
+                if !within(slot.key()) {
+                    break;
+                }
+                let live = Live {
+                    key: slot.key().into(),
+                    value: slot.value().into(),
+                    partition: slot.partition,
+                    offset: slot.offset,
+                };
+                if !merge(Some(live)) {
+                    return Ok(());
+                }
+            }
+        } else {
+            // `false` once the visitor asked to stop (not when the prefix ended).
+            let mut wanted = true;
+            self.disk().range_from(lower, |key, entry| {
+                if !within(key) {
+                    return false;
+                }
+                wanted = merge(Some(Live {
+                    key: key.to_vec().into(),
+                    value: entry.value.into(),
+                    partition: entry.partition,
+                    offset: entry.offset,
+                }));
+                wanted
+            })?;
+            if !wanted {
+                return Ok(());
+            }
+        }
+        merge(None);
+        Ok(())
     }
 
     /// Number of live keys (acknowledged writes not yet consumed included).
     pub fn len(&self) -> usize {
-        self.inner.read().order.len()
+        let inner = self.inner.read();
+        let contains = |key: &[u8]| match &inner.memory {
+            Some(memory) => memory.contains(key),
+            None => self.disk().get(key).ok().flatten().is_some(),
+        };
+        let table = match &inner.memory {
+            Some(memory) => memory.len(),
+            None => self.disk().len(),
+        };
+        let mut len = table as isize;
+        for (key, write) in &inner.acked {
+            len += write.value.is_some() as isize - contains(key) as isize;
+        }
+        len.max(0) as usize
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Heap bytes the memory table holds beyond its entries' own key and
+    /// value allocations (0 for the disk backend).
+    pub fn memory_overhead_bytes(&self) -> usize {
+        self.inner
+            .read()
+            .memory
+            .as_ref()
+            .map_or(0, MemoryTable::overhead_bytes)
     }
 
     /// Records a write the broker acknowledged at `(partition, offset)`, so reads
@@ -257,63 +471,118 @@ impl View {
         {
             return;
         }
-        let before = inner.visible_seq(key);
-        let seq = inner.take_seq();
         inner.acked.insert(
             key.into(),
             Acked {
                 value,
                 partition,
                 offset,
-                seq,
             },
         );
-        inner.reindex(key, before);
     }
 
-    /// Up to `count` visible keys from sequence number `cursor` on, and the
-    /// cursor for the rest (0 when there is none).
+    /// Up to `count` live keys from `cursor` on, and the cursor for the rest
+    /// (0 when there is none); 0 starts a scan.
     ///
-    /// A key present from the first call to the last is returned at least
-    /// once: unchanged, it keeps its number and the cursor passes it exactly
-    /// once; changed, it gets a number beyond every cursor handed out so far.
+    /// The cursor is a position in the table that a key keeps for as long as
+    /// it is live (its slot in memory, its sequence number on disk), so a key
+    /// present from the first call to the last is returned exactly once.
     /// Keys written or deleted meanwhile may or may not be returned, as in
-    /// Redis. Numbers are this view's own: a cursor means nothing to another
-    /// instance or after a restart.
-    pub fn scan_from(&self, cursor: u64, count: usize) -> (Vec<Bytes>, u64) {
+    /// Redis; acknowledged writes the consumer has not applied yet come with
+    /// the last page. A cursor means nothing to another instance, and after
+    /// a restart only with the disk backend.
+    pub fn scan_from(&self, cursor: u64, count: usize) -> Result<(Vec<Bytes>, u64), StateError> {
+        let count = count.max(1);
         let inner = self.inner.read();
-        let mut keys = Vec::with_capacity(count.min(1024));
-        let mut entries = inner.order.range(cursor..);
-        for (_, key) in entries.by_ref().take(count) {
-            keys.push(Bytes::copy_from_slice(key));
-        }
-        let next = entries.next().map_or(0, |(seq, _)| *seq);
-        (keys, next)
-    }
-
-    /// Applies the consumer's events in order, then publishes the new positions.
-    pub fn apply(&self, events: Vec<Event>) {
-        if events.is_empty() {
-            return;
-        }
-        let mut applied = 0u64;
-        let mut ends = Vec::new();
-        let positions = {
-            let mut inner = self.inner.write();
-            for event in events {
-                match event {
-                    Event::Record(record) => {
-                        applied += 1;
-                        inner.apply_record(record);
-                    }
-                    Event::Skipped { partition, offset } => {
-                        inner.advance(partition, offset);
-                    }
-                    Event::EndOfPartition(partition) => ends.push(partition),
+        let (page, next): (Vec<Bytes>, Option<u64>) = match &inner.memory {
+            Some(memory) => {
+                let mut slots = memory.slots_from(cursor as usize);
+                let page = slots
+                    .by_ref()
+                    .take(count)
+                    .map(|(_, slot)| Bytes::copy_from_slice(slot.key()))
+                    .collect();
+                (page, slots.next().map(|(id, _)| id as u64))
+            }
+            None => {
+                let (keys, next) = self.disk().keys_from(cursor, count)?;
+                (keys.into_iter().map(Bytes::from).collect(), next)
+            }
+        };
+        // An acknowledged delete hides a key the consumer has not removed yet.
+        let mut keys: Vec<Bytes> = page
+            .into_iter()
+            .filter(|key| inner.acked.get(&key[..]).is_none_or(|w| w.value.is_some()))
+            .collect();
+        if next.is_none() {
+            for (key, write) in &inner.acked {
+                let in_table = match &inner.memory {
+                    Some(memory) => memory.contains(key),
+                    None => self.disk().get(key)?.is_some(),
+                };
+                if write.value.is_some() && !in_table {
+                    keys.push(Bytes::copy_from_slice(key));
                 }
             }
-            inner.positions.clone()
-        };
+        }
+        Ok((keys, next.unwrap_or(0)))
+    }
+
+    /// Applies the consumer's events in order, then publishes the new
+    /// positions. On success `events` is left empty; on a disk error nothing
+    /// was applied and the same events can be retried.
+    pub fn apply(&self, events: &mut Vec<Event>) -> Result<(), StateError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        // Only this (the consumer's) thread moves positions.
+        let mut positions = self.inner.read().positions.clone();
+        let mut ends = Vec::new();
+        let mut fresh = Vec::with_capacity(events.len());
+        for (i, event) in events.iter().enumerate() {
+            match event {
+                Event::Record(record) => {
+                    if advance(&mut positions, record.partition, record.offset) {
+                        fresh.push(i);
+                    }
+                }
+                Event::Skipped { partition, offset } => {
+                    advance(&mut positions, *partition, *offset);
+                }
+                Event::EndOfPartition(partition) => ends.push(*partition),
+            }
+        }
+        let applied = fresh.len() as u64;
+        if let Some(disk) = &self.disk {
+            let records: Vec<&Record> = fresh
+                .iter()
+                .map(|i| match &events[*i] {
+                    Event::Record(record) => record,
+                    _ => unreachable!("fresh holds records"),
+                })
+                .collect();
+            disk.apply(&records, &positions)?;
+            let mut inner = self.inner.write();
+            for record in records {
+                inner.forget_acked(record);
+            }
+            inner.positions.clone_from(&positions);
+        } else {
+            let mut inner = self.inner.write();
+            let mut fresh = fresh.into_iter().peekable();
+            for (i, event) in events.drain(..).enumerate() {
+                if fresh.next_if_eq(&i).is_none() {
+                    continue;
+                }
+                let Event::Record(record) = event else {
+                    unreachable!("fresh holds records")
+                };
+                inner.forget_acked(&record);
+                inner.memory.as_mut().expect("memory backend").apply(record);
+            }
+            inner.positions.clone_from(&positions);
+        }
+        events.clear();
         self.progress.send_modify(|progress| {
             progress.records_applied += applied;
             let bootstrap = &mut progress.bootstrap;
@@ -334,6 +603,15 @@ impl View {
                 self.bootstrapped.store(true, Ordering::Release);
             }
         });
+        Ok(())
+    }
+
+    /// Makes the disk checkpoint durable (a no-op in memory).
+    pub fn sync(&self) -> Result<(), StateError> {
+        match &self.disk {
+            Some(disk) => disk.sync(),
+            None => Ok(()),
+        }
     }
 
     /// A receiver that observes every published [`Progress`].
@@ -389,150 +667,28 @@ impl View {
     }
 }
 
-/// A live value borrowed from the view.
-struct Live<'a> {
-    value: &'a [u8],
-    partition: i32,
-    offset: i64,
-}
-
 impl Inner {
-    /// Live entries beginning with `prefix`, from `lower` on, in key order:
-    /// the consumed map merged with acknowledged writes, which win on equal
-    /// keys (an acknowledged delete hides the key).
-    fn live<'a>(
-        &'a self,
-        prefix: &'a [u8],
-        lower: Bound<&'a [u8]>,
-    ) -> impl Iterator<Item = (&'a [u8], Live<'a>)> + 'a {
-        let mut consumed = self
-            .sorted
-            .range::<[u8], _>((lower, Bound::Unbounded))
-            .take_while(move |k| k.starts_with(prefix))
-            .map(|k| (&k[..], &self.map[&k[..]]))
-            .peekable();
-        let mut acked = self
+    /// Drops the acknowledged write `record` supersedes (its own, or older).
+    fn forget_acked(&mut self, record: &Record) {
+        if self
             .acked
-            .range::<[u8], _>((lower, Bound::Unbounded))
-            .take_while(move |(k, _)| k.starts_with(prefix))
-            .peekable();
-        std::iter::from_fn(move || {
-            loop {
-                let take_acked = match (consumed.peek(), acked.peek()) {
-                    (None, None) => return None,
-                    (Some(_), None) => false,
-                    (None, Some(_)) => true,
-                    (Some((ck, _)), Some((ak, _))) => ak[..] <= **ck,
-                };
-                if !take_acked {
-                    let (key, entry) = consumed.next().expect("peeked");
-                    let live = Live {
-                        value: &entry.value,
-                        partition: entry.partition,
-                        offset: entry.offset,
-                    };
-                    return Some((key, live));
-                }
-                let (key, write) = acked.next().expect("peeked");
-                if consumed.peek().is_some_and(|(ck, _)| **ck == key[..]) {
-                    consumed.next();
-                }
-                if let Some(value) = &write.value {
-                    let live = Live {
-                        value,
-                        partition: write.partition,
-                        offset: write.offset,
-                    };
-                    return Some((&key[..], live));
-                }
-            }
-        })
-    }
-
-    fn apply_record(&mut self, record: Record) {
-        let Record {
-            partition,
-            offset,
-            key,
-            value,
-        } = record;
-        if !self.advance(partition, offset) {
-            return;
-        }
-        let before = self.visible_seq(&key);
-        if self.acked.get(&key).is_some_and(|w| w.offset <= offset) {
-            self.acked.remove(&key);
-        }
-        match value {
-            Some(value) => {
-                let seq = self.take_seq();
-                let entry = Entry {
-                    value,
-                    offset,
-                    seq,
-                    partition,
-                };
-                if self.map.insert(Key::from_slice(&key), entry).is_none() {
-                    self.sorted.insert(Key::from_slice(&key));
-                }
-            }
-            None => {
-                if self.map.remove(&key[..]).is_some() {
-                    self.sorted.remove(&key[..]);
-                }
-            }
-        }
-        self.reindex(&key, before);
-    }
-
-    fn take_seq(&mut self) -> u64 {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        seq
-    }
-
-    /// The sequence number of `key`'s visible version, if it is live.
-    fn visible_seq(&self, key: &[u8]) -> Option<u64> {
-        match self.acked.get(key) {
-            Some(write) => write.value.as_ref().map(|_| write.seq),
-            None => self.map.get(key).map(|entry| entry.seq),
-        }
-    }
-
-    /// Moves `key` in `order` from `before` to its current visible version.
-    fn reindex(&mut self, key: &[u8], before: Option<u64>) {
-        let after = self.visible_seq(key);
-        if before == after {
-            return;
-        }
-        if let Some(seq) = before {
-            self.order.remove(&seq);
-        }
-        if let Some(seq) = after {
-            self.order.insert(seq, key.into());
-        }
-    }
-
-    /// Moves `partition`'s position past `offset`; `false` if it was already
-    /// applied (a duplicate delivery after a reconnect) or unknown.
-    fn advance(&mut self, partition: i32, offset: i64) -> bool {
-        match self.positions.get_mut(partition as usize) {
-            Some(position) if offset >= *position => {
-                *position = offset + 1;
-                true
-            }
-            _ => false,
+            .get(record.key())
+            .is_some_and(|w| w.offset <= record.offset)
+        {
+            self.acked.remove(record.key());
         }
     }
 }
 
-impl Entry {
-    fn versioned(&self) -> Versioned {
-        Versioned {
-            value: Bytes::copy_from_slice(&self.value),
-            partition: self.partition,
-            offset: self.offset,
+/// Moves `partition`'s position past `offset`; `false` if it was already
+/// applied (a duplicate delivery after a reconnect) or unknown.
+fn advance(positions: &mut [i64], partition: i32, offset: i64) -> bool {
+    match positions.get_mut(partition as usize) {
+        Some(position) if offset >= *position => {
+            *position = offset + 1;
+            true
         }
+        _ => false,
     }
 }
 
@@ -541,38 +697,33 @@ mod tests {
     use super::*;
 
     fn put(p: i32, o: i64, k: &str, v: &str) -> Event {
-        Event::Record(Record {
-            partition: p,
-            offset: o,
-            key: k.as_bytes().into(),
-            value: Some(v.as_bytes().into()),
-        })
+        Event::Record(Record::put(p, o, k.as_bytes(), v.as_bytes()))
     }
 
     fn del(p: i32, o: i64, k: &str) -> Event {
-        Event::Record(Record {
-            partition: p,
-            offset: o,
-            key: k.as_bytes().into(),
-            value: None,
-        })
+        Event::Record(Record::tombstone(p, o, k.as_bytes()))
+    }
+
+    fn apply(view: &View, mut events: Vec<Event>) {
+        view.apply(&mut events).unwrap();
+        assert!(events.is_empty());
     }
 
     fn value(view: &View, k: &str) -> Option<String> {
         view.get(k.as_bytes())
+            .unwrap()
             .map(|v| String::from_utf8(v.value.to_vec()).unwrap())
     }
 
     #[test]
     fn later_records_win_and_tombstones_delete() {
         let view = View::new(vec![3]);
-        view.apply(vec![
-            put(0, 0, "a", "1"),
-            put(0, 1, "a", "2"),
-            del(0, 2, "a"),
-        ]);
+        apply(
+            &view,
+            vec![put(0, 0, "a", "1"), put(0, 1, "a", "2"), del(0, 2, "a")],
+        );
         assert_eq!(value(&view, "a"), None);
-        view.apply(vec![put(0, 3, "a", "3")]);
+        apply(&view, vec![put(0, 3, "a", "3")]);
         assert_eq!(value(&view, "a").as_deref(), Some("3"));
         assert!(view.progress().bootstrap.is_done());
     }
@@ -580,24 +731,24 @@ mod tests {
     #[test]
     fn acknowledged_write_is_visible_until_the_consumer_applies_a_newer_one() {
         let view = View::new(vec![0]);
-        view.apply(vec![put(0, 0, "k", "old")]);
+        apply(&view, vec![put(0, 0, "k", "old")]);
         view.acknowledge(b"k", Some(Bytes::from_static(b"mine")), 0, 5);
         assert_eq!(value(&view, "k").as_deref(), Some("mine"));
         // Records before our write do not hide it.
-        view.apply(vec![put(0, 3, "k", "other")]);
+        apply(&view, vec![put(0, 3, "k", "other")]);
         assert_eq!(value(&view, "k").as_deref(), Some("mine"));
         // Our own record arrives: same value, now from the map.
-        view.apply(vec![put(0, 5, "k", "mine")]);
+        apply(&view, vec![put(0, 5, "k", "mine")]);
         assert_eq!(value(&view, "k").as_deref(), Some("mine"));
         // A later record from anywhere wins.
-        view.apply(vec![put(0, 6, "k", "newer")]);
+        apply(&view, vec![put(0, 6, "k", "newer")]);
         assert_eq!(value(&view, "k").as_deref(), Some("newer"));
     }
 
     #[test]
     fn acknowledgement_of_an_applied_offset_is_ignored() {
         let view = View::new(vec![0]);
-        view.apply(vec![put(0, 0, "k", "a"), put(0, 1, "k", "b")]);
+        apply(&view, vec![put(0, 0, "k", "a"), put(0, 1, "k", "b")]);
         view.acknowledge(b"k", Some(Bytes::from_static(b"a")), 0, 0);
         assert_eq!(value(&view, "k").as_deref(), Some("b"));
     }
@@ -605,12 +756,13 @@ mod tests {
     #[test]
     fn acknowledged_delete_hides_the_key_in_get_scan_and_len() {
         let view = View::new(vec![0]);
-        view.apply(vec![put(0, 0, "a", "1"), put(0, 1, "b", "2")]);
+        apply(&view, vec![put(0, 0, "a", "1"), put(0, 1, "b", "2")]);
         view.acknowledge(b"a", None, 0, 7);
         view.acknowledge(b"c", Some(Bytes::from_static(b"3")), 0, 8);
         assert_eq!(value(&view, "a"), None);
         let keys: Vec<_> = view
             .scan(b"", None, 10, usize::MAX)
+            .unwrap()
             .into_iter()
             .map(|(k, _)| k)
             .collect();
@@ -629,9 +781,10 @@ mod tests {
             .enumerate()
             .map(|(i, k)| put(0, i as i64, k, "v"))
             .collect();
-        view.apply(events);
+        apply(&view, events);
         let page = |after: Option<&[u8]>, limit| -> Vec<Bytes> {
             view.scan(b"b", after, limit, usize::MAX)
+                .unwrap()
                 .into_iter()
                 .map(|(k, _)| k)
                 .collect()
@@ -640,15 +793,16 @@ mod tests {
         assert_eq!(page(Some(b"b2"), 2), vec![&b"b3"[..]]);
         assert_eq!(page(Some(b"a"), 1), vec![&b"b1"[..]]);
         // A byte budget cuts the page short, but never to nothing.
-        assert_eq!(view.scan(b"b", None, 10, 5).len(), 2);
-        assert_eq!(view.scan(b"b", None, 10, 1).len(), 1);
+        assert_eq!(view.scan(b"b", None, 10, 5).unwrap().len(), 2);
+        assert_eq!(view.scan(b"b", None, 10, 1).unwrap().len(), 1);
     }
 
     #[test]
     fn scan_cursor_returns_every_key_that_stays_despite_concurrent_changes() {
         let view = View::new(vec![0]);
         let keys: Vec<String> = (0..100).map(|i| format!("k{i:03}")).collect();
-        view.apply(
+        apply(
+            &view,
             keys.iter()
                 .enumerate()
                 .map(|(i, k)| put(0, i as i64, k, "v"))
@@ -659,7 +813,7 @@ mod tests {
         let mut offset = 100;
         let mut calls = 0;
         loop {
-            let (page, next) = view.scan_from(cursor, 7);
+            let (page, next) = view.scan_from(cursor, 7).unwrap();
             seen.extend(page.iter().map(|k| String::from_utf8(k.to_vec()).unwrap()));
             // Between calls: overwrite a key already seen and one not yet
             // seen, delete one, add one, acknowledge one.
@@ -670,7 +824,7 @@ mod tests {
                 put(0, offset + 3, &format!("temp{calls}"), "new"),
             ];
             offset += 4;
-            view.apply(changes);
+            apply(&view, changes);
             view.acknowledge(
                 keys[(calls * 3) % 100].as_bytes(),
                 Some(Bytes::from_static(b"a")),
@@ -693,8 +847,8 @@ mod tests {
     #[test]
     fn duplicate_delivery_does_not_roll_back() {
         let view = View::new(vec![0]);
-        view.apply(vec![put(0, 0, "k", "1"), put(0, 1, "k", "2")]);
-        view.apply(vec![put(0, 0, "k", "1")]);
+        apply(&view, vec![put(0, 0, "k", "1"), put(0, 1, "k", "2")]);
+        apply(&view, vec![put(0, 0, "k", "1")]);
         assert_eq!(value(&view, "k").as_deref(), Some("2"));
     }
 
@@ -702,9 +856,9 @@ mod tests {
     fn bootstrap_completes_on_targets_or_end_of_partition() {
         let view = View::new(vec![2, 5, 0]);
         assert!(!view.progress().bootstrap.is_done());
-        view.apply(vec![put(0, 1, "a", "1")]);
+        apply(&view, vec![put(0, 1, "a", "1")]);
         assert!(!view.progress().bootstrap.is_done());
-        view.apply(vec![Event::EndOfPartition(1)]);
+        apply(&view, vec![Event::EndOfPartition(1)]);
         assert!(view.progress().bootstrap.is_done());
     }
 
@@ -715,13 +869,141 @@ mod tests {
             let view = view.clone();
             tokio::spawn(async move { view.wait_for_positions(&[2], Duration::from_secs(5)).await })
         };
-        view.apply(vec![put(0, 0, "a", "1")]);
-        view.apply(vec![put(0, 1, "a", "2")]);
+        apply(&view, vec![put(0, 0, "a", "1")]);
+        apply(&view, vec![put(0, 1, "a", "2")]);
         assert!(waiter.await.unwrap());
         assert!(
             !view
                 .wait_for_positions(&[3], Duration::from_millis(10))
                 .await
         );
+    }
+
+    fn disk_view(dir: &tempfile::TempDir, targets: Vec<i64>) -> (View, Option<Checkpoint>) {
+        let (table, checkpoint) = Table::open_disk(&dir.path().join("t.redb")).unwrap();
+        let positions = match &checkpoint {
+            Some(c) => c.positions.clone(),
+            None => {
+                table
+                    .reset(&Checkpoint {
+                        topic: "t".into(),
+                        topic_id: None,
+                        positions: vec![0; targets.len()],
+                        saved_at: None,
+                    })
+                    .unwrap();
+                vec![0; targets.len()]
+            }
+        };
+        (View::with_table(table, positions, targets), checkpoint)
+    }
+
+    #[test]
+    fn disk_view_reads_like_the_memory_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let (disk, _) = disk_view(&dir, vec![0]);
+        let memory = View::new(vec![0]);
+        let events = || {
+            vec![
+                put(0, 0, "a1", "1"),
+                put(0, 1, "b1", "2"),
+                put(0, 2, "b2", "3"),
+                put(0, 3, "a1", "4"),
+                del(0, 4, "b1"),
+                put(0, 5, "c1", "5"),
+                put(0, 4, "b1", "duplicate delivery, ignored"),
+            ]
+        };
+        for view in [&disk, &memory] {
+            apply(view, events());
+            view.acknowledge(b"b2", None, 0, 9);
+            view.acknowledge(b"b3", Some(Bytes::from_static(b"6")), 0, 10);
+        }
+        for key in ["a1", "b1", "b2", "b3", "c1", "zz"] {
+            assert_eq!(
+                disk.get(key.as_bytes()).unwrap(),
+                memory.get(key.as_bytes()).unwrap(),
+                "{key}"
+            );
+        }
+        assert_eq!(
+            disk.scan(b"", None, 100, usize::MAX).unwrap(),
+            memory.scan(b"", None, 100, usize::MAX).unwrap()
+        );
+        assert_eq!(disk.keys(b"b").unwrap(), memory.keys(b"b").unwrap());
+        assert_eq!(disk.len(), 3);
+        assert_eq!(memory.len(), 3);
+        let all = |view: &View| {
+            let (mut keys, mut cursor) = (Vec::new(), 0);
+            loop {
+                let (page, next) = view.scan_from(cursor, 1).unwrap();
+                keys.extend(page);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+            keys.sort();
+            keys
+        };
+        assert_eq!(all(&disk), all(&memory));
+        assert_eq!(all(&disk).len(), 3);
+    }
+
+    #[test]
+    fn disk_view_reopens_at_its_checkpoint_with_its_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (view, checkpoint) = disk_view(&dir, vec![0, 0]);
+            assert!(checkpoint.is_none());
+            apply(
+                &view,
+                vec![
+                    put(0, 0, "a", "1"),
+                    put(1, 0, "b", "2"),
+                    put(1, 1, "c", "3"),
+                ],
+            );
+            apply(&view, vec![del(1, 2, "c"), put(0, 1, "a", "4")]);
+            view.sync().unwrap();
+        }
+        let (view, checkpoint) = disk_view(&dir, vec![2, 3]);
+        let checkpoint = checkpoint.expect("a checkpoint");
+        assert_eq!(checkpoint.positions, vec![2, 3]);
+        assert_eq!(checkpoint.topic, "t");
+        assert!(checkpoint.saved_at.is_some());
+        assert!(
+            view.is_bootstrapped(),
+            "nothing to read past the checkpoint"
+        );
+        assert_eq!(value(&view, "a").as_deref(), Some("4"));
+        assert_eq!(value(&view, "b").as_deref(), Some("2"));
+        assert_eq!(value(&view, "c"), None);
+        assert_eq!(view.len(), 2);
+    }
+
+    #[test]
+    fn memory_overhead_per_key_is_small() {
+        let view = View::new(vec![0]);
+        let n = 200_000;
+        let value = [b'v'; 100];
+        for chunk in (0..n).collect::<Vec<i64>>().chunks(View::MAX_BATCH) {
+            let events = chunk
+                .iter()
+                .map(|i| {
+                    let key = format!(
+                        "key-{:012}",
+                        (*i as u64).wrapping_mul(2_654_435_761) % 1_000_000_007
+                    );
+                    Event::Record(Record::put(0, *i, key.as_bytes(), &value))
+                })
+                .collect();
+            apply(&view, events);
+        }
+        assert_eq!(view.len(), n as usize);
+        // Beyond each entry's single key ‖ value allocation: the slot, the
+        // hash index and the sorted index.
+        let per_key = view.memory_overhead_bytes() as f64 / n as f64;
+        assert!(per_key < 60.0, "{per_key:.1} bytes of overhead per key");
     }
 }

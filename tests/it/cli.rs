@@ -2,71 +2,25 @@
 //! broker, data that survives a restart, relative and absolute data dirs,
 //! SIGTERM for a clean exit.
 
-use std::{
-    path::Path,
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::{path::Path, process::Command, time::Duration};
 
 use reqwest::StatusCode;
 
-use crate::harness::{KAFKV, eventually, free_port};
+use crate::harness::{KAFKV, ServeProcess, free_port};
 
-struct Serve {
-    child: Child,
-    http: u16,
-    log: std::path::PathBuf,
-}
-
-impl Serve {
-    async fn start(cwd: &Path, data_dir: &Path) -> Serve {
-        let (http, broker) = (free_port(), free_port());
-        let log = cwd.join(format!("serve-{http}.log"));
-        let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(KAFKV)
-            .current_dir(cwd)
-            .args(["serve", "--http-listen", &format!("127.0.0.1:{http}")])
-            .args(["--broker-listen", &format!("127.0.0.1:{broker}")])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .expect("spawn kafkv serve");
-        let serve = Serve { child, http, log };
-        let client = reqwest::Client::new();
-        let ready = serve.url("/readyz");
-        eventually("kafkv serve reports ready", || async {
-            client
-                .get(&ready)
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == StatusCode::OK)
-        })
-        .await;
-        serve
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.http)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM, then the exit status.
-    fn terminate(mut self) -> (std::process::ExitStatus, String) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let exit = self.child.wait().unwrap();
-        (exit, self.log())
-    }
+/// `kafkv serve` with its embedded broker on a free port.
+async fn start_embedded(cwd: &Path, data_dir: &Path) -> ServeProcess {
+    let broker = format!("127.0.0.1:{}", free_port());
+    ServeProcess::start(
+        cwd,
+        &[
+            "--broker-listen".as_ref(),
+            broker.as_ref(),
+            "--data-dir".as_ref(),
+            data_dir.as_os_str(),
+        ],
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,7 +30,7 @@ async fn serve_with_the_embedded_broker_keeps_data_across_restarts() {
     let client = reqwest::Client::new();
 
     // First run: a relative data dir, resolved against the working directory.
-    let first = Serve::start(home.path(), Path::new("data")).await;
+    let first = start_embedded(home.path(), Path::new("data")).await;
     assert!(first.log().contains("embedded broker"), "{}", first.log());
     let put = client
         .post(first.url("/put"))
@@ -91,7 +45,7 @@ async fn serve_with_the_embedded_broker_keeps_data_across_restarts() {
     assert!(home.path().join("data/broker.db").is_file());
 
     // Second run from another directory: the same data by absolute path.
-    let second = Serve::start(elsewhere.path(), &home.path().join("data")).await;
+    let second = start_embedded(elsewhere.path(), &home.path().join("data")).await;
     let got = client
         .get(second.url("/keys/durable"))
         .send()

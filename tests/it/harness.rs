@@ -464,3 +464,70 @@ pub async fn get_json(http: &reqwest::Client, url: &str) -> serde_json::Value {
 pub fn encode_key(key: &[u8]) -> String {
     percent_encoding::percent_encode(key, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
+
+/// `kafkv serve` as a child process, as a user runs it, with its HTTP API on
+/// a free port and its log in a file.
+pub struct ServeProcess {
+    child: Child,
+    pub http: u16,
+    log: std::path::PathBuf,
+}
+
+impl ServeProcess {
+    /// Starts `kafkv serve <args>` in `cwd` and waits until `/readyz` is 200.
+    pub async fn start(cwd: &std::path::Path, args: &[&std::ffi::OsStr]) -> ServeProcess {
+        let http = free_port();
+        let log = cwd.join(format!("serve-{http}.log"));
+        let file = File::create(&log).unwrap();
+        let child = Command::new(KAFKV)
+            .current_dir(cwd)
+            .args(["serve", "--http-listen", &format!("127.0.0.1:{http}")])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("spawn kafkv serve");
+        let serve = ServeProcess { child, http, log };
+        let client = reqwest::Client::new();
+        let ready = serve.url("/readyz");
+        eventually("kafkv serve reports ready", || async {
+            client
+                .get(&ready)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == reqwest::StatusCode::OK)
+        })
+        .await;
+        serve
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then the exit status and the log.
+    pub fn terminate(self) -> (std::process::ExitStatus, String) {
+        self.signal("-TERM")
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill9(self) -> String {
+        self.signal("-KILL").1
+    }
+
+    fn signal(mut self, signal: &str) -> (std::process::ExitStatus, String) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        (exit, self.log())
+    }
+}

@@ -10,4 +10,5 @@ mod convergence;
 mod failures;
 mod harness;
 mod resp;
+mod restart;
 mod topic;

@@ -1,0 +1,335 @@
+//! The disk backend (`--state disk`): the view in a redb database under the
+//! data dir, with the per-partition applied offsets (the checkpoint) written
+//! in the same transaction as the records they cover, so whatever a crash
+//! leaves behind is a state and the offsets that produced it.
+//!
+//! Tables:
+//! - `kv`: key → seq (u64) ‖ partition (i32) ‖ offset (i64) ‖ value, integers
+//!   little-endian. `seq` is the key's place in `order`.
+//! - `order`: seq → key. A key keeps its seq while it is live (overwrites
+//!   update in place); a new key gets the next one. This is the `SCAN`
+//!   cursor's index, as slot ids are in the memory backend.
+//! - `meta`: `positions` (i64 per partition), `saved_at` (ms since the
+//!   epoch), `topic`, `topic_id`, `next_seq`, `format`.
+//!
+//! Durability: a commit is fsynced (redb `Durability::Immediate`) at most
+//! every [`DURABLE_EVERY`] and on close; the commits in between are
+//! `Durability::None`, which a process crash may roll back, always to an
+//! earlier durable commit, whose offsets are then replayed from Kafka.
+//! Quick-repair is on so that reopening after a crash does not walk the
+//! whole file.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicU64, Ordering},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use parking_lot::Mutex;
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
+};
+
+use super::Record;
+use crate::error::StateError;
+
+const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
+const ORDER: TableDefinition<u64, &[u8]> = TableDefinition::new("order");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// The on-disk layout this code reads and writes; another value means the
+/// file was written by an incompatible kafkv and is rebuilt.
+const FORMAT: u64 = 1;
+const HEADER: usize = 20;
+
+/// Longest a batch stays only in the OS page cache before an fsync.
+pub(super) const DURABLE_EVERY: Duration = Duration::from_secs(1);
+
+/// What the last run left: where it stopped and which topic it read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub topic: String,
+    /// Kafka's topic id, where the cluster reports one.
+    pub topic_id: Option<String>,
+    /// The next offset to apply, per partition.
+    pub positions: Vec<i64>,
+    /// When these positions were committed (wall clock).
+    pub saved_at: Option<SystemTime>,
+}
+
+/// A live entry read from disk.
+#[derive(Debug)]
+pub(super) struct StoredEntry {
+    pub(super) partition: i32,
+    pub(super) offset: i64,
+    pub(super) value: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub(super) struct DiskTable {
+    db: Database,
+    path: PathBuf,
+    /// Only the consumer thread writes; these mirror `meta` for it.
+    next_seq: AtomicU64,
+    live: AtomicU64,
+    last_durable: Mutex<Instant>,
+}
+
+fn db_error(path: &Path, error: impl Into<redb::Error>) -> StateError {
+    StateError::Disk {
+        path: path.to_owned(),
+        source: Box::new(error.into()),
+    }
+}
+
+impl DiskTable {
+    /// Opens (or creates) the database at `path`, and reads its checkpoint.
+    pub(super) fn open(path: &Path) -> Result<(Self, Option<Checkpoint>), StateError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| db_error(path, e))?;
+        }
+        let db = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StateError::InUse(path.to_owned()),
+            other => db_error(path, other),
+        })?;
+        let table = DiskTable {
+            db,
+            path: path.to_owned(),
+            next_seq: AtomicU64::new(1),
+            live: AtomicU64::new(0),
+            last_durable: Mutex::new(Instant::now()),
+        };
+        let checkpoint = table.read_checkpoint()?;
+        Ok((table, checkpoint))
+    }
+
+    fn err(&self, error: impl Into<redb::Error>) -> StateError {
+        db_error(&self.path, error)
+    }
+
+    fn read_checkpoint(&self) -> Result<Option<Checkpoint>, StateError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let meta = match txn.open_table(META) {
+            Ok(meta) => meta,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(self.err(e)),
+        };
+        let get = |name: &str| -> Result<Option<Vec<u8>>, StateError> {
+            Ok(meta
+                .get(name)
+                .map_err(|e| self.err(e))?
+                .map(|v| v.value().to_vec()))
+        };
+        let u64_of =
+            |bytes: Option<Vec<u8>>| bytes.and_then(|b| b.try_into().ok().map(u64::from_le_bytes));
+        if u64_of(get("format")?) != Some(FORMAT) {
+            return Ok(None);
+        }
+        let (Some(topic), Some(positions)) = (get("topic")?, get("positions")?) else {
+            return Ok(None);
+        };
+        self.next_seq
+            .store(u64_of(get("next_seq")?).unwrap_or(1), Ordering::Relaxed);
+        let kv = txn.open_table(KV).map_err(|e| self.err(e))?;
+        self.live
+            .store(kv.len().map_err(|e| self.err(e))?, Ordering::Relaxed);
+        Ok(Some(Checkpoint {
+            topic: String::from_utf8_lossy(&topic).into_owned(),
+            topic_id: get("topic_id")?.map(|id| String::from_utf8_lossy(&id).into_owned()),
+            saved_at: u64_of(get("saved_at")?).map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
+            positions: positions
+                .chunks_exact(8)
+                .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
+                .collect(),
+        }))
+    }
+
+    /// Empties the view and starts a new checkpoint for `checkpoint`'s topic
+    /// at its positions (all zero for a rebuild), in one durable commit.
+    pub(super) fn reset(&self, checkpoint: &Checkpoint) -> Result<(), StateError> {
+        let txn = self.begin(Durability::Immediate)?;
+        txn.delete_table(KV).map_err(|e| self.err(e))?;
+        txn.delete_table(ORDER).map_err(|e| self.err(e))?;
+        txn.delete_table(META).map_err(|e| self.err(e))?;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
+            meta.insert("format", &FORMAT.to_le_bytes()[..])
+                .map_err(|e| self.err(e))?;
+            meta.insert("topic", checkpoint.topic.as_bytes())
+                .map_err(|e| self.err(e))?;
+            if let Some(id) = &checkpoint.topic_id {
+                meta.insert("topic_id", id.as_bytes())
+                    .map_err(|e| self.err(e))?;
+            }
+            meta.insert("next_seq", &1u64.to_le_bytes()[..])
+                .map_err(|e| self.err(e))?;
+            write_positions(&mut meta, &checkpoint.positions).map_err(|e| self.err(e))?;
+            txn.open_table(KV).map_err(|e| self.err(e))?;
+            txn.open_table(ORDER).map_err(|e| self.err(e))?;
+        }
+        txn.commit().map_err(|e| self.err(e))?;
+        self.next_seq.store(1, Ordering::Relaxed);
+        self.live.store(0, Ordering::Relaxed);
+        *self.last_durable.lock() = Instant::now();
+        Ok(())
+    }
+
+    fn begin(&self, durability: Durability) -> Result<WriteTransaction, StateError> {
+        let mut txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        txn.set_durability(durability).map_err(|e| self.err(e))?;
+        txn.set_quick_repair(true);
+        Ok(txn)
+    }
+
+    /// Applies `records` (already filtered to those not yet applied) and
+    /// records `positions` as the checkpoint, in one transaction.
+    pub(super) fn apply(&self, records: &[&Record], positions: &[i64]) -> Result<(), StateError> {
+        let durable = self.last_durable.lock().elapsed() >= DURABLE_EVERY;
+        let durability = if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
+        let txn = self.begin(durability)?;
+        let mut next_seq = self.next_seq.load(Ordering::Relaxed);
+        let mut live = self.live.load(Ordering::Relaxed);
+        {
+            let mut kv = txn.open_table(KV).map_err(|e| self.err(e))?;
+            let mut order = txn.open_table(ORDER).map_err(|e| self.err(e))?;
+            let mut encoded = Vec::new();
+            for record in records {
+                let existing = kv
+                    .get(record.key())
+                    .map_err(|e| self.err(e))?
+                    .map(|v| seq_of(v.value()));
+                match (record.value(), existing) {
+                    (Some(value), existing) => {
+                        let seq = existing.unwrap_or_else(|| {
+                            next_seq += 1;
+                            next_seq - 1
+                        });
+                        encoded.clear();
+                        encoded.extend_from_slice(&seq.to_le_bytes());
+                        encoded.extend_from_slice(&record.partition.to_le_bytes());
+                        encoded.extend_from_slice(&record.offset.to_le_bytes());
+                        encoded.extend_from_slice(value);
+                        kv.insert(record.key(), &encoded[..])
+                            .map_err(|e| self.err(e))?;
+                        if existing.is_none() {
+                            order.insert(seq, record.key()).map_err(|e| self.err(e))?;
+                            live += 1;
+                        }
+                    }
+                    (None, Some(seq)) => {
+                        kv.remove(record.key()).map_err(|e| self.err(e))?;
+                        order.remove(seq).map_err(|e| self.err(e))?;
+                        live -= 1;
+                    }
+                    (None, None) => {}
+                }
+            }
+            let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
+            meta.insert("next_seq", &next_seq.to_le_bytes()[..])
+                .map_err(|e| self.err(e))?;
+            write_positions(&mut meta, positions).map_err(|e| self.err(e))?;
+        }
+        txn.commit().map_err(|e| self.err(e))?;
+        self.next_seq.store(next_seq, Ordering::Relaxed);
+        self.live.store(live, Ordering::Relaxed);
+        if durable {
+            *self.last_durable.lock() = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Makes every commit so far durable.
+    pub(super) fn sync(&self) -> Result<(), StateError> {
+        let txn = self.begin(Durability::Immediate)?;
+        txn.commit().map_err(|e| self.err(e))?;
+        *self.last_durable.lock() = Instant::now();
+        Ok(())
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.live.load(Ordering::Relaxed) as usize
+    }
+
+    pub(super) fn get(&self, key: &[u8]) -> Result<Option<StoredEntry>, StateError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let kv = txn.open_table(KV).map_err(|e| self.err(e))?;
+        Ok(kv
+            .get(key)
+            .map_err(|e| self.err(e))?
+            .map(|v| decode(v.value())))
+    }
+
+    /// Live entries in key order from `lower` on, handed to `visit` until it
+    /// returns `false`.
+    pub(super) fn range_from(
+        &self,
+        lower: std::ops::Bound<&[u8]>,
+        mut visit: impl FnMut(&[u8], StoredEntry) -> bool,
+    ) -> Result<(), StateError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let kv = txn.open_table(KV).map_err(|e| self.err(e))?;
+        let range = kv
+            .range::<&[u8]>((lower, std::ops::Bound::Unbounded))
+            .map_err(|e| self.err(e))?;
+        for item in range {
+            let (key, value) = item.map_err(|e| self.err(e))?;
+            if !visit(key.value(), decode(value.value())) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Up to `count` live keys from seq `from` on, and the seq after the last.
+    pub(super) fn keys_from(
+        &self,
+        from: u64,
+        count: usize,
+    ) -> Result<(Vec<Vec<u8>>, Option<u64>), StateError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let order = txn.open_table(ORDER).map_err(|e| self.err(e))?;
+        let mut keys = Vec::with_capacity(count.min(1024));
+        let mut range = order.range(from..).map_err(|e| self.err(e))?;
+        for item in range.by_ref().take(count) {
+            let (_, key) = item.map_err(|e| self.err(e))?;
+            keys.push(key.value().to_vec());
+        }
+        let next = match range.next() {
+            Some(item) => Some(item.map_err(|e| self.err(e))?.0.value()),
+            None => None,
+        };
+        Ok((keys, next))
+    }
+}
+
+/// The checkpoint proper: positions and when they were written.
+fn write_positions(
+    meta: &mut redb::Table<&str, &[u8]>,
+    positions: &[i64],
+) -> Result<(), redb::StorageError> {
+    let bytes: Vec<u8> = positions.iter().flat_map(|p| p.to_le_bytes()).collect();
+    meta.insert("positions", &bytes[..])?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
+    meta.insert("saved_at", &now.to_le_bytes()[..])?;
+    Ok(())
+}
+
+fn seq_of(encoded: &[u8]) -> u64 {
+    u64::from_le_bytes(encoded[..8].try_into().expect("header"))
+}
+
+fn decode(encoded: &[u8]) -> StoredEntry {
+    StoredEntry {
+        partition: i32::from_le_bytes(encoded[8..12].try_into().expect("header")),
+        offset: i64::from_le_bytes(encoded[12..HEADER].try_into().expect("header")),
+        value: encoded[HEADER..].to_vec(),
+    }
+}
