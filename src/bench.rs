@@ -83,9 +83,14 @@ pub struct Row {
     pub measurement: String,
     pub unit: String,
     pub kafkv: f64,
+    /// Who the peer is; [`NO_PEER`] when nothing comparable runs beside kafkv.
     pub peer: String,
+    /// The peer's figure; NaN without a peer (the table shows "—", the JSON `null`).
     pub raw: f64,
 }
+
+/// The `peer` of a row without one, and what the table shows for a missing figure.
+pub const NO_PEER: &str = "—";
 
 /// Everything one run measured.
 #[derive(Debug, Clone, Serialize)]
@@ -408,21 +413,30 @@ fn print_table(report: &Report) {
         "", "", "", "", "", ""
     );
     for row in &report.rows {
+        let ratio = row.kafkv / row.raw;
+        let ratio = if ratio.is_finite() {
+            format!("{ratio:.2}")
+        } else {
+            NO_PEER.to_owned()
+        };
         println!(
-            "| {:<62} | {:>12} | {:>12} | {:<18} | {:>10.2} | {:<9} |",
+            "| {:<62} | {:>12} | {:>12} | {:<18} | {:>10} | {:<9} |",
             row.measurement,
             format_figure(row.kafkv),
             format_figure(row.raw),
             row.peer,
-            row.kafkv / row.raw,
+            ratio,
             row.unit
         );
     }
     println!();
 }
 
+/// A figure for the table; "—" when there is none (NaN: no peer does this).
 fn format_figure(value: f64) -> String {
-    if value >= 1000.0 {
+    if !value.is_finite() {
+        NO_PEER.to_owned()
+    } else if value >= 1000.0 {
         format!("{value:.0}")
     } else {
         format!("{value:.3}")
@@ -439,5 +453,23 @@ mod tests {
         assert_eq!(percentile(&samples, 0.5), 51.0);
         assert_eq!(percentile(&samples, 0.99), 99.0);
         assert!(percentile(&[], 0.5).is_nan());
+    }
+
+    #[test]
+    fn rows_without_a_peer_show_a_dash_and_serialize_null() {
+        assert_eq!(format_figure(f64::NAN), NO_PEER);
+        assert_eq!(format_figure(1234.4), "1234");
+        assert_eq!(format_figure(0.5), "0.500");
+        let row = Row {
+            measurement: "m".into(),
+            unit: "ms".into(),
+            kafkv: 1.0,
+            peer: NO_PEER.into(),
+            raw: f64::NAN,
+        };
+        let json: serde_json::Value =
+            serde_json::from_slice(&serde_json::to_vec_pretty(&row).unwrap()).unwrap();
+        assert_eq!(json["raw"], serde_json::Value::Null);
+        assert_eq!(json["kafkv"], 1.0);
     }
 }
