@@ -31,6 +31,7 @@ use rdkafka::{
 use serde::Serialize;
 use tokio::net::TcpListener;
 
+pub mod child;
 mod redis_peer;
 
 use crate::{
