@@ -267,21 +267,8 @@ async fn write_latency(
     // kafkv: one HTTP PUT at a time over a kept-alive connection.
     let topic = format!("bench-writes-kafkv-{run_id}");
     let store = Store::open(bench_store_config(brokers, &topic)).await?;
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let front_ends = service::FrontEnds::new(store.config());
-    let server = tokio::spawn(service::serve(
-        store,
-        Listeners {
-            http: listener,
-            resp: None,
-        },
-        front_ends,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let served = InProcess::start(store, None).await?;
+    let base = served.base_url();
     let client = reqwest::Client::new();
     let mut kafkv = Vec::with_capacity(config.writes);
     for i in 0..warmup + config.writes {
@@ -303,9 +290,48 @@ async fn write_latency(
             kafkv.push(started.elapsed());
         }
     }
-    let _ = stop.send(());
-    let _ = server.await;
+    served.stop().await;
     Ok((kafkv, raw))
+}
+
+/// `store` served in this process the way `kafkv serve` serves it: HTTP on a
+/// free loopback port, RESP too if given a listener.
+struct InProcess {
+    http: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl InProcess {
+    async fn start(store: Store, resp: Option<TcpListener>) -> Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let http = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let front_ends = service::FrontEnds::new(store.config());
+        let server = tokio::spawn(service::serve(
+            store,
+            Listeners {
+                http: listener,
+                resp,
+            },
+            front_ends,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Ok(Self { http, stop, server })
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    fn base_url(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
+    /// Stops accepting, drains and closes the store.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.server.await;
+    }
 }
 
 /// Produces the bootstrap topic: 16-byte keys, `value_bytes` values; one

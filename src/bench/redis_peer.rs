@@ -11,10 +11,9 @@ use std::{
 
 use tokio::{net::TcpListener, process::Command};
 
-use super::{BenchConfig, Row, bench_store_config, progress};
+use super::{BenchConfig, InProcess, Row, bench_store_config, progress};
 use crate::{
     error::{Error, Result},
-    service::{self, FrontEnds, Listeners},
     store::Store,
 };
 
@@ -46,22 +45,9 @@ pub(super) async fn compare(brokers: &str, run_id: u32, config: &BenchConfig) ->
     let mut store_config = bench_store_config(brokers, &format!("bench-resp-{run_id}"));
     store_config.fetch_wait = config.resp_fetch_wait;
     let store = Store::open(store_config).await?;
-    let http = TcpListener::bind("127.0.0.1:0").await?;
     let resp = TcpListener::bind("127.0.0.1:0").await?;
     let kafkv_port = resp.local_addr()?.port();
-    let front_ends = FrontEnds::new(store.config());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(service::serve(
-        store,
-        Listeners {
-            http,
-            resp: Some(resp),
-        },
-        front_ends,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let served = InProcess::start(store, Some(resp)).await?;
 
     // redis-server without persistence on another free port.
     let redis_port = {
@@ -124,8 +110,7 @@ pub(super) async fn compare(brokers: &str, run_id: u32, config: &BenchConfig) ->
     }
 
     let _ = redis.kill().await;
-    let _ = stop.send(());
-    let _ = server.await;
+    served.stop().await;
     Ok(rows)
 }
 
