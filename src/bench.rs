@@ -32,6 +32,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 
 pub mod child;
+mod http_load;
 mod redis_peer;
 
 use crate::{
@@ -62,6 +63,11 @@ pub struct BenchConfig {
     /// `redis-benchmark -n` for GET and for SET on each side.
     pub resp_get_requests: usize,
     pub resp_set_requests: usize,
+    /// Requests in flight in the HTTP and write-throughput measurements.
+    pub concurrency: usize,
+    /// GETs and PUTs in the HTTP measurement.
+    pub http_get_requests: usize,
+    pub http_put_requests: usize,
     /// Write the figures here as JSON too.
     pub json: Option<PathBuf>,
 }
@@ -75,6 +81,8 @@ pub enum Section {
     Bootstrap,
     /// redis-benchmark against kafkv's RESP port and redis-server.
     Resp,
+    /// HTTP GET and PUT throughput and latency at `--concurrency` (no peer).
+    Http,
 }
 
 /// One line of the table: a figure for kafkv beside its peer's (the raw
@@ -191,6 +199,10 @@ pub async fn run(config: BenchConfig) -> Result<Report> {
 
     if config.sections.contains(&Section::Resp) {
         rows.extend(redis_peer::compare(&brokers, run_id, &config).await?);
+    }
+
+    if config.sections.contains(&Section::Http) {
+        rows.extend(http_load::measure(&brokers, run_id, &config).await?);
     }
 
     let report = Report {

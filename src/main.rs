@@ -47,7 +47,11 @@ struct BenchArgs {
     #[arg(long)]
     json: Option<PathBuf>,
     /// Run only these measurements.
-    #[arg(long, value_delimiter = ',', default_value = "writes,bootstrap,resp")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "writes,bootstrap,resp,http"
+    )]
     only: Vec<kafkv::bench::Section>,
     /// redis-benchmark requests per GET test, on each side.
     #[arg(long, default_value_t = 200_000)]
@@ -58,6 +62,15 @@ struct BenchArgs {
     /// redis-benchmark requests per SET test, on each side.
     #[arg(long, default_value_t = 20_000)]
     resp_set_requests: usize,
+    /// Requests in flight at once in the HTTP measurement: one client task each, kept-alive connections.
+    #[arg(long, default_value_t = 64, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    concurrency: usize,
+    /// GET /v1/kv/{key} requests in the HTTP measurement (random keys from 10,000 written first).
+    #[arg(long, default_value_t = 200_000)]
+    http_get_requests: usize,
+    /// PUT /v1/kv/{key} requests in the HTTP measurement (random keys from the same 10,000).
+    #[arg(long, default_value_t = 20_000)]
+    http_put_requests: usize,
 }
 
 #[derive(Args)]
@@ -232,6 +245,9 @@ async fn main() -> ExitCode {
             resp_get_requests: args.resp_get_requests,
             resp_fetch_wait: args.resp_fetch_wait,
             resp_set_requests: args.resp_set_requests,
+            concurrency: args.concurrency,
+            http_get_requests: args.http_get_requests,
+            http_put_requests: args.http_put_requests,
         })
         .await
         .map(|_| ()),
