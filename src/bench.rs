@@ -34,6 +34,7 @@ use tokio::net::TcpListener;
 pub mod child;
 mod http_load;
 mod redis_peer;
+mod throughput;
 
 use crate::{
     config::StoreConfig,
@@ -68,6 +69,8 @@ pub struct BenchConfig {
     /// GETs and PUTs in the HTTP measurement.
     pub http_get_requests: usize,
     pub http_put_requests: usize,
+    /// Records written on each side of the write-throughput comparison.
+    pub throughput_records: usize,
     /// Write the figures here as JSON too.
     pub json: Option<PathBuf>,
 }
@@ -83,6 +86,8 @@ pub enum Section {
     Resp,
     /// HTTP GET and PUT throughput and latency at `--concurrency` (no peer).
     Http,
+    /// Write throughput at `--concurrency`: HTTP PUT beside raw produce.
+    Throughput,
 }
 
 /// One line of the table: a figure for kafkv beside its peer's (the raw
@@ -205,6 +210,10 @@ pub async fn run(config: BenchConfig) -> Result<Report> {
         rows.extend(http_load::measure(&brokers, run_id, &config).await?);
     }
 
+    if config.sections.contains(&Section::Throughput) {
+        rows.extend(throughput::compare(&brokers, run_id, &config).await?);
+    }
+
     let report = Report {
         broker,
         records: produced,
@@ -232,6 +241,15 @@ fn bench_store_config(brokers: &str, topic: &str) -> StoreConfig {
     config
 }
 
+/// Creates `topic` compacted, the way kafkv would.
+async fn create_topic(brokers: &str, topic: &str) -> Result<()> {
+    Store::open(bench_store_config(brokers, topic))
+        .await?
+        .close()
+        .await;
+    Ok(())
+}
+
 /// The producer settings kafkv's writer uses, for a like-for-like baseline.
 fn raw_producer(brokers: &str) -> Result<FutureProducer> {
     let config = bench_store_config(brokers, "unused");
@@ -257,8 +275,7 @@ async fn write_latency(
 
     // Raw: one record at a time, each awaited.
     let topic = format!("bench-writes-raw-{run_id}");
-    let store = Store::open(bench_store_config(brokers, &topic)).await?; // creates the topic
-    store.close().await;
+    create_topic(brokers, &topic).await?;
     let producer = raw_producer(brokers)?;
     let mut raw = Vec::with_capacity(config.writes);
     for i in 0..warmup + config.writes {
@@ -353,8 +370,7 @@ async fn produce_bootstrap_topic(
     topic: &str,
     config: &BenchConfig,
 ) -> Result<usize> {
-    let store = Store::open(bench_store_config(brokers, topic)).await?; // creates the topic
-    store.close().await;
+    create_topic(brokers, topic).await?;
     let producer = raw_producer(brokers)?;
     let value = vec![b'v'; config.value_bytes];
     let started = Instant::now();

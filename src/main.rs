@@ -50,7 +50,7 @@ struct BenchArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "writes,bootstrap,resp,http"
+        default_value = "writes,bootstrap,resp,http,throughput"
     )]
     only: Vec<kafkv::bench::Section>,
     /// redis-benchmark requests per GET test, on each side.
@@ -62,7 +62,8 @@ struct BenchArgs {
     /// redis-benchmark requests per SET test, on each side.
     #[arg(long, default_value_t = 20_000)]
     resp_set_requests: usize,
-    /// Requests in flight at once in the HTTP measurement: one client task each, kept-alive connections.
+    /// Requests in flight at once in the HTTP and write-throughput measurements (one client
+    /// task each, on its own kept-alive connection; produce sends outstanding on the raw side).
     #[arg(long, default_value_t = 64, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     concurrency: usize,
     /// GET /v1/kv/{key} requests in the HTTP measurement (random keys from 10,000 written first).
@@ -71,6 +72,9 @@ struct BenchArgs {
     /// PUT /v1/kv/{key} requests in the HTTP measurement (random keys from the same 10,000).
     #[arg(long, default_value_t = 20_000)]
     http_put_requests: usize,
+    /// Records written on each side of the write-throughput comparison (distinct 16-byte keys).
+    #[arg(long, default_value_t = 20_000)]
+    throughput_records: usize,
 }
 
 #[derive(Args)]
@@ -248,6 +252,7 @@ async fn main() -> ExitCode {
             concurrency: args.concurrency,
             http_get_requests: args.http_get_requests,
             http_put_requests: args.http_put_requests,
+            throughput_records: args.throughput_records,
         })
         .await
         .map(|_| ()),
