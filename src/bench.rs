@@ -370,19 +370,42 @@ async fn produce_bootstrap_topic(
     topic: &str,
     config: &BenchConfig,
 ) -> Result<usize> {
+    produce_topic(
+        brokers,
+        topic,
+        config.records,
+        config.value_bytes,
+        "bootstrap",
+        |i| match i % 100 {
+            99 => (i / 2, true),
+            r if r % 10 == 9 => (i / 2, false),
+            _ => (i, false),
+        },
+    )
+    .await
+}
+
+/// Creates `topic` and produces `records` records with the raw producer:
+/// record `i` has the 16-byte key `key-{k:012}` and a `value_bytes` value,
+/// or is a tombstone, where `(k, tombstone) = record(i)`. `section` names the
+/// progress lines. Returns the records produced.
+async fn produce_topic(
+    brokers: &str,
+    topic: &str,
+    records: usize,
+    value_bytes: usize,
+    section: &str,
+    record: impl Fn(usize) -> (usize, bool),
+) -> Result<usize> {
     create_topic(brokers, topic).await?;
     let producer = raw_producer(brokers)?;
-    let value = vec![b'v'; config.value_bytes];
+    let value = vec![b'v'; value_bytes];
     let started = Instant::now();
     let mut last_report = Instant::now();
     let mut sent = 0usize;
-    let mut results = stream::iter(0..config.records)
+    let mut results = stream::iter(0..records)
         .map(|i| {
-            let (key, tombstone) = match i % 100 {
-                99 => (i / 2, true),
-                r if r % 10 == 9 => (i / 2, false),
-                _ => (i, false),
-            };
+            let (key, tombstone) = record(i);
             let key = format!("key-{key:012}");
             let producer = &producer;
             let value = &value;
@@ -405,7 +428,7 @@ async fn produce_bootstrap_topic(
         if last_report.elapsed() > Duration::from_secs(5) {
             last_report = Instant::now();
             progress(format!(
-                "bootstrap: produced {sent} ({:.0} records/s)",
+                "{section}: produced {sent} ({:.0} records/s)",
                 sent as f64 / started.elapsed().as_secs_f64()
             ));
         }
