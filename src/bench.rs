@@ -33,6 +33,7 @@ use tokio::net::TcpListener;
 
 pub mod child;
 mod http_load;
+mod memory;
 mod redis_peer;
 mod throughput;
 
@@ -71,6 +72,8 @@ pub struct BenchConfig {
     pub http_put_requests: usize,
     /// Records written on each side of the write-throughput comparison.
     pub throughput_records: usize,
+    /// Distinct keys loaded into kafkv and redis-server for memory per key.
+    pub memory_keys: usize,
     /// Write the figures here as JSON too.
     pub json: Option<PathBuf>,
 }
@@ -88,6 +91,8 @@ pub enum Section {
     Http,
     /// Write throughput at `--concurrency`: HTTP PUT beside raw produce.
     Throughput,
+    /// Memory per key of a `kafkv serve` process beside redis-server.
+    Memory,
 }
 
 /// One line of the table: a figure for kafkv beside its peer's (the raw
@@ -212,6 +217,10 @@ pub async fn run(config: BenchConfig) -> Result<Report> {
 
     if config.sections.contains(&Section::Throughput) {
         rows.extend(throughput::compare(&brokers, run_id, &config).await?);
+    }
+
+    if config.sections.contains(&Section::Memory) {
+        rows.extend(memory::compare(&brokers, run_id, &config).await?);
     }
 
     let report = Report {

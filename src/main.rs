@@ -50,7 +50,7 @@ struct BenchArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "writes,bootstrap,resp,http,throughput"
+        default_value = "writes,bootstrap,resp,http,throughput,memory"
     )]
     only: Vec<kafkv::bench::Section>,
     /// redis-benchmark requests per GET test, on each side.
@@ -75,6 +75,10 @@ struct BenchArgs {
     /// Records written on each side of the write-throughput comparison (distinct 16-byte keys).
     #[arg(long, default_value_t = 20_000)]
     throughput_records: usize,
+    /// Distinct keys (16-byte, --value-bytes values) loaded into a `kafkv serve` child process
+    /// and into redis-server for the memory-per-key comparison.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    memory_keys: usize,
 }
 
 #[derive(Args)]
@@ -253,6 +257,7 @@ async fn main() -> ExitCode {
             http_get_requests: args.http_get_requests,
             http_put_requests: args.http_put_requests,
             throughput_records: args.throughput_records,
+            memory_keys: args.memory_keys,
         })
         .await
         .map(|_| ()),
