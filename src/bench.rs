@@ -11,6 +11,16 @@
 //! - RESP: `redis-benchmark` (SET then GET, 50 clients, random keys, with and
 //!   without `-P 16`) against kafkv's Redis front end and against a
 //!   `redis-server` the bench starts without persistence on another port.
+//! - HTTP: GET and PUT `/v1/kv/{key}` throughput and p50/p99 latency with
+//!   `--concurrency` requests in flight from the bench's own load generator
+//!   (`http_load.rs`); nothing else serves this API, so these rows have no peer.
+//! - Write throughput: HTTP PUTs at `--concurrency` beside librdkafka
+//!   producing the same records with at most as many sends outstanding.
+//! - Memory per key: the RSS of a `kafkv serve` child process ([`child`]) on
+//!   an empty topic and on one of N distinct keys, beside `redis-server`'s
+//!   `INFO memory` before and after loading the same keys.
+//!
+//! Each measurement has its own fresh topic, named after the bench's pid.
 //!
 //! Without `--brokers` it starts the embedded broker on a free loopback port
 //! with a temporary data dir, the way `kafkv serve` runs by default.

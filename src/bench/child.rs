@@ -118,7 +118,7 @@ impl ServeChild {
     }
 
     /// Polls `GET /readyz` until it answers 200 and returns the time from the
-    /// spawn to that answer (to within [`READY_POLL`]). Fails if the child
+    /// spawn to that answer (to within its 10 ms polling interval). Fails if the child
     /// exits first, or if it is not ready `timeout` after this call.
     pub async fn wait_ready(&mut self, timeout: Duration) -> Result<Duration> {
         let deadline = Instant::now() + timeout;
