@@ -40,6 +40,56 @@ pub(super) async fn compare(brokers: &str, run_id: u32, config: &BenchConfig) ->
     }
     let keys = config.memory_keys;
     let dir = std::env::temp_dir().join(format!("kafkv-bench-memory-{run_id}"));
+    let kafkv = measure_kafkv(brokers, run_id, config, &dir).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let kafkv = kafkv?;
+
+    progress(format!("memory: redis-server loaded with {keys} keys"));
+    let redis = RedisServer::start("memory").await?;
+    tokio::time::sleep(SETTLE).await;
+    let before = info_memory(redis.port).await?;
+    load_redis(redis.port, keys, config.value_bytes).await?;
+    tokio::time::sleep(SETTLE).await;
+    let after = info_memory(redis.port).await?;
+    redis.stop().await;
+    progress(format!(
+        "memory: redis used_memory {} -> {}, used_memory_rss {} -> {}",
+        mib(before.used),
+        mib(after.used),
+        mib(before.rss),
+        mib(after.rss)
+    ));
+
+    let per_key = |before: u64, after: u64| (after as f64 - before as f64) / keys as f64;
+    let version = redis_version().await;
+    Ok(vec![
+        Row {
+            measurement: format!("memory per key, {keys} keys (RSS delta)"),
+            unit: "bytes/key".into(),
+            kafkv,
+            peer: version.clone(),
+            raw: per_key(before.rss, after.rss),
+        },
+        Row {
+            measurement: format!("memory per key, {keys} keys (vs redis used_memory)"),
+            unit: "bytes/key".into(),
+            kafkv,
+            peer: version,
+            raw: per_key(before.used, after.used),
+        },
+    ])
+}
+
+/// kafkv's bytes per key: the RSS of a `kafkv serve` child on a topic of
+/// `memory_keys` keys minus that of one on an empty topic, over the keys.
+/// The children's data dirs go under `dir`.
+async fn measure_kafkv(
+    brokers: &str,
+    run_id: u32,
+    config: &BenchConfig,
+    dir: &std::path::Path,
+) -> Result<f64> {
+    let keys = config.memory_keys;
 
     progress("memory: kafkv serve child on an empty topic");
     let empty = serve_and_measure(
@@ -70,43 +120,7 @@ pub(super) async fn compare(brokers: &str, run_id: u32, config: &BenchConfig) ->
         loaded.ready.as_secs_f64(),
         mib(loaded.rss)
     ));
-    let _ = std::fs::remove_dir_all(&dir);
-
-    progress(format!("memory: redis-server loaded with {keys} keys"));
-    let redis = RedisServer::start("memory").await?;
-    tokio::time::sleep(SETTLE).await;
-    let before = info_memory(redis.port).await?;
-    load_redis(redis.port, keys, config.value_bytes).await?;
-    tokio::time::sleep(SETTLE).await;
-    let after = info_memory(redis.port).await?;
-    redis.stop().await;
-    progress(format!(
-        "memory: redis used_memory {} -> {}, used_memory_rss {} -> {}",
-        mib(before.used),
-        mib(after.used),
-        mib(before.rss),
-        mib(after.rss)
-    ));
-
-    let per_key = |before: u64, after: u64| (after as f64 - before as f64) / keys as f64;
-    let kafkv = per_key(empty.rss, loaded.rss);
-    let version = redis_version().await;
-    Ok(vec![
-        Row {
-            measurement: format!("memory per key, {keys} keys (RSS delta)"),
-            unit: "bytes/key".into(),
-            kafkv,
-            peer: version.clone(),
-            raw: per_key(before.rss, after.rss),
-        },
-        Row {
-            measurement: format!("memory per key, {keys} keys (vs redis used_memory)"),
-            unit: "bytes/key".into(),
-            kafkv,
-            peer: version,
-            raw: per_key(before.used, after.used),
-        },
-    ])
+    Ok((loaded.rss as f64 - empty.rss as f64) / keys as f64)
 }
 
 /// What one `kafkv serve` child measured.
