@@ -11,6 +11,16 @@
 //! - RESP: `redis-benchmark` (SET then GET, 50 clients, random keys, with and
 //!   without `-P 16`) against kafkv's Redis front end and against a
 //!   `redis-server` the bench starts without persistence on another port.
+//! - HTTP: GET and PUT `/v1/kv/{key}` throughput and p50/p99 latency with
+//!   `--concurrency` requests in flight from the bench's own load generator
+//!   (`http_load.rs`); nothing else serves this API, so these rows have no peer.
+//! - Write throughput: HTTP PUTs at `--concurrency` beside librdkafka
+//!   producing the same records with at most as many sends outstanding.
+//! - Memory per key: the RSS of a `kafkv serve` child process ([`child`]) on
+//!   an empty topic and on one of N distinct keys, beside `redis-server`'s
+//!   `INFO memory` before and after loading the same keys.
+//!
+//! Each measurement has its own fresh topic, named after the bench's pid.
 //!
 //! Without `--brokers` it starts the embedded broker on a free loopback port
 //! with a temporary data dir, the way `kafkv serve` runs by default.
@@ -31,7 +41,11 @@ use rdkafka::{
 use serde::Serialize;
 use tokio::net::TcpListener;
 
+pub mod child;
+mod http_load;
+mod memory;
 mod redis_peer;
+mod throughput;
 
 use crate::{
     config::StoreConfig,
@@ -61,6 +75,15 @@ pub struct BenchConfig {
     /// `redis-benchmark -n` for GET and for SET on each side.
     pub resp_get_requests: usize,
     pub resp_set_requests: usize,
+    /// Requests in flight in the HTTP and write-throughput measurements.
+    pub concurrency: usize,
+    /// GETs and PUTs in the HTTP measurement.
+    pub http_get_requests: usize,
+    pub http_put_requests: usize,
+    /// Records written on each side of the write-throughput comparison.
+    pub throughput_records: usize,
+    /// Distinct keys loaded into kafkv and redis-server for memory per key.
+    pub memory_keys: usize,
     /// Write the figures here as JSON too.
     pub json: Option<PathBuf>,
 }
@@ -74,6 +97,12 @@ pub enum Section {
     Bootstrap,
     /// redis-benchmark against kafkv's RESP port and redis-server.
     Resp,
+    /// HTTP GET and PUT throughput and latency at `--concurrency` (no peer).
+    Http,
+    /// Write throughput at `--concurrency`: HTTP PUT beside raw produce.
+    Throughput,
+    /// Memory per key of a `kafkv serve` process beside redis-server.
+    Memory,
 }
 
 /// One line of the table: a figure for kafkv beside its peer's (the raw
@@ -83,9 +112,14 @@ pub struct Row {
     pub measurement: String,
     pub unit: String,
     pub kafkv: f64,
+    /// Who the peer is; [`NO_PEER`] when nothing comparable runs beside kafkv.
     pub peer: String,
+    /// The peer's figure; NaN without a peer (the table shows "—", the JSON `null`).
     pub raw: f64,
 }
+
+/// The `peer` of a row without one, and what the table shows for a missing figure.
+pub const NO_PEER: &str = "—";
 
 /// Everything one run measured.
 #[derive(Debug, Clone, Serialize)]
@@ -187,6 +221,18 @@ pub async fn run(config: BenchConfig) -> Result<Report> {
         rows.extend(redis_peer::compare(&brokers, run_id, &config).await?);
     }
 
+    if config.sections.contains(&Section::Http) {
+        rows.extend(http_load::measure(&brokers, run_id, &config).await?);
+    }
+
+    if config.sections.contains(&Section::Throughput) {
+        rows.extend(throughput::compare(&brokers, run_id, &config).await?);
+    }
+
+    if config.sections.contains(&Section::Memory) {
+        rows.extend(memory::compare(&brokers, run_id, &config).await?);
+    }
+
     let report = Report {
         broker,
         records: produced,
@@ -214,6 +260,15 @@ fn bench_store_config(brokers: &str, topic: &str) -> StoreConfig {
     config
 }
 
+/// Creates `topic` compacted, the way kafkv would.
+async fn create_topic(brokers: &str, topic: &str) -> Result<()> {
+    Store::open(bench_store_config(brokers, topic))
+        .await?
+        .close()
+        .await;
+    Ok(())
+}
+
 /// The producer settings kafkv's writer uses, for a like-for-like baseline.
 fn raw_producer(brokers: &str) -> Result<FutureProducer> {
     let config = bench_store_config(brokers, "unused");
@@ -239,8 +294,7 @@ async fn write_latency(
 
     // Raw: one record at a time, each awaited.
     let topic = format!("bench-writes-raw-{run_id}");
-    let store = Store::open(bench_store_config(brokers, &topic)).await?; // creates the topic
-    store.close().await;
+    create_topic(brokers, &topic).await?;
     let producer = raw_producer(brokers)?;
     let mut raw = Vec::with_capacity(config.writes);
     for i in 0..warmup + config.writes {
@@ -261,21 +315,8 @@ async fn write_latency(
     // kafkv: one HTTP PUT at a time over a kept-alive connection.
     let topic = format!("bench-writes-kafkv-{run_id}");
     let store = Store::open(bench_store_config(brokers, &topic)).await?;
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let front_ends = service::FrontEnds::new(store.config());
-    let server = tokio::spawn(service::serve(
-        store,
-        Listeners {
-            http: listener,
-            resp: None,
-        },
-        front_ends,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let served = InProcess::start(store, None).await?;
+    let base = served.base_url();
     let client = reqwest::Client::new();
     let mut kafkv = Vec::with_capacity(config.writes);
     for i in 0..warmup + config.writes {
@@ -297,9 +338,48 @@ async fn write_latency(
             kafkv.push(started.elapsed());
         }
     }
-    let _ = stop.send(());
-    let _ = server.await;
+    served.stop().await;
     Ok((kafkv, raw))
+}
+
+/// `store` served in this process the way `kafkv serve` serves it: HTTP on a
+/// free loopback port, RESP too if given a listener.
+struct InProcess {
+    http: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl InProcess {
+    async fn start(store: Store, resp: Option<TcpListener>) -> Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let http = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let front_ends = service::FrontEnds::new(store.config());
+        let server = tokio::spawn(service::serve(
+            store,
+            Listeners {
+                http: listener,
+                resp,
+            },
+            front_ends,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Ok(Self { http, stop, server })
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    fn base_url(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
+    /// Stops accepting, drains and closes the store.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.server.await;
+    }
 }
 
 /// Produces the bootstrap topic: 16-byte keys, `value_bytes` values; one
@@ -309,20 +389,42 @@ async fn produce_bootstrap_topic(
     topic: &str,
     config: &BenchConfig,
 ) -> Result<usize> {
-    let store = Store::open(bench_store_config(brokers, topic)).await?; // creates the topic
-    store.close().await;
+    produce_topic(
+        brokers,
+        topic,
+        config.records,
+        config.value_bytes,
+        "bootstrap",
+        |i| match i % 100 {
+            99 => (i / 2, true),
+            r if r % 10 == 9 => (i / 2, false),
+            _ => (i, false),
+        },
+    )
+    .await
+}
+
+/// Creates `topic` and produces `records` records with the raw producer:
+/// record `i` has the 16-byte key `key-{k:012}` and a `value_bytes` value,
+/// or is a tombstone, where `(k, tombstone) = record(i)`. `section` names the
+/// progress lines. Returns the records produced.
+async fn produce_topic(
+    brokers: &str,
+    topic: &str,
+    records: usize,
+    value_bytes: usize,
+    section: &str,
+    record: impl Fn(usize) -> (usize, bool),
+) -> Result<usize> {
+    create_topic(brokers, topic).await?;
     let producer = raw_producer(brokers)?;
-    let value = vec![b'v'; config.value_bytes];
+    let value = vec![b'v'; value_bytes];
     let started = Instant::now();
     let mut last_report = Instant::now();
     let mut sent = 0usize;
-    let mut results = stream::iter(0..config.records)
+    let mut results = stream::iter(0..records)
         .map(|i| {
-            let (key, tombstone) = match i % 100 {
-                99 => (i / 2, true),
-                r if r % 10 == 9 => (i / 2, false),
-                _ => (i, false),
-            };
+            let (key, tombstone) = record(i);
             let key = format!("key-{key:012}");
             let producer = &producer;
             let value = &value;
@@ -345,7 +447,7 @@ async fn produce_bootstrap_topic(
         if last_report.elapsed() > Duration::from_secs(5) {
             last_report = Instant::now();
             progress(format!(
-                "bootstrap: produced {sent} ({:.0} records/s)",
+                "{section}: produced {sent} ({:.0} records/s)",
                 sent as f64 / started.elapsed().as_secs_f64()
             ));
         }
@@ -408,21 +510,30 @@ fn print_table(report: &Report) {
         "", "", "", "", "", ""
     );
     for row in &report.rows {
+        let ratio = row.kafkv / row.raw;
+        let ratio = if ratio.is_finite() {
+            format!("{ratio:.2}")
+        } else {
+            NO_PEER.to_owned()
+        };
         println!(
-            "| {:<62} | {:>12} | {:>12} | {:<18} | {:>10.2} | {:<9} |",
+            "| {:<62} | {:>12} | {:>12} | {:<18} | {:>10} | {:<9} |",
             row.measurement,
             format_figure(row.kafkv),
             format_figure(row.raw),
             row.peer,
-            row.kafkv / row.raw,
+            ratio,
             row.unit
         );
     }
     println!();
 }
 
+/// A figure for the table; "—" when there is none (NaN: no peer does this).
 fn format_figure(value: f64) -> String {
-    if value >= 1000.0 {
+    if !value.is_finite() {
+        NO_PEER.to_owned()
+    } else if value >= 1000.0 {
         format!("{value:.0}")
     } else {
         format!("{value:.3}")
@@ -439,5 +550,23 @@ mod tests {
         assert_eq!(percentile(&samples, 0.5), 51.0);
         assert_eq!(percentile(&samples, 0.99), 99.0);
         assert!(percentile(&[], 0.5).is_nan());
+    }
+
+    #[test]
+    fn rows_without_a_peer_show_a_dash_and_serialize_null() {
+        assert_eq!(format_figure(f64::NAN), NO_PEER);
+        assert_eq!(format_figure(1234.4), "1234");
+        assert_eq!(format_figure(0.5), "0.500");
+        let row = Row {
+            measurement: "m".into(),
+            unit: "ms".into(),
+            kafkv: 1.0,
+            peer: NO_PEER.into(),
+            raw: f64::NAN,
+        };
+        let json: serde_json::Value =
+            serde_json::from_slice(&serde_json::to_vec_pretty(&row).unwrap()).unwrap();
+        assert_eq!(json["raw"], serde_json::Value::Null);
+        assert_eq!(json["kafkv"], 1.0);
     }
 }

@@ -9,23 +9,68 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio::{net::TcpListener, process::Command};
+use tokio::{
+    net::TcpListener,
+    process::{Child, Command},
+};
 
-use super::{BenchConfig, Row, bench_store_config, progress};
+use super::{BenchConfig, InProcess, Row, bench_store_config, progress};
 use crate::{
     error::{Error, Result},
-    service::{self, FrontEnds, Listeners},
     store::Store,
 };
 
 const CLIENTS: &str = "50";
 const KEYSPACE: &str = "100000";
 
-fn missing(tool: &str) -> Error {
+/// The error for a missing Redis tool that `section` of `--only` needs.
+pub(super) fn missing(tool: &str, section: &str) -> Error {
     Error::Io(std::io::Error::other(format!(
-        "{tool} is needed for the RESP comparison: apt-get install redis-tools redis-server \
-         (or leave it out with --only writes,bootstrap)"
+        "{tool} is needed for the {section} comparison: apt-get install redis-tools redis-server \
+         (or leave {section} out of --only)"
     )))
+}
+
+/// A `redis-server` without persistence on a free loopback port, killed when
+/// dropped.
+pub(super) struct RedisServer {
+    child: Child,
+    pub port: u16,
+}
+
+impl RedisServer {
+    /// Starts it and waits until it accepts connections.
+    pub async fn start(section: &str) -> Result<Self> {
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
+            probe.local_addr()?.port()
+        };
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|_| missing("redis-server", section))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            if Instant::now() > deadline {
+                return Err(Error::Io(std::io::Error::other(
+                    "redis-server did not start",
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(Self { child, port })
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
 }
 
 /// One redis-benchmark test's figures.
@@ -38,7 +83,7 @@ struct Figures {
 pub(super) async fn compare(brokers: &str, run_id: u32, config: &BenchConfig) -> Result<Vec<Row>> {
     for tool in ["redis-benchmark", "redis-server"] {
         if which(tool).is_none() {
-            return Err(missing(tool));
+            return Err(missing(tool, "resp"));
         }
     }
 
@@ -46,48 +91,13 @@ pub(super) async fn compare(brokers: &str, run_id: u32, config: &BenchConfig) ->
     let mut store_config = bench_store_config(brokers, &format!("bench-resp-{run_id}"));
     store_config.fetch_wait = config.resp_fetch_wait;
     let store = Store::open(store_config).await?;
-    let http = TcpListener::bind("127.0.0.1:0").await?;
     let resp = TcpListener::bind("127.0.0.1:0").await?;
     let kafkv_port = resp.local_addr()?.port();
-    let front_ends = FrontEnds::new(store.config());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(service::serve(
-        store,
-        Listeners {
-            http,
-            resp: Some(resp),
-        },
-        front_ends,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let served = InProcess::start(store, Some(resp)).await?;
 
     // redis-server without persistence on another free port.
-    let redis_port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
-        probe.local_addr()?.port()
-    };
-    let mut redis = Command::new("redis-server")
-        .args(["--bind", "127.0.0.1", "--port", &redis_port.to_string()])
-        .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|_| missing("redis-server"))?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", redis_port))
-        .await
-        .is_err()
-    {
-        if Instant::now() > deadline {
-            return Err(Error::Io(std::io::Error::other(
-                "redis-server did not start",
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let redis = RedisServer::start("resp").await?;
+    let redis_port = redis.port;
     let version = redis_version().await;
 
     let mut rows = Vec::new();
@@ -123,9 +133,8 @@ pub(super) async fn compare(brokers: &str, run_id: u32, config: &BenchConfig) ->
         }
     }
 
-    let _ = redis.kill().await;
-    let _ = stop.send(());
-    let _ = server.await;
+    redis.stop().await;
+    served.stop().await;
     Ok(rows)
 }
 
@@ -136,7 +145,7 @@ async fn run_benchmark(port: u16, test: &str, requests: usize, pipeline: &str) -
         .args(["-r", KEYSPACE, "-P", pipeline, "--csv"])
         .output()
         .await
-        .map_err(|_| missing("redis-benchmark"))?;
+        .map_err(|_| missing("redis-benchmark", "resp"))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() || stderr.contains("ERR") || stdout.contains("ERR") {
@@ -166,7 +175,8 @@ fn parse_csv(csv: &str, test: &str) -> Option<Figures> {
     })
 }
 
-async fn redis_version() -> String {
+/// "redis 7.0.15", from `redis-server --version`.
+pub(super) async fn redis_version() -> String {
     let output = Command::new("redis-server").arg("--version").output().await;
     output
         .ok()
@@ -178,7 +188,8 @@ async fn redis_version() -> String {
         .unwrap_or_else(|| "redis-server".into())
 }
 
-fn which(tool: &str) -> Option<std::path::PathBuf> {
+/// The first `tool` on the PATH.
+pub(super) fn which(tool: &str) -> Option<std::path::PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|dir| dir.join(tool))
