@@ -7,7 +7,9 @@
 //!   one record at a time and waiting for its acknowledgement.
 //! - Bootstrap: a topic of N records (16-byte keys, 100-byte values, 10% of
 //!   them overwrites and 1% tombstones) read by a plain librdkafka consumer,
-//!   beside `Store::open` materializing it.
+//!   beside `Store::open` materializing it; then the same with `--state
+//!   disk` (first start, which writes the view and its checkpoint), and a
+//!   restart with nothing changed beside the memory state's full replay.
 //! - RESP: `redis-benchmark` (SET then GET, 50 clients, random keys, with and
 //!   without `-P 16`) against kafkv's Redis front end and against a
 //!   `redis-server` the bench starts without persistence on another port.
@@ -215,6 +217,7 @@ pub async fn run(config: BenchConfig) -> Result<Report> {
             peer: "librdkafka".into(),
             raw: raw.0 as f64 / raw.1.as_secs_f64(),
         });
+        rows.extend(disk_restart(&brokers, &topic, run_id, kafkv_secs, raw).await?);
     }
 
     if config.sections.contains(&Section::Resp) {
@@ -252,6 +255,64 @@ pub async fn run(config: BenchConfig) -> Result<Report> {
         let _ = std::fs::remove_dir_all(dir);
     }
     Ok(report)
+}
+
+/// `--state disk` on the bootstrap topic: the first start (which writes the
+/// view and its checkpoint to disk) beside the raw consumer, then a restart
+/// with nothing changed beside the memory state's full replay.
+async fn disk_restart(
+    brokers: &str,
+    topic: &str,
+    run_id: u32,
+    memory_secs: f64,
+    raw: (u64, Duration),
+) -> Result<Vec<Row>> {
+    let dir = std::env::temp_dir().join(format!("kafkv-bench-state-{run_id}"));
+    let mut config = bench_store_config(brokers, topic);
+    config.state = crate::config::StateConfig::Disk(dir.clone());
+    progress("bootstrap: kafkv with --state disk, first start");
+    let started = Instant::now();
+    let store = Store::open(config.clone()).await?;
+    let first = started.elapsed().as_secs_f64();
+    let keys = store.len();
+    // Closing leaves a durable checkpoint; dropping releases the file.
+    store.close().await;
+    drop(store);
+    progress(format!(
+        "bootstrap: --state disk first start {first:.2}s ({keys} keys); restarting"
+    ));
+    let started = Instant::now();
+    let store = Store::open(config).await?;
+    let restart = started.elapsed().as_secs_f64();
+    let reread = store.progress().records_applied;
+    let same = store.len() == keys;
+    store.close().await;
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+    if !same || reread != 0 {
+        return Err(Error::Io(std::io::Error::other(format!(
+            "the disk restart re-read {reread} records or changed the key count"
+        ))));
+    }
+    progress(format!(
+        "bootstrap: --state disk restart ready in {restart:.3}s"
+    ));
+    Ok(vec![
+        Row {
+            measurement: "bootstrap with --state disk (first start)".into(),
+            unit: "s".into(),
+            kafkv: first,
+            peer: "librdkafka".into(),
+            raw: raw.1.as_secs_f64(),
+        },
+        Row {
+            measurement: format!("restart with --state disk, {keys} keys unchanged"),
+            unit: "s".into(),
+            kafkv: restart,
+            peer: "memory state".into(),
+            raw: memory_secs,
+        },
+    ])
 }
 
 fn bench_store_config(brokers: &str, topic: &str) -> StoreConfig {
