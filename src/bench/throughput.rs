@@ -4,6 +4,12 @@
 //! The records are `--throughput-records` distinct 16-byte keys with
 //! `--value-bytes` values. Each side first writes one record, so connecting
 //! and the producer's metadata and id requests fall outside the timing.
+//!
+//! Two more rows locate the difference: `Store::put` called in process (the
+//! library without HTTP) beside the same raw rate, and the raw rate again
+//! while a kafkv store tails the topic, since every kafkv instance reads each
+//! record back and on the embedded broker those reads share the same SQLite
+//! database and the same two cores with the writes.
 
 use std::time::{Duration, Instant};
 
@@ -31,22 +37,48 @@ pub(super) async fn compare(brokers: &str, run_id: u32, config: &BenchConfig) ->
     progress(format!(
         "throughput: producing {records} records with librdkafka, at most {c} outstanding"
     ));
-    let topic = format!("bench-throughput-raw-{run_id}");
-    create_topic(brokers, &topic).await?;
-    let producer = raw_producer(brokers)?;
-    send(&producer, &topic, "warm-up", &value).await?;
+    let raw = produce_rate(
+        brokers,
+        &format!("bench-throughput-raw-{run_id}"),
+        c,
+        records,
+        &value,
+        false,
+    )
+    .await?;
+    progress("throughput: the same while a consumer tails the topic (as kafkv's does)");
+    let raw_tailed = produce_rate(
+        brokers,
+        &format!("bench-throughput-tailed-{run_id}"),
+        c,
+        records,
+        &value,
+        true,
+    )
+    .await?;
+
+    progress(format!(
+        "throughput: {records} Store::put calls in process, c={c}"
+    ));
+    let store = Store::open(bench_store_config(
+        brokers,
+        &format!("bench-throughput-library-{run_id}"),
+    ))
+    .await?;
+    store.put(b"warm-up", value.clone()).await?;
     let started = Instant::now();
-    let mut sends = stream::iter(0..records)
+    let mut puts = stream::iter(0..records)
         .map(|i| {
-            let (producer, topic, value) = (&producer, &topic, &value);
-            async move { send(producer, topic, &format!("key-{i:012}"), value).await }
+            let (store, value) = (&store, value.clone());
+            async move { store.put(format!("key-{i:012}").as_bytes(), value).await }
         })
         .buffer_unordered(c);
-    while let Some(sent) = sends.next().await {
-        sent?;
+    while let Some(put) = puts.next().await {
+        put?;
     }
-    drop(sends);
-    let raw = records as f64 / started.elapsed().as_secs_f64();
+    drop(puts);
+    let library = records as f64 / started.elapsed().as_secs_f64();
+    store.close().await;
 
     progress(format!(
         "throughput: {records} HTTP PUTs through kafkv, c={c}"
@@ -70,13 +102,66 @@ pub(super) async fn compare(brokers: &str, run_id: u32, config: &BenchConfig) ->
     .await?;
     served.stop().await;
 
-    Ok(vec![Row {
-        measurement: format!("write throughput at concurrency {c} (HTTP PUT vs produce)"),
-        unit: "records/s".into(),
-        kafkv: load.rate(),
-        peer: "librdkafka".into(),
-        raw,
-    }])
+    Ok(vec![
+        Row {
+            measurement: format!("write throughput at concurrency {c} (HTTP PUT vs produce)"),
+            unit: "records/s".into(),
+            kafkv: load.rate(),
+            peer: "librdkafka".into(),
+            raw,
+        },
+        Row {
+            measurement: format!("write throughput at concurrency {c} (Store::put vs produce)"),
+            unit: "records/s".into(),
+            kafkv: library,
+            peer: "librdkafka".into(),
+            raw,
+        },
+        Row {
+            measurement: format!("write throughput at concurrency {c}, topic tailed (HTTP PUT)"),
+            unit: "records/s".into(),
+            kafkv: load.rate(),
+            peer: "librdkafka+consumer".into(),
+            raw: raw_tailed,
+        },
+    ])
+}
+
+/// Records/s of librdkafka producing `records` records with at most
+/// `concurrency` outstanding; with `tailed`, while a kafkv store (a consumer
+/// reading every record back, as each kafkv instance does) tails the topic.
+async fn produce_rate(
+    brokers: &str,
+    topic: &str,
+    concurrency: usize,
+    records: usize,
+    value: &Bytes,
+    tailed: bool,
+) -> Result<f64> {
+    create_topic(brokers, topic).await?;
+    let tail = if tailed {
+        Some(Store::open(bench_store_config(brokers, topic)).await?)
+    } else {
+        None
+    };
+    let producer = raw_producer(brokers)?;
+    send(&producer, topic, "warm-up", value).await?;
+    let started = Instant::now();
+    let mut sends = stream::iter(0..records)
+        .map(|i| {
+            let producer = &producer;
+            async move { send(producer, topic, &format!("key-{i:012}"), value).await }
+        })
+        .buffer_unordered(concurrency);
+    while let Some(sent) = sends.next().await {
+        sent?;
+    }
+    drop(sends);
+    let rate = records as f64 / started.elapsed().as_secs_f64();
+    if let Some(tail) = tail {
+        tail.close().await;
+    }
+    Ok(rate)
 }
 
 async fn send(producer: &FutureProducer, topic: &str, key: &str, value: &[u8]) -> Result<()> {
