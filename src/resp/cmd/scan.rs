@@ -1,9 +1,9 @@
 //! `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`.
 //!
-//! The cursor is stateless: a number from the view's change order (see
-//! `View::scan_from`), so any key present for a whole iteration is returned
-//! at least once, whatever is written meanwhile. It is meaningful only to the
-//! kafkv process that issued it.
+//! The cursor is stateless: a place in the view a key keeps while it is live
+//! (see `View::scan_from`), so any key present for a whole iteration is
+//! returned exactly once, whatever is written meanwhile. It is meaningful
+//! only to the kafkv instance that issued it.
 
 use super::{Args, Frame, Session};
 use crate::resp::glob;
