@@ -163,45 +163,43 @@ fn watermarks<C: ConsumerContext>(
 }
 
 /// The view's table and the offsets it holds everything below: a valid disk
-/// checkpoint's, or zeros for memory and for a disk state being rebuilt.
+/// checkpoint's, or each partition's log start for memory and for a disk
+/// state being rebuilt (nothing below it exists, and starting there keeps an
+/// empty partition whose records were deleted at its end).
 fn open_table(
     config: &StoreConfig,
     topic: &TopicInfo,
     watermarks: &[(i64, i64)],
 ) -> Result<(Table, Vec<i64>)> {
-    let zeros = vec![0; watermarks.len()];
+    let start: Vec<i64> = watermarks.iter().map(|(low, _)| (*low).max(0)).collect();
     let StateConfig::Disk(dir) = &config.state else {
-        return Ok((Table::memory(), zeros));
+        return Ok((Table::memory(), start));
     };
     let path = StateConfig::disk_path(dir, &config.topic);
     let (table, checkpoint) = Table::open_disk(&path)?;
     let path = path.display();
-    let reason = match checkpoint {
-        None => {
-            info!(%path, "no disk checkpoint yet: reading the whole topic");
-            None
-        }
+    match checkpoint {
+        None => info!(%path, "no disk checkpoint yet: reading the whole topic"),
         Some(checkpoint) => {
             match stale_checkpoint(&checkpoint, topic, watermarks, SystemTime::now()) {
                 None => {
                     info!(%path, positions = ?checkpoint.positions, "resuming from the disk checkpoint");
                     return Ok((table, checkpoint.positions));
                 }
-                Some(reason) => Some(reason),
+                Some(reason) => {
+                    warn!(%path, %reason, "rebuilding the disk state from the beginning of the topic");
+                    metrics::counter!("kafkv_state_rebuilds_total").increment(1);
+                }
             }
         }
-    };
-    if let Some(reason) = &reason {
-        warn!(%path, %reason, "rebuilding the disk state from the beginning of the topic");
-        metrics::counter!("kafkv_state_rebuilds_total").increment(1);
     }
     table.reset(&Checkpoint {
         topic: config.topic.clone(),
         topic_id: topic.id.clone(),
-        positions: zeros.clone(),
+        positions: start.clone(),
         saved_at: None,
     })?;
-    Ok((table, zeros))
+    Ok((table, start))
 }
 
 /// Why resuming from `checkpoint` could miss or resurrect records, if it
@@ -213,12 +211,19 @@ pub fn stale_checkpoint(
     watermarks: &[(i64, i64)],
     now: SystemTime,
 ) -> Option<String> {
-    if let (Some(then), Some(now)) = (&checkpoint.topic_id, &topic.id)
-        && then != now
-    {
-        return Some(format!(
-            "the topic was deleted and recreated (topic id {then} in the checkpoint, {now} now)"
-        ));
+    match (&checkpoint.topic_id, &topic.id) {
+        (Some(then), Some(now)) if then != now => {
+            return Some(format!(
+                "the topic was deleted and recreated (topic id {then} in the checkpoint, {now} now)"
+            ));
+        }
+        (Some(then), None) => {
+            return Some(format!(
+                "the checkpoint is of topic id {then}, and the cluster did not say the topic's id \
+                 now, so a recreated topic cannot be ruled out"
+            ));
+        }
+        _ => {}
     }
     if checkpoint.positions.len() != watermarks.len() {
         return Some(format!(

@@ -134,7 +134,11 @@ fn topic_id(
         {
             let result = rd::rd_kafka_event_DescribeTopics_result(event);
             let mut count = 0;
-            let descriptions = rd::rd_kafka_DescribeTopics_result_topics(result, &mut count);
+            let descriptions = if result.is_null() {
+                std::ptr::null_mut()
+            } else {
+                rd::rd_kafka_DescribeTopics_result_topics(result, &mut count)
+            };
             if !descriptions.is_null() && count == 1 {
                 let description = *descriptions;
                 if rd::rd_kafka_TopicDescription_error(description).is_null() {

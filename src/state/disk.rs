@@ -54,7 +54,9 @@ pub struct Checkpoint {
     pub topic_id: Option<String>,
     /// The next offset to apply, per partition.
     pub positions: Vec<i64>,
-    /// When these positions were committed (wall clock).
+    /// Every record written before this time is reflected in the positions
+    /// (the consumer was at each partition's end then, or reading from the
+    /// log start).
     pub saved_at: Option<SystemTime>,
 }
 
@@ -74,6 +76,11 @@ pub(super) struct DiskTable {
     next_seq: AtomicU64,
     live: AtomicU64,
     last_durable: Mutex<Instant>,
+    /// Per partition: whether the consumer is at its end, and since when
+    /// everything written before is known to be applied.
+    caught_up: Mutex<Vec<(bool, SystemTime)>>,
+    /// `caught_up`'s starting time for a partition not seen at its end yet.
+    caught_up_before: Mutex<SystemTime>,
 }
 
 fn db_error(path: &Path, error: impl Into<redb::Error>) -> StateError {
@@ -99,8 +106,13 @@ impl DiskTable {
             next_seq: AtomicU64::new(1),
             live: AtomicU64::new(0),
             last_durable: Mutex::new(Instant::now()),
+            caught_up: Mutex::new(Vec::new()),
+            caught_up_before: Mutex::new(UNIX_EPOCH),
         };
         let checkpoint = table.read_checkpoint()?;
+        if let Some(saved_at) = checkpoint.as_ref().and_then(|c| c.saved_at) {
+            *table.caught_up_before.lock() = saved_at;
+        }
         Ok((table, checkpoint))
     }
 
@@ -164,13 +176,18 @@ impl DiskTable {
             }
             meta.insert("next_seq", &1u64.to_le_bytes()[..])
                 .map_err(|e| self.err(e))?;
-            write_positions(&mut meta, &checkpoint.positions).map_err(|e| self.err(e))?;
+            write_positions(&mut meta, &checkpoint.positions, SystemTime::now())
+                .map_err(|e| self.err(e))?;
             txn.open_table(KV).map_err(|e| self.err(e))?;
             txn.open_table(ORDER).map_err(|e| self.err(e))?;
         }
         txn.commit().map_err(|e| self.err(e))?;
         self.next_seq.store(1, Ordering::Relaxed);
         self.live.store(0, Ordering::Relaxed);
+        // Reading from the log start now: records written from here on are
+        // read before compaction can drop their tombstones.
+        *self.caught_up_before.lock() = SystemTime::now();
+        self.caught_up.lock().clear();
         *self.last_durable.lock() = Instant::now();
         Ok(())
     }
@@ -183,8 +200,16 @@ impl DiskTable {
     }
 
     /// Applies `records` (already filtered to those not yet applied) and
-    /// records `positions` as the checkpoint, in one transaction.
-    pub(super) fn apply(&self, records: &[&Record], positions: &[i64]) -> Result<(), StateError> {
+    /// records `positions` as the checkpoint, in one transaction. `at_end`
+    /// says, per partition the batch touched, whether it ended at the
+    /// partition's end (`true`) or with a record (`false`).
+    pub(super) fn apply(
+        &self,
+        records: &[&Record],
+        positions: &[i64],
+        at_end: &[Option<bool>],
+    ) -> Result<(), StateError> {
+        let saved_at = self.caught_up_at(at_end);
         let durable = self.last_durable.lock().elapsed() >= DURABLE_EVERY;
         let durability = if durable {
             Durability::Immediate
@@ -232,7 +257,7 @@ impl DiskTable {
             let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
             meta.insert("next_seq", &next_seq.to_le_bytes()[..])
                 .map_err(|e| self.err(e))?;
-            write_positions(&mut meta, positions).map_err(|e| self.err(e))?;
+            write_positions(&mut meta, positions, saved_at).map_err(|e| self.err(e))?;
         }
         txn.commit().map_err(|e| self.err(e))?;
         self.next_seq.store(next_seq, Ordering::Relaxed);
@@ -243,9 +268,36 @@ impl DiskTable {
         Ok(())
     }
 
-    /// Makes every commit so far durable.
+    /// The time before which every record is known to be applied: the
+    /// earliest, over partitions, of when each was last seen at its end (now,
+    /// for one still there). This, not the commit time, is what bounds how
+    /// old the tombstones the next start must still find can be.
+    fn caught_up_at(&self, at_end: &[Option<bool>]) -> SystemTime {
+        let now = SystemTime::now();
+        let before = *self.caught_up_before.lock();
+        let mut caught_up = self.caught_up.lock();
+        let partitions = at_end.len().max(caught_up.len());
+        caught_up.resize(partitions, (false, before));
+        for (p, state) in caught_up.iter_mut().enumerate() {
+            if let Some(Some(end)) = at_end.get(p) {
+                state.0 = *end;
+            }
+            if state.0 {
+                state.1 = now;
+            }
+        }
+        caught_up.iter().map(|(_, at)| *at).min().unwrap_or(before)
+    }
+
+    /// Makes every commit so far durable, with the checkpoint's time brought
+    /// up to date (an idle consumer commits nothing, but stays caught up).
     pub(super) fn sync(&self) -> Result<(), StateError> {
         let txn = self.begin(Durability::Immediate)?;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
+            meta.insert("saved_at", &millis(self.caught_up_at(&[]))[..])
+                .map_err(|e| self.err(e))?;
+        }
         txn.commit().map_err(|e| self.err(e))?;
         *self.last_durable.lock() = Instant::now();
         Ok(())
@@ -307,19 +359,25 @@ impl DiskTable {
     }
 }
 
-/// The checkpoint proper: positions and when they were written.
+/// The checkpoint proper: positions, and the time before which every record
+/// is reflected in them.
 fn write_positions(
     meta: &mut redb::Table<&str, &[u8]>,
     positions: &[i64],
+    saved_at: SystemTime,
 ) -> Result<(), redb::StorageError> {
     let bytes: Vec<u8> = positions.iter().flat_map(|p| p.to_le_bytes()).collect();
     meta.insert("positions", &bytes[..])?;
-    let now = SystemTime::now()
+    meta.insert("saved_at", &millis(saved_at)[..])?;
+    Ok(())
+}
+
+fn millis(time: SystemTime) -> [u8; 8] {
+    let ms = time
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis() as u64;
-    meta.insert("saved_at", &now.to_le_bytes()[..])?;
-    Ok(())
+    ms.to_le_bytes()
 }
 
 fn seq_of(encoded: &[u8]) -> u64 {

@@ -63,8 +63,11 @@ impl MemoryTable {
     }
 
     /// Applies one record: a value replaces the key's entry in place (same
-    /// slot id), a tombstone frees it.
-    pub(super) fn apply(&mut self, record: Record) {
+    /// slot id), a tombstone frees it. A new key takes a free slot, unless
+    /// `visible` (it was already readable, through the overlay of
+    /// acknowledged writes): then it takes a slot past every cursor handed
+    /// out, so a SCAN that began while it was readable cannot pass it by.
+    pub(super) fn apply(&mut self, record: Record, visible: bool) {
         let Self {
             slots,
             free,
@@ -79,7 +82,8 @@ impl MemoryTable {
             (Some(id), false) => slots[id as usize] = Some(Slot::from(record)),
             (None, false) => {
                 let entry = Slot::from(record);
-                let id = match free.pop() {
+                let recycled = if visible { None } else { free.pop() };
+                let id = match recycled {
                     Some(id) => id,
                     None => {
                         slots.push(None);

@@ -486,7 +486,9 @@ impl View {
     ///
     /// The cursor is a position in the table that a key keeps for as long as
     /// it is live (its slot in memory, its sequence number on disk), so a key
-    /// present from the first call to the last is returned exactly once.
+    /// present from the first call to the last is returned at least once
+    /// (twice only if this instance's unapplied write of it crosses another
+    /// record for it).
     /// Keys written or deleted meanwhile may or may not be returned, as in
     /// Redis; acknowledged writes the consumer has not applied yet come with
     /// the last page. A cursor means nothing to another instance, and after
@@ -554,6 +556,17 @@ impl View {
         }
         let applied = fresh.len() as u64;
         if let Some(disk) = &self.disk {
+            let mut at_end = vec![None; positions.len()];
+            for event in events.iter() {
+                let (partition, end) = match event {
+                    Event::Record(record) => (record.partition, false),
+                    Event::Skipped { partition, .. } => (*partition, false),
+                    Event::EndOfPartition(partition) => (*partition, true),
+                };
+                if let Some(slot) = at_end.get_mut(partition as usize) {
+                    *slot = Some(end);
+                }
+            }
             let records: Vec<&Record> = fresh
                 .iter()
                 .map(|i| match &events[*i] {
@@ -561,7 +574,7 @@ impl View {
                     _ => unreachable!("fresh holds records"),
                 })
                 .collect();
-            disk.apply(&records, &positions)?;
+            disk.apply(&records, &positions, &at_end)?;
             let mut inner = self.inner.write();
             for record in records {
                 inner.forget_acked(record);
@@ -577,8 +590,13 @@ impl View {
                 let Event::Record(record) = event else {
                     unreachable!("fresh holds records")
                 };
+                let visible = inner.acked.contains_key(record.key());
                 inner.forget_acked(&record);
-                inner.memory.as_mut().expect("memory backend").apply(record);
+                inner
+                    .memory
+                    .as_mut()
+                    .expect("memory backend")
+                    .apply(record, visible);
             }
             inner.positions.clone_from(&positions);
         }
@@ -1005,5 +1023,65 @@ mod tests {
         // hash index and the sorted index.
         let per_key = view.memory_overhead_bytes() as f64 / n as f64;
         assert!(per_key < 60.0, "{per_key:.1} bytes of overhead per key");
+    }
+
+    // Regression: a key readable through the overlay when a SCAN began was
+    // applied into a recycled slot below the cursor and never returned.
+    #[test]
+    fn scan_returns_a_key_applied_mid_scan_that_was_readable_all_along() {
+        let view = View::new(vec![0]);
+        let keys: Vec<String> = (0..20).map(|i| format!("k{i:02}")).collect();
+        apply(
+            &view,
+            keys.iter()
+                .enumerate()
+                .map(|(i, k)| put(0, i as i64, k, "v"))
+                .collect(),
+        );
+        apply(&view, vec![del(0, 20, "k03")]); // frees slot 3
+        view.acknowledge(b"new", Some(Bytes::from_static(b"n")), 0, 21);
+        let (mut seen, mut cursor) = (Vec::new(), 0);
+        let (page, next) = view.scan_from(cursor, 10).unwrap();
+        seen.extend(page);
+        cursor = next;
+        apply(&view, vec![put(0, 21, "new", "n")]);
+        while cursor != 0 {
+            let (page, next) = view.scan_from(cursor, 10).unwrap();
+            seen.extend(page);
+            cursor = next;
+        }
+        assert!(seen.contains(&Bytes::from_static(b"new")), "{seen:?}");
+        assert_eq!(seen.len(), 20);
+    }
+
+    #[test]
+    fn checkpoint_time_is_when_the_view_was_last_caught_up_not_when_it_was_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let reopen = |dir: &tempfile::TempDir| {
+            let (_, checkpoint) = Table::open_disk(&dir.path().join("t.redb")).unwrap();
+            checkpoint.unwrap().saved_at.unwrap()
+        };
+        let reset_at;
+        {
+            let (view, _) = disk_view(&dir, vec![0]);
+            reset_at = std::time::SystemTime::now();
+            std::thread::sleep(Duration::from_millis(20));
+            // Records, but never the partition's end: nothing newer is known applied.
+            apply(&view, vec![put(0, 0, "a", "1")]);
+            view.sync().unwrap();
+        }
+        assert!(
+            reopen(&dir) <= reset_at,
+            "a view behind the log keeps its older time"
+        );
+        let after_end;
+        {
+            let (view, _) = disk_view(&dir, vec![0]);
+            apply(&view, vec![put(0, 1, "b", "2"), Event::EndOfPartition(0)]);
+            after_end = std::time::SystemTime::now();
+            std::thread::sleep(Duration::from_millis(20));
+            view.sync().unwrap();
+        }
+        assert!(reopen(&dir) >= after_end, "at the end, the time is now");
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! The cursor is stateless: a place in the view a key keeps while it is live
 //! (see `View::scan_from`), so any key present for a whole iteration is
-//! returned exactly once, whatever is written meanwhile. It is meaningful
+//! returned at least once, whatever is written meanwhile. It is meaningful
 //! only to the kafkv instance that issued it.
 
 use super::{Args, Frame, Session};
