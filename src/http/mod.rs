@@ -199,8 +199,13 @@ pub fn path_key(path: &str, prefix: &str) -> Vec<u8> {
     percent_encoding::percent_decode_str(encoded).collect()
 }
 
+/// How far over the limit a declared body may be and still be read before
+/// the 413, so the client gets the answer rather than a reset connection.
+const DRAIN_AT_MOST: usize = 8 * 1024 * 1024;
+
 /// Reads a request body of at most `max` bytes, answering 413 beyond it
-/// without reading the rest. `limit` names the flag that sets `max`.
+/// (after reading and dropping a declared body up to [`DRAIN_AT_MOST`] over,
+/// never keeping it). `limit` names the flag that sets `max`.
 pub async fn read_body(
     headers: &HeaderMap,
     body: Body,
@@ -212,7 +217,14 @@ pub async fn read_body(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > max) {
+    if let Some(len) = declared.filter(|len| *len > max) {
+        // Read (and drop) a body that is not much larger before answering:
+        // answering first makes the server close the connection while the
+        // client is still sending, and many clients then report a reset
+        // instead of this 413. Far larger bodies are not worth reading.
+        if len <= max.saturating_add(DRAIN_AT_MOST) {
+            let _ = axum::body::to_bytes(body, len).await;
+        }
         return Err(too_large().into());
     }
     axum::body::to_bytes(body, max).await.map_err(|e| {
