@@ -226,68 +226,57 @@ async fn kill_9_during_writes_loses_no_acknowledged_write_and_equals_a_fresh_rep
     close(store).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_recreated_topic_is_rebuilt_from_scratch() {
+/// Writes `old` keys with a disk state, replaces the topic with one of
+/// `partitions` partitions holding `new` keys, and checks that the next start
+/// rebuilds: it reads every record and equals a replay. Without
+/// `keep_topic_id` the checkpoint forgets the topic id first, as one taken on
+/// a cluster that reports none, so the offset and partition checks must
+/// catch the change.
+async fn replaced_topic_is_rebuilt(
+    name: &str,
+    old: usize,
+    new: usize,
+    partitions: i32,
+    keep_topic_id: bool,
+) {
     let kafka = Kafka::start().await;
-    let topic = unique_topic("recreated");
+    let topic = unique_topic(name);
     let dir = tempfile::tempdir().unwrap();
     let config = disk_config(&kafka, &topic, dir.path());
     let store = Store::open(config.clone()).await.unwrap();
-    put_keys(&store, "old", 10).await;
+    put_keys(&store, "old", old).await;
     close(store).await;
+    if !keep_topic_id {
+        forget_topic_id(dir.path(), &topic);
+    }
 
-    // Same name, more records than the checkpoint's offsets: only the topic
-    // id tells them apart.
-    recreate(&kafka, &topic, 1).await;
-    let store = Store::open(kafka.config(&topic)).await.unwrap();
-    put_keys(&store, "new", 30).await;
+    recreate(&kafka, &topic, partitions).await;
+    let mut replaced = kafka.config(&topic);
+    replaced.partitions = partitions;
+    let store = Store::open(replaced).await.unwrap();
+    put_keys(&store, "new", new).await;
     close(store).await;
 
     let applied = reopen_and_compare(&kafka, config).await;
-    assert_eq!(applied, 30, "a full rebuild reads every record");
+    assert_eq!(applied, new as u64, "a full rebuild reads every record");
+}
+
+/// Same name, more records than the checkpoint's offsets: only the topic id
+/// tells the topics apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_topic_is_rebuilt_from_scratch() {
+    replaced_topic_is_rebuilt("recreated", 10, 30, 1, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checkpoint_beyond_the_end_offset_is_rebuilt() {
-    let kafka = Kafka::start().await;
-    let topic = unique_topic("beyond-end");
-    let dir = tempfile::tempdir().unwrap();
-    let config = disk_config(&kafka, &topic, dir.path());
-    let store = Store::open(config.clone()).await.unwrap();
-    put_keys(&store, "old", 20).await;
-    close(store).await;
-    forget_topic_id(dir.path(), &topic);
-
-    recreate(&kafka, &topic, 1).await;
-    let store = Store::open(kafka.config(&topic)).await.unwrap();
-    put_keys(&store, "new", 5).await;
-    close(store).await;
-
-    let applied = reopen_and_compare(&kafka, config).await;
-    assert_eq!(applied, 5, "a full rebuild reads every record");
+    replaced_topic_is_rebuilt("beyond-end", 20, 5, 1, false).await;
 }
 
+/// The embedded broker cannot add partitions (no CreatePartitions), so the
+/// topic comes back with 3; without the topic id only the count reveals it
+/// (partition 0's offsets alone would look resumable).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_partition_count_is_rebuilt() {
-    let kafka = Kafka::start().await;
-    let topic = unique_topic("repartitioned");
-    let dir = tempfile::tempdir().unwrap();
-    let config = disk_config(&kafka, &topic, dir.path());
-    let store = Store::open(config.clone()).await.unwrap();
-    put_keys(&store, "old", 10).await;
-    close(store).await;
-    forget_topic_id(dir.path(), &topic);
-
-    // The embedded broker cannot add partitions (no CreatePartitions), so the
-    // topic comes back with 3; without the topic id only the count differs
-    // in a way the offsets alone would not reveal.
-    recreate(&kafka, &topic, 3).await;
-    let mut three = kafka.config(&topic);
-    three.partitions = 3;
-    let store = Store::open(three).await.unwrap();
-    put_keys(&store, "new", 40).await;
-    close(store).await;
-
-    let applied = reopen_and_compare(&kafka, config).await;
-    assert_eq!(applied, 40, "a full rebuild reads every record");
+    replaced_topic_is_rebuilt("repartitioned", 10, 40, 3, false).await;
 }
