@@ -268,13 +268,10 @@ pub fn end_offsets<C: ConsumerContext>(
     partitions: i32,
     timeout: Duration,
 ) -> Result<Vec<i64>, KafkaError> {
-    (0..partitions)
-        .map(|p| {
-            consumer
-                .fetch_watermarks(topic, p, timeout)
-                .map(|(_, high)| high)
-        })
-        .collect()
+    Ok(watermarks(consumer, topic, partitions, timeout)?
+        .into_iter()
+        .map(|(_, high)| high)
+        .collect())
 }
 
 fn consume(consumer: BaseConsumer<WatermarkContext>, view: &View, stop: &AtomicBool, total: i64) {

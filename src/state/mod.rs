@@ -284,6 +284,14 @@ impl View {
         }))
     }
 
+    /// Whether the table (not the overlay) holds `key`.
+    fn in_table(&self, inner: &Inner, key: &[u8]) -> Result<bool, StateError> {
+        match &inner.memory {
+            Some(memory) => Ok(memory.contains(key)),
+            None => Ok(self.disk().get(key)?.is_some()),
+        }
+    }
+
     fn disk(&self) -> &DiskTable {
         self.disk
             .as_ref()
@@ -424,17 +432,14 @@ impl View {
     /// Number of live keys (acknowledged writes not yet consumed included).
     pub fn len(&self) -> usize {
         let inner = self.inner.read();
-        let contains = |key: &[u8]| match &inner.memory {
-            Some(memory) => memory.contains(key),
-            None => self.disk().get(key).ok().flatten().is_some(),
-        };
         let table = match &inner.memory {
             Some(memory) => memory.len(),
             None => self.disk().len(),
         };
         let mut len = table as isize;
         for (key, write) in &inner.acked {
-            len += write.value.is_some() as isize - contains(key) as isize;
+            let in_table = self.in_table(&inner, key).unwrap_or(false);
+            len += write.value.is_some() as isize - in_table as isize;
         }
         len.max(0) as usize
     }
@@ -518,11 +523,7 @@ impl View {
             .collect();
         if next.is_none() {
             for (key, write) in &inner.acked {
-                let in_table = match &inner.memory {
-                    Some(memory) => memory.contains(key),
-                    None => self.disk().get(key)?.is_some(),
-                };
-                if write.value.is_some() && !in_table {
+                if write.value.is_some() && !self.in_table(&inner, key)? {
                     keys.push(Bytes::copy_from_slice(key));
                 }
             }
@@ -727,6 +728,16 @@ mod tests {
         assert!(events.is_empty());
     }
 
+    /// Puts each key (value "v") at offsets 0, 1, … of partition 0.
+    fn put_each(view: &View, keys: &[String]) {
+        let events = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| put(0, i as i64, k, "v"))
+            .collect();
+        apply(view, events);
+    }
+
     fn value(view: &View, k: &str) -> Option<String> {
         view.get(k.as_bytes())
             .unwrap()
@@ -819,13 +830,7 @@ mod tests {
     fn scan_cursor_returns_every_key_that_stays_despite_concurrent_changes() {
         let view = View::new(vec![0]);
         let keys: Vec<String> = (0..100).map(|i| format!("k{i:03}")).collect();
-        apply(
-            &view,
-            keys.iter()
-                .enumerate()
-                .map(|(i, k)| put(0, i as i64, k, "v"))
-                .collect(),
-        );
+        put_each(&view, &keys);
         let mut seen = std::collections::BTreeSet::new();
         let mut cursor = 0;
         let mut offset = 100;
@@ -1031,13 +1036,7 @@ mod tests {
     fn scan_returns_a_key_applied_mid_scan_that_was_readable_all_along() {
         let view = View::new(vec![0]);
         let keys: Vec<String> = (0..20).map(|i| format!("k{i:02}")).collect();
-        apply(
-            &view,
-            keys.iter()
-                .enumerate()
-                .map(|(i, k)| put(0, i as i64, k, "v"))
-                .collect(),
-        );
+        put_each(&view, &keys);
         apply(&view, vec![del(0, 20, "k03")]); // frees slot 3
         view.acknowledge(b"new", Some(Bytes::from_static(b"n")), 0, 21);
         let (mut seen, mut cursor) = (Vec::new(), 0);
