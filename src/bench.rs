@@ -316,9 +316,7 @@ async fn disk_restart(
 }
 
 fn bench_store_config(brokers: &str, topic: &str) -> StoreConfig {
-    let mut config = StoreConfig::new(brokers).topic(topic);
-    config.replication_factor = Some(1);
-    config
+    StoreConfig::new(brokers).topic(topic).on_single_broker()
 }
 
 /// Creates `topic` compacted, the way kafkv would.
@@ -333,16 +331,10 @@ async fn create_topic(brokers: &str, topic: &str) -> Result<()> {
 /// The producer settings kafkv's writer uses, for a like-for-like baseline.
 fn raw_producer(brokers: &str) -> Result<FutureProducer> {
     let config = bench_store_config(brokers, "unused");
-    Ok(crate::log::client_config(
-        &config,
-        &[
-            ("acks", "all".into()),
-            ("enable.idempotence", "true".into()),
-            ("partitioner", "murmur2_random".into()),
-            ("linger.ms", "0".into()),
-        ],
+    Ok(
+        crate::log::client::client_config(&config, &crate::log::client::producer_settings())
+            .create()?,
     )
-    .create()?)
 }
 
 async fn write_latency(
@@ -520,13 +512,16 @@ async fn produce_topic(
 /// its end offsets; returns (records, time).
 async fn raw_consume(brokers: &str, topic: &str) -> Result<(u64, Duration)> {
     let config = bench_store_config(brokers, topic);
-    let consumer: BaseConsumer =
-        crate::log::client_config(&config, &crate::log::reader::assign_only_consumer(&config))
-            .create()?;
+    let consumer: BaseConsumer = crate::log::client::client_config(
+        &config,
+        &crate::log::client::assign_only_consumer(&config),
+    )
+    .create()?;
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
         let started = Instant::now();
-        let ends = crate::log::reader::end_offsets(&consumer, &topic, 1, Duration::from_secs(30))?;
+        let (_, end) = consumer.fetch_watermarks(&topic, 0, Duration::from_secs(30))?;
+        let ends = [end];
         let mut assignment = TopicPartitionList::new();
         assignment.add_partition_offset(&topic, 0, Offset::Beginning)?;
         consumer.assign(&assignment)?;

@@ -92,6 +92,14 @@ impl StoreConfig {
         self.topic = topic.into();
         self
     }
+
+    /// For a cluster of one broker (the embedded one, or a test's): a topic
+    /// kafkv creates gets the only replica there can be, unless a
+    /// replication factor was set.
+    pub fn on_single_broker(mut self) -> Self {
+        self.replication_factor.get_or_insert(1);
+        self
+    }
 }
 
 /// The embedded broker's settings.

@@ -19,19 +19,22 @@
 //! - [`service`]: wires everything together and shuts it down in order.
 //! - [`bench`]: `kafkv bench`, measurements beside the raw Kafka client.
 
-pub mod auth;
+mod auth;
 pub mod bench;
 #[cfg(feature = "embedded-broker")]
 pub mod broker;
 pub mod config;
 pub mod error;
-pub mod http;
+mod http;
 pub mod log;
-pub mod resp;
+mod record;
+mod recovery;
+mod resp;
 pub mod service;
-pub mod state;
+mod state;
 pub mod store;
 
 pub use config::{BrokerConfig, KafkaSource, ServiceConfig, StateConfig, StoreConfig};
 pub use error::{Error, Result};
+pub use resp::RespConfig;
 pub use store::{Consistency, Store};

@@ -214,11 +214,7 @@ impl ServeArgs {
                 maintenance_interval: self.broker_maintenance_interval,
             }),
         };
-        let mut store = store;
-        if matches!(kafka, KafkaSource::Embedded(_)) && store.replication_factor.is_none() {
-            store.replication_factor = Some(1);
-        }
-        let mut resp = kafkv::resp::RespConfig::new(store.max_value_bytes);
+        let mut resp = kafkv::RespConfig::new(store.max_value_bytes);
         resp.max_connections = self.resp_max_connections;
         resp.limits.max_args = self.resp_max_args;
         resp.threads = usize::from(self.resp_threads);

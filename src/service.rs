@@ -85,6 +85,7 @@ pub async fn run(
         #[cfg(feature = "embedded-broker")]
         KafkaSource::Embedded(broker_config) => {
             let started = crate::broker::EmbeddedBroker::start(broker_config).await?;
+            store_config = store_config.on_single_broker();
             store_config.brokers = started.address().to_string();
             broker = Some(started);
         }

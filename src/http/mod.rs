@@ -1,11 +1,12 @@
 //! The HTTP front end (axum): the v1 API ([`v1`]), the reference service's
 //! routes ([`reference`]) and operations endpoints ([`ops`]). Handlers are thin
-//! adapters over [`Store`]; this module owns the mapping from errors to status
-//! codes and the request metrics.
+//! adapters over [`Store`]; `error.rs` maps the store's errors to status
+//! codes, this file owns the error body, auth and the request metrics.
 
-pub mod ops;
-pub mod reference;
-pub mod v1;
+mod error;
+mod ops;
+mod reference;
+mod v1;
 
 use std::time::Instant;
 
@@ -22,10 +23,7 @@ use bytes::Bytes;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 
-use crate::{
-    error::{Error, InputError, ReadError, WriteError},
-    store::Store,
-};
+use crate::{error::InputError, store::Store};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -153,27 +151,6 @@ impl ApiError {
     pub fn shaped(mut self, shape: Shape) -> Self {
         self.shape = shape;
         self
-    }
-}
-
-impl From<Error> for ApiError {
-    fn from(error: Error) -> Self {
-        let status = match &error {
-            Error::Input(InputError::EmptyKey) => StatusCode::BAD_REQUEST,
-            Error::Input(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::Write(WriteError::Rejected(_)) => StatusCode::BAD_GATEWAY,
-            Error::Write(_) | Error::Closed => StatusCode::SERVICE_UNAVAILABLE,
-            Error::Read(ReadError::CatchUpTimeout(_)) => StatusCode::GATEWAY_TIMEOUT,
-            Error::Read(_) => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        Self::new(status, error.to_string())
-    }
-}
-
-impl From<InputError> for ApiError {
-    fn from(error: InputError) -> Self {
-        Error::from(error).into()
     }
 }
 

@@ -13,10 +13,38 @@ use rdkafka::{
 };
 use tracing::{info, warn};
 
-use crate::{
-    config::StoreConfig,
-    error::{Result, TopicError},
-};
+use crate::{config::StoreConfig, error::Result};
+
+/// The topic is missing, unusable or not compacted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TopicError {
+    #[error(
+        "topic '{topic}' has cleanup.policy={policy}, so Kafka may delete the latest value of a key \
+         and kafkv would lose data. Fix: `kafka-configs --bootstrap-server <broker> --alter --entity-type topics --entity-name {topic} \
+         --add-config cleanup.policy=compact`, or point kafkv at another topic with --topic, or start \
+         with --allow-non-compacted if you accept the loss"
+    )]
+    NotCompacted { topic: String, policy: String },
+    #[error(
+        "could not reach the Kafka brokers at {brokers} within {waited:?} ({reason}); \
+         check --brokers and that the brokers are up"
+    )]
+    Unreachable {
+        brokers: String,
+        waited: Duration,
+        reason: String,
+    },
+    #[error("could not create topic '{topic}': {reason}")]
+    Create { topic: String, reason: String },
+    #[error("could not read the configuration of topic '{topic}': {reason}")]
+    Describe { topic: String, reason: String },
+    #[error(
+        "topic '{topic}' has no partitions in the cluster metadata after {waited:?}; \
+         is the broker at the configured --brokers reachable?"
+    )]
+    NoPartitions { topic: String, waited: Duration },
+}
 
 /// What start-up learned about the topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +64,8 @@ const DEFAULT_DELETE_RETENTION: Duration = Duration::from_secs(24 * 3600);
 /// Makes sure the topic exists and is compacted; returns its partition count
 /// and id.
 pub async fn ensure(config: &StoreConfig) -> Result<TopicInfo> {
-    let admin: AdminClient<DefaultClientContext> = super::client_config(config, &[]).create()?;
+    let admin: AdminClient<DefaultClientContext> =
+        super::client::client_config(config, &[]).create()?;
     let options = AdminOptions::new()
         .operation_timeout(Some(config.startup_timeout))
         .request_timeout(Some(config.startup_timeout));
@@ -219,7 +248,7 @@ async fn check_compacted(
 /// The topic's partition count from cluster metadata, waiting for a freshly
 /// created topic to appear.
 pub async fn partition_count(config: &StoreConfig) -> Result<i32> {
-    let consumer: BaseConsumer = super::client_config(config, &[]).create()?;
+    let consumer: BaseConsumer = super::client::client_config(config, &[]).create()?;
     let topic = config.topic.clone();
     let timeout = config.startup_timeout;
     tokio::task::spawn_blocking(move || {

@@ -11,13 +11,32 @@ use std::{
 use parking_lot::RwLock;
 use rdkafka::{
     error::KafkaError,
-    producer::{FutureProducer, FutureRecord, Producer},
+    producer::{FutureProducer, Producer},
     types::RDKafkaErrorCode,
     util::Timeout,
 };
 use tracing::{error, warn};
 
-use crate::{config::StoreConfig, error::WriteError};
+use crate::{config::StoreConfig, record::Outgoing};
+
+/// The broker did not acknowledge a record.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProduceError {
+    /// Not acknowledged in time, or the cluster could not be reached. It is
+    /// not confirmed, but a record in flight when it failed may still have
+    /// been stored, so readers are told to check rather than promised it is
+    /// absent.
+    #[error(
+        "the broker did not acknowledge the write within {timeout:?} ({reason}). It is not \
+         confirmed: unless the broker received it before failing it was not applied; read the \
+         key to check. Is the broker reachable? (--write-timeout sets the bound)"
+    )]
+    Unavailable { timeout: Duration, reason: String },
+    /// The broker refused the record itself (too large for it, not authorized…).
+    #[error("the broker rejected the write: {0}")]
+    Rejected(#[source] KafkaError),
+}
 
 /// Where an acknowledged record landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,24 +64,16 @@ pub struct Writer {
 impl Writer {
     pub fn new(config: &StoreConfig) -> Result<Self, KafkaError> {
         let timeout_ms = config.write_timeout.as_millis().max(1).to_string();
-        let client = super::client_config(
-            config,
-            &[
-                ("acks", "all".into()),
-                ("enable.idempotence", "true".into()),
-                // The Java client's partitioner, so every client agrees on a key's partition.
-                ("partitioner", "murmur2_random".into()),
-                // Latency first: send as soon as possible; batches still form
-                // while earlier requests are in flight.
-                ("linger.ms", "0".into()),
-                ("message.timeout.ms", timeout_ms.clone()),
-                ("request.timeout.ms", timeout_ms),
-                (
-                    "message.max.bytes",
-                    super::max_record_bytes(config).to_string(),
-                ),
-            ],
-        );
+        let mut settings = super::client::producer_settings();
+        settings.extend([
+            ("message.timeout.ms", timeout_ms.clone()),
+            ("request.timeout.ms", timeout_ms),
+            (
+                "message.max.bytes",
+                super::client::max_record_bytes(config).to_string(),
+            ),
+        ]);
+        let client = super::client::client_config(config, &settings);
         Ok(Self {
             producer: RwLock::new(client.create()?),
             stale: AtomicBool::new(false),
@@ -72,25 +83,21 @@ impl Writer {
         })
     }
 
-    /// Produces `key` → `value` (`None`: a tombstone) and waits for the
-    /// broker's acknowledgement, at most the write timeout.
-    pub async fn send(&self, key: &[u8], value: Option<&[u8]>) -> Result<Receipt, WriteError> {
+    /// Produces `record` and waits for the broker's acknowledgement, at
+    /// most the write timeout.
+    pub async fn send(&self, record: Outgoing<'_>) -> Result<Receipt, ProduceError> {
         if self.stale.swap(false, Ordering::AcqRel) {
             self.replace_producer();
         }
         let producer = self.producer.read().clone();
-        let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic).key(key);
-        if let Some(value) = value {
-            record = record.payload(value);
-        }
-        let delivery = producer.send(record, Timeout::After(self.timeout));
+        let delivery = producer.send(record.to_kafka(&self.topic), Timeout::After(self.timeout));
         // librdkafka enforces message.timeout.ms only at a coarse granularity
         // (measured: a 2 s timeout fired after 5 to 11 s with the broker down),
         // so the bound callers rely on is this one.
         match tokio::time::timeout(self.timeout, delivery).await {
             Err(_) => {
                 self.stale.store(true, Ordering::Release);
-                Err(WriteError::Unavailable {
+                Err(ProduceError::Unavailable {
                     timeout: self.timeout,
                     reason: "no acknowledgement in time".into(),
                 })
@@ -103,7 +110,7 @@ impl Writer {
         }
     }
 
-    fn classify(&self, error: KafkaError) -> WriteError {
+    fn classify(&self, error: KafkaError) -> ProduceError {
         use RDKafkaErrorCode::*;
         let code = error.rdkafka_error_code();
         // Failures after which this producer's idempotence state cannot be trusted.
@@ -137,12 +144,12 @@ impl Writer {
             self.stale.store(true, Ordering::Release);
         }
         if poisoned || transient {
-            WriteError::Unavailable {
+            ProduceError::Unavailable {
                 timeout: self.timeout,
                 reason: error.to_string(),
             }
         } else {
-            WriteError::Rejected(error)
+            ProduceError::Rejected(error)
         }
     }
 

@@ -47,8 +47,6 @@ pub enum Frame {
     Map(Vec<(Frame, Frame)>),
     /// RESP3 set; an array in RESP2.
     Set(Vec<Frame>),
-    /// RESP3 boolean; the integer 1 or 0 in RESP2.
-    Boolean(bool),
 }
 
 impl Frame {
@@ -100,8 +98,6 @@ impl Frame {
                     value.encode(out, resp3);
                 }
             }
-            Frame::Boolean(b) if resp3 => out.put_slice(if *b { b"#t\r\n" } else { b"#f\r\n" }),
-            Frame::Boolean(b) => out.put_slice(if *b { b":1\r\n" } else { b":0\r\n" }),
         }
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod cmd;
 pub mod connection;
+mod error;
 pub mod frame;
 pub mod glob;
 pub mod parse;

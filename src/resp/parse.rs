@@ -29,12 +29,6 @@ impl Args {
         self.rest.next().ok_or_else(|| self.wrong_arity())
     }
 
-    /// The next argument as text (lossy: names and options are ASCII).
-    pub fn string(&mut self) -> Result<String, Frame> {
-        self.bytes()
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-    }
-
     pub fn integer(&mut self) -> Result<i64, Frame> {
         let arg = self.bytes()?;
         std::str::from_utf8(&arg)

@@ -220,9 +220,7 @@ impl Kafka {
 }
 
 pub fn test_config(brokers: &str, topic: &str) -> StoreConfig {
-    let mut config = StoreConfig::new(brokers).topic(topic);
-    config.replication_factor = Some(1);
-    config
+    StoreConfig::new(brokers).topic(topic).on_single_broker()
 }
 
 /// A kafkv instance in this process: the library store behind the HTTP API.

@@ -22,7 +22,7 @@ impl Del {
         let unique: std::collections::BTreeSet<&bytes::Bytes> = self.keys.iter().collect();
         for key in &unique {
             if let Err(error) = store.validate(key, None) {
-                return super::store_error(error.into());
+                return super::store_error(error);
             }
             match store.get_now(key) {
                 Ok(found) => existed += i64::from(found.is_some()),

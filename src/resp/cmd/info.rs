@@ -52,31 +52,30 @@ impl Info {
                 server.config.max_connections,
             );
         }
+        let status = store.status();
         if wants("keyspace") {
             text.push_str("# Keyspace\r\n");
-            let keys = store.len();
+            let keys = status.keys;
             if keys > 0 {
                 let _ = write!(text, "db0:keys={keys},expires=0,avg_ttl=0\r\n");
             }
             text.push_str("\r\n");
         }
         if wants("kafka") {
-            let progress = store.progress();
-            let high = store.high_watermarks();
             let _ = write!(
                 text,
                 "# Kafka\r\ntopic:{}\r\npartitions:{}\r\nbootstrapped:{}\r\nrecords_applied:{}\r\n",
-                store.config().topic,
-                store.partitions(),
-                u8::from(progress.bootstrap.is_done()),
-                progress.records_applied,
+                status.topic,
+                status.partitions.len(),
+                u8::from(status.ready),
+                status.records_applied,
             );
-            for (p, position) in progress.positions.iter().enumerate() {
-                let lag = high
-                    .iter()
-                    .find(|(partition, _)| *partition as usize == p)
-                    .map_or(0, |(_, hw)| (hw - position).max(0));
-                let _ = write!(text, "partition{p}:applied_offset={position},lag={lag}\r\n");
+            for (p, partition) in status.partitions.iter().enumerate() {
+                let _ = write!(
+                    text,
+                    "partition{p}:applied_offset={},lag={}\r\n",
+                    partition.position, partition.lag
+                );
             }
             text.push_str("\r\n");
         }

@@ -45,7 +45,7 @@ pub enum Kind {
 pub enum Command {
     Auth(auth::Auth),
     Client(client::Client),
-    Command(command::CommandCmd),
+    Introspect(command::CommandCmd),
     Config(config::Config),
     DbSize(dbsize::DbSize),
     Del(del::Del),
@@ -125,7 +125,7 @@ impl Command {
         let parsed = match std::str::from_utf8(lower).unwrap_or("") {
             "auth" => auth::Auth::parse(&mut args).map(Command::Auth),
             "client" => client::Client::parse(&mut args).map(Command::Client),
-            "command" => command::CommandCmd::parse(&mut args).map(Command::Command),
+            "command" => command::CommandCmd::parse(&mut args).map(Command::Introspect),
             "config" => config::Config::parse(&mut args).map(Command::Config),
             "dbsize" => dbsize::DbSize::parse(&mut args).map(Command::DbSize),
             "del" | "unlink" => del::Del::parse(&mut args).map(Command::Del),
@@ -185,7 +185,7 @@ impl Command {
         match self {
             Command::Auth(cmd) => cmd.apply(session),
             Command::Client(cmd) => cmd.apply(session),
-            Command::Command(cmd) => cmd.apply(),
+            Command::Introspect(cmd) => cmd.apply(),
             Command::Config(cmd) => cmd.apply(session),
             Command::DbSize(cmd) => cmd.apply(session),
             Command::Echo(cmd) => cmd.apply(),
@@ -210,16 +210,4 @@ impl Command {
     }
 }
 
-/// The error reply for a store error, in Redis's style.
-pub fn store_error(error: crate::Error) -> Frame {
-    use crate::error::{Error, InputError, WriteError};
-    match error {
-        Error::Input(InputError::EmptyKey) => Frame::error(format!("ERR {error}")),
-        Error::Input(e) => Frame::error(format!("ERR {e}")),
-        Error::Write(WriteError::Unavailable { .. }) | Error::Write(WriteError::Closed) => {
-            Frame::error(format!("TRYAGAIN {error}"))
-        }
-        Error::Read(_) => Frame::error(format!("LOADING {error}")),
-        other => Frame::error(format!("ERR {other}")),
-    }
-}
+pub use super::error::store_error;

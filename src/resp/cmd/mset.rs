@@ -31,7 +31,7 @@ impl MSet {
         // Refuse the whole command before producing anything if one pair is bad.
         for (key, value) in &self.pairs {
             if let Err(error) = store.validate(key, Some(value)) {
-                return super::store_error(error.into());
+                return super::store_error(error);
             }
         }
         let writes = self

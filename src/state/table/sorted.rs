@@ -101,6 +101,7 @@ impl SortedIds {
     }
 
     /// Heap bytes held, for the memory figures.
+    #[cfg(test)]
     pub(super) fn heap_bytes(&self) -> usize {
         self.chunks.capacity() * size_of::<Vec<u32>>()
             + self

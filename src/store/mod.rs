@@ -4,6 +4,10 @@
 //! them (`acks=all`); the acknowledged record is then handed to the view so this
 //! instance reads it immediately. Reads are served from the view (in memory,
 //! or on local disk with `--state disk`).
+//!
+//! - `error.rs`: what each kind of operation can fail with.
+//! - `status.rs`: one snapshot of positions, lag and key count for every
+//!   front end's health and metrics.
 
 use std::{
     sync::{
@@ -13,23 +17,33 @@ use std::{
     time::Duration,
 };
 
+mod error;
+mod status;
+
 use bytes::Bytes;
 use parking_lot::Mutex;
-use rdkafka::consumer::BaseConsumer;
 use tracing::info;
+
+pub use error::{InputError, ReadError, WriteError};
+pub use status::{PartitionStatus, Status};
 
 use crate::{
     config::StoreConfig,
-    error::{Error, InputError, ReadError, Result, WriteError},
+    error::{Error, Result},
     log::{
-        reader::{self, Reader},
+        offsets::Offsets,
+        reader::{HighWatermarks, Reader},
         topic,
-        writer::{Receipt, Writer},
+        writer::Writer,
     },
-    state::{Progress, Versioned, View},
+    record::Outgoing,
+    state::View,
 };
 
-pub use crate::log::writer::Receipt as WriteReceipt;
+pub use crate::{
+    log::writer::Receipt,
+    state::{Bootstrap, Change, ChangeBatch, ChangeReceiver, Progress, Versioned},
+};
 
 /// How a read is served.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -55,12 +69,11 @@ struct Shared {
     partitions: i32,
     view: Arc<View>,
     writer: Writer,
-    /// Asks the broker for end offsets on strong reads; separate from the
-    /// tailing consumer, which its thread owns.
-    offsets: Arc<BaseConsumer>,
+    /// Asks the brokers for end offsets on strong reads.
+    offsets: Offsets,
     reader: Mutex<Option<Reader>>,
     /// The consumer's latest view of each partition's high watermark.
-    high_watermarks: Arc<Mutex<Vec<(i32, i64)>>>,
+    high_watermarks: HighWatermarks,
     /// Writes sent and not yet answered, so shutdown can say what it drains.
     in_flight: AtomicUsize,
     /// Set by [`Store::close`]; writes after it are refused before producing.
@@ -82,8 +95,9 @@ impl Store {
         let topic = topic::ensure(&config).await?;
         let partitions = topic.partitions;
         let writer = Writer::new(&config)?;
-        let offsets = Arc::new(crate::log::client_config(&config, &[]).create()?);
-        let (view, reader) = Reader::start(&config, &topic).await?;
+        let offsets = Offsets::new(&config, partitions)?;
+        let view = Arc::new(crate::recovery::recover(&config, &topic, &offsets).await?);
+        let reader = Reader::start(&config, view.clone())?;
         let high_watermarks = reader.high_watermarks();
         Ok(Store {
             shared: Arc::new(Shared {
@@ -126,6 +140,23 @@ impl Store {
         self.shared.view.progress()
     }
 
+    /// Positions, lag, key count and readiness in one snapshot: what every
+    /// front end reports about this instance.
+    pub fn status(&self) -> Status {
+        Status::new(
+            &self.shared.config.topic,
+            self.progress(),
+            &self.shared.high_watermarks.lock(),
+            self.len(),
+        )
+    }
+
+    /// A subscription to every change this instance applies from now on,
+    /// and the positions it starts after (see [`View::subscribe_changes`]).
+    pub fn subscribe_changes(&self) -> (ChangeReceiver, Vec<i64>) {
+        self.shared.view.subscribe_changes()
+    }
+
     /// Number of live keys.
     pub fn len(&self) -> usize {
         self.shared.view.len()
@@ -140,7 +171,7 @@ impl Store {
         self.shared.in_flight.load(Ordering::Acquire)
     }
 
-    fn ensure_ready(&self) -> Result<()> {
+    fn ensure_ready(&self) -> Result<(), ReadError> {
         if self.is_ready() {
             return Ok(());
         }
@@ -148,12 +179,15 @@ impl Store {
         Err(ReadError::NotReady(format!(
             "applied offsets {:?} of {:?}",
             progress.positions, progress.bootstrap.targets
-        ))
-        .into())
+        )))
     }
 
     /// The value of `key`.
-    pub async fn get(&self, key: &[u8], consistency: Consistency) -> Result<Option<Versioned>> {
+    pub async fn get(
+        &self,
+        key: &[u8],
+        consistency: Consistency,
+    ) -> Result<Option<Versioned>, ReadError> {
         self.ensure_ready()?;
         if consistency == Consistency::Strong {
             self.catch_up().await?;
@@ -163,26 +197,21 @@ impl Store {
 
     /// The value of `key` from this instance's view, without waiting for
     /// anything: the path of the Redis front end's reads.
-    pub fn get_now(&self, key: &[u8]) -> Result<Option<Versioned>> {
+    pub fn get_now(&self, key: &[u8]) -> Result<Option<Versioned>, ReadError> {
         self.ensure_ready()?;
         Ok(self.shared.view.get(key)?)
     }
 
     /// Every live key beginning with `prefix`, in byte order.
-    pub fn keys_with_prefix(&self, prefix: &[u8]) -> Result<Vec<Bytes>> {
+    pub fn keys_with_prefix(&self, prefix: &[u8]) -> Result<Vec<Bytes>, ReadError> {
         self.ensure_ready()?;
         Ok(self.shared.view.keys(prefix)?)
     }
 
     /// One page of a stateless key iteration (see [`View::scan_from`]).
-    pub fn scan_from(&self, cursor: u64, count: usize) -> Result<(Vec<Bytes>, u64)> {
+    pub fn scan_from(&self, cursor: u64, count: usize) -> Result<(Vec<Bytes>, u64), ReadError> {
         self.ensure_ready()?;
         Ok(self.shared.view.scan_from(cursor, count)?)
-    }
-
-    /// Each partition's high watermark as of the consumer's last statistics.
-    pub fn high_watermarks(&self) -> Vec<(i32, i64)> {
-        self.shared.high_watermarks.lock().clone()
     }
 
     /// Up to `limit` keys beginning with `prefix`, after `start_after`, in
@@ -194,7 +223,7 @@ impl Store {
         limit: usize,
         max_bytes: usize,
         consistency: Consistency,
-    ) -> Result<Vec<(Bytes, Versioned)>> {
+    ) -> Result<Vec<(Bytes, Versioned)>, ReadError> {
         self.ensure_ready()?;
         if consistency == Consistency::Strong {
             self.catch_up().await?;
@@ -207,13 +236,13 @@ impl Store {
 
     /// Stores `value` under `key`; returns once the broker acknowledged it, and
     /// from then on this instance reads it.
-    pub async fn put(&self, key: &[u8], value: Bytes) -> Result<Receipt> {
+    pub async fn put(&self, key: &[u8], value: Bytes) -> Result<Receipt, WriteError> {
         self.validate(key, Some(&value))?;
         self.write(key, Some(value)).await
     }
 
     /// Deletes `key` by writing a tombstone.
-    pub async fn delete(&self, key: &[u8]) -> Result<Receipt> {
+    pub async fn delete(&self, key: &[u8]) -> Result<Receipt, WriteError> {
         self.validate(key, None)?;
         self.write(key, None).await
     }
@@ -241,14 +270,18 @@ impl Store {
         Ok(())
     }
 
-    async fn write(&self, key: &[u8], value: Option<Bytes>) -> Result<Receipt> {
+    async fn write(&self, key: &[u8], value: Option<Bytes>) -> Result<Receipt, WriteError> {
         if self.shared.closed.load(Ordering::Acquire) {
-            return Err(WriteError::Closed.into());
+            return Err(WriteError::Closed);
         }
         // Counted by a guard: a caller that gives up (a client that hangs up)
         // drops this future mid-await, and the count must still come down.
         let _in_flight = InFlight::enter(&self.shared.in_flight);
-        let receipt = self.shared.writer.send(key, value.as_deref()).await?;
+        let record = Outgoing {
+            key,
+            value: value.as_deref(),
+        };
+        let receipt = self.shared.writer.send(record).await?;
         self.shared
             .view
             .acknowledge(key, value, receipt.partition, receipt.offset);
@@ -267,25 +300,20 @@ impl Store {
 
     /// Waits until this instance applied everything up to the topic's current
     /// end offsets.
-    pub async fn catch_up(&self) -> Result<()> {
-        let (offsets, topic, partitions) = (
-            self.shared.offsets.clone(),
-            self.shared.config.topic.clone(),
-            self.shared.partitions,
-        );
+    pub async fn catch_up(&self) -> Result<(), ReadError> {
         let timeout = self.shared.config.read_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
-        let ends = tokio::task::spawn_blocking(move || {
-            reader::end_offsets(&offsets, &topic, partitions, timeout)
-        })
-        .await
-        .expect("end offsets task panicked")
-        .map_err(ReadError::EndOffsets)?;
+        let ends = self
+            .shared
+            .offsets
+            .end_offsets(timeout)
+            .await
+            .map_err(ReadError::EndOffsets)?;
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
         if self.shared.view.wait_for_positions(&ends, remaining).await {
             Ok(())
         } else {
-            Err(ReadError::CatchUpTimeout(timeout).into())
+            Err(ReadError::CatchUpTimeout(timeout))
         }
     }
 

@@ -11,31 +11,44 @@
 
 use std::{hash::BuildHasher, ops::Bound};
 
+use bytes::Bytes;
 use hashbrown::{DefaultHashBuilder, HashTable};
+use parking_lot::RwLock;
 
-use super::{Record, sorted::SortedIds};
+use super::{Live, StateError, Table, Versioned, sorted::SortedIds};
+use crate::record::Record;
 
 /// One live entry: a single allocation of key ‖ value.
 #[derive(Debug)]
-pub(super) struct Slot {
+struct Slot {
     data: Box<[u8]>,
     key_len: u32,
-    pub(super) partition: i32,
-    pub(super) offset: i64,
+    partition: i32,
+    offset: i64,
 }
 
 impl Slot {
-    pub(super) fn key(&self) -> &[u8] {
+    fn key(&self) -> &[u8] {
         &self.data[..self.key_len as usize]
     }
 
-    pub(super) fn value(&self) -> &[u8] {
+    fn value(&self) -> &[u8] {
         &self.data[self.key_len as usize..]
     }
 }
 
+/// The memory backend.
+///
+/// Its lock is only ever taken while the view's lock is held (shared to read,
+/// exclusive to [`install`](Table::install)), so it is never contended; it
+/// exists because the table is reached through `&self`.
 #[derive(Debug, Default)]
-pub(super) struct MemoryTable {
+pub(crate) struct MemoryTable {
+    entries: RwLock<Entries>,
+}
+
+#[derive(Debug, Default)]
+struct Entries {
     /// `None` marks a free slot; its id is on `free`.
     slots: Vec<Option<Slot>>,
     free: Vec<u32>,
@@ -46,20 +59,88 @@ pub(super) struct MemoryTable {
     live: usize,
 }
 
-impl MemoryTable {
-    pub(super) fn get(&self, key: &[u8]) -> Option<&Slot> {
+impl Table for MemoryTable {
+    fn get(&self, key: &[u8]) -> Result<Option<Versioned>, StateError> {
+        Ok(self.entries.read().get(key).map(|slot| Versioned {
+            value: Bytes::copy_from_slice(slot.value()),
+            partition: slot.partition,
+            offset: slot.offset,
+        }))
+    }
+
+    fn contains(&self, key: &[u8]) -> Result<bool, StateError> {
+        Ok(self.entries.read().get(key).is_some())
+    }
+
+    fn len(&self) -> usize {
+        self.entries.read().live
+    }
+
+    fn visit(
+        &self,
+        lower: Bound<&[u8]>,
+        visit: &mut dyn FnMut(Live<'_>) -> bool,
+    ) -> Result<(), StateError> {
+        let entries = self.entries.read();
+        for slot in entries.range_from(lower) {
+            let live = Live {
+                key: slot.key().into(),
+                value: slot.value().into(),
+                partition: slot.partition,
+                offset: slot.offset,
+            };
+            if !visit(live) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The cursor is the slot id.
+    fn cursor_page(
+        &self,
+        cursor: u64,
+        count: usize,
+    ) -> Result<(Vec<Bytes>, Option<u64>), StateError> {
+        let entries = self.entries.read();
+        let from = usize::try_from(cursor).unwrap_or(usize::MAX);
+        let mut slots = entries.slots_from(from);
+        let page = slots
+            .by_ref()
+            .take(count)
+            .map(|(_, slot)| Bytes::copy_from_slice(slot.key()))
+            .collect();
+        Ok((page, slots.next().map(|(id, _)| id as u64)))
+    }
+
+    /// Nothing to persist.
+    fn commit(&self, _: &[&Record], _: &[i64], _: &[Option<bool>]) -> Result<(), StateError> {
+        Ok(())
+    }
+
+    fn install(&self, records: Vec<Record>, visible: &[bool]) {
+        let mut entries = self.entries.write();
+        for (record, visible) in records.into_iter().zip(visible) {
+            entries.apply(record, *visible);
+        }
+    }
+
+    fn sync(&self) -> Result<(), StateError> {
+        Ok(())
+    }
+
+    #[cfg(test)]
+    fn overhead_bytes(&self) -> usize {
+        self.entries.read().overhead_bytes()
+    }
+}
+
+impl Entries {
+    fn get(&self, key: &[u8]) -> Option<&Slot> {
         let hash = self.hasher.hash_one(key);
         self.index
             .find(hash, |id| slot(&self.slots, *id).key() == key)
             .map(|id| slot(&self.slots, *id))
-    }
-
-    pub(super) fn contains(&self, key: &[u8]) -> bool {
-        self.get(key).is_some()
-    }
-
-    pub(super) fn len(&self) -> usize {
-        self.live
     }
 
     /// Applies one record: a value replaces the key's entry in place (same
@@ -67,8 +148,8 @@ impl MemoryTable {
     /// `visible` (it was already readable, through the overlay of
     /// acknowledged writes): then it takes a slot past every cursor handed
     /// out, so a SCAN that began while it was readable cannot pass it by.
-    pub(super) fn apply(&mut self, record: Record, visible: bool) {
-        let Self {
+    fn apply(&mut self, record: Record, visible: bool) {
+        let Entries {
             slots,
             free,
             index,
@@ -110,7 +191,7 @@ impl MemoryTable {
     }
 
     /// Live entries in key order from `lower` on.
-    pub(super) fn range_from<'s>(&'s self, lower: Bound<&[u8]>) -> impl Iterator<Item = &'s Slot> {
+    fn range_from<'s>(&'s self, lower: Bound<&[u8]>) -> impl Iterator<Item = &'s Slot> {
         let slots = &self.slots;
         self.sorted
             .range_from(lower, |id| slot(slots, id).key())
@@ -118,7 +199,7 @@ impl MemoryTable {
     }
 
     /// Live entries by slot id from `from` on, with their ids.
-    pub(super) fn slots_from(&self, from: usize) -> impl Iterator<Item = (usize, &Slot)> {
+    fn slots_from(&self, from: usize) -> impl Iterator<Item = (usize, &Slot)> {
         self.slots
             .iter()
             .enumerate()
@@ -127,7 +208,8 @@ impl MemoryTable {
     }
 
     /// Heap bytes this table holds beyond the entries' own allocations.
-    pub(super) fn overhead_bytes(&self) -> usize {
+    #[cfg(test)]
+    fn overhead_bytes(&self) -> usize {
         self.slots.capacity() * size_of::<Option<Slot>>()
             + self.free.capacity() * size_of::<u32>()
             + self.index.capacity() * (size_of::<u32>() + 1)
@@ -144,11 +226,13 @@ fn slot(slots: &[Option<Slot>], id: u32) -> &Slot {
 
 impl From<Record> for Slot {
     fn from(record: Record) -> Self {
+        let (partition, offset) = (record.partition, record.offset);
+        let (data, key_len) = record.into_data();
         Slot {
-            key_len: record.key_len,
-            partition: record.partition,
-            offset: record.offset,
-            data: record.data,
+            data,
+            key_len,
+            partition,
+            offset,
         }
     }
 }

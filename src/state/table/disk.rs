@@ -25,14 +25,15 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
+use bytes::Bytes;
 use parking_lot::Mutex;
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
     WriteTransaction,
 };
 
-use super::Record;
-use crate::error::StateError;
+use super::{Live, StateError, Table, Versioned};
+use crate::record::Record;
 
 const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
 const ORDER: TableDefinition<u64, &[u8]> = TableDefinition::new("order");
@@ -44,7 +45,7 @@ const FORMAT: u64 = 1;
 const HEADER: usize = 20;
 
 /// Longest a batch stays only in the OS page cache before an fsync.
-pub(super) const DURABLE_EVERY: Duration = Duration::from_secs(1);
+const DURABLE_EVERY: Duration = Duration::from_secs(1);
 
 /// What the last run left: where it stopped and which topic it read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,14 +63,15 @@ pub struct Checkpoint {
 
 /// A live entry read from disk.
 #[derive(Debug)]
-pub(super) struct StoredEntry {
-    pub(super) partition: i32,
-    pub(super) offset: i64,
-    pub(super) value: Vec<u8>,
+struct StoredEntry {
+    partition: i32,
+    offset: i64,
+    value: Vec<u8>,
 }
 
+/// The disk backend.
 #[derive(Debug)]
-pub(super) struct DiskTable {
+pub(crate) struct DiskTable {
     db: Database,
     path: PathBuf,
     /// Only the consumer thread writes; these mirror `meta` for it.
@@ -92,7 +94,7 @@ fn db_error(path: &Path, error: impl Into<redb::Error>) -> StateError {
 
 impl DiskTable {
     /// Opens (or creates) the database at `path`, and reads its checkpoint.
-    pub(super) fn open(path: &Path) -> Result<(Self, Option<Checkpoint>), StateError> {
+    pub(crate) fn open(path: &Path) -> Result<(Self, Option<Checkpoint>), StateError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| db_error(path, e))?;
         }
@@ -159,7 +161,7 @@ impl DiskTable {
 
     /// Empties the view and starts a new checkpoint for `checkpoint`'s topic
     /// at its positions (all zero for a rebuild), in one durable commit.
-    pub(super) fn reset(&self, checkpoint: &Checkpoint) -> Result<(), StateError> {
+    pub(crate) fn reset(&self, checkpoint: &Checkpoint) -> Result<(), StateError> {
         let txn = self.begin(Durability::Immediate)?;
         txn.delete_table(KV).map_err(|e| self.err(e))?;
         txn.delete_table(ORDER).map_err(|e| self.err(e))?;
@@ -199,11 +201,9 @@ impl DiskTable {
         Ok(txn)
     }
 
-    /// Applies `records` (already filtered to those not yet applied) and
-    /// records `positions` as the checkpoint, in one transaction. `at_end`
-    /// says, per partition the batch touched, whether it ended at the
-    /// partition's end (`true`) or with a record (`false`).
-    pub(super) fn apply(
+    /// Writes `records` and `positions` as the checkpoint in one transaction
+    /// (see [`Table::commit`]).
+    fn write_batch(
         &self,
         records: &[&Record],
         positions: &[i64],
@@ -291,7 +291,7 @@ impl DiskTable {
 
     /// Makes every commit so far durable, with the checkpoint's time brought
     /// up to date (an idle consumer commits nothing, but stays caught up).
-    pub(super) fn sync(&self) -> Result<(), StateError> {
+    fn sync_checkpoint(&self) -> Result<(), StateError> {
         let txn = self.begin(Durability::Immediate)?;
         {
             let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
@@ -302,26 +302,31 @@ impl DiskTable {
         *self.last_durable.lock() = Instant::now();
         Ok(())
     }
+}
 
-    pub(super) fn len(&self) -> usize {
-        self.live.load(Ordering::Relaxed) as usize
-    }
-
-    pub(super) fn get(&self, key: &[u8]) -> Result<Option<StoredEntry>, StateError> {
+impl Table for DiskTable {
+    fn get(&self, key: &[u8]) -> Result<Option<Versioned>, StateError> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
         let kv = txn.open_table(KV).map_err(|e| self.err(e))?;
         Ok(kv
             .get(key)
             .map_err(|e| self.err(e))?
-            .map(|v| decode(v.value())))
+            .map(|v| decode(v.value()))
+            .map(|entry| Versioned {
+                value: entry.value.into(),
+                partition: entry.partition,
+                offset: entry.offset,
+            }))
     }
 
-    /// Live entries in key order from `lower` on, handed to `visit` until it
-    /// returns `false`.
-    pub(super) fn range_from(
+    fn len(&self) -> usize {
+        self.live.load(Ordering::Relaxed) as usize
+    }
+
+    fn visit(
         &self,
         lower: std::ops::Bound<&[u8]>,
-        mut visit: impl FnMut(&[u8], StoredEntry) -> bool,
+        visit: &mut dyn FnMut(Live<'_>) -> bool,
     ) -> Result<(), StateError> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
         let kv = txn.open_table(KV).map_err(|e| self.err(e))?;
@@ -330,32 +335,55 @@ impl DiskTable {
             .map_err(|e| self.err(e))?;
         for item in range {
             let (key, value) = item.map_err(|e| self.err(e))?;
-            if !visit(key.value(), decode(value.value())) {
+            let entry = decode(value.value());
+            let live = Live {
+                key: key.value().to_vec().into(),
+                value: entry.value.into(),
+                partition: entry.partition,
+                offset: entry.offset,
+            };
+            if !visit(live) {
                 break;
             }
         }
         Ok(())
     }
 
-    /// Up to `count` live keys from seq `from` on, and the seq after the last.
-    pub(super) fn keys_from(
+    /// The cursor is the key's sequence number (`order`).
+    fn cursor_page(
         &self,
-        from: u64,
+        cursor: u64,
         count: usize,
-    ) -> Result<(Vec<Vec<u8>>, Option<u64>), StateError> {
+    ) -> Result<(Vec<Bytes>, Option<u64>), StateError> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
         let order = txn.open_table(ORDER).map_err(|e| self.err(e))?;
         let mut keys = Vec::with_capacity(count.min(1024));
-        let mut range = order.range(from..).map_err(|e| self.err(e))?;
+        let mut range = order.range(cursor..).map_err(|e| self.err(e))?;
         for item in range.by_ref().take(count) {
             let (_, key) = item.map_err(|e| self.err(e))?;
-            keys.push(key.value().to_vec());
+            keys.push(Bytes::copy_from_slice(key.value()));
         }
         let next = match range.next() {
             Some(item) => Some(item.map_err(|e| self.err(e))?.0.value()),
             None => None,
         };
         Ok((keys, next))
+    }
+
+    fn commit(
+        &self,
+        records: &[&Record],
+        positions: &[i64],
+        at_end: &[Option<bool>],
+    ) -> Result<(), StateError> {
+        self.write_batch(records, positions, at_end)
+    }
+
+    /// Committed already.
+    fn install(&self, _: Vec<Record>, _: &[bool]) {}
+
+    fn sync(&self) -> Result<(), StateError> {
+        self.sync_checkpoint()
     }
 }
 

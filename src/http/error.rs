@@ -1,0 +1,52 @@
+//! What each store error means over HTTP. The matches are exhaustive on
+//! purpose: a new error variant does not compile until it has a status here.
+
+use axum::http::StatusCode;
+
+use super::ApiError;
+use crate::error::{InputError, ProduceError, ReadError, WriteError};
+
+fn input_status(error: &InputError) -> StatusCode {
+    match error {
+        InputError::EmptyKey => StatusCode::BAD_REQUEST,
+        InputError::KeyTooLarge { .. }
+        | InputError::ValueTooLarge { .. }
+        | InputError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+    }
+}
+
+impl From<InputError> for ApiError {
+    fn from(error: InputError) -> Self {
+        Self::new(input_status(&error), error.to_string())
+    }
+}
+
+impl From<WriteError> for ApiError {
+    fn from(error: WriteError) -> Self {
+        let status = match &error {
+            WriteError::Input(input) => input_status(input),
+            // The cluster may come back: retry.
+            WriteError::Produce(ProduceError::Unavailable { .. }) | WriteError::Closed => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            // The broker refused this record: retrying the same will not help.
+            WriteError::Produce(ProduceError::Rejected(_)) => StatusCode::BAD_GATEWAY,
+        };
+        Self::new(status, error.to_string())
+    }
+}
+
+impl From<ReadError> for ApiError {
+    fn from(error: ReadError) -> Self {
+        let status = match &error {
+            ReadError::NotReady(_) | ReadError::EndOffsets(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ReadError::CatchUpTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ReadError::State(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let message = match &error {
+            ReadError::NotReady(_) => format!("{error}; GET /readyz answers 200 once it is"),
+            _ => error.to_string(),
+        };
+        Self::new(status, message)
+    }
+}

@@ -1,0 +1,148 @@
+//! Ordered scans (`GET /v1/kv`, `KEYS`) and the `SCAN` cursor, over the
+//! table merged with the overlay of acknowledged writes.
+
+use std::ops::Bound;
+
+use bytes::Bytes;
+
+use super::{StateError, Versioned, View, table::Live};
+
+impl View {
+    /// Up to `limit` live keys after `start_after` (exclusive) that begin with
+    /// `prefix`, in order, stopping early once the keys and values copied
+    /// reach `max_bytes` (at least one entry is returned), so that a page of
+    /// large values never holds the lock for long.
+    pub fn scan(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<(Bytes, Versioned)>, StateError> {
+        let lower: Bound<&[u8]> = match start_after {
+            Some(after) if after >= prefix => Bound::Excluded(after),
+            _ => Bound::Included(prefix),
+        };
+        let mut out = Vec::with_capacity(limit.min(1024));
+        let mut bytes = 0;
+        self.visit_live(prefix, lower, |live| {
+            if out.len() >= limit || bytes >= max_bytes {
+                return false;
+            }
+            bytes += live.key.len() + live.value.len();
+            out.push((
+                Bytes::copy_from_slice(&live.key),
+                Versioned {
+                    value: Bytes::copy_from_slice(&live.value),
+                    partition: live.partition,
+                    offset: live.offset,
+                },
+            ));
+            true
+        })?;
+        Ok(out)
+    }
+
+    /// Every live key beginning with `prefix`, in byte order, without
+    /// copying values.
+    pub fn keys(&self, prefix: &[u8]) -> Result<Vec<Bytes>, StateError> {
+        let mut keys = Vec::new();
+        self.visit_live(prefix, Bound::Included(prefix), |live| {
+            keys.push(Bytes::copy_from_slice(&live.key));
+            true
+        })?;
+        Ok(keys)
+    }
+
+    /// Hands live entries beginning with `prefix`, from `lower` on, in key
+    /// order to `visit` until it returns `false`: the table merged with
+    /// acknowledged writes, which win on equal keys (an acknowledged delete
+    /// hides the key).
+    fn visit_live(
+        &self,
+        prefix: &[u8],
+        lower: Bound<&[u8]>,
+        mut visit: impl FnMut(Live<'_>) -> bool,
+    ) -> Result<(), StateError> {
+        let inner = self.inner.read();
+        let mut acked = inner
+            .overlay
+            .range_from(lower)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .peekable();
+        // Called with each table entry in order (`None` at the end): first
+        // hands over the acknowledged writes sorting before it.
+        let mut merge = |entry: Option<Live<'_>>| -> bool {
+            while let Some((key, write)) = acked.peek() {
+                if entry.as_ref().is_some_and(|e| e.key.as_ref() < *key) {
+                    break;
+                }
+                let (key, write) = (*key, *write);
+                acked.next();
+                let shadows = entry.as_ref().is_some_and(|e| e.key.as_ref() == key);
+                if let Some(value) = &write.value {
+                    let live = Live {
+                        key: key.into(),
+                        value: value[..].into(),
+                        partition: write.partition,
+                        offset: write.offset,
+                    };
+                    if !visit(live) {
+                        return false;
+                    }
+                }
+                if shadows {
+                    return true;
+                }
+            }
+            match entry {
+                Some(entry) => visit(entry),
+                None => true,
+            }
+        };
+        // `false` once the visitor asked to stop (not when the prefix ended).
+        let mut wanted = true;
+        self.table.visit(lower, &mut |entry| {
+            if !entry.key.starts_with(prefix) {
+                return false;
+            }
+            wanted = merge(Some(entry));
+            wanted
+        })?;
+        if wanted {
+            merge(None);
+        }
+        Ok(())
+    }
+
+    /// Up to `count` live keys from `cursor` on, and the cursor for the rest
+    /// (0 when there is none); 0 starts a scan.
+    ///
+    /// The cursor is a position in the table that a key keeps for as long as
+    /// it is live (its slot in memory, its sequence number on disk), so a key
+    /// present from the first call to the last is returned at least once
+    /// (twice only if this instance's unapplied write of it crosses another
+    /// record for it).
+    /// Keys written or deleted meanwhile may or may not be returned, as in
+    /// Redis; acknowledged writes the consumer has not applied yet come with
+    /// the last page. A cursor means nothing to another instance, and after
+    /// a restart only with the disk backend.
+    pub fn scan_from(&self, cursor: u64, count: usize) -> Result<(Vec<Bytes>, u64), StateError> {
+        let count = count.max(1);
+        let inner = self.inner.read();
+        let (page, next) = self.table.cursor_page(cursor, count)?;
+        // An acknowledged delete hides a key the consumer has not removed yet.
+        let mut keys: Vec<Bytes> = page
+            .into_iter()
+            .filter(|key| inner.overlay.get(key).is_none_or(|w| w.value.is_some()))
+            .collect();
+        if next.is_none() {
+            for (key, write) in inner.overlay.iter() {
+                if write.value.is_some() && !self.table.contains(key)? {
+                    keys.push(Bytes::copy_from_slice(key));
+                }
+            }
+        }
+        Ok((keys, next.unwrap_or(0)))
+    }
+}

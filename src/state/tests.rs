@@ -1,0 +1,506 @@
+//! The view's behaviour, on both backends where it matters: overlay and
+//! table together, positions and bootstrap, scans and the SCAN cursor, the
+//! change hook.
+
+use super::*;
+use crate::state::table::disk::DiskTable;
+
+fn put(p: i32, o: i64, k: &str, v: &str) -> Event {
+    Event::Record(Record::put(p, o, k.as_bytes(), v.as_bytes()))
+}
+
+fn del(p: i32, o: i64, k: &str) -> Event {
+    Event::Record(Record::tombstone(p, o, k.as_bytes()))
+}
+
+fn apply(view: &View, mut events: Vec<Event>) {
+    view.apply(&mut events).unwrap();
+    assert!(events.is_empty());
+}
+
+/// Puts each key (value "v") at offsets 0, 1, … of partition 0.
+fn put_each(view: &View, keys: &[String]) {
+    let events = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| put(0, i as i64, k, "v"))
+        .collect();
+    apply(view, events);
+}
+
+fn value(view: &View, k: &str) -> Option<String> {
+    view.get(k.as_bytes())
+        .unwrap()
+        .map(|v| String::from_utf8(v.value.to_vec()).unwrap())
+}
+
+#[test]
+fn later_records_win_and_tombstones_delete() {
+    let view = View::in_memory(vec![3]);
+    apply(
+        &view,
+        vec![put(0, 0, "a", "1"), put(0, 1, "a", "2"), del(0, 2, "a")],
+    );
+    assert_eq!(value(&view, "a"), None);
+    apply(&view, vec![put(0, 3, "a", "3")]);
+    assert_eq!(value(&view, "a").as_deref(), Some("3"));
+    assert!(view.progress().bootstrap.is_done());
+}
+
+#[test]
+fn acknowledged_write_is_visible_until_the_consumer_applies_a_newer_one() {
+    let view = View::in_memory(vec![0]);
+    apply(&view, vec![put(0, 0, "k", "old")]);
+    view.acknowledge(b"k", Some(Bytes::from_static(b"mine")), 0, 5);
+    assert_eq!(value(&view, "k").as_deref(), Some("mine"));
+    // Records before our write do not hide it.
+    apply(&view, vec![put(0, 3, "k", "other")]);
+    assert_eq!(value(&view, "k").as_deref(), Some("mine"));
+    // Our own record arrives: same value, now from the map.
+    apply(&view, vec![put(0, 5, "k", "mine")]);
+    assert_eq!(value(&view, "k").as_deref(), Some("mine"));
+    // A later record from anywhere wins.
+    apply(&view, vec![put(0, 6, "k", "newer")]);
+    assert_eq!(value(&view, "k").as_deref(), Some("newer"));
+}
+
+#[test]
+fn acknowledgement_of_an_applied_offset_is_ignored() {
+    let view = View::in_memory(vec![0]);
+    apply(&view, vec![put(0, 0, "k", "a"), put(0, 1, "k", "b")]);
+    view.acknowledge(b"k", Some(Bytes::from_static(b"a")), 0, 0);
+    assert_eq!(value(&view, "k").as_deref(), Some("b"));
+}
+
+#[test]
+fn acknowledged_delete_hides_the_key_in_get_scan_and_len() {
+    let view = View::in_memory(vec![0]);
+    apply(&view, vec![put(0, 0, "a", "1"), put(0, 1, "b", "2")]);
+    view.acknowledge(b"a", None, 0, 7);
+    view.acknowledge(b"c", Some(Bytes::from_static(b"3")), 0, 8);
+    assert_eq!(value(&view, "a"), None);
+    let keys: Vec<_> = view
+        .scan(b"", None, 10, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(
+        keys,
+        vec![Bytes::from_static(b"b"), Bytes::from_static(b"c")]
+    );
+    assert_eq!(view.len(), 2);
+}
+
+#[test]
+fn scan_honours_prefix_start_after_and_limit() {
+    let view = View::in_memory(vec![0]);
+    let events = ["a1", "b1", "b2", "b3", "c1"]
+        .iter()
+        .enumerate()
+        .map(|(i, k)| put(0, i as i64, k, "v"))
+        .collect();
+    apply(&view, events);
+    let page = |after: Option<&[u8]>, limit| -> Vec<Bytes> {
+        view.scan(b"b", after, limit, usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect()
+    };
+    assert_eq!(page(None, 2), vec![&b"b1"[..], &b"b2"[..]]);
+    assert_eq!(page(Some(b"b2"), 2), vec![&b"b3"[..]]);
+    assert_eq!(page(Some(b"a"), 1), vec![&b"b1"[..]]);
+    // A byte budget cuts the page short, but never to nothing.
+    assert_eq!(view.scan(b"b", None, 10, 5).unwrap().len(), 2);
+    assert_eq!(view.scan(b"b", None, 10, 1).unwrap().len(), 1);
+}
+
+#[test]
+fn scan_cursor_returns_every_key_that_stays_despite_concurrent_changes() {
+    let view = View::in_memory(vec![0]);
+    let keys: Vec<String> = (0..100).map(|i| format!("k{i:03}")).collect();
+    put_each(&view, &keys);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut cursor = 0;
+    let mut offset = 100;
+    let mut calls = 0;
+    loop {
+        let (page, next) = view.scan_from(cursor, 7).unwrap();
+        seen.extend(page.iter().map(|k| String::from_utf8(k.to_vec()).unwrap()));
+        // Between calls: overwrite a key already seen and one not yet
+        // seen, delete one, add one, acknowledge one.
+        let changes = vec![
+            put(0, offset, &keys[calls % 100], "changed"),
+            put(0, offset + 1, &keys[99 - calls % 100], "changed"),
+            del(0, offset + 2, &format!("temp{}", calls.saturating_sub(1))),
+            put(0, offset + 3, &format!("temp{calls}"), "new"),
+        ];
+        offset += 4;
+        apply(&view, changes);
+        view.acknowledge(
+            keys[(calls * 3) % 100].as_bytes(),
+            Some(Bytes::from_static(b"a")),
+            0,
+            10_000 + calls as i64,
+        );
+        calls += 1;
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+        assert!(calls < 1000, "the scan must end");
+    }
+    for key in &keys {
+        assert!(seen.contains(key), "{key} was skipped");
+    }
+    assert_eq!(view.len(), 101);
+}
+
+#[test]
+fn duplicate_delivery_does_not_roll_back() {
+    let view = View::in_memory(vec![0]);
+    apply(&view, vec![put(0, 0, "k", "1"), put(0, 1, "k", "2")]);
+    apply(&view, vec![put(0, 0, "k", "1")]);
+    assert_eq!(value(&view, "k").as_deref(), Some("2"));
+}
+
+#[test]
+fn bootstrap_completes_on_targets_or_end_of_partition() {
+    let view = View::in_memory(vec![2, 5, 0]);
+    assert!(!view.progress().bootstrap.is_done());
+    apply(&view, vec![put(0, 1, "a", "1")]);
+    assert!(!view.progress().bootstrap.is_done());
+    apply(&view, vec![Event::EndOfPartition(1)]);
+    assert!(view.progress().bootstrap.is_done());
+}
+
+#[tokio::test]
+async fn waiting_for_positions_returns_once_applied() {
+    let view = std::sync::Arc::new(View::in_memory(vec![0]));
+    let waiter = {
+        let view = view.clone();
+        tokio::spawn(async move { view.wait_for_positions(&[2], Duration::from_secs(5)).await })
+    };
+    apply(&view, vec![put(0, 0, "a", "1")]);
+    apply(&view, vec![put(0, 1, "a", "2")]);
+    assert!(waiter.await.unwrap());
+    assert!(
+        !view
+            .wait_for_positions(&[3], Duration::from_millis(10))
+            .await
+    );
+}
+
+fn disk_view(dir: &tempfile::TempDir, targets: Vec<i64>) -> (View, Option<Checkpoint>) {
+    let (table, checkpoint) = DiskTable::open(&dir.path().join("t.redb")).unwrap();
+    let positions = match &checkpoint {
+        Some(c) => c.positions.clone(),
+        None => {
+            table
+                .reset(&Checkpoint {
+                    topic: "t".into(),
+                    topic_id: None,
+                    positions: vec![0; targets.len()],
+                    saved_at: None,
+                })
+                .unwrap();
+            vec![0; targets.len()]
+        }
+    };
+    (View::new(Box::new(table), positions, targets), checkpoint)
+}
+
+#[test]
+fn disk_view_reads_like_the_memory_view() {
+    let dir = tempfile::tempdir().unwrap();
+    let (disk, _) = disk_view(&dir, vec![0]);
+    let memory = View::in_memory(vec![0]);
+    let events = || {
+        vec![
+            put(0, 0, "a1", "1"),
+            put(0, 1, "b1", "2"),
+            put(0, 2, "b2", "3"),
+            put(0, 3, "a1", "4"),
+            del(0, 4, "b1"),
+            put(0, 5, "c1", "5"),
+            put(0, 4, "b1", "duplicate delivery, ignored"),
+        ]
+    };
+    for view in [&disk, &memory] {
+        apply(view, events());
+        view.acknowledge(b"b2", None, 0, 9);
+        view.acknowledge(b"b3", Some(Bytes::from_static(b"6")), 0, 10);
+    }
+    for key in ["a1", "b1", "b2", "b3", "c1", "zz"] {
+        assert_eq!(
+            disk.get(key.as_bytes()).unwrap(),
+            memory.get(key.as_bytes()).unwrap(),
+            "{key}"
+        );
+    }
+    assert_eq!(
+        disk.scan(b"", None, 100, usize::MAX).unwrap(),
+        memory.scan(b"", None, 100, usize::MAX).unwrap()
+    );
+    assert_eq!(disk.keys(b"b").unwrap(), memory.keys(b"b").unwrap());
+    assert_eq!(disk.len(), 3);
+    assert_eq!(memory.len(), 3);
+    let all = |view: &View| {
+        let (mut keys, mut cursor) = (Vec::new(), 0);
+        loop {
+            let (page, next) = view.scan_from(cursor, 1).unwrap();
+            keys.extend(page);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        keys.sort();
+        keys
+    };
+    assert_eq!(all(&disk), all(&memory));
+    assert_eq!(all(&disk).len(), 3);
+}
+
+#[test]
+fn disk_view_reopens_at_its_checkpoint_with_its_contents() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (view, checkpoint) = disk_view(&dir, vec![0, 0]);
+        assert!(checkpoint.is_none());
+        apply(
+            &view,
+            vec![
+                put(0, 0, "a", "1"),
+                put(1, 0, "b", "2"),
+                put(1, 1, "c", "3"),
+            ],
+        );
+        apply(&view, vec![del(1, 2, "c"), put(0, 1, "a", "4")]);
+        view.sync().unwrap();
+    }
+    let (view, checkpoint) = disk_view(&dir, vec![2, 3]);
+    let checkpoint = checkpoint.expect("a checkpoint");
+    assert_eq!(checkpoint.positions, vec![2, 3]);
+    assert_eq!(checkpoint.topic, "t");
+    assert!(checkpoint.saved_at.is_some());
+    assert!(
+        view.is_bootstrapped(),
+        "nothing to read past the checkpoint"
+    );
+    assert_eq!(value(&view, "a").as_deref(), Some("4"));
+    assert_eq!(value(&view, "b").as_deref(), Some("2"));
+    assert_eq!(value(&view, "c"), None);
+    assert_eq!(view.len(), 2);
+}
+
+#[test]
+fn memory_overhead_per_key_is_small() {
+    let view = View::in_memory(vec![0]);
+    let n = 200_000;
+    let value = [b'v'; 100];
+    for chunk in (0..n).collect::<Vec<i64>>().chunks(View::MAX_BATCH) {
+        let events = chunk
+            .iter()
+            .map(|i| {
+                let key = format!(
+                    "key-{:012}",
+                    (*i as u64).wrapping_mul(2_654_435_761) % 1_000_000_007
+                );
+                Event::Record(Record::put(0, *i, key.as_bytes(), &value))
+            })
+            .collect();
+        apply(&view, events);
+    }
+    assert_eq!(view.len(), n as usize);
+    // Beyond each entry's single key ‖ value allocation: the slot, the
+    // hash index and the sorted index.
+    let per_key = view.memory_overhead_bytes() as f64 / n as f64;
+    assert!(per_key < 60.0, "{per_key:.1} bytes of overhead per key");
+}
+
+// Regression: a key readable through the overlay when a SCAN began was
+// applied into a recycled slot below the cursor and never returned.
+#[test]
+fn scan_returns_a_key_applied_mid_scan_that_was_readable_all_along() {
+    let view = View::in_memory(vec![0]);
+    let keys: Vec<String> = (0..20).map(|i| format!("k{i:02}")).collect();
+    put_each(&view, &keys);
+    apply(&view, vec![del(0, 20, "k03")]); // frees slot 3
+    view.acknowledge(b"new", Some(Bytes::from_static(b"n")), 0, 21);
+    let (mut seen, mut cursor) = (Vec::new(), 0);
+    let (page, next) = view.scan_from(cursor, 10).unwrap();
+    seen.extend(page);
+    cursor = next;
+    apply(&view, vec![put(0, 21, "new", "n")]);
+    while cursor != 0 {
+        let (page, next) = view.scan_from(cursor, 10).unwrap();
+        seen.extend(page);
+        cursor = next;
+    }
+    assert!(seen.contains(&Bytes::from_static(b"new")), "{seen:?}");
+    assert_eq!(seen.len(), 20);
+}
+
+#[test]
+fn checkpoint_time_is_when_the_view_was_last_caught_up_not_when_it_was_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let reopen = |dir: &tempfile::TempDir| {
+        let (_, checkpoint) = DiskTable::open(&dir.path().join("t.redb")).unwrap();
+        checkpoint.unwrap().saved_at.unwrap()
+    };
+    let reset_at;
+    {
+        let (view, _) = disk_view(&dir, vec![0]);
+        reset_at = std::time::SystemTime::now();
+        std::thread::sleep(Duration::from_millis(20));
+        // Records, but never the partition's end: nothing newer is known applied.
+        apply(&view, vec![put(0, 0, "a", "1")]);
+        view.sync().unwrap();
+    }
+    assert!(
+        reopen(&dir) <= reset_at,
+        "a view behind the log keeps its older time"
+    );
+    let after_end;
+    {
+        let (view, _) = disk_view(&dir, vec![0]);
+        apply(&view, vec![put(0, 1, "b", "2"), Event::EndOfPartition(0)]);
+        after_end = std::time::SystemTime::now();
+        std::thread::sleep(Duration::from_millis(20));
+        view.sync().unwrap();
+    }
+    assert!(reopen(&dir) >= after_end, "at the end, the time is now");
+}
+
+fn changes(batch: &ChangeBatch) -> Vec<(i32, i64, String, Option<String>)> {
+    let text = |b: &Bytes| String::from_utf8(b.to_vec()).unwrap();
+    batch
+        .changes
+        .iter()
+        .map(|c| {
+            (
+                c.partition,
+                c.offset,
+                text(&c.key),
+                c.value.as_ref().map(text),
+            )
+        })
+        .collect()
+}
+
+/// The change hook on both backends: every applied record once, in the
+/// order applied, with the positions after the batch; redeliveries and
+/// skipped records publish nothing.
+#[test]
+fn applied_records_are_published_once_in_log_order_on_both_backends() {
+    let dir = tempfile::tempdir().unwrap();
+    let (disk, _) = disk_view(&dir, vec![0, 0]);
+    let memory = View::in_memory(vec![0, 0]);
+    for view in [&disk, &memory] {
+        let (mut rx, from) = view.subscribe_changes();
+        assert_eq!(from, vec![0, 0]);
+        apply(
+            view,
+            vec![
+                put(0, 0, "a", "1"),
+                put(1, 0, "b", "2"),
+                Event::Skipped {
+                    partition: 0,
+                    offset: 1,
+                },
+                del(0, 2, "a"),
+                Event::EndOfPartition(1),
+            ],
+        );
+        // A redelivery of applied offsets and a skipped record: no batch.
+        apply(
+            view,
+            vec![
+                put(0, 0, "a", "1"),
+                Event::Skipped {
+                    partition: 0,
+                    offset: 3,
+                },
+            ],
+        );
+        apply(view, vec![put(1, 1, "b", "3")]);
+        let first = rx.try_recv().expect("the first batch");
+        assert_eq!(
+            changes(&first),
+            vec![
+                (0, 0, "a".into(), Some("1".into())),
+                (1, 0, "b".into(), Some("2".into())),
+                (0, 2, "a".into(), None),
+            ]
+        );
+        assert_eq!(first.positions, vec![3, 1]);
+        let second = rx.try_recv().expect("the second batch");
+        assert_eq!(changes(&second), vec![(1, 1, "b".into(), Some("3".into()))]);
+        assert_eq!(second.positions, vec![4, 2]);
+        assert!(rx.try_recv().is_err(), "nothing else was published");
+    }
+}
+
+#[test]
+fn changes_carry_the_record_timestamp() {
+    let view = View::in_memory(vec![0]);
+    let (mut rx, _) = view.subscribe_changes();
+    let record = Record::put(0, 0, b"k", b"v").with_timestamp(Some(1_700_000_000_123));
+    apply(&view, vec![Event::Record(record)]);
+    let batch = rx.try_recv().unwrap();
+    assert_eq!(batch.changes[0].timestamp, Some(1_700_000_000_123));
+}
+
+/// A subscription starts exactly after the positions it returns: batches
+/// applied before it are not received, every one after it is.
+#[test]
+fn a_subscription_receives_exactly_the_batches_after_its_positions() {
+    let view = View::in_memory(vec![0]);
+    apply(&view, vec![put(0, 0, "before", "x")]);
+    let (mut rx, from) = view.subscribe_changes();
+    assert_eq!(from, vec![1]);
+    apply(&view, vec![put(0, 1, "after", "y")]);
+    let batch = rx.try_recv().unwrap();
+    assert_eq!(
+        changes(&batch),
+        vec![(0, 1, "after".into(), Some("y".into()))]
+    );
+    assert!(rx.try_recv().is_err());
+}
+
+/// A subscriber that never reads does not hold the consumer back: applying
+/// goes on, and the subscriber learns it lagged instead of silently missing
+/// batches; a subscriber that keeps up meanwhile gets everything.
+#[test]
+fn a_slow_subscriber_never_blocks_apply_and_is_told_it_lagged() {
+    let view = View::in_memory(vec![0]);
+    let (mut idle, _) = view.subscribe_changes();
+    let (mut reading, _) = view.subscribe_changes();
+    let batches = changes::DEFAULT_CHANGE_CAPACITY as i64 * 3;
+    let mut received = 0;
+    for offset in 0..batches {
+        apply(&view, vec![put(0, offset, "k", "v")]);
+        while let Ok(batch) = reading.try_recv() {
+            assert_eq!(batch.changes[0].offset, received);
+            received += 1;
+        }
+    }
+    assert_eq!(received, batches);
+    assert_eq!(view.progress().positions, vec![batches]);
+    assert!(matches!(
+        idle.try_recv(),
+        Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_))
+    ));
+}
+
+/// Nobody subscribed: nothing is built or kept for the feed.
+#[test]
+fn an_unwatched_view_publishes_nothing() {
+    let view = View::in_memory(vec![0]);
+    apply(&view, vec![put(0, 0, "k", "v")]);
+    let (mut rx, from) = view.subscribe_changes();
+    assert_eq!(from, vec![1]);
+    assert!(rx.try_recv().is_err());
+}
