@@ -419,3 +419,137 @@ fn decode(encoded: &[u8]) -> StoredEntry {
         value: encoded[HEADER..].to_vec(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(partition: i32, offset: i64, key: &str, value: &str) -> Record {
+        Record::put(partition, offset, key.as_bytes(), value.as_bytes())
+    }
+
+    fn checkpoint(positions: Vec<i64>) -> Checkpoint {
+        Checkpoint {
+            topic: "t".into(),
+            topic_id: Some("id".into()),
+            positions,
+            saved_at: None,
+        }
+    }
+
+    fn fresh(dir: &tempfile::TempDir) -> DiskTable {
+        let (table, found) = DiskTable::open(&dir.path().join("t.redb")).unwrap();
+        assert!(found.is_none(), "a new file has no checkpoint");
+        table.reset(&checkpoint(vec![0, 0])).unwrap();
+        table
+    }
+
+    fn commit(table: &DiskTable, records: &[Record], positions: &[i64]) {
+        let records: Vec<&Record> = records.iter().collect();
+        table
+            .commit(&records, positions, &vec![Some(false); positions.len()])
+            .unwrap();
+    }
+
+    fn keys(table: &DiskTable) -> Vec<String> {
+        let mut keys = Vec::new();
+        table
+            .visit(std::ops::Bound::Unbounded, &mut |live| {
+                keys.push(String::from_utf8(live.key.to_vec()).unwrap());
+                true
+            })
+            .unwrap();
+        keys
+    }
+
+    #[test]
+    fn committed_records_are_readable_at_once_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let cursors;
+        {
+            let table = fresh(&dir);
+            commit(
+                &table,
+                &[
+                    put(0, 0, "b", "1"),
+                    put(1, 0, "a", "2"),
+                    put(0, 1, "c", "3"),
+                ],
+                &[2, 1],
+            );
+            // Readers see a commit without an install.
+            assert_eq!(
+                table.get(b"a").unwrap(),
+                Some(Versioned {
+                    value: Bytes::from_static(b"2"),
+                    partition: 1,
+                    offset: 0
+                })
+            );
+            commit(
+                &table,
+                &[Record::tombstone(0, 2, b"c"), put(0, 3, "a", "4")],
+                &[4, 1],
+            );
+            assert_eq!(keys(&table), ["a", "b"]);
+            assert_eq!(table.len(), 2);
+            cursors = table.cursor_page(0, 10).unwrap();
+            table.sync().unwrap();
+        }
+        let (table, found) = DiskTable::open(&dir.path().join("t.redb")).unwrap();
+        let found = found.expect("the checkpoint");
+        assert_eq!(found.positions, vec![4, 1]);
+        assert_eq!(found.topic_id.as_deref(), Some("id"));
+        assert_eq!(table.len(), 2);
+        assert_eq!(table.get(b"a").unwrap().unwrap().value, &b"4"[..]);
+        assert!(!table.contains(b"c").unwrap());
+        // Cursors are sequence numbers kept on disk: the same after a restart,
+        // and an overwrite ("a") kept its place.
+        assert_eq!(table.cursor_page(0, 10).unwrap(), cursors);
+        assert_eq!(
+            cursors.0,
+            vec![Bytes::from_static(b"b"), Bytes::from_static(b"a")]
+        );
+    }
+
+    #[test]
+    fn reset_empties_the_table_and_starts_a_new_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = fresh(&dir);
+        commit(&table, &[put(0, 0, "a", "1")], &[1, 0]);
+        table.reset(&checkpoint(vec![5, 7])).unwrap();
+        assert_eq!(table.len(), 0);
+        assert!(keys(&table).is_empty());
+        assert_eq!(table.cursor_page(0, 10).unwrap(), (Vec::new(), None));
+        drop(table);
+        let (_, found) = DiskTable::open(&dir.path().join("t.redb")).unwrap();
+        assert_eq!(found.unwrap().positions, vec![5, 7]);
+    }
+
+    #[test]
+    fn a_file_open_elsewhere_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let _table = fresh(&dir);
+        let error = DiskTable::open(&dir.path().join("t.redb")).unwrap_err();
+        assert!(matches!(error, StateError::InUse(_)), "{error}");
+        assert!(error.to_string().contains("another process"), "{error}");
+    }
+
+    #[test]
+    fn a_file_of_another_format_has_no_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.redb");
+        {
+            let table = fresh(&dir);
+            let txn = table.begin(Durability::Immediate).unwrap();
+            {
+                let mut meta = txn.open_table(META).unwrap();
+                meta.insert("format", &(FORMAT + 1).to_le_bytes()[..])
+                    .unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let (_, found) = DiskTable::open(&path).unwrap();
+        assert!(found.is_none(), "an unknown format is rebuilt, not trusted");
+    }
+}

@@ -236,3 +236,142 @@ impl From<Record> for Slot {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(offset: i64, key: &str, value: &str) -> Record {
+        Record::put(0, offset, key.as_bytes(), value.as_bytes())
+    }
+
+    fn del(offset: i64, key: &str) -> Record {
+        Record::tombstone(0, offset, key.as_bytes())
+    }
+
+    fn install(table: &MemoryTable, records: Vec<Record>) {
+        let visible = vec![false; records.len()];
+        table.install(records, &visible);
+    }
+
+    fn value(table: &MemoryTable, key: &str) -> Option<(String, i64)> {
+        table
+            .get(key.as_bytes())
+            .unwrap()
+            .map(|v| (String::from_utf8(v.value.to_vec()).unwrap(), v.offset))
+    }
+
+    fn keys_in_order(table: &MemoryTable, lower: Bound<&[u8]>) -> Vec<String> {
+        let mut keys = Vec::new();
+        table
+            .visit(lower, &mut |live| {
+                keys.push(String::from_utf8(live.key.to_vec()).unwrap());
+                true
+            })
+            .unwrap();
+        keys
+    }
+
+    /// The slot (the SCAN cursor) holding `key`.
+    fn slot_of(table: &MemoryTable, key: &str) -> Option<usize> {
+        table
+            .entries
+            .read()
+            .slots_from(0)
+            .find(|(_, slot)| slot.key() == key.as_bytes())
+            .map(|(id, _)| id)
+    }
+
+    #[test]
+    fn puts_overwrite_in_place_and_tombstones_remove() {
+        let table = MemoryTable::default();
+        install(
+            &table,
+            vec![put(0, "a", "1"), put(1, "b", "2"), put(2, "a", "3")],
+        );
+        assert_eq!(value(&table, "a"), Some(("3".into(), 2)));
+        assert_eq!(value(&table, "b"), Some(("2".into(), 1)));
+        assert_eq!(table.len(), 2);
+        install(&table, vec![del(3, "a"), del(4, "never-there")]);
+        assert_eq!(value(&table, "a"), None);
+        assert!(!table.contains(b"a").unwrap());
+        assert!(table.contains(b"b").unwrap());
+        assert_eq!(table.len(), 1);
+        // commit and sync have nothing to do in memory.
+        table.commit(&[], &[5], &[None]).unwrap();
+        table.sync().unwrap();
+    }
+
+    #[test]
+    fn visit_walks_keys_in_byte_order_from_the_lower_bound() {
+        let table = MemoryTable::default();
+        install(
+            &table,
+            ["b2", "a1", "c", "b1", "\u{ff}"]
+                .iter()
+                .enumerate()
+                .map(|(i, k)| put(i as i64, k, "v"))
+                .collect(),
+        );
+        assert_eq!(
+            keys_in_order(&table, Bound::Unbounded),
+            ["a1", "b1", "b2", "c", "\u{ff}"]
+        );
+        assert_eq!(
+            keys_in_order(&table, Bound::Excluded(b"b1")),
+            ["b2", "c", "\u{ff}"]
+        );
+        assert_eq!(
+            keys_in_order(&table, Bound::Included(b"b1")),
+            ["b1", "b2", "c", "\u{ff}"]
+        );
+        // The visitor stops the walk.
+        let mut seen = 0;
+        table
+            .visit(Bound::Unbounded, &mut |_| {
+                seen += 1;
+                seen < 2
+            })
+            .unwrap();
+        assert_eq!(seen, 2);
+    }
+
+    #[test]
+    fn a_key_keeps_its_cursor_while_live_and_a_freed_one_is_reused() {
+        let table = MemoryTable::default();
+        install(
+            &table,
+            vec![put(0, "a", "1"), put(1, "b", "1"), put(2, "c", "1")],
+        );
+        let b = slot_of(&table, "b").unwrap();
+        // An overwrite keeps the cursor.
+        install(&table, vec![put(3, "b", "2")]);
+        assert_eq!(slot_of(&table, "b"), Some(b));
+        // A new key takes the slot a delete freed...
+        install(&table, vec![del(4, "b"), put(5, "d", "1")]);
+        assert_eq!(slot_of(&table, "d"), Some(b));
+        // ...unless it was readable through the overlay: then it takes a
+        // fresh slot past every cursor handed out, though one is free.
+        install(&table, vec![del(6, "a")]);
+        table.install(vec![put(7, "e", "1")], &[true]);
+        assert_eq!(slot_of(&table, "e"), Some(3));
+        assert_eq!(table.len(), 3);
+    }
+
+    #[test]
+    fn cursor_pages_hold_at_most_count_keys_and_end_with_none() {
+        let table = MemoryTable::default();
+        install(
+            &table,
+            (0..10).map(|i| put(i, &format!("k{i}"), "v")).collect(),
+        );
+        let (page, next) = table.cursor_page(0, 4).unwrap();
+        assert_eq!(page.len(), 4);
+        assert_eq!(next, Some(4));
+        let (page, next) = table.cursor_page(8, 4).unwrap();
+        assert_eq!(page.len(), 2);
+        assert_eq!(next, None);
+        let (page, next) = table.cursor_page(u64::MAX, 4).unwrap();
+        assert!(page.is_empty() && next.is_none());
+    }
+}
