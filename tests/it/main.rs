@@ -9,6 +9,7 @@ mod compaction;
 mod convergence;
 mod failures;
 mod harness;
+mod record_format;
 mod resp;
 mod restart;
 mod topic;
