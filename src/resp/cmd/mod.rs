@@ -30,7 +30,7 @@ mod unknown;
 
 use bytes::Bytes;
 
-use super::{connection::Session, frame::Frame, parse::Args};
+use super::{frame::Frame, parse::Args, session::Session};
 use crate::store::Store;
 
 /// How a command interacts with the pipeline.
