@@ -1,149 +1,69 @@
-//! One client connection: read requests, run them as a pipeline, write the
-//! replies in order.
+//! Framed I/O for one client: reads into a buffer, splits complete requests
+//! off it, and buffers replies until they are written in one go.
 //!
-//! Every complete request in the input buffer is parsed before anything is
-//! written, and all the replies go out in one write. Within that batch,
-//! consecutive writes (`SET`, `MSET`, `DEL`) are put in flight together and
-//! answered in order; a read or session command first waits for the writes
-//! before it, so a pipeline reads its own writes, and writes after it start
-//! only once it has been answered. Other connections never wait on this one.
-
-use std::sync::Arc;
+//! It knows RESP framing ([`frame`](super::frame)) and nothing about
+//! commands: running them is the handler's job.
 
 use bytes::{Bytes, BytesMut};
-use futures::future::join_all;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
 };
-use tokio_util::sync::CancellationToken;
-use tracing::debug;
 
-use super::{
-    cmd::{Command, Kind},
-    frame::{self, Frame},
-    server::Shared,
-};
-use crate::store::Store;
+use super::frame::{self, Frame, Limits, ProtocolError};
 
-/// Most requests run as one batch; more wait for the next round.
-const MAX_BATCH: usize = 1024;
-/// Replies are written out once this much is buffered, even mid-batch.
-const WRITE_AT: usize = 64 * 1024;
-
-/// A connection's own state.
-pub struct Session {
-    pub store: Store,
-    pub server: Arc<Shared>,
-    pub id: u64,
-    pub resp3: bool,
-    pub authenticated: bool,
-    pub name: Option<Bytes>,
-    /// Set by `QUIT`: close once the replies are written.
-    pub quit: bool,
+/// A client socket with its input and output buffers.
+pub struct Connection {
+    stream: TcpStream,
+    limits: Limits,
+    /// Bytes read but not yet taken as a request: at most a partial one,
+    /// unless the handler stopped taking mid-way.
+    input: BytesMut,
+    /// Replies encoded but not yet written.
+    output: BytesMut,
 }
 
-impl Session {
-    fn needs_auth(&self) -> bool {
-        self.server.auth_token.is_some() && !self.authenticated
+impl Connection {
+    pub fn new(stream: TcpStream, limits: Limits) -> Self {
+        // A round's replies go out in one write: Nagle would only delay them.
+        let _ = stream.set_nodelay(true);
+        Self {
+            stream,
+            limits,
+            input: BytesMut::with_capacity(16 * 1024),
+            output: BytesMut::with_capacity(16 * 1024),
+        }
     }
-}
 
-/// Serves one client until it leaves, breaks the protocol, or `shutdown`
-/// (the batch in progress is finished and answered first).
-pub async fn serve(mut stream: TcpStream, mut session: Session, shutdown: CancellationToken) {
-    let _ = stream.set_nodelay(true);
-    let limits = session.server.config.limits;
-    let mut input = BytesMut::with_capacity(16 * 1024);
-    let mut output = BytesMut::with_capacity(16 * 1024);
-    loop {
-        let mut requests = Vec::new();
-        let mut broken = None;
-        // Whether the batch stopped at its size limit, so complete requests
-        // may still be buffered; otherwise the buffer holds at most a partial one.
-        let mut more_buffered = false;
-        loop {
-            if requests.len() == MAX_BATCH {
-                more_buffered = true;
-                break;
-            }
-            match frame::check(&input, &limits) {
-                Ok(Some(request)) => requests.push(frame::take(&mut input, request)),
-                Ok(None) => break,
-                Err(error) => {
-                    broken = Some(error);
-                    break;
-                }
-            }
-        }
-        run_batch(requests, &mut session, &mut output).await;
-        if let Some(error) = broken {
-            debug!(id = session.id, %error, "closing a connection that broke the protocol");
-            Frame::error(format!("ERR {error}")).encode(&mut output, session.resp3);
-            let _ = stream.write_all(&output).await;
-            return;
-        }
-        if session.quit {
-            let _ = stream.write_all(&output).await;
-            return;
-        }
-        // More requests buffered: run them before writing, unless enough
-        // replies are waiting.
-        if more_buffered && output.len() < WRITE_AT {
-            continue;
-        }
-        if !output.is_empty() {
-            if stream.write_all(&output).await.is_err() {
-                return;
-            }
-            output.clear();
-        }
-        if more_buffered {
-            continue;
-        }
-        tokio::select! {
-            read = stream.read_buf(&mut input) => match read {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            },
-            _ = shutdown.cancelled() => return,
-        }
+    /// Takes the next complete request already buffered, without I/O:
+    /// `Ok(None)` until a whole one has arrived.
+    pub fn request(&mut self) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+        let request = frame::check(&self.input, &self.limits)?;
+        Ok(request.map(|request| frame::take(&mut self.input, request)))
     }
-}
 
-async fn run_batch(requests: Vec<Vec<Bytes>>, session: &mut Session, output: &mut BytesMut) {
-    let mut writes = Vec::new();
-    for request in requests {
-        let Some(command) = Command::parse(request) else {
-            continue;
-        };
-        if session.needs_auth() && !command.allowed_before_auth() {
-            finish_writes(&mut writes, session, output).await;
-            Frame::error("NOAUTH Authentication required.").encode(output, session.resp3);
-            continue;
-        }
-        if command.kind() == Kind::Write {
-            writes.push(command);
-            continue;
-        }
-        finish_writes(&mut writes, session, output).await;
-        let reply = command.apply(session).await;
-        reply.encode(output, session.resp3);
-        if session.quit {
-            break;
-        }
+    /// Reads more input; `false` once the client has closed or the read
+    /// failed. Cancel-safe: nothing read is lost if it is dropped.
+    pub async fn read(&mut self) -> bool {
+        matches!(self.stream.read_buf(&mut self.input).await, Ok(read) if read > 0)
     }
-    finish_writes(&mut writes, session, output).await;
-}
 
-/// Runs the pending writes concurrently and encodes their replies in order.
-async fn finish_writes(writes: &mut Vec<Command>, session: &Session, output: &mut BytesMut) {
-    if writes.is_empty() {
-        return;
+    /// Buffers a reply, encoded for the protocol version in use.
+    pub fn reply(&mut self, reply: &Frame, resp3: bool) {
+        reply.encode(&mut self.output, resp3);
     }
-    let store = &session.store;
-    let replies = join_all(writes.drain(..).map(|w| w.apply_write(store))).await;
-    for reply in replies {
-        reply.encode(output, session.resp3);
+
+    /// Bytes of replies buffered and not yet written.
+    pub fn buffered(&self) -> usize {
+        self.output.len()
+    }
+
+    /// Writes the buffered replies.
+    pub async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.output.is_empty() {
+            self.stream.write_all(&self.output).await?;
+            self.output.clear();
+        }
+        Ok(())
     }
 }

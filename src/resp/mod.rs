@@ -1,16 +1,26 @@
 //! The Redis protocol front end: RESP2 by default, RESP3 after `HELLO 3`.
 //!
-//! Laid out like mini-redis: [`frame`] parses requests and encodes replies,
-//! [`parse`] walks a request's arguments, [`connection`] runs one client's
-//! pipeline, [`server`] accepts connections, and [`cmd`] holds one file per
-//! command. [`glob`] is Redis's pattern matching for `KEYS`/`SCAN MATCH`.
+//! Laid out like mini-redis, in layers that each use only those listed
+//! before them:
+//! - [`frame`]: RESP frames, parsing requests and encoding replies;
+//!   [`parse`] walks a request's arguments; [`glob`] is Redis's pattern
+//!   matching for `KEYS`/`SCAN MATCH`; [`error`] is what store errors mean
+//!   over RESP.
+//! - [`connection`]: framed I/O for one client, buffered both ways.
+//! - [`session`]: a connection's own state and what all connections share.
+//! - [`cmd`]: one file per command, each parsing and applying itself.
+//! - [`handler`]: runs one client's pipeline.
+//! - [`server`]: accepts connections, caps them, runs the RESP threads.
 
 pub mod cmd;
 pub mod connection;
 mod error;
 pub mod frame;
 pub mod glob;
+pub mod handler;
 pub mod parse;
 pub mod server;
+pub mod session;
 
-pub use server::{RespConfig, run};
+pub use server::run;
+pub use session::RespConfig;

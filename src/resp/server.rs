@@ -1,5 +1,6 @@
 //! Accepts RESP connections, caps how many are open, hands them to the RESP
-//! threads, and drains them on shutdown.
+//! threads (each runs its clients with [`handler::serve`]), and drains them
+//! on shutdown.
 //!
 //! Connections run on their own threads, each a single-threaded runtime
 //! (`--resp-threads`, default 1), like Redis's event loop: a connection's
@@ -9,11 +10,8 @@
 //! connection's task wherever it is.
 
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
-    },
-    time::{Duration, Instant},
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
 };
 
 use tokio::{
@@ -25,48 +23,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::{
-    connection::{self, Session},
-    frame::Limits,
+    handler,
+    session::{RespConfig, Session, Shared},
 };
 use crate::store::Store;
-
-/// Settings of the RESP front end.
-#[derive(Debug, Clone)]
-pub struct RespConfig {
-    /// Most connections open at once; one more is told so and closed. Default 10,000.
-    pub max_connections: usize,
-    /// Threads serving connections (round-robin). Default 1.
-    pub threads: usize,
-    pub limits: Limits,
-    /// When set, clients must `AUTH` with it first.
-    pub auth_token: Option<String>,
-}
-
-impl RespConfig {
-    /// Defaults for a store whose values may be `max_value_bytes` long.
-    pub fn new(max_value_bytes: usize) -> Self {
-        Self {
-            max_connections: 10_000,
-            threads: 1,
-            limits: Limits {
-                max_bulk: max_value_bytes,
-                max_args: 1024 * 1024,
-                max_inline: 64 * 1024,
-            },
-            auth_token: None,
-        }
-    }
-}
-
-/// What every connection shares.
-pub struct Shared {
-    pub config: RespConfig,
-    pub auth_token: Option<String>,
-    pub started: Instant,
-    pub connections: AtomicUsize,
-    next_id: AtomicU64,
-    pub port: u16,
-}
 
 /// Serves RESP on `listener` until `shutdown` is cancelled, then waits up to
 /// `drain` for connections to finish what they are doing.
@@ -78,14 +38,7 @@ pub async fn run(
     drain: Duration,
 ) {
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-    let shared = Arc::new(Shared {
-        auth_token: config.auth_token.clone(),
-        config,
-        started: Instant::now(),
-        connections: AtomicUsize::new(0),
-        next_id: AtomicU64::new(1),
-        port,
-    });
+    let shared = Arc::new(Shared::new(config, port));
     info!(
         port,
         threads = shared.config.threads,
@@ -120,15 +73,7 @@ pub async fn run(
             continue;
         };
         shared.connections.fetch_add(1, Ordering::AcqRel);
-        let session = Session {
-            store: store.clone(),
-            server: shared.clone(),
-            id: shared.next_id.fetch_add(1, Ordering::Relaxed),
-            resp3: false,
-            authenticated: false,
-            name: None,
-            quit: false,
-        };
+        let session = Session::new(store.clone(), shared.clone());
         tracing::trace!(%peer, "RESP connection");
         workers[next % workers.len()].hand(stream, session);
         next += 1;
@@ -172,7 +117,7 @@ impl Worker {
                                         if stream.set_nonblocking(true).is_ok()
                                             && let Ok(stream) = TcpStream::from_std(stream)
                                         {
-                                            connection::serve(stream, session, shutdown).await;
+                                            handler::serve(stream, session, shutdown).await;
                                         }
                                         shared.connections.fetch_sub(1, Ordering::AcqRel);
                                     });

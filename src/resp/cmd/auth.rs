@@ -1,6 +1,14 @@
 //! `AUTH [username] token`: the only user is `default`.
 
-use super::{Args, Frame, Session};
+use super::{Args, Frame, Kind, Session, Spec};
+
+pub const SPECS: &[Spec] = &[Spec {
+    name: "auth",
+    arity: -2,
+    flags: &["noscript", "loading", "stale", "fast", "no_auth"],
+    kind: Kind::Session,
+    before_auth: true,
+}];
 
 pub struct Auth {
     username: Option<bytes::Bytes>,

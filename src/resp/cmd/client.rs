@@ -1,6 +1,14 @@
 //! `CLIENT SETNAME name | GETNAME | ID | SETINFO attribute value`.
 
-use super::{Args, Frame, Session};
+use super::{Args, Frame, Kind, Session, Spec};
+
+pub const SPECS: &[Spec] = &[Spec {
+    name: "client",
+    arity: -2,
+    flags: &["admin", "noscript", "loading", "stale"],
+    kind: Kind::Session,
+    before_auth: false,
+}];
 
 pub enum Client {
     SetName(bytes::Bytes),

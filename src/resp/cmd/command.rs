@@ -2,7 +2,15 @@
 //! [name ...]`: enough for redis-cli and client libraries to learn the
 //! command table.
 
-use super::{Args, Frame, TABLE};
+use super::{Args, Frame, Kind, Session, Spec, find, table};
+
+pub const SPECS: &[Spec] = &[Spec {
+    name: "command",
+    arity: -1,
+    flags: &["loading", "stale"],
+    kind: Kind::Read,
+    before_auth: false,
+}];
 
 pub enum CommandCmd {
     All,
@@ -36,32 +44,34 @@ impl CommandCmd {
         }
     }
 
-    pub fn apply(self) -> Frame {
+    pub fn apply(self, _session: &mut Session) -> Frame {
+        let all = || table().iter().map(|entry| info(entry.spec)).collect();
+        let spec = |name: &String| find(name.as_bytes()).map(|entry| entry.spec);
         match self {
-            Self::All => Frame::Array(TABLE.iter().map(info).collect()),
-            Self::Count => Frame::Integer(TABLE.len() as i64),
-            Self::Info(names) if names.is_empty() => Frame::Array(TABLE.iter().map(info).collect()),
+            Self::All => Frame::Array(all()),
+            Self::Count => Frame::Integer(table().len() as i64),
+            Self::Info(names) if names.is_empty() => Frame::Array(all()),
             Self::Info(names) => Frame::Array(
                 names
                     .iter()
-                    .map(|n| find(n).map_or(Frame::Null, info))
+                    .map(|name| spec(name).map_or(Frame::Null, info))
                     .collect(),
             ),
             Self::Docs(names) => {
-                let entries: Vec<_> = if names.is_empty() {
-                    TABLE.iter().collect()
+                let specs: Vec<_> = if names.is_empty() {
+                    table().iter().map(|entry| entry.spec).collect()
                 } else {
-                    names.iter().filter_map(|n| find(n)).collect()
+                    names.iter().filter_map(spec).collect()
                 };
                 Frame::Map(
-                    entries
+                    specs
                         .into_iter()
-                        .map(|(name, _, _)| {
+                        .map(|spec| {
                             (
-                                Frame::bulk(name.to_string()),
+                                Frame::bulk(spec.name.to_string()),
                                 Frame::Map(vec![(
                                     Frame::bulk("summary"),
-                                    Frame::bulk(format!("kafkv's {}", name.to_uppercase())),
+                                    Frame::bulk(format!("kafkv's {}", spec.name.to_uppercase())),
                                 )]),
                             )
                         })
@@ -72,26 +82,24 @@ impl CommandCmd {
     }
 }
 
-type Entry = (&'static str, i64, &'static [&'static str]);
-
-fn find(name: &str) -> Option<&'static Entry> {
-    TABLE.iter().find(|(n, _, _)| *n == name)
-}
-
 /// Redis's command-info shape: name, arity, flags, first key, last key, step.
-fn info(entry: &Entry) -> Frame {
-    let (name, arity, flags) = entry;
-    let keys = if flags.contains(&"readonly") || flags.contains(&"write") {
-        let last = if *arity < 0 { -1 } else { 1 };
-        let step = if *name == "mset" { 2 } else { 1 };
+fn info(spec: &Spec) -> Frame {
+    let keys = if spec.flags.contains(&"readonly") || spec.flags.contains(&"write") {
+        let last = if spec.arity < 0 { -1 } else { 1 };
+        let step = if spec.name == "mset" { 2 } else { 1 };
         (1, last, step)
     } else {
         (0, 0, 0)
     };
     Frame::Array(vec![
-        Frame::bulk(name.to_string()),
-        Frame::Integer(*arity),
-        Frame::Set(flags.iter().map(|f| Frame::Simple(f.to_string())).collect()),
+        Frame::bulk(spec.name.to_string()),
+        Frame::Integer(spec.arity),
+        Frame::Set(
+            spec.flags
+                .iter()
+                .map(|flag| Frame::Simple(flag.to_string()))
+                .collect(),
+        ),
         Frame::Integer(keys.0),
         Frame::Integer(keys.1),
         Frame::Integer(keys.2),

@@ -1,8 +1,16 @@
 //! `CONFIG GET pattern [pattern ...]`: the parameters clients and
 //! redis-benchmark ask for, read-only.
 
-use super::{Args, Frame, Session};
+use super::{Args, Frame, Kind, Session, Spec};
 use crate::resp::glob;
+
+pub const SPECS: &[Spec] = &[Spec {
+    name: "config",
+    arity: -2,
+    flags: &["admin", "noscript", "loading", "stale"],
+    kind: Kind::Read,
+    before_auth: false,
+}];
 
 pub struct Config {
     patterns: Vec<bytes::Bytes>,

@@ -1,6 +1,14 @@
 //! `DBSIZE`: the number of live keys.
 
-use super::{Args, Frame, Session};
+use super::{Args, Frame, Kind, Session, Spec};
+
+pub const SPECS: &[Spec] = &[Spec {
+    name: "dbsize",
+    arity: 1,
+    flags: &["readonly", "fast"],
+    kind: Kind::Read,
+    before_auth: false,
+}];
 
 pub struct DbSize;
 

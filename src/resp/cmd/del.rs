@@ -3,8 +3,26 @@
 
 use futures::future::join_all;
 
-use super::{Args, Frame};
+use super::{Args, Frame, Kind, Spec};
 use crate::store::Store;
+
+/// `UNLINK` is `DEL` here: there is no memory to free in the background.
+pub const SPECS: &[Spec] = &[
+    Spec {
+        name: "del",
+        arity: -2,
+        flags: &["write"],
+        kind: Kind::Write,
+        before_auth: false,
+    },
+    Spec {
+        name: "unlink",
+        arity: -2,
+        flags: &["write", "fast"],
+        kind: Kind::Write,
+        before_auth: false,
+    },
+];
 
 pub struct Del {
     keys: Vec<bytes::Bytes>,

@@ -1,6 +1,14 @@
 //! `ECHO message`.
 
-use super::{Args, Frame};
+use super::{Args, Frame, Kind, Session, Spec};
+
+pub const SPECS: &[Spec] = &[Spec {
+    name: "echo",
+    arity: 2,
+    flags: &["fast"],
+    kind: Kind::Read,
+    before_auth: false,
+}];
 
 pub struct Echo {
     message: bytes::Bytes,
@@ -13,7 +21,7 @@ impl Echo {
         })
     }
 
-    pub fn apply(self) -> Frame {
+    pub fn apply(self, _session: &mut Session) -> Frame {
         Frame::Bulk(self.message)
     }
 }

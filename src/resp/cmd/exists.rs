@@ -1,6 +1,14 @@
 //! `EXISTS key [key ...]`: how many of the keys exist (repeats count again).
 
-use super::{Args, Frame, Session};
+use super::{Args, Frame, Kind, Session, Spec};
+
+pub const SPECS: &[Spec] = &[Spec {
+    name: "exists",
+    arity: -2,
+    flags: &["readonly", "fast"],
+    kind: Kind::Read,
+    before_auth: false,
+}];
 
 pub struct Exists {
     keys: Vec<bytes::Bytes>,

@@ -1,6 +1,14 @@
 //! `GET key`.
 
-use super::{Args, Frame, Session};
+use super::{Args, Frame, Kind, Session, Spec};
+
+pub const SPECS: &[Spec] = &[Spec {
+    name: "get",
+    arity: 2,
+    flags: &["readonly", "fast"],
+    kind: Kind::Read,
+    before_auth: false,
+}];
 
 pub struct Get {
     key: bytes::Bytes,

@@ -1,7 +1,15 @@
 //! `HELLO [protover [AUTH username token] [SETNAME name]]`: switches the
 //! connection to RESP2 or RESP3 and describes the server.
 
-use super::{Args, Frame, Session, auth::authenticate};
+use super::{Args, Frame, Kind, Session, Spec, auth::authenticate};
+
+pub const SPECS: &[Spec] = &[Spec {
+    name: "hello",
+    arity: -1,
+    flags: &["noscript", "loading", "stale", "fast", "no_auth"],
+    kind: Kind::Session,
+    before_auth: true,
+}];
 
 pub struct Hello {
     version: Option<i64>,

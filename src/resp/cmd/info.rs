@@ -3,7 +3,15 @@
 
 use std::{fmt::Write, sync::atomic::Ordering};
 
-use super::{Args, Frame, Session};
+use super::{Args, Frame, Kind, Session, Spec};
+
+pub const SPECS: &[Spec] = &[Spec {
+    name: "info",
+    arity: -1,
+    flags: &["loading", "stale"],
+    kind: Kind::Read,
+    before_auth: false,
+}];
 
 /// The Redis version kafkv's command set and replies follow.
 pub const REDIS_VERSION: &str = "7.2.0";

@@ -2,8 +2,16 @@
 //! scan over the pattern's literal start. Like Redis's, it visits every
 //! candidate key at once; `SCAN` is the incremental form.
 
-use super::{Args, Frame, Session};
+use super::{Args, Frame, Kind, Session, Spec};
 use crate::resp::glob;
+
+pub const SPECS: &[Spec] = &[Spec {
+    name: "keys",
+    arity: 2,
+    flags: &["readonly"],
+    kind: Kind::Read,
+    before_auth: false,
+}];
 
 pub struct Keys {
     pattern: bytes::Bytes,

@@ -1,213 +1,276 @@
-//! One file per command: each parses its own arguments and applies itself.
+//! One file per command: each declares its [`Spec`] (`SPECS`: its own, then
+//! its aliases'), parses its own arguments and applies itself. This module
+//! builds the command table from those specs, dispatches a request by name,
+//! and says how a command runs in a pipeline ([`Kind`]): reads answer from
+//! the view at once; writes go to Kafka, and consecutive writes are all put
+//! in flight together and answered in order; session commands change the
+//! connection's own state.
 //!
-//! Commands come in three kinds, which decide how a pipeline runs
-//! ([`Kind`]): reads answer from the view at once; writes go to Kafka, and
-//! consecutive writes are all put in flight together and answered in order;
-//! session commands change the connection's own state.
+//! Adding a command is a new file and one line in the `commands!` list below.
 
-mod auth;
-mod client;
-mod command;
-mod config;
-mod dbsize;
-mod del;
-mod echo;
-mod exists;
-mod get;
-mod hello;
-mod info;
-mod keys;
-mod mget;
-mod mset;
-mod ping;
-mod quit;
-mod scan;
-mod select;
-mod set;
-mod strlen;
-mod type_;
+mod spec;
 mod unknown;
+
+use std::sync::OnceLock;
 
 use bytes::Bytes;
 
-use super::{connection::Session, frame::Frame, parse::Args};
+use super::{frame::Frame, parse::Args, session::Session};
 use crate::store::Store;
 
-/// How a command interacts with the pipeline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Read,
-    Write,
-    Session,
+pub use super::error::store_error;
+pub use spec::{Kind, Spec};
+
+/// Declares the command modules, the [`Command`] enum, the table rows and
+/// the dispatch from one list. A command in `apply` has
+/// `fn apply(self, &mut Session) -> Frame`; one in `write` has
+/// `async fn apply(self, &Store) -> Frame`, so a run of writes can be in
+/// flight at once. Const assertions check that against the specs' kind, and
+/// that aliases run like their command.
+macro_rules! commands {
+    (
+        apply { $($variant:ident($module:ident::$command:ident),)* }
+        write { $($write:ident($write_module:ident::$write_command:ident),)* }
+    ) => {
+        $(mod $module;)*
+        $(mod $write_module;)*
+
+        $(const _: () = assert!(
+            matches!(spec::is_write($module::SPECS), Some(false)),
+            concat!(stringify!($module), ": specs must agree and not be writes"),
+        );)*
+        $(const _: () = assert!(
+            matches!(spec::is_write($write_module::SPECS), Some(true)),
+            concat!(stringify!($write_module), ": specs must agree and be writes"),
+        );)*
+
+        /// A parsed request.
+        pub enum Command {
+            $($variant($module::$command),)*
+            $($write($write_module::$write_command),)*
+            Unknown(unknown::Unknown),
+            /// Arguments that did not parse: the reply is the error.
+            Invalid(Frame),
+        }
+
+        /// The table rows, one per spec, in name order.
+        fn build_table() -> Vec<Entry> {
+            let mut table = Vec::new();
+            $(for spec in $module::SPECS {
+                table.push(Entry {
+                    spec,
+                    parse: |args| $module::$command::parse(args).map(Command::$variant),
+                });
+            })*
+            $(for spec in $write_module::SPECS {
+                table.push(Entry {
+                    spec,
+                    parse: |args| {
+                        $write_module::$write_command::parse(args).map(Command::$write)
+                    },
+                });
+            })*
+            table.sort_by_key(|entry| entry.spec.name);
+            table
+        }
+
+        impl Command {
+            /// The command's specs (its own, then its aliases'); none for
+            /// unknown or invalid requests.
+            pub fn specs(&self) -> &'static [Spec] {
+                match self {
+                    $(Command::$variant(_) => $module::SPECS,)*
+                    $(Command::$write(_) => $write_module::SPECS,)*
+                    Command::Unknown(_) | Command::Invalid(_) => &[],
+                }
+            }
+
+            /// Applies a write; only for [`Kind::Write`]. Writes need only the
+            /// store, so a run of them can be in flight at once.
+            pub async fn apply_write(self, store: &Store) -> Frame {
+                match self {
+                    $(Command::$write(cmd) => cmd.apply(store).await,)*
+                    _ => Frame::error("ERR internal: not a write"),
+                }
+            }
+
+            /// Applies a read or session command.
+            pub async fn apply(self, session: &mut Session) -> Frame {
+                match self {
+                    $(Command::$variant(cmd) => cmd.apply(session),)*
+                    Command::Unknown(cmd) => cmd.apply(),
+                    Command::Invalid(reply) => reply,
+                    write @ ($(Command::$write(_))|*) => {
+                        write.apply_write(&session.store).await
+                    }
+                }
+            }
+        }
+    };
 }
 
-/// A parsed request.
-pub enum Command {
-    Auth(auth::Auth),
-    Client(client::Client),
-    Introspect(command::CommandCmd),
-    Config(config::Config),
-    DbSize(dbsize::DbSize),
-    Del(del::Del),
-    Echo(echo::Echo),
-    Exists(exists::Exists),
-    Get(get::Get),
-    Hello(hello::Hello),
-    Info(info::Info),
-    Keys(keys::Keys),
-    MGet(mget::MGet),
-    MSet(mset::MSet),
-    Ping(ping::Ping),
-    Quit(quit::Quit),
-    Scan(scan::Scan),
-    Select(select::Select),
-    Set(set::Set),
-    Strlen(strlen::Strlen),
-    Type(type_::Type),
-    Unknown(unknown::Unknown),
-    /// Arguments that did not parse: the reply is the error.
-    Invalid(Frame),
+commands! {
+    apply {
+        Auth(auth::Auth),
+        Client(client::Client),
+        Introspect(command::CommandCmd),
+        Config(config::Config),
+        DbSize(dbsize::DbSize),
+        Echo(echo::Echo),
+        Exists(exists::Exists),
+        Get(get::Get),
+        Hello(hello::Hello),
+        Info(info::Info),
+        Keys(keys::Keys),
+        MGet(mget::MGet),
+        Ping(ping::Ping),
+        Quit(quit::Quit),
+        Scan(scan::Scan),
+        Select(select::Select),
+        Strlen(strlen::Strlen),
+        Type(type_::Type),
+    }
+    write {
+        Del(del::Del),
+        MSet(mset::MSet),
+        Set(set::Set),
+    }
 }
 
-/// The commands kafkv knows, with Redis's arity (negative: at least) and flags,
-/// for `COMMAND`.
-pub const TABLE: &[(&str, i64, &[&str])] = &[
-    (
-        "auth",
-        -2,
-        &["noscript", "loading", "stale", "fast", "no_auth"],
-    ),
-    ("client", -2, &["admin", "noscript", "loading", "stale"]),
-    ("command", -1, &["loading", "stale"]),
-    ("config", -2, &["admin", "noscript", "loading", "stale"]),
-    ("dbsize", 1, &["readonly", "fast"]),
-    ("del", -2, &["write"]),
-    ("echo", 2, &["fast"]),
-    ("exists", -2, &["readonly", "fast"]),
-    ("get", 2, &["readonly", "fast"]),
-    (
-        "hello",
-        -1,
-        &["noscript", "loading", "stale", "fast", "no_auth"],
-    ),
-    ("info", -1, &["loading", "stale"]),
-    ("keys", 2, &["readonly"]),
-    ("mget", -2, &["readonly", "fast"]),
-    ("mset", -3, &["write", "denyoom"]),
-    ("ping", -1, &["fast"]),
-    (
-        "quit",
-        -1,
-        &["noscript", "loading", "stale", "fast", "no_auth"],
-    ),
-    ("scan", -2, &["readonly"]),
-    ("select", 2, &["loading", "stale", "fast"]),
-    ("set", -3, &["write", "denyoom"]),
-    ("strlen", 2, &["readonly", "fast"]),
-    ("type", 2, &["readonly", "fast"]),
-    ("unlink", -2, &["write", "fast"]),
-];
+/// A row of the command table: a name's spec, and how to parse a request
+/// with that name.
+struct Entry {
+    pub spec: &'static Spec,
+    parse: fn(&mut Args) -> Result<Command, Frame>,
+}
+
+/// Every command name kafkv knows, in name order (what `COMMAND` lists).
+fn table() -> &'static [Entry] {
+    static TABLE: OnceLock<Vec<Entry>> = OnceLock::new();
+    TABLE.get_or_init(build_table)
+}
+
+/// The table row for a command name, in any case.
+fn find(name: &[u8]) -> Option<&'static Entry> {
+    // Lower-case the name on the stack: this runs for every request. A name
+    // longer than the buffer is no command's.
+    let mut lower = [0u8; 16];
+    let lower = lower.get_mut(..name.len())?;
+    lower.copy_from_slice(name);
+    lower.make_ascii_lowercase();
+    table()
+        .iter()
+        .find(|entry| entry.spec.name.as_bytes() == lower)
+}
 
 impl Command {
     /// Parses a request's arguments; an empty request is `None`.
     pub fn parse(parts: Vec<Bytes>) -> Option<Command> {
         let mut parts = parts.into_iter();
         let name = parts.next()?;
-        // Lower-case the name on the stack: this runs for every request.
-        let mut lower = [0u8; 16];
-        let known = name.len() <= lower.len();
-        if known {
-            lower[..name.len()].copy_from_slice(&name);
-            lower[..name.len()].make_ascii_lowercase();
-        }
-        let lower = if known { &lower[..name.len()] } else { &[][..] };
         let mut args = Args::new(name.clone(), parts);
-        let parsed = match std::str::from_utf8(lower).unwrap_or("") {
-            "auth" => auth::Auth::parse(&mut args).map(Command::Auth),
-            "client" => client::Client::parse(&mut args).map(Command::Client),
-            "command" => command::CommandCmd::parse(&mut args).map(Command::Introspect),
-            "config" => config::Config::parse(&mut args).map(Command::Config),
-            "dbsize" => dbsize::DbSize::parse(&mut args).map(Command::DbSize),
-            "del" | "unlink" => del::Del::parse(&mut args).map(Command::Del),
-            "echo" => echo::Echo::parse(&mut args).map(Command::Echo),
-            "exists" => exists::Exists::parse(&mut args).map(Command::Exists),
-            "get" => get::Get::parse(&mut args).map(Command::Get),
-            "hello" => hello::Hello::parse(&mut args).map(Command::Hello),
-            "info" => info::Info::parse(&mut args).map(Command::Info),
-            "keys" => keys::Keys::parse(&mut args).map(Command::Keys),
-            "mget" => mget::MGet::parse(&mut args).map(Command::MGet),
-            "mset" => mset::MSet::parse(&mut args).map(Command::MSet),
-            "ping" => ping::Ping::parse(&mut args).map(Command::Ping),
-            "quit" => quit::Quit::parse(&mut args).map(Command::Quit),
-            "scan" => scan::Scan::parse(&mut args).map(Command::Scan),
-            "select" => select::Select::parse(&mut args).map(Command::Select),
-            "set" => set::Set::parse(&mut args).map(Command::Set),
-            "strlen" => strlen::Strlen::parse(&mut args).map(Command::Strlen),
-            "type" => type_::Type::parse(&mut args).map(Command::Type),
-            _ => Ok(Command::Unknown(unknown::Unknown::new(&name, &mut args))),
+        let parsed = match find(&name) {
+            Some(entry) => (entry.parse)(&mut args),
+            None => Ok(Command::Unknown(unknown::Unknown::new(&name, &mut args))),
         };
         Some(parsed.unwrap_or_else(Command::Invalid))
     }
 
+    /// How it runs in a pipeline; unknown and invalid requests are answered
+    /// like reads.
     pub fn kind(&self) -> Kind {
-        match self {
-            Command::Del(_) | Command::MSet(_) | Command::Set(_) => Kind::Write,
-            Command::Auth(_)
-            | Command::Client(_)
-            | Command::Hello(_)
-            | Command::Quit(_)
-            | Command::Select(_) => Kind::Session,
-            _ => Kind::Read,
-        }
+        self.specs().first().map_or(Kind::Read, |spec| spec.kind)
     }
 
-    /// Commands a connection may send before `AUTH` when a token is set.
+    /// Whether a connection may send it before `AUTH` when a token is set.
     pub fn allowed_before_auth(&self) -> bool {
-        matches!(
-            self,
-            Command::Auth(_) | Command::Hello(_) | Command::Ping(_) | Command::Quit(_)
-        )
-    }
-
-    /// Applies a write; only for [`Kind::Write`]. Writes need only the store,
-    /// so a run of them can be in flight at once.
-    pub async fn apply_write(self, store: &Store) -> Frame {
-        match self {
-            Command::Del(cmd) => cmd.apply(store).await,
-            Command::MSet(cmd) => cmd.apply(store).await,
-            Command::Set(cmd) => cmd.apply(store).await,
-            _ => Frame::error("ERR internal: not a write"),
-        }
-    }
-
-    /// Applies a read or session command.
-    pub async fn apply(self, session: &mut Session) -> Frame {
-        match self {
-            Command::Auth(cmd) => cmd.apply(session),
-            Command::Client(cmd) => cmd.apply(session),
-            Command::Introspect(cmd) => cmd.apply(),
-            Command::Config(cmd) => cmd.apply(session),
-            Command::DbSize(cmd) => cmd.apply(session),
-            Command::Echo(cmd) => cmd.apply(),
-            Command::Exists(cmd) => cmd.apply(session),
-            Command::Get(cmd) => cmd.apply(session),
-            Command::Hello(cmd) => cmd.apply(session),
-            Command::Info(cmd) => cmd.apply(session),
-            Command::Keys(cmd) => cmd.apply(session),
-            Command::MGet(cmd) => cmd.apply(session),
-            Command::Ping(cmd) => cmd.apply(),
-            Command::Quit(cmd) => cmd.apply(session),
-            Command::Scan(cmd) => cmd.apply(session),
-            Command::Select(cmd) => cmd.apply(),
-            Command::Strlen(cmd) => cmd.apply(session),
-            Command::Type(cmd) => cmd.apply(session),
-            Command::Unknown(cmd) => cmd.apply(),
-            Command::Invalid(reply) => reply,
-            write @ (Command::Del(_) | Command::MSet(_) | Command::Set(_)) => {
-                write.apply_write(&session.store).await
-            }
-        }
+        self.specs().first().is_some_and(|spec| spec.before_auth)
     }
 }
 
-pub use super::error::store_error;
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    /// Argument lists that some command parses (a subcommand, a key, a key
+    /// and value...): every command name must parse with one of them.
+    const SAMPLE_ARGS: &[&[&str]] = &[&[], &["0"], &["0", "0"], &["ID"], &["GET", "*"]];
+
+    fn parse(name: &str, args: &[&str]) -> Command {
+        let request = std::iter::once(name)
+            .chain(args.iter().copied())
+            .map(|part| Bytes::from(part.to_owned()))
+            .collect();
+        Command::parse(request).expect("a non-empty request")
+    }
+
+    #[test]
+    fn names_are_unique() {
+        let mut seen = HashSet::new();
+        for entry in table() {
+            assert!(seen.insert(entry.spec.name), "{} twice", entry.spec.name);
+        }
+        assert_eq!(seen.len(), table().len());
+    }
+
+    #[test]
+    fn no_auth_flag_and_before_auth_check_agree() {
+        for entry in table() {
+            let spec = entry.spec;
+            assert_eq!(
+                spec.flags.contains(&"no_auth"),
+                spec.before_auth,
+                "{}: the no_auth flag and before_auth disagree",
+                spec.name
+            );
+        }
+    }
+
+    #[test]
+    fn every_name_dispatches_to_its_command() {
+        for entry in table() {
+            let spec = entry.spec;
+            for name in [spec.name.to_owned(), spec.name.to_ascii_uppercase()] {
+                assert!(
+                    find(name.as_bytes()).is_some_and(|found| std::ptr::eq(found, entry)),
+                    "{name} does not find its own row"
+                );
+                let mut parsed = None;
+                for args in SAMPLE_ARGS {
+                    match parse(&name, args) {
+                        Command::Unknown(_) => panic!("{name} is an unknown command"),
+                        Command::Invalid(_) => {}
+                        command => {
+                            parsed = Some(command);
+                            break;
+                        }
+                    }
+                }
+                let command = parsed.unwrap_or_else(|| {
+                    panic!("{name} parses with none of the sample arguments: add some")
+                });
+                assert!(
+                    command.specs().iter().any(|own| own.name == spec.name),
+                    "{name} dispatches to another command"
+                );
+                assert_eq!(command.kind(), spec.kind, "{name}: kind");
+                assert_eq!(
+                    command.allowed_before_auth(),
+                    spec.before_auth,
+                    "{name}: the before-AUTH check disagrees with its spec"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_and_invalid_requests_run_as_reads_and_need_auth() {
+        for command in [parse("nosuchcommand", &["a"]), parse("get", &[])] {
+            assert!(matches!(command, Command::Unknown(_) | Command::Invalid(_)));
+            assert_eq!(command.kind(), Kind::Read);
+            assert!(!command.allowed_before_auth());
+        }
+    }
+}

@@ -6,8 +6,16 @@
 
 use futures::future::join_all;
 
-use super::{Args, Frame};
+use super::{Args, Frame, Kind, Spec};
 use crate::store::Store;
+
+pub const SPECS: &[Spec] = &[Spec {
+    name: "mset",
+    arity: -3,
+    flags: &["write", "denyoom"],
+    kind: Kind::Write,
+    before_auth: false,
+}];
 
 pub struct MSet {
     pairs: Vec<(bytes::Bytes, bytes::Bytes)>,

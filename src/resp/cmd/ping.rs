@@ -1,6 +1,15 @@
 //! `PING [message]`.
 
-use super::{Args, Frame};
+use super::{Args, Frame, Kind, Session, Spec};
+
+pub const SPECS: &[Spec] = &[Spec {
+    name: "ping",
+    arity: -1,
+    flags: &["fast", "no_auth"],
+    kind: Kind::Read,
+    // Allowed for now; a later change answers NOAUTH before AUTH, as Redis does.
+    before_auth: true,
+}];
 
 pub struct Ping {
     message: Option<bytes::Bytes>,
@@ -13,7 +22,7 @@ impl Ping {
         Ok(Self { message })
     }
 
-    pub fn apply(self) -> Frame {
+    pub fn apply(self, _session: &mut Session) -> Frame {
         match self.message {
             None => Frame::Simple("PONG".into()),
             Some(message) => Frame::Bulk(message),

@@ -1,6 +1,14 @@
 //! `QUIT`: answer OK, then close once the reply is written.
 
-use super::{Args, Frame, Session};
+use super::{Args, Frame, Kind, Session, Spec};
+
+pub const SPECS: &[Spec] = &[Spec {
+    name: "quit",
+    arity: -1,
+    flags: &["noscript", "loading", "stale", "fast", "no_auth"],
+    kind: Kind::Session,
+    before_auth: true,
+}];
 
 pub struct Quit;
 

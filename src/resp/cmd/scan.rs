@@ -5,9 +5,17 @@
 //! returned at least once, whatever is written meanwhile. It is meaningful
 //! only to the kafkv instance that issued it.
 
-use super::{Args, Frame, Session};
+use super::{Args, Frame, Kind, Session, Spec};
 use crate::resp::glob;
 use crate::resp::parse::{not_an_integer, syntax_error};
+
+pub const SPECS: &[Spec] = &[Spec {
+    name: "scan",
+    arity: -2,
+    flags: &["readonly"],
+    kind: Kind::Read,
+    before_auth: false,
+}];
 
 pub struct Scan {
     cursor: u64,

@@ -1,6 +1,14 @@
 //! `SELECT index`: kafkv has one database, 0.
 
-use super::{Args, Frame};
+use super::{Args, Frame, Kind, Session, Spec};
+
+pub const SPECS: &[Spec] = &[Spec {
+    name: "select",
+    arity: 2,
+    flags: &["loading", "stale", "fast"],
+    kind: Kind::Session,
+    before_auth: false,
+}];
 
 pub struct Select {
     index: i64,
@@ -13,7 +21,7 @@ impl Select {
         Ok(Self { index })
     }
 
-    pub fn apply(self) -> Frame {
+    pub fn apply(self, _session: &mut Session) -> Frame {
         if self.index == 0 {
             Frame::ok()
         } else {

@@ -1,9 +1,17 @@
 //! `SET key value`. Options that need a conditional write or an expiry are
 //! refused by name until kafkv supports them; an option is never ignored.
 
-use super::{Args, Frame};
+use super::{Args, Frame, Kind, Spec};
 use crate::resp::parse::syntax_error;
 use crate::store::Store;
+
+pub const SPECS: &[Spec] = &[Spec {
+    name: "set",
+    arity: -3,
+    flags: &["write", "denyoom"],
+    kind: Kind::Write,
+    before_auth: false,
+}];
 
 pub struct Set {
     key: bytes::Bytes,

@@ -1,6 +1,14 @@
 //! `STRLEN key`: the value's length, 0 for a missing key.
 
-use super::{Args, Frame, Session};
+use super::{Args, Frame, Kind, Session, Spec};
+
+pub const SPECS: &[Spec] = &[Spec {
+    name: "strlen",
+    arity: 2,
+    flags: &["readonly", "fast"],
+    kind: Kind::Read,
+    before_auth: false,
+}];
 
 pub struct Strlen {
     key: bytes::Bytes,

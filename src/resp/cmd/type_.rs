@@ -1,6 +1,14 @@
 //! `TYPE key`: every kafkv value is a string.
 
-use super::{Args, Frame, Session};
+use super::{Args, Frame, Kind, Session, Spec};
+
+pub const SPECS: &[Spec] = &[Spec {
+    name: "type",
+    arity: 2,
+    flags: &["readonly", "fast"],
+    kind: Kind::Read,
+    before_auth: false,
+}];
 
 pub struct Type {
     key: bytes::Bytes,
