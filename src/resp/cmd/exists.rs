@@ -22,13 +22,9 @@ impl Exists {
     }
 
     pub fn apply(self, session: &mut Session) -> Frame {
-        let mut count = 0;
-        for key in &self.keys {
-            match session.store.get_now(key) {
-                Ok(found) => count += i64::from(found.is_some()),
-                Err(error) => return super::store_error(error),
-            }
+        match super::values(session, &self.keys) {
+            Ok(found) => Frame::Integer(found.iter().filter(|v| v.is_some()).count() as i64),
+            Err(reply) => reply,
         }
-        Frame::Integer(count)
     }
 }

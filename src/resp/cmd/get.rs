@@ -22,10 +22,8 @@ impl Get {
     }
 
     pub fn apply(self, session: &mut Session) -> Frame {
-        match session.store.get_now(&self.key) {
-            Ok(Some(found)) => Frame::Bulk(found.value),
-            Ok(None) => Frame::Null,
-            Err(error) => super::store_error(error),
-        }
+        super::with_value(session, &self.key, |found| {
+            found.map_or(Frame::Null, |found| Frame::Bulk(found.value))
+        })
     }
 }

@@ -22,13 +22,14 @@ impl MGet {
     }
 
     pub fn apply(self, session: &mut Session) -> Frame {
-        let mut values = Vec::with_capacity(self.keys.len());
-        for key in &self.keys {
-            match session.store.get_now(key) {
-                Ok(found) => values.push(found.map_or(Frame::Null, |f| Frame::Bulk(f.value))),
-                Err(error) => return super::store_error(error),
-            }
+        match super::values(session, &self.keys) {
+            Ok(found) => Frame::Array(
+                found
+                    .into_iter()
+                    .map(|v| v.map_or(Frame::Null, |f| Frame::Bulk(f.value)))
+                    .collect(),
+            ),
+            Err(reply) => reply,
         }
-        Frame::Array(values)
     }
 }

@@ -19,6 +19,29 @@ use super::{frame::Frame, parse::Args, session::Session};
 use crate::store::Store;
 
 pub use super::error::store_error;
+
+/// The reply `reply` makes of `key`'s current value, or the store's error.
+fn with_value(
+    session: &Session,
+    key: &[u8],
+    reply: impl FnOnce(Option<crate::store::Versioned>) -> Frame,
+) -> Frame {
+    match session.store.get_now(key) {
+        Ok(found) => reply(found),
+        Err(error) => store_error(error),
+    }
+}
+
+/// The current value of each of `keys`, or the error reply for the first
+/// that cannot be read.
+fn values(
+    session: &Session,
+    keys: &[Bytes],
+) -> Result<Vec<Option<crate::store::Versioned>>, Frame> {
+    keys.iter()
+        .map(|key| session.store.get_now(key).map_err(store_error))
+        .collect()
+}
 pub use spec::{Kind, Spec};
 
 /// Declares the command modules, the [`Command`] enum, the table rows and

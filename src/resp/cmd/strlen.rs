@@ -22,9 +22,8 @@ impl Strlen {
     }
 
     pub fn apply(self, session: &mut Session) -> Frame {
-        match session.store.get_now(&self.key) {
-            Ok(found) => Frame::Integer(found.map_or(0, |f| f.value.len() as i64)),
-            Err(error) => super::store_error(error),
-        }
+        super::with_value(session, &self.key, |found| {
+            Frame::Integer(found.map_or(0, |f| f.value.len() as i64))
+        })
     }
 }

@@ -22,10 +22,8 @@ impl Type {
     }
 
     pub fn apply(self, session: &mut Session) -> Frame {
-        match session.store.get_now(&self.key) {
-            Ok(Some(_)) => Frame::Simple("string".into()),
-            Ok(None) => Frame::Simple("none".into()),
-            Err(error) => super::store_error(error),
-        }
+        super::with_value(session, &self.key, |found| {
+            Frame::Simple(if found.is_some() { "string" } else { "none" }.into())
+        })
     }
 }
