@@ -17,7 +17,7 @@ use std::{
 
 use kafkv::{
     Store, StoreConfig,
-    service::{self, Listeners},
+    service::{self, Listeners, Server},
 };
 use rdkafka::{
     ClientConfig, Message, Offset, TopicPartitionList,
@@ -25,7 +25,7 @@ use rdkafka::{
     producer::{FutureProducer, FutureRecord},
     util::Timeout,
 };
-use tokio::{sync::oneshot, task::JoinHandle};
+use tokio::task::JoinHandle;
 
 pub const KAFKV: &str = env!("CARGO_BIN_EXE_kafkv");
 
@@ -230,8 +230,7 @@ pub struct Kafkv {
     /// The RESP front end's address.
     pub resp: std::net::SocketAddr,
     pub http: reqwest::Client,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    server: Option<Server>,
 }
 
 impl Kafkv {
@@ -253,29 +252,17 @@ impl Kafkv {
     }
 
     pub async fn serve_front_ends(store: Store, front_ends: service::FrontEnds) -> Kafkv {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let resp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let resp_address = resp.local_addr().unwrap();
-        let (shutdown, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(service::serve(
-            store.clone(),
-            Listeners {
-                http: listener,
-                resp: Some(resp),
-            },
-            front_ends,
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let listeners = Listeners {
+            http: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            resp: Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()),
+        };
+        let server = service::spawn(store.clone(), listeners, front_ends).expect("serve");
         Kafkv {
             store,
-            base,
-            resp: resp_address,
+            base: format!("http://{}", server.http_address()),
+            resp: server.resp_address().expect("RESP is on"),
             http: reqwest::Client::new(),
-            shutdown: Some(shutdown),
-            task: Some(task),
+            server: Some(server),
         }
     }
 
@@ -285,8 +272,9 @@ impl Kafkv {
 
     /// Begins a graceful shutdown; returns the task that completes it.
     pub fn begin_stop(&mut self) -> JoinHandle<()> {
-        let _ = self.shutdown.take().expect("running").send(());
-        self.task.take().expect("running")
+        let server = self.server.take().expect("running");
+        server.begin_stop();
+        tokio::spawn(server.stop())
     }
 
     pub async fn stop(mut self) {
