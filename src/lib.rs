@@ -17,10 +17,8 @@
 //! - [`http`]: the axum front end.
 //! - [`resp`]: the Redis protocol front end.
 //! - [`service`]: wires everything together and shuts it down in order.
-//! - [`bench`]: `kafkv bench`, measurements beside the raw Kafka client.
 
 mod auth;
-pub mod bench;
 #[cfg(feature = "embedded-broker")]
 pub mod broker;
 pub mod config;
