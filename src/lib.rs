@@ -10,17 +10,19 @@
 //! - [`config`]: typed configuration with documented defaults.
 //! - [`error`]: one error enum per layer and the umbrella [`Error`].
 //! - [`log`]: the Kafka side: topic checks, the producer, the consumer.
-//! - [`state`]: the materialized view and applied offsets.
+//! - `state` (private): the materialized view and applied offsets.
 //! - [`store`]: the library API, [`Store`].
 //! - [`broker`]: the embedded Kafka-compatible broker (feature `embedded-broker`).
-//! - [`auth`]: the `--auth-token` check both front ends share.
-//! - [`http`]: the axum front end.
-//! - [`resp`]: the Redis protocol front end.
-//! - [`service`]: wires everything together and shuts it down in order.
-//! - [`bench`]: `kafkv bench`, measurements beside the raw Kafka client.
+//! - `auth` (private): the `--auth-token` check both front ends share.
+//! - `http` (private): the axum front end.
+//! - `resp` (private): the Redis protocol front end; [`RespConfig`] is its settings.
+//! - [`service`]: wires everything together and shuts it down in order;
+//!   [`service::spawn`] serves a store on a task of its own.
+//!
+//! The private modules are what `kafkv serve` is made of; programs that embed
+//! kafkv use [`Store`] directly, or [`service`] for the front ends too.
 
 mod auth;
-pub mod bench;
 #[cfg(feature = "embedded-broker")]
 pub mod broker;
 pub mod config;

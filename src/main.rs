@@ -25,60 +25,6 @@ enum Command {
     /// Run only the embedded Kafka-compatible broker (tansu, SQLite storage).
     #[cfg(feature = "embedded-broker")]
     Broker(BrokerArgs),
-    /// Measure kafkv beside the raw Kafka client on the same broker and print a table.
-    Bench(BenchArgs),
-}
-
-#[derive(Args)]
-struct BenchArgs {
-    /// Kafka bootstrap servers; without it, an embedded broker on a free port.
-    #[arg(long, env = "KAFKV_BROKERS")]
-    brokers: Option<String>,
-    /// Records in the bootstrap topic.
-    #[arg(long, default_value_t = 1_000_000)]
-    records: usize,
-    /// Sequential writes measured on each side.
-    #[arg(long, default_value_t = 2_000)]
-    writes: usize,
-    /// Bytes per value.
-    #[arg(long, default_value_t = 100)]
-    value_bytes: usize,
-    /// Also write the figures as JSON to this file.
-    #[arg(long)]
-    json: Option<PathBuf>,
-    /// Run only these measurements.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "writes,bootstrap,resp,http,throughput,memory"
-    )]
-    only: Vec<kafkv::bench::Section>,
-    /// redis-benchmark requests per GET test, on each side.
-    #[arg(long, default_value_t = 200_000)]
-    resp_get_requests: usize,
-    /// The --fetch-wait of the kafkv instance in the RESP comparison.
-    #[arg(long, default_value = "10ms", value_parser = humantime::parse_duration)]
-    resp_fetch_wait: Duration,
-    /// redis-benchmark requests per SET test, on each side.
-    #[arg(long, default_value_t = 20_000)]
-    resp_set_requests: usize,
-    /// Requests in flight at once in the HTTP and write-throughput measurements (one client
-    /// task each, on its own kept-alive connection; produce sends outstanding on the raw side).
-    #[arg(long, default_value_t = 64, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
-    concurrency: usize,
-    /// GET /v1/kv/{key} requests in the HTTP measurement (random keys from 10,000 written first).
-    #[arg(long, default_value_t = 200_000)]
-    http_get_requests: usize,
-    /// PUT /v1/kv/{key} requests in the HTTP measurement (random keys from the same 10,000).
-    #[arg(long, default_value_t = 20_000)]
-    http_put_requests: usize,
-    /// Records written on each side of the write-throughput comparison (distinct 16-byte keys).
-    #[arg(long, default_value_t = 20_000)]
-    throughput_records: usize,
-    /// Distinct keys (16-byte, --value-bytes values) loaded into a `kafkv serve` child process
-    /// and into redis-server for the memory-per-key comparison.
-    #[arg(long, default_value_t = 1_000_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
-    memory_keys: usize,
 }
 
 #[derive(Args)]
@@ -254,24 +200,6 @@ async fn main() -> ExitCode {
         Command::Serve(args) => serve(*args).await,
         #[cfg(feature = "embedded-broker")]
         Command::Broker(args) => broker(args).await,
-        Command::Bench(args) => kafkv::bench::run(kafkv::bench::BenchConfig {
-            brokers: args.brokers,
-            records: args.records,
-            writes: args.writes,
-            value_bytes: args.value_bytes,
-            json: args.json,
-            sections: args.only,
-            resp_get_requests: args.resp_get_requests,
-            resp_fetch_wait: args.resp_fetch_wait,
-            resp_set_requests: args.resp_set_requests,
-            concurrency: args.concurrency,
-            http_get_requests: args.http_get_requests,
-            http_put_requests: args.http_put_requests,
-            throughput_records: args.throughput_records,
-            memory_keys: args.memory_keys,
-        })
-        .await
-        .map(|_| ()),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

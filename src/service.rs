@@ -2,11 +2,16 @@
 //! store and the HTTP front end, and shuts them down in order: stop accepting,
 //! finish in-flight requests, flush the producer and stop the consumer, stop
 //! the broker last.
+//!
+//! [`serve`] is the part after the broker and the store: the front ends and
+//! their drain. [`spawn`] runs it as a task and returns a [`Server`] handle,
+//! for programs that embed kafkv (and tests and benchmarks) and stop it
+//! themselves instead of on a signal.
 
-use std::{future::Future, sync::OnceLock, time::Duration};
+use std::{future::Future, net::SocketAddr, sync::OnceLock, time::Duration};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -179,4 +184,69 @@ pub async fn serve(
     }
     readiness.abort();
     store.close().await;
+}
+
+/// A store served by [`spawn`] on a task of its own. Dropping the handle
+/// without [`stop`](Server::stop) leaves it serving, like a detached task.
+pub struct Server {
+    http: SocketAddr,
+    resp: Option<SocketAddr>,
+    /// Cancelled to begin the graceful shutdown.
+    shutdown: CancellationToken,
+    /// [`serve`]; it ends once the front ends drained and the store closed.
+    task: JoinHandle<()>,
+}
+
+/// Serves `store` like [`serve`], on a task of its own, until
+/// [`Server::stop`]. Fails only if a listener has no local address.
+pub fn spawn(store: Store, listeners: Listeners, front_ends: FrontEnds) -> Result<Server> {
+    let http = listeners.http.local_addr()?;
+    let resp = listeners
+        .resp
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(serve(
+        store,
+        listeners,
+        front_ends,
+        shutdown.clone().cancelled_owned(),
+    ));
+    Ok(Server {
+        http,
+        resp,
+        shutdown,
+        task,
+    })
+}
+
+impl Server {
+    /// Where the HTTP API listens.
+    pub fn http_address(&self) -> SocketAddr {
+        self.http
+    }
+
+    /// Where the RESP front end listens, if it is on.
+    pub fn resp_address(&self) -> Option<SocketAddr> {
+        self.resp
+    }
+
+    /// Begins the graceful shutdown without waiting for it: from here on no
+    /// connection is accepted; requests in flight are still answered.
+    pub fn begin_stop(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Begins the graceful shutdown (if [`begin_stop`](Self::begin_stop) did
+    /// not) and waits until in-flight requests are answered (up to the drain
+    /// timeout) and the store is closed.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        if let Err(e) = self.task.await
+            && e.is_panic()
+        {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
 }

@@ -152,7 +152,7 @@ impl Store {
     }
 
     /// A subscription to every change this instance applies from now on,
-    /// and the positions it starts after (see [`View::subscribe_changes`]).
+    /// and the positions it starts after (see `View::subscribe_changes`).
     pub fn subscribe_changes(&self) -> (ChangeReceiver, Vec<i64>) {
         self.shared.view.subscribe_changes()
     }
@@ -208,7 +208,7 @@ impl Store {
         Ok(self.shared.view.keys(prefix)?)
     }
 
-    /// One page of a stateless key iteration (see [`View::scan_from`]).
+    /// One page of a stateless key iteration (see `View::scan_from`).
     pub fn scan_from(&self, cursor: u64, count: usize) -> Result<(Vec<Bytes>, u64), ReadError> {
         self.ensure_ready()?;
         Ok(self.shared.view.scan_from(cursor, count)?)

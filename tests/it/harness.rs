@@ -3,21 +3,23 @@
 //! on `127.0.0.1:0`, a unique topic per test, and a plain rdkafka client to
 //! look at the topic from outside.
 //!
+//! The processes are `kafkv-testkit`'s, which the bench runs too; the
+//! wrappers here give them this build's `kafkv` binary and turn their errors
+//! into panics. The in-process server is the library's `service::spawn`.
+//!
 //! Nothing here skips: if a broker cannot be started, the test panics.
 
 use std::{
     collections::BTreeMap,
-    fs::File,
     future::Future,
-    net::TcpListener as StdListener,
-    process::{Child, Command, Stdio},
+    path::Path,
     sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
 };
 
 use kafkv::{
     Store, StoreConfig,
-    service::{self, Listeners},
+    service::{self, Listeners, Server},
 };
 use rdkafka::{
     ClientConfig, Message, Offset, TopicPartitionList,
@@ -25,7 +27,7 @@ use rdkafka::{
     producer::{FutureProducer, FutureRecord},
     util::Timeout,
 };
-use tokio::{sync::oneshot, task::JoinHandle};
+use tokio::task::JoinHandle;
 
 pub const KAFKV: &str = env!("CARGO_BIN_EXE_kafkv");
 
@@ -33,11 +35,7 @@ pub const KAFKV: &str = env!("CARGO_BIN_EXE_kafkv");
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .expect("bind a free port")
-        .local_addr()
-        .unwrap()
-        .port()
+    kafkv_testkit::free_port().expect("bind a free port")
 }
 
 /// A topic name no other test (or earlier run against the same brokers) uses.
@@ -67,13 +65,9 @@ where
     }
 }
 
-/// A `kafkv broker` child process with its own data dir.
-pub struct BrokerProcess {
-    child: Option<Child>,
-    pub port: u16,
-    pub dir: tempfile::TempDir,
-    maintenance: Duration,
-}
+/// A `kafkv broker` child process with its own data dir
+/// ([`kafkv_testkit::BrokerProcess`] running this build's `kafkv`).
+pub struct BrokerProcess(kafkv_testkit::BrokerProcess);
 
 impl BrokerProcess {
     pub async fn start() -> Self {
@@ -82,112 +76,39 @@ impl BrokerProcess {
 
     /// A broker that compacts every `maintenance`.
     pub async fn start_with(maintenance: Duration) -> Self {
-        let mut broker = BrokerProcess {
-            child: None,
-            port: 0,
-            dir: tempfile::tempdir().expect("temp dir"),
-            maintenance,
-        };
-        // A free port can be taken between our probe and the broker's bind: retry.
-        for _ in 0..5 {
-            broker.port = free_port();
-            broker.spawn();
-            if broker.wait_listening().await {
-                return broker;
-            }
-            broker.kill();
+        match kafkv_testkit::BrokerProcess::start(Path::new(KAFKV), maintenance).await {
+            Ok(broker) => BrokerProcess(broker),
+            Err(e) => panic!("could not start `kafkv broker`: {e}"),
         }
-        panic!("could not start `kafkv broker`; its log:\n{}", broker.log());
-    }
-
-    fn spawn(&mut self) {
-        let log = File::create(self.dir.path().join("broker.log")).expect("broker log");
-        let child = Command::new(KAFKV)
-            .args(["broker", "--listen", &self.address(), "--data-dir"])
-            .arg(self.dir.path().join("data"))
-            .arg("--maintenance-interval")
-            .arg(format!("{}ms", self.maintenance.as_millis()))
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawn kafkv broker");
-        self.child = Some(child);
-    }
-
-    /// The broker binds only once its schema and key index exist, so a
-    /// successful connect means it is ready.
-    async fn wait_listening(&mut self) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Some(Ok(Some(_))) = self.child.as_mut().map(Child::try_wait) {
-                return false;
-            }
-            if tokio::net::TcpStream::connect(self.address()).await.is_ok() {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        false
     }
 
     pub fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("broker running").id()
+        self.0.address()
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default()
+        self.0.log()
     }
 
     /// SIGKILL: the broker vanishes mid-whatever.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.0.kill();
     }
 
     /// Starts the broker again on the same port and data.
     pub async fn restart(&mut self) {
-        self.kill();
-        self.spawn();
-        assert!(
-            self.wait_listening().await,
-            "broker did not come back; its log:\n{}",
-            self.log()
-        );
+        if let Err(e) = self.0.restart().await {
+            panic!("{e}");
+        }
     }
 
     /// SIGSTOP: connections stay open, nothing is answered.
     pub fn pause(&self) {
-        signal(self.pid(), "-STOP");
+        self.0.pause().expect("SIGSTOP the broker");
     }
 
     pub fn resume(&self) {
-        signal(self.pid(), "-CONT");
-    }
-}
-
-fn signal(pid: u32, signal: &str) {
-    let status = Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill {signal} {pid} failed");
-}
-
-impl Drop for BrokerProcess {
-    fn drop(&mut self) {
-        if let Some(child) = &self.child {
-            // A paused broker must be resumed to die cleanly.
-            signal(child.id(), "-CONT");
-        }
-        self.kill();
+        self.0.resume().expect("SIGCONT the broker");
     }
 }
 
@@ -230,8 +151,7 @@ pub struct Kafkv {
     /// The RESP front end's address.
     pub resp: std::net::SocketAddr,
     pub http: reqwest::Client,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    server: Option<Server>,
 }
 
 impl Kafkv {
@@ -253,29 +173,17 @@ impl Kafkv {
     }
 
     pub async fn serve_front_ends(store: Store, front_ends: service::FrontEnds) -> Kafkv {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let resp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let resp_address = resp.local_addr().unwrap();
-        let (shutdown, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(service::serve(
-            store.clone(),
-            Listeners {
-                http: listener,
-                resp: Some(resp),
-            },
-            front_ends,
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let listeners = Listeners {
+            http: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            resp: Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()),
+        };
+        let server = service::spawn(store.clone(), listeners, front_ends).expect("serve");
         Kafkv {
             store,
-            base,
-            resp: resp_address,
+            base: format!("http://{}", server.http_address()),
+            resp: server.resp_address().expect("RESP is on"),
             http: reqwest::Client::new(),
-            shutdown: Some(shutdown),
-            task: Some(task),
+            server: Some(server),
         }
     }
 
@@ -285,8 +193,9 @@ impl Kafkv {
 
     /// Begins a graceful shutdown; returns the task that completes it.
     pub fn begin_stop(&mut self) -> JoinHandle<()> {
-        let _ = self.shutdown.take().expect("running").send(());
-        self.task.take().expect("running")
+        let server = self.server.take().expect("running");
+        server.begin_stop();
+        tokio::spawn(server.stop())
     }
 
     pub async fn stop(mut self) {
@@ -464,68 +373,34 @@ pub fn encode_key(key: &[u8]) -> String {
 }
 
 /// `kafkv serve` as a child process, as a user runs it, with its HTTP API on
-/// a free port and its log in a file.
-pub struct ServeProcess {
-    child: Child,
-    pub http: u16,
-    log: std::path::PathBuf,
-}
+/// a free port and its log in a file ([`kafkv_testkit::ServeProcess`]
+/// running this build's `kafkv`).
+pub struct ServeProcess(kafkv_testkit::ServeProcess);
 
 impl ServeProcess {
     /// Starts `kafkv serve <args>` in `cwd` and waits until `/readyz` is 200.
-    pub async fn start(cwd: &std::path::Path, args: &[&std::ffi::OsStr]) -> ServeProcess {
-        let http = free_port();
-        let log = cwd.join(format!("serve-{http}.log"));
-        let file = File::create(&log).unwrap();
-        let child = Command::new(KAFKV)
-            .current_dir(cwd)
-            .args(["serve", "--http-listen", &format!("127.0.0.1:{http}")])
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .expect("spawn kafkv serve");
-        let serve = ServeProcess { child, http, log };
-        let client = reqwest::Client::new();
-        let ready = serve.url("/readyz");
-        eventually("kafkv serve reports ready", || async {
-            client
-                .get(&ready)
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == reqwest::StatusCode::OK)
-        })
-        .await;
-        serve
+    pub async fn start(cwd: &Path, args: &[&std::ffi::OsStr]) -> ServeProcess {
+        match kafkv_testkit::ServeProcess::start(Path::new(KAFKV), cwd, args, PATIENCE).await {
+            Ok(serve) => ServeProcess(serve),
+            Err(e) => panic!("{e}"),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.http)
+        self.0.url(path)
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.0.log()
     }
 
     /// SIGTERM, then the exit status and the log.
     pub fn terminate(self) -> (std::process::ExitStatus, String) {
-        self.signal("-TERM")
+        self.0.terminate(PATIENCE).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// SIGKILL: no shutdown code runs.
     pub fn kill9(self) -> String {
-        self.signal("-KILL").1
-    }
-
-    fn signal(mut self, signal: &str) -> (std::process::ExitStatus, String) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let exit = self.child.wait().unwrap();
-        (exit, self.log())
+        self.0.kill9().expect("SIGKILL kafkv serve").1
     }
 }

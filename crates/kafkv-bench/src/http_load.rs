@@ -27,24 +27,28 @@ use hyper::{
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::{BenchConfig, InProcess, NO_PEER, Row, bench_store_config, percentile, progress};
+use kafkv::Store;
+
 use crate::{
+    BenchConfig,
     error::{Error, Result},
-    store::Store,
+    kafka::{serve, store_config},
+    progress,
+    report::{NO_PEER, Row, percentile},
 };
 
 /// Keys the GETs and PUTs pick from at random; all are written before the
 /// GETs, so every GET finds a value.
-pub(super) const KEYSPACE: usize = 10_000;
+pub const KEYSPACE: usize = 10_000;
 
 /// One request of a run: `PUT` with the body, or `GET` without one.
-pub(super) struct Request {
+pub struct Request {
     pub path: String,
     pub body: Option<Bytes>,
 }
 
 /// What a run measured.
-pub(super) struct Load {
+pub struct Load {
     /// From the first request sent to the last answer read.
     pub elapsed: Duration,
     pub latencies: Vec<Duration>,
@@ -66,7 +70,7 @@ impl Load {
 /// 2-core machine the load generator shares the CPU with kafkv, and reqwest's
 /// pool and layers cost about half again as much CPU per request (see the
 /// README's Benchmarks section).
-pub(super) async fn generate(
+pub async fn generate(
     address: SocketAddr,
     concurrency: usize,
     requests: usize,
@@ -112,10 +116,10 @@ pub(super) async fn generate(
                     let status = answer.status();
                     let body = answer.into_body().collect().await.map_err(io)?.to_bytes();
                     if !status.is_success() {
-                        return Err(Error::Io(std::io::Error::other(format!(
+                        return Err(Error::Failed(format!(
                             "{path} answered {status}: {}",
                             String::from_utf8_lossy(&body)
-                        ))));
+                        )));
                     }
                     latencies.push(sent.elapsed());
                 }
@@ -140,12 +144,12 @@ fn io(e: impl std::error::Error + Send + Sync + 'static) -> Error {
 }
 
 /// `/v1/kv/key-000000000042`: the 16-byte key of record `i`.
-pub(super) fn key_path(i: usize) -> String {
+pub fn key_path(i: usize) -> String {
     format!("/v1/kv/key-{i:012}")
 }
 
 /// SplitMix64: cheap, seedable random numbers for picking keys; one per task.
-pub(super) struct Rng(u64);
+pub struct Rng(u64);
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
@@ -168,11 +172,11 @@ impl Rng {
 
 /// Serves a fresh topic, writes the keyspace, then measures GETs and PUTs of
 /// random keys from it.
-pub(super) async fn measure(brokers: &str, run_id: u32, config: &BenchConfig) -> Result<Vec<Row>> {
+pub async fn measure(brokers: &str, run_id: u32, config: &BenchConfig) -> Result<Vec<Row>> {
     let c = config.concurrency;
-    let store = Store::open(bench_store_config(brokers, &format!("bench-http-{run_id}"))).await?;
-    let served = InProcess::start(store, None).await?;
-    let address = served.http;
+    let store = Store::open(store_config(brokers, &format!("bench-http-{run_id}"))).await?;
+    let served = serve(store, None).await?;
+    let address = served.http_address();
     let value = Bytes::from(vec![b'v'; config.value_bytes]);
 
     progress(format!("http: writing {KEYSPACE} keys with c={c}"));

@@ -20,17 +20,18 @@ use rdkafka::{
     util::Timeout,
 };
 
-use super::{
-    BenchConfig, InProcess, Row, bench_store_config, create_topic,
-    http_load::{self, Request},
-    progress, raw_producer,
-};
+use kafkv::Store;
+
 use crate::{
+    BenchConfig,
     error::{Error, Result},
-    store::Store,
+    http_load::{self, Request},
+    kafka::{create_topic, raw_producer, serve, store_config},
+    progress,
+    report::Row,
 };
 
-pub(super) async fn compare(brokers: &str, run_id: u32, config: &BenchConfig) -> Result<Vec<Row>> {
+pub async fn compare(brokers: &str, run_id: u32, config: &BenchConfig) -> Result<Vec<Row>> {
     let (c, records) = (config.concurrency, config.throughput_records);
     let value = Bytes::from(vec![b'v'; config.value_bytes]);
 
@@ -60,7 +61,7 @@ pub(super) async fn compare(brokers: &str, run_id: u32, config: &BenchConfig) ->
     progress(format!(
         "throughput: {records} Store::put calls in process, c={c}"
     ));
-    let store = Store::open(bench_store_config(
+    let store = Store::open(store_config(
         brokers,
         &format!("bench-throughput-library-{run_id}"),
     ))
@@ -83,19 +84,19 @@ pub(super) async fn compare(brokers: &str, run_id: u32, config: &BenchConfig) ->
     progress(format!(
         "throughput: {records} HTTP PUTs through kafkv, c={c}"
     ));
-    let store = Store::open(bench_store_config(
+    let store = Store::open(store_config(
         brokers,
         &format!("bench-throughput-kafkv-{run_id}"),
     ))
     .await?;
-    let served = InProcess::start(store, None).await?;
+    let served = serve(store, None).await?;
     let warm_up = value.clone();
-    http_load::generate(served.http, 1, 1, move |_, _| Request {
+    http_load::generate(served.http_address(), 1, 1, move |_, _| Request {
         path: "/v1/kv/warm-up".into(),
         body: Some(warm_up.clone()),
     })
     .await?;
-    let load = http_load::generate(served.http, c, records, move |i, _| Request {
+    let load = http_load::generate(served.http_address(), c, records, move |i, _| Request {
         path: http_load::key_path(i),
         body: Some(value.clone()),
     })
@@ -140,7 +141,7 @@ async fn produce_rate(
 ) -> Result<f64> {
     create_topic(brokers, topic).await?;
     let tail = if tailed {
-        Some(Store::open(bench_store_config(brokers, topic)).await?)
+        Some(Store::open(store_config(brokers, topic)).await?)
     } else {
         None
     };

@@ -14,33 +14,34 @@ use tokio::{
     process::{Child, Command},
 };
 
-use super::{BenchConfig, InProcess, Row, bench_store_config, progress};
+use kafkv::Store;
+
 use crate::{
+    BenchConfig,
     error::{Error, Result},
-    store::Store,
+    kafka::{serve, store_config},
+    progress,
+    report::Row,
 };
 
 const CLIENTS: &str = "50";
 const KEYSPACE: &str = "100000";
 
 /// The error for a missing Redis tool that `section` of `--only` needs.
-pub(super) fn missing(tool: &str, section: &str) -> Error {
-    Error::Io(std::io::Error::other(format!(
-        "{tool} is needed for the {section} comparison: apt-get install redis-tools redis-server \
-         (or leave {section} out of --only)"
-    )))
+pub fn missing(tool: &'static str, section: &'static str) -> Error {
+    Error::MissingTool { tool, section }
 }
 
 /// A `redis-server` without persistence on a free loopback port, killed when
 /// dropped.
-pub(super) struct RedisServer {
+pub struct RedisServer {
     child: Child,
     pub port: u16,
 }
 
 impl RedisServer {
     /// Starts it and waits until it accepts connections.
-    pub async fn start(section: &str) -> Result<Self> {
+    pub async fn start(section: &'static str) -> Result<Self> {
         let port = {
             let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
             probe.local_addr()?.port()
@@ -59,9 +60,7 @@ impl RedisServer {
             .is_err()
         {
             if Instant::now() > deadline {
-                return Err(Error::Io(std::io::Error::other(
-                    "redis-server did not start",
-                )));
+                return Err(Error::Failed("redis-server did not start".into()));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -80,7 +79,7 @@ struct Figures {
     p99: f64,
 }
 
-pub(super) async fn compare(brokers: &str, run_id: u32, config: &BenchConfig) -> Result<Vec<Row>> {
+pub async fn compare(brokers: &str, run_id: u32, config: &BenchConfig) -> Result<Vec<Row>> {
     for tool in ["redis-benchmark", "redis-server"] {
         if which(tool).is_none() {
             return Err(missing(tool, "resp"));
@@ -88,12 +87,12 @@ pub(super) async fn compare(brokers: &str, run_id: u32, config: &BenchConfig) ->
     }
 
     // kafkv with its RESP front end on a free port.
-    let mut store_config = bench_store_config(brokers, &format!("bench-resp-{run_id}"));
-    store_config.fetch_wait = config.resp_fetch_wait;
-    let store = Store::open(store_config).await?;
+    let mut kafkv_config = store_config(brokers, &format!("bench-resp-{run_id}"));
+    kafkv_config.fetch_wait = config.resp_fetch_wait;
+    let store = Store::open(kafkv_config).await?;
     let resp = TcpListener::bind("127.0.0.1:0").await?;
-    let kafkv_port = resp.local_addr()?.port();
-    let served = InProcess::start(store, Some(resp)).await?;
+    let served = serve(store, Some(resp)).await?;
+    let kafkv_port = served.resp_address().expect("RESP is on").port();
 
     // redis-server without persistence on another free port.
     let redis = RedisServer::start("resp").await?;
@@ -149,15 +148,12 @@ async fn run_benchmark(port: u16, test: &str, requests: usize, pipeline: &str) -
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() || stderr.contains("ERR") || stdout.contains("ERR") {
-        return Err(Error::Io(std::io::Error::other(format!(
+        return Err(Error::Failed(format!(
             "redis-benchmark against port {port} failed:\n{stdout}\n{stderr}"
-        ))));
+        )));
     }
-    parse_csv(&stdout, test).ok_or_else(|| {
-        Error::Io(std::io::Error::other(format!(
-            "unexpected redis-benchmark output:\n{stdout}"
-        )))
-    })
+    parse_csv(&stdout, test)
+        .ok_or_else(|| Error::Failed(format!("unexpected redis-benchmark output:\n{stdout}")))
 }
 
 /// Reads `"SET","rps","avg","min","p50","p95","p99","max"` rows.
@@ -176,7 +172,7 @@ fn parse_csv(csv: &str, test: &str) -> Option<Figures> {
 }
 
 /// "redis 7.0.15", from `redis-server --version`.
-pub(super) async fn redis_version() -> String {
+pub async fn redis_version() -> String {
     let output = Command::new("redis-server").arg("--version").output().await;
     output
         .ok()
@@ -189,7 +185,7 @@ pub(super) async fn redis_version() -> String {
 }
 
 /// The first `tool` on the PATH.
-pub(super) fn which(tool: &str) -> Option<std::path::PathBuf> {
+pub fn which(tool: &str) -> Option<std::path::PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|dir| dir.join(tool))

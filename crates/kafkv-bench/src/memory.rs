@@ -10,19 +10,22 @@
 //! settle for a second before they are measured.
 
 use std::{
+    path::Path,
     process::Stdio,
     time::{Duration, Instant},
 };
 
+use kafkv_testkit::ServeProcess;
 use tokio::{io::AsyncWriteExt, process::Command};
 
-use super::{
-    BenchConfig, Row,
-    child::ServeChild,
-    produce_topic, progress,
+use crate::{
+    BenchConfig,
+    error::{Error, Result},
+    kafka::produce_topic,
+    progress,
     redis_peer::{RedisServer, missing, redis_version, which},
+    report::Row,
 };
-use crate::error::{Error, Result};
 
 /// Pause between ready (or loaded) and measuring, so that both sides' memory
 /// figures are current: redis-server refreshes `used_memory_rss` in its cron.
@@ -32,7 +35,13 @@ const STOP_GRACE: Duration = Duration::from_secs(30);
 /// Bytes of SET commands written to `redis-cli --pipe` at a time.
 const PIPE_CHUNK: usize = 1 << 20;
 
-pub(super) async fn compare(brokers: &str, run_id: u32, config: &BenchConfig) -> Result<Vec<Row>> {
+/// Runs the comparison; `kafkv` is the binary run as `kafkv serve`.
+pub async fn compare(
+    kafkv: &Path,
+    brokers: &str,
+    run_id: u32,
+    config: &BenchConfig,
+) -> Result<Vec<Row>> {
     for tool in ["redis-server", "redis-cli"] {
         if which(tool).is_none() {
             return Err(missing(tool, "memory"));
@@ -40,7 +49,7 @@ pub(super) async fn compare(brokers: &str, run_id: u32, config: &BenchConfig) ->
     }
     let keys = config.memory_keys;
     let dir = std::env::temp_dir().join(format!("kafkv-bench-memory-{run_id}"));
-    let kafkv = measure_kafkv(brokers, run_id, config, &dir).await;
+    let kafkv = measure_kafkv(kafkv, brokers, run_id, config, &dir).await;
     let _ = std::fs::remove_dir_all(&dir);
     let kafkv = kafkv?;
 
@@ -84,15 +93,17 @@ pub(super) async fn compare(brokers: &str, run_id: u32, config: &BenchConfig) ->
 /// `memory_keys` keys minus that of one on an empty topic, over the keys.
 /// The children's data dirs go under `dir`.
 async fn measure_kafkv(
+    kafkv: &Path,
     brokers: &str,
     run_id: u32,
     config: &BenchConfig,
-    dir: &std::path::Path,
+    dir: &Path,
 ) -> Result<f64> {
     let keys = config.memory_keys;
 
     progress("memory: kafkv serve child on an empty topic");
     let empty = serve_and_measure(
+        kafkv,
         brokers,
         &format!("bench-memory-empty-{run_id}"),
         &dir.join("empty"),
@@ -114,7 +125,7 @@ async fn measure_kafkv(
     progress(format!(
         "memory: kafkv serve child on the topic of {keys} keys"
     ));
-    let loaded = serve_and_measure(brokers, &topic, &dir.join("loaded"), keys).await?;
+    let loaded = serve_and_measure(kafkv, brokers, &topic, &dir.join("loaded"), keys).await?;
     progress(format!(
         "memory: loaded: ready in {:.2}s, RSS {}",
         loaded.ready.as_secs_f64(),
@@ -129,45 +140,54 @@ struct Served {
     rss: u64,
 }
 
-/// Runs `kafkv serve` on `topic` until ready, checks it applied `records`,
-/// reads its RSS and stops it.
+/// Runs `kafkv serve` on `topic` (in `data_dir`, which holds its log too)
+/// until ready, checks it applied `records`, reads its RSS and stops it.
 async fn serve_and_measure(
+    kafkv: &Path,
     brokers: &str,
     topic: &str,
-    data_dir: &std::path::Path,
+    data_dir: &Path,
     records: usize,
 ) -> Result<Served> {
     std::fs::create_dir_all(data_dir)?;
-    let data_dir = data_dir.to_string_lossy();
-    let mut child = ServeChild::spawn(&[
-        "--brokers",
-        brokers,
-        "--topic",
-        topic,
-        "--replication-factor",
-        "1",
-        "--data-dir",
-        &data_dir,
-    ])?;
+    let mut child = ServeProcess::spawn(
+        kafkv,
+        data_dir,
+        [
+            "--brokers",
+            brokers,
+            "--topic",
+            topic,
+            "--replication-factor",
+            "1",
+            "--data-dir",
+            ".",
+        ],
+    )?;
     // Generous for a debug build: a minute plus a millisecond per record.
     let timeout = Duration::from_secs(60) + Duration::from_millis(records as u64);
     let ready = child.wait_ready(timeout).await?;
-    let readyz: serde_json::Value = reqwest::get(format!("http://{}/readyz", child.http_address()))
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(io)?
+    let readyz: serde_json::Value = reqwest::get(child.url("/readyz"))
+        .await?
+        .error_for_status()?
         .json()
-        .await
-        .map_err(io)?;
+        .await?;
     let applied = readyz["records_applied"].as_u64();
     if applied != Some(records as u64) {
-        return Err(Error::Io(std::io::Error::other(format!(
+        return Err(Error::Failed(format!(
             "the kafkv serve child on {topic} applied {applied:?} records, not {records}"
-        ))));
+        )));
     }
     tokio::time::sleep(SETTLE).await;
     let rss = child.rss_bytes()?;
-    child.stop(STOP_GRACE).await?;
+    let (status, log) = tokio::task::spawn_blocking(move || child.terminate(STOP_GRACE))
+        .await
+        .expect("terminate does not panic")?;
+    if !status.success() {
+        return Err(Error::Failed(format!(
+            "the kafkv serve child on {topic} exited with {status} after SIGTERM; its log:\n{log}"
+        )));
+    }
     Ok(Served { ready, rss })
 }
 
@@ -189,10 +209,10 @@ async fn info_memory(port: u16) -> Result<RedisMemory> {
         info_field(&text, "used_memory_rss"),
     ) {
         (Some(used), Some(rss)) if output.status.success() => Ok(RedisMemory { used, rss }),
-        _ => Err(Error::Io(std::io::Error::other(format!(
+        _ => Err(Error::Failed(format!(
             "unexpected INFO memory answer:\n{text}{}",
             String::from_utf8_lossy(&output.stderr)
-        )))),
+        ))),
     }
 }
 
@@ -230,10 +250,10 @@ async fn load_redis(port: u16, keys: usize, value_bytes: usize) -> Result<()> {
             ));
             Ok(())
         }
-        _ => Err(Error::Io(std::io::Error::other(format!(
+        _ => Err(Error::Failed(format!(
             "redis-cli --pipe did not store {keys} keys:\n{text}{}",
             String::from_utf8_lossy(&output.stderr)
-        )))),
+        ))),
     }
 }
 
@@ -271,10 +291,6 @@ fn info_field(info: &str, name: &str) -> Option<u64> {
 
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
-}
-
-fn io(e: reqwest::Error) -> Error {
-    Error::Io(std::io::Error::other(e))
 }
 
 #[cfg(test)]

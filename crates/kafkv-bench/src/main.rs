@@ -1,0 +1,236 @@
+//! `kafkv-bench`: measurements of kafkv beside the raw Kafka client doing the
+//! same work against the same broker, in one run, printed as a table (and
+//! optionally written as JSON).
+//!
+//! - Sequential write latency: one HTTP client, one `PUT /v1/kv/{key}` at a
+//!   time, beside one librdkafka producer (same settings as kafkv's) sending
+//!   one record at a time and waiting for its acknowledgement.
+//! - Bootstrap: a topic of N records (16-byte keys, 100-byte values, 10% of
+//!   them overwrites and 1% tombstones) read by a plain librdkafka consumer,
+//!   beside `Store::open` materializing it; then the same with `--state
+//!   disk` (first start, which writes the view and its checkpoint), and a
+//!   restart with nothing changed beside the memory state's full replay.
+//! - RESP: `redis-benchmark` (SET then GET, 50 clients, random keys, with and
+//!   without `-P 16`) against kafkv's Redis front end and against a
+//!   `redis-server` the bench starts without persistence on another port.
+//! - HTTP: GET and PUT `/v1/kv/{key}` throughput and p50/p99 latency with
+//!   `--concurrency` requests in flight from the bench's own load generator
+//!   (`http_load.rs`); nothing else serves this API, so these rows have no peer.
+//! - Write throughput: HTTP PUTs at `--concurrency` beside librdkafka
+//!   producing the same records with at most as many sends outstanding.
+//! - Memory per key: the RSS of a `kafkv serve` child process on an empty
+//!   topic and on one of N distinct keys, beside `redis-server`'s `INFO
+//!   memory` before and after loading the same keys.
+//!
+//! Each measurement has its own fresh topic, named after the bench's pid.
+//! kafkv is served in this process through `kafkv::service::spawn`, except
+//! in the memory section, which needs it in a process of its own.
+//!
+//! Without `--brokers` it starts `kafkv broker` as a child process on a free
+//! loopback port with a temporary data dir. That, and the memory section's
+//! `kafkv serve`, run the `kafkv` binary beside this one (or `--kafkv-bin`):
+//! `cargo build --release` builds it.
+//!
+//! # Layout
+//! - `main.rs`: the command line, the broker, the sections in order.
+//! - `error.rs`: what a run can fail with.
+//! - `kafka.rs`: what the sections share: kafkv's client settings for the
+//!   raw baselines, producing and consuming topics, kafkv served in process.
+//! - `report.rs`: rows, percentiles, the table and the JSON.
+//! - One file per section: `writes.rs`, `bootstrap.rs`, `redis_peer.rs`
+//!   (resp), `http_load.rs` (http, and the load generator `throughput.rs`
+//!   shares), `throughput.rs`, `memory.rs`.
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Duration,
+};
+
+use clap::Parser;
+use kafkv_testkit::BrokerProcess;
+use tracing_subscriber::EnvFilter;
+
+mod bootstrap;
+mod error;
+mod http_load;
+mod kafka;
+mod memory;
+mod redis_peer;
+mod report;
+mod throughput;
+mod writes;
+
+use error::{Error, Result};
+use report::Report;
+
+/// What to measure and where.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    version,
+    about = "Measure kafkv beside the raw Kafka client on the same broker and print a table"
+)]
+struct BenchConfig {
+    /// Kafka bootstrap servers; without it, a `kafkv broker` process on a free port.
+    #[arg(long, env = "KAFKV_BROKERS")]
+    brokers: Option<String>,
+    /// The `kafkv` binary run as the broker and as the memory section's `kafkv serve`
+    /// [default: `kafkv` beside this executable; `cargo build --release` builds it].
+    #[arg(long, value_name = "PATH")]
+    kafkv_bin: Option<PathBuf>,
+    /// Records in the bootstrap topic.
+    #[arg(long, default_value_t = 1_000_000)]
+    records: usize,
+    /// Sequential writes measured on each side.
+    #[arg(long, default_value_t = 2_000)]
+    writes: usize,
+    /// Bytes per value.
+    #[arg(long, default_value_t = 100)]
+    value_bytes: usize,
+    /// Also write the figures as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Run only these measurements.
+    #[arg(
+        long = "only",
+        value_delimiter = ',',
+        default_value = "writes,bootstrap,resp,http,throughput,memory"
+    )]
+    sections: Vec<Section>,
+    /// redis-benchmark requests per GET test, on each side.
+    #[arg(long, default_value_t = 200_000)]
+    resp_get_requests: usize,
+    /// The --fetch-wait of the kafkv instance in the RESP comparison.
+    // The embedded broker answers every idle fetch only when this runs out,
+    // so a short wait costs broker CPU on a machine the load generator shares.
+    #[arg(long, default_value = "10ms", value_parser = humantime::parse_duration)]
+    resp_fetch_wait: Duration,
+    /// redis-benchmark requests per SET test, on each side.
+    #[arg(long, default_value_t = 20_000)]
+    resp_set_requests: usize,
+    /// Requests in flight at once in the HTTP and write-throughput measurements (one client
+    /// task each, on its own kept-alive connection; produce sends outstanding on the raw side).
+    #[arg(long, default_value_t = 64, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    concurrency: usize,
+    /// GET /v1/kv/{key} requests in the HTTP measurement (random keys from 10,000 written first).
+    #[arg(long, default_value_t = 200_000)]
+    http_get_requests: usize,
+    /// PUT /v1/kv/{key} requests in the HTTP measurement (random keys from the same 10,000).
+    #[arg(long, default_value_t = 20_000)]
+    http_put_requests: usize,
+    /// Records written on each side of the write-throughput comparison (distinct 16-byte keys).
+    #[arg(long, default_value_t = 20_000)]
+    throughput_records: usize,
+    /// Distinct keys (16-byte, --value-bytes values) loaded into a `kafkv serve` child process
+    /// and into redis-server for the memory-per-key comparison.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    memory_keys: usize,
+}
+
+/// A group of measurements `--only` can pick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Section {
+    /// Sequential write latency beside raw produce+ack.
+    Writes,
+    /// Bootstrap beside a raw consumer.
+    Bootstrap,
+    /// redis-benchmark against kafkv's RESP port and redis-server.
+    Resp,
+    /// HTTP GET and PUT throughput and latency at `--concurrency` (no peer).
+    Http,
+    /// Write throughput at `--concurrency`: HTTP PUT beside raw produce.
+    Throughput,
+    /// Memory per key of a `kafkv serve` process beside redis-server.
+    Memory,
+}
+
+/// One progress line on stderr; the table goes to stdout.
+fn progress(text: impl AsRef<str>) {
+    eprintln!("bench: {}", text.as_ref());
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match run(BenchConfig::parse()).await {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("kafkv-bench: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs every chosen measurement, prints the table and writes the JSON.
+async fn run(config: BenchConfig) -> Result<Report> {
+    let kafkv = kafkv_binary(config.kafkv_bin.as_deref())?;
+    let needs_kafkv = config.brokers.is_none() || config.sections.contains(&Section::Memory);
+    if needs_kafkv && !kafkv.is_file() {
+        return Err(Error::NoKafkv(kafkv));
+    }
+    // Kept until the end: dropping it stops the broker and removes its data.
+    let mut own_broker = None;
+    let (brokers, broker) = match &config.brokers {
+        Some(brokers) => (brokers.clone(), format!("external ({brokers})")),
+        None => {
+            progress(format!("starting {} broker", kafkv.display()));
+            let started = BrokerProcess::start(&kafkv, Duration::from_secs(3600)).await?;
+            let address = started.address();
+            own_broker = Some(started);
+            (address, "kafkv broker: tansu 0.6.0 (SQLite)".to_owned())
+        }
+    };
+    let run_id = std::process::id();
+    let mut rows = Vec::new();
+    let mut produced = 0;
+
+    if config.sections.contains(&Section::Writes) {
+        rows.extend(writes::compare(&brokers, run_id, &config).await?);
+    }
+    if config.sections.contains(&Section::Bootstrap) {
+        let (records, bootstrap_rows) = bootstrap::compare(&brokers, run_id, &config).await?;
+        produced = records;
+        rows.extend(bootstrap_rows);
+    }
+    if config.sections.contains(&Section::Resp) {
+        rows.extend(redis_peer::compare(&brokers, run_id, &config).await?);
+    }
+    if config.sections.contains(&Section::Http) {
+        rows.extend(http_load::measure(&brokers, run_id, &config).await?);
+    }
+    if config.sections.contains(&Section::Throughput) {
+        rows.extend(throughput::compare(&brokers, run_id, &config).await?);
+    }
+    if config.sections.contains(&Section::Memory) {
+        rows.extend(memory::compare(&kafkv, &brokers, run_id, &config).await?);
+    }
+
+    let report = Report {
+        broker,
+        records: produced,
+        writes: config.writes,
+        rows,
+    };
+    report.print_table();
+    if let Some(path) = &config.json {
+        report.write_json(path)?;
+    }
+    drop(own_broker);
+    Ok(report)
+}
+
+/// The `kafkv` binary to run: `--kafkv-bin`, else `kafkv` beside this
+/// executable (where `cargo build` puts it). Whether it exists is checked
+/// where it is needed.
+fn kafkv_binary(given: Option<&Path>) -> Result<PathBuf> {
+    match given {
+        Some(path) => Ok(path.to_owned()),
+        None => Ok(std::env::current_exe()?.with_file_name("kafkv")),
+    }
+}
