@@ -23,7 +23,26 @@ use tokio::{runtime::Runtime, sync::oneshot};
 use tracing::{error, info};
 use url::Url;
 
-use crate::config::BrokerConfig;
+/// The embedded broker's settings.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Address the broker listens on and advertises. Default `127.0.0.1:9092`.
+    pub listen: SocketAddr,
+    /// Directory for the broker's SQLite database. Default `./kafkv-data`.
+    pub data_dir: PathBuf,
+    /// How often the broker compacts (and applies retention). Default 1 minute.
+    pub maintenance_interval: Duration,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            data_dir: PathBuf::from("kafkv-data"),
+            maintenance_interval: Duration::from_secs(60),
+        }
+    }
+}
 
 /// The index that makes tansu's compaction linear instead of quadratic.
 const KEY_INDEX: &str =

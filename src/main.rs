@@ -1,15 +1,38 @@
 //! The `kafkv` binary: parses arguments (and `KAFKV_*` variables) into the
-//! library's config and calls it. Nothing else lives here.
+//! library's config and calls it; starts the embedded broker ([`broker`])
+//! when no `--brokers` are given, before the store, and stops it after.
+
+#[cfg(feature = "embedded-broker")]
+mod broker;
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use kafkv::{
-    BrokerConfig, KafkaSource, ServiceConfig, StateConfig, StoreConfig,
+    ServiceConfig, StateConfig, StoreConfig,
     config::{DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES},
     service::{self, Listeners},
 };
+use tracing::info;
 use tracing_subscriber::EnvFilter;
+
+#[cfg(feature = "embedded-broker")]
+use broker::{BrokerConfig, BrokerError, EmbeddedBroker};
+
+/// Why the binary stopped with an error.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error(transparent)]
+    Kafkv(#[from] kafkv::Error),
+    #[cfg(feature = "embedded-broker")]
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[cfg(not(feature = "embedded-broker"))]
+    #[error("this kafkv was built without the embedded-broker feature; pass --brokers")]
+    NoEmbeddedBroker,
+}
 
 #[derive(Parser)]
 #[command(version, about = "A key-value store on a log-compacted Kafka topic")]
@@ -132,8 +155,21 @@ fn parse_key_value(text: &str) -> Result<(String, String), String> {
     }
 }
 
+/// Where `kafkv serve`'s Kafka comes from.
+enum KafkaSource {
+    /// A real cluster: `bootstrap.servers`.
+    External(String),
+    /// Start the embedded broker in this process.
+    #[cfg_attr(not(feature = "embedded-broker"), allow(dead_code))]
+    Embedded {
+        listen: SocketAddr,
+        data_dir: PathBuf,
+        maintenance_interval: Duration,
+    },
+}
+
 impl ServeArgs {
-    fn into_config(self) -> ServiceConfig {
+    fn into_config(self) -> (KafkaSource, ServiceConfig) {
         let store = StoreConfig {
             topic: self.topic,
             partitions: self.partitions,
@@ -154,23 +190,23 @@ impl ServeArgs {
         };
         let kafka = match self.brokers {
             Some(brokers) => KafkaSource::External(brokers),
-            None => KafkaSource::Embedded(BrokerConfig {
+            None => KafkaSource::Embedded {
                 listen: self.broker_listen,
                 data_dir: self.data_dir,
                 maintenance_interval: self.broker_maintenance_interval,
-            }),
+            },
         };
         let mut resp = kafkv::RespConfig::new(store.max_value_bytes);
         resp.max_connections = self.resp_max_connections;
         resp.limits.max_args = self.resp_max_args;
         resp.threads = usize::from(self.resp_threads);
-        ServiceConfig {
-            kafka,
+        let config = ServiceConfig {
             store,
             drain_timeout: self.drain_timeout,
             auth_token: self.auth_token.filter(|t| !t.is_empty()),
             resp,
-        }
+        };
+        (kafka, config)
     }
 }
 
@@ -211,15 +247,49 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve(args: ServeArgs) -> kafkv::Result<()> {
+async fn serve(args: ServeArgs) -> Result<(), Failure> {
     let (http_listen, resp_listen) = (args.http_listen, args.resp_listen);
-    let config = args.into_config();
+    let (kafka, mut config) = args.into_config();
     let http = bind(http_listen, "--http-listen").await?;
     let resp = match resp_listen {
         Some(address) => Some(bind(address, "--resp-listen").await?),
         None => None,
     };
-    service::run(config, Listeners { http, resp }, shutdown_signal()).await
+    #[cfg(feature = "embedded-broker")]
+    let mut embedded = None;
+    match kafka {
+        KafkaSource::External(brokers) => {
+            info!(%brokers, "using the Kafka cluster at --brokers");
+            config.store.brokers = brokers;
+        }
+        #[cfg(feature = "embedded-broker")]
+        KafkaSource::Embedded {
+            listen,
+            data_dir,
+            maintenance_interval,
+        } => {
+            let broker = EmbeddedBroker::start(&BrokerConfig {
+                listen,
+                data_dir,
+                maintenance_interval,
+            })
+            .await?;
+            config.store = config.store.on_single_broker();
+            config.store.brokers = broker.address().to_string();
+            embedded = Some(broker);
+        }
+        #[cfg(not(feature = "embedded-broker"))]
+        KafkaSource::Embedded { .. } => return Err(Failure::NoEmbeddedBroker),
+    }
+    let outcome = service::run(config, Listeners { http, resp }, shutdown_signal()).await;
+    // The broker stops last, after the store flushed and closed.
+    #[cfg(feature = "embedded-broker")]
+    if let Some(broker) = embedded {
+        broker.stop().await;
+    }
+    outcome?;
+    info!("shutdown complete");
+    Ok(())
 }
 
 async fn bind(address: SocketAddr, flag: &str) -> std::io::Result<tokio::net::TcpListener> {
@@ -232,8 +302,8 @@ async fn bind(address: SocketAddr, flag: &str) -> std::io::Result<tokio::net::Tc
 }
 
 #[cfg(feature = "embedded-broker")]
-async fn broker(args: BrokerArgs) -> kafkv::Result<()> {
-    let broker = kafkv::broker::EmbeddedBroker::start(&BrokerConfig {
+async fn broker(args: BrokerArgs) -> Result<(), Failure> {
+    let broker = EmbeddedBroker::start(&BrokerConfig {
         listen: args.listen,
         data_dir: args.data_dir,
         maintenance_interval: args.maintenance_interval,

@@ -3,7 +3,7 @@
 //! The library never reads argv or the environment; the binary maps its
 //! command line (and `KAFKV_*` variables) onto these structs.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 /// Largest key accepted by default: keys live in memory on every instance and
 /// in every record, so they are kept small.
@@ -102,41 +102,10 @@ impl StoreConfig {
     }
 }
 
-/// The embedded broker's settings.
-#[derive(Debug, Clone)]
-pub struct BrokerConfig {
-    /// Address the broker listens on and advertises. Default `127.0.0.1:9092`.
-    pub listen: SocketAddr,
-    /// Directory for the broker's SQLite database. Default `./kafkv-data`.
-    pub data_dir: PathBuf,
-    /// How often the broker compacts (and applies retention). Default 1 minute.
-    pub maintenance_interval: Duration,
-}
-
-impl Default for BrokerConfig {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
-            data_dir: PathBuf::from("kafkv-data"),
-            maintenance_interval: Duration::from_secs(60),
-        }
-    }
-}
-
-/// Where the service's Kafka comes from.
-#[derive(Debug, Clone)]
-pub enum KafkaSource {
-    /// A real cluster: `bootstrap.servers`.
-    External(String),
-    /// Start the embedded broker in this process.
-    Embedded(BrokerConfig),
-}
-
 /// Everything `kafkv serve` needs besides its listeners.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
-    pub kafka: KafkaSource,
-    /// The store's settings; its `brokers` is replaced by the embedded broker's address when embedded.
+    /// The store's settings, `brokers` included.
     pub store: StoreConfig,
     /// How long graceful shutdown waits for in-flight requests. Default 30 s.
     pub drain_timeout: Duration,

@@ -14,9 +14,6 @@ pub use crate::{
     store::{InputError, ReadError, WriteError},
 };
 
-#[cfg(feature = "embedded-broker")]
-pub use crate::broker::BrokerError;
-
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -37,9 +34,6 @@ pub enum Error {
     /// A Kafka client could not be created or configured.
     #[error("kafka client error: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
-    #[cfg(feature = "embedded-broker")]
-    #[error(transparent)]
-    Broker(#[from] BrokerError),
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
     #[error("the store is shutting down")]

@@ -1,7 +1,7 @@
-//! `run(config, listeners, shutdown)`: wires the embedded broker (if any), the
-//! store and the HTTP front end, and shuts them down in order: stop accepting,
-//! finish in-flight requests, flush the producer and stop the consumer, stop
-//! the broker last.
+//! `run(config, listeners, shutdown)`: wires the store and the front ends,
+//! and shuts them down in order: stop accepting, finish in-flight requests,
+//! flush the producer and stop the consumer. (An embedded broker is the
+//! binary's: it starts before `run` and stops after it.)
 //!
 //! [`serve`] is the part after the broker and the store: the front ends and
 //! their drain. [`spawn`] runs it as a task and returns a [`Server`] handle,
@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::{
-    config::{KafkaSource, ServiceConfig},
+    config::ServiceConfig,
     error::Result,
     http::{self, AppState},
     store::Store,
@@ -72,48 +72,20 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
-/// Runs kafkv until `shutdown` resolves: the embedded broker if configured,
-/// the store, and the front ends; then shuts them down in that order reversed.
+/// Runs kafkv until `shutdown` resolves: the store on `config.store.brokers`,
+/// and the front ends; then shuts them down in that order reversed.
 pub async fn run(
     config: ServiceConfig,
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let mut store_config = config.store.clone();
-    #[cfg(feature = "embedded-broker")]
-    let mut broker = None;
-    match &config.kafka {
-        KafkaSource::External(brokers) => {
-            info!(%brokers, "using the Kafka cluster at --brokers");
-            store_config.brokers = brokers.clone();
-        }
-        #[cfg(feature = "embedded-broker")]
-        KafkaSource::Embedded(broker_config) => {
-            let started = crate::broker::EmbeddedBroker::start(broker_config).await?;
-            store_config = store_config.on_single_broker();
-            store_config.brokers = started.address().to_string();
-            broker = Some(started);
-        }
-        #[cfg(not(feature = "embedded-broker"))]
-        KafkaSource::Embedded(_) => {
-            return Err(crate::error::Error::Io(std::io::Error::other(
-                "this kafkv was built without the embedded-broker feature; pass --brokers",
-            )));
-        }
-    }
-
-    let store = Store::start(store_config).await?;
+    let store = Store::start(config.store.clone()).await?;
     let front_ends = FrontEnds {
         drain_timeout: config.drain_timeout,
         auth_token: config.auth_token.clone(),
         resp: config.resp.clone(),
     };
     serve(store, listeners, front_ends, shutdown).await;
-    #[cfg(feature = "embedded-broker")]
-    if let Some(broker) = broker {
-        broker.stop().await;
-    }
-    info!("shutdown complete");
     Ok(())
 }
 

@@ -12,7 +12,6 @@
 //! - [`log`]: the Kafka side: topic checks, the producer, the consumer.
 //! - `state` (private): the materialized view and applied offsets.
 //! - [`store`]: the library API, [`Store`].
-//! - [`broker`]: the embedded Kafka-compatible broker (feature `embedded-broker`).
 //! - `auth` (private): the `--auth-token` check both front ends share.
 //! - `http` (private): the axum front end.
 //! - `resp` (private): the Redis protocol front end; [`RespConfig`] is its settings.
@@ -21,10 +20,12 @@
 //!
 //! The private modules are what `kafkv serve` is made of; programs that embed
 //! kafkv use [`Store`] directly, or [`service`] for the front ends too.
+//!
+//! The embedded broker is not part of the library: the `kafkv` binary (the
+//! workspace's root package) starts it and hands the library its address,
+//! so embedding kafkv pulls in no broker.
 
 mod auth;
-#[cfg(feature = "embedded-broker")]
-pub mod broker;
 pub mod config;
 pub mod error;
 mod http;
@@ -36,7 +37,7 @@ pub mod service;
 mod state;
 pub mod store;
 
-pub use config::{BrokerConfig, KafkaSource, ServiceConfig, StateConfig, StoreConfig};
+pub use config::{ServiceConfig, StateConfig, StoreConfig};
 pub use error::{Error, Result};
 pub use resp::RespConfig;
 pub use store::{Consistency, Store};
