@@ -68,6 +68,12 @@ pub enum BrokerError {
          is another process using the port? (--broker-listen)"
     )]
     NotListening(SocketAddr, Duration),
+    #[error(
+        "the embedded broker cannot listen on {address}: {reason}. Is another process (another \
+         kafkv?) using the port? Pick another with --broker-listen (kafkv serve) or --listen \
+         (kafkv broker), or pass --brokers to use a running Kafka"
+    )]
+    Bind { address: SocketAddr, reason: String },
 }
 
 /// A running embedded broker. Dropping it without [`EmbeddedBroker::stop`]
@@ -81,6 +87,14 @@ impl EmbeddedBroker {
     /// Starts the broker and returns once it accepts connections.
     pub async fn start(config: &BrokerConfig) -> Result<Self, BrokerError> {
         let started = Instant::now();
+        // tansu binds inside its serve loop and only logs a failure there, and
+        // the readiness check below would then connect to whichever process
+        // holds the port and call it up. Bind first, so a taken port is a
+        // start-up error; the probe is closed just before tansu binds.
+        let probe = std::net::TcpListener::bind(config.listen).map_err(|e| BrokerError::Bind {
+            address: config.listen,
+            reason: e.to_string(),
+        })?;
         let data_dir_error = |reason: String| BrokerError::DataDir {
             path: config.data_dir.clone(),
             reason,
@@ -101,6 +115,7 @@ impl EmbeddedBroker {
             .build()
             .map_err(|e| BrokerError::Start(e.to_string()))?;
 
+        drop(probe);
         let (built, built_rx) = oneshot::channel();
         let (served, mut served_rx) = oneshot::channel();
         let index_path = database.clone();

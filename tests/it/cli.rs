@@ -93,3 +93,41 @@ async fn serve_refuses_a_port_in_use_with_a_clear_error() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--http-listen"), "{stderr}");
 }
+
+// Regression: with its port taken, `kafkv broker` logged "is up" (its
+// readiness probe reached the other process), then AddrInUse, and kept
+// running without serving anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_broker_refuses_a_port_in_use_with_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let runs = [
+        vec!["broker", "--listen", &address],
+        vec![
+            "serve",
+            "--broker-listen",
+            &address,
+            "--http-listen",
+            "127.0.0.1:0",
+        ],
+    ];
+    for args in runs {
+        let output = tokio::time::timeout(
+            Duration::from_secs(60),
+            tokio::process::Command::new(KAFKV)
+                .args(&args)
+                .arg("--data-dir")
+                .arg(&data)
+                .output(),
+        )
+        .await
+        .expect("exits on its own")
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?}: {stderr}");
+        assert!(stderr.contains("cannot listen on"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("is up"), "{args:?}: {stderr}");
+    }
+}
