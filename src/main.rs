@@ -85,6 +85,14 @@ struct ServeArgs {
     /// timeouts). Several in one value or in the env var are separated by ';'.
     #[arg(long = "kafka-config", env = "KAFKV_KAFKA_CONFIG", value_delimiter = ';', value_parser = parse_key_value)]
     kafka_config: Vec<(String, String)>,
+    /// min.compaction.lag.ms of a topic kafkv creates: superseded records younger than
+    /// this stay in the log (an existing topic keeps its own).
+    #[arg(long, env = "KAFKV_MIN_COMPACTION_LAG", default_value = "10m", value_parser = humantime::parse_duration)]
+    min_compaction_lag: Duration,
+    /// delete.retention.ms of a topic kafkv creates: how long compaction keeps a
+    /// tombstone, and so how long a --state disk instance may stop and still resume.
+    #[arg(long, env = "KAFKV_DELETE_RETENTION", default_value = "24h", value_parser = humantime::parse_duration)]
+    delete_retention: Duration,
     /// Start even if the topic is not compacted (Kafka may then delete live keys).
     #[arg(long, env = "KAFKV_ALLOW_NON_COMPACTED")]
     allow_non_compacted: bool,
@@ -182,6 +190,8 @@ impl ServeArgs {
             max_key_bytes: self.max_key_bytes,
             max_value_bytes: self.max_value_bytes,
             fetch_wait: self.fetch_wait,
+            min_compaction_lag: self.min_compaction_lag,
+            delete_retention: self.delete_retention,
             state: match self.state {
                 StateKind::Memory => StateConfig::Memory,
                 StateKind::Disk => StateConfig::Disk(self.data_dir.clone()),

@@ -23,13 +23,18 @@ async fn create_topic(brokers: &str, topic: &str, policy: &str) {
 }
 
 async fn cleanup_policy(brokers: &str, topic: &str) -> Option<String> {
+    topic_setting(brokers, topic, "cleanup.policy").await
+}
+
+/// One of the topic's settings as the broker describes it.
+async fn topic_setting(brokers: &str, topic: &str, name: &str) -> Option<String> {
     let admin: AdminClient<DefaultClientContext> = client(brokers).create().unwrap();
     let described = admin
         .describe_configs([&ResourceSpecifier::Topic(topic)], &AdminOptions::new())
         .await
         .unwrap();
     let resource = described.into_iter().next().unwrap().unwrap();
-    resource.get("cleanup.policy").and_then(|e| e.value.clone())
+    resource.get(name).and_then(|e| e.value.clone())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,4 +102,46 @@ async fn an_unreachable_broker_fails_start_up_with_a_clear_error() {
     let text = error.to_string();
     assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
     assert!(text.contains("--brokers"), "{text}");
+}
+
+/// A topic kafkv creates keeps recent history (min.compaction.lag.ms) and
+/// says how long tombstones stay (delete.retention.ms): the defaults, or what
+/// the configuration asks for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_created_topic_carries_the_compaction_lag_and_tombstone_retention() {
+    let kafka = Kafka::start().await;
+    let brokers = kafka.brokers();
+    let defaults = unique_topic("lag-default");
+    let store = Store::open(kafka.config(&defaults)).await.unwrap();
+    store.close().await;
+    assert_eq!(
+        topic_setting(&brokers, &defaults, "min.compaction.lag.ms")
+            .await
+            .as_deref(),
+        Some("600000")
+    );
+    assert_eq!(
+        topic_setting(&brokers, &defaults, "delete.retention.ms")
+            .await
+            .as_deref(),
+        Some("86400000")
+    );
+    let custom = unique_topic("lag-custom");
+    let mut config = kafka.config(&custom);
+    config.min_compaction_lag = Duration::from_secs(90);
+    config.delete_retention = Duration::from_secs(3600);
+    let store = Store::open(config).await.unwrap();
+    store.close().await;
+    assert_eq!(
+        topic_setting(&brokers, &custom, "min.compaction.lag.ms")
+            .await
+            .as_deref(),
+        Some("90000")
+    );
+    assert_eq!(
+        topic_setting(&brokers, &custom, "delete.retention.ms")
+            .await
+            .as_deref(),
+        Some("3600000")
+    );
 }

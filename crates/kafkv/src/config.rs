@@ -14,7 +14,13 @@ pub const DEFAULT_MAX_KEY_BYTES: usize = 16 * 1024;
 /// record overhead stays under it.
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 1_000_000;
 
-/// How the store talks to Kafka and what it accepts.
+/// Default [`StoreConfig::min_compaction_lag`].
+pub const DEFAULT_MIN_COMPACTION_LAG: Duration = Duration::from_secs(10 * 60);
+
+/// Default [`StoreConfig::delete_retention`]: Kafka's own default.
+pub const DEFAULT_DELETE_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+/// How kafkv talks to Kafka and what it accepts.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     /// `bootstrap.servers`: comma-separated `host:port` list.
@@ -46,6 +52,17 @@ pub struct StoreConfig {
     pub fetch_wait: Duration,
     /// Where the materialized view lives. Default [`StateConfig::Memory`].
     pub state: StateConfig,
+    /// `min.compaction.lag.ms` for a topic kafkv creates: how long a
+    /// superseded record stays in the log before compaction may remove it,
+    /// so recent history is intact for what reads it (resumed change
+    /// streams; later, conditional writes). Default 10 minutes. An existing
+    /// topic keeps its own setting.
+    pub min_compaction_lag: Duration,
+    /// `delete.retention.ms` for a topic kafkv creates: how long compaction
+    /// keeps a tombstone, which bounds how long an instance may stop and
+    /// still resume from a disk checkpoint. Default 24 hours, as Kafka's.
+    /// An existing topic keeps its own setting.
+    pub delete_retention: Duration,
 }
 
 /// Where the materialized view lives.
@@ -84,6 +101,8 @@ impl StoreConfig {
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             fetch_wait: Duration::from_millis(10),
             state: StateConfig::Memory,
+            min_compaction_lag: DEFAULT_MIN_COMPACTION_LAG,
+            delete_retention: DEFAULT_DELETE_RETENTION,
         }
     }
 

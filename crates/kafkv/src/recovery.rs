@@ -155,6 +155,7 @@ mod tests {
             partitions: 2,
             id: id.map(Into::into),
             delete_retention: Duration::from_secs(3600),
+            min_compaction_lag: Duration::ZERO,
         }
     }
 

@@ -13,7 +13,10 @@ use rdkafka::{
 };
 use tracing::{info, warn};
 
-use crate::{config::StoreConfig, error::Result};
+use crate::{
+    config::{DEFAULT_DELETE_RETENTION, StoreConfig},
+    error::Result,
+};
 
 /// The topic is missing, unusable or not compacted.
 #[derive(Debug, thiserror::Error)]
@@ -56,10 +59,15 @@ pub struct TopicInfo {
     /// `delete.retention.ms`: how long compaction keeps a tombstone. A disk
     /// checkpoint older than this may have missed deletes.
     pub delete_retention: Duration,
+    /// `min.compaction.lag.ms`: how long a superseded record is kept.
+    pub min_compaction_lag: Duration,
 }
 
-/// Kafka's default `delete.retention.ms` (one day), for a topic that does not set it.
-const DEFAULT_DELETE_RETENTION: Duration = Duration::from_secs(24 * 3600);
+/// The topic's retention settings, as created or read back.
+struct Retention {
+    delete_retention: Duration,
+    min_compaction_lag: Duration,
+}
 
 /// Makes sure the topic exists and is compacted; returns its partition count
 /// and id.
@@ -71,19 +79,41 @@ pub async fn ensure(config: &StoreConfig) -> Result<TopicInfo> {
         .request_timeout(Some(config.startup_timeout));
     let topic = &config.topic;
     let replication = TopicReplication::Fixed(config.replication_factor.unwrap_or(-1));
-    let new_topic =
-        NewTopic::new(topic, config.partitions, replication).set("cleanup.policy", "compact");
+    let (lag_ms, retention_ms) = (
+        config.min_compaction_lag.as_millis().to_string(),
+        config.delete_retention.as_millis().to_string(),
+    );
+    let new_topic = NewTopic::new(topic, config.partitions, replication)
+        .set("cleanup.policy", "compact")
+        .set("min.compaction.lag.ms", &lag_ms)
+        .set("delete.retention.ms", &retention_ms);
     let created = admin
         .create_topics([&new_topic], &options)
         .await
         .map_err(|e| unreachable(config, e.to_string()))?;
-    let delete_retention = match created.into_iter().next() {
+    let retention = match created.into_iter().next() {
         Some(Ok(_)) => {
-            info!(%topic, partitions = config.partitions, "created compacted topic");
-            DEFAULT_DELETE_RETENTION
+            info!(
+                %topic,
+                partitions = config.partitions,
+                min_compaction_lag_ms = lag_ms,
+                delete_retention_ms = retention_ms,
+                "created compacted topic"
+            );
+            Retention {
+                delete_retention: config.delete_retention,
+                min_compaction_lag: config.min_compaction_lag,
+            }
         }
         Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => {
-            check_compacted(&admin, &options, config).await?
+            let retention = check_compacted(&admin, &options, config).await?;
+            info!(
+                %topic,
+                min_compaction_lag_ms = retention.min_compaction_lag.as_millis() as u64,
+                delete_retention_ms = retention.delete_retention.as_millis() as u64,
+                "using the existing topic's retention settings"
+            );
+            retention
         }
         Some(Err((
             _,
@@ -117,7 +147,8 @@ pub async fn ensure(config: &StoreConfig) -> Result<TopicInfo> {
     Ok(TopicInfo {
         partitions,
         id,
-        delete_retention,
+        delete_retention: retention.delete_retention,
+        min_compaction_lag: retention.min_compaction_lag,
     })
 }
 
@@ -201,12 +232,12 @@ fn unreachable(config: &StoreConfig, reason: String) -> crate::Error {
     .into()
 }
 
-/// Checks the cleanup policy; returns `delete.retention.ms`.
+/// Checks the cleanup policy; returns the retention settings.
 async fn check_compacted(
     admin: &AdminClient<DefaultClientContext>,
     options: &AdminOptions,
     config: &StoreConfig,
-) -> Result<Duration> {
+) -> Result<Retention> {
     let topic = &config.topic;
     let describe_error = |reason: String| TopicError::Describe {
         topic: topic.clone(),
@@ -226,12 +257,20 @@ async fn check_compacted(
         .get("cleanup.policy")
         .and_then(|entry| entry.value.clone())
         .unwrap_or_else(|| "delete".to_owned());
-    let delete_retention = resource
-        .get("delete.retention.ms")
-        .and_then(|entry| entry.value.as_deref()?.parse().ok())
-        .map_or(DEFAULT_DELETE_RETENTION, Duration::from_millis);
+    let millis = |name: &str| {
+        resource
+            .get(name)
+            .and_then(|entry| entry.value.as_deref()?.parse().ok())
+            .map(Duration::from_millis)
+    };
+    let retention = Retention {
+        // Kafka's defaults where the topic does not say: a day, and 0 (any
+        // superseded record may go).
+        delete_retention: millis("delete.retention.ms").unwrap_or(DEFAULT_DELETE_RETENTION),
+        min_compaction_lag: millis("min.compaction.lag.ms").unwrap_or(Duration::ZERO),
+    };
     if policy.split(',').any(|p| p.trim() == "compact") {
-        return Ok(delete_retention);
+        return Ok(retention);
     }
     let refused = TopicError::NotCompacted {
         topic: topic.clone(),
@@ -239,7 +278,7 @@ async fn check_compacted(
     };
     if config.allow_non_compacted {
         warn!("{refused}; starting anyway because of --allow-non-compacted");
-        Ok(delete_retention)
+        Ok(retention)
     } else {
         Err(refused.into())
     }
