@@ -54,6 +54,7 @@ use tracing_subscriber::EnvFilter;
 mod bootstrap;
 mod error;
 mod http_load;
+mod idle;
 mod kafka;
 mod memory;
 mod redis_peer;
@@ -94,7 +95,7 @@ struct BenchConfig {
     #[arg(
         long = "only",
         value_delimiter = ',',
-        default_value = "writes,bootstrap,resp,http,throughput,memory"
+        default_value = "writes,bootstrap,resp,http,throughput,memory,idle"
     )]
     sections: Vec<Section>,
     /// redis-benchmark requests per GET test, on each side.
@@ -125,6 +126,12 @@ struct BenchConfig {
     /// and into redis-server for the memory-per-key comparison.
     #[arg(long, default_value_t = 1_000_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     memory_keys: usize,
+    /// How long the idle `kafkv serve` child's CPU is measured.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    idle_seconds: Duration,
+    /// Writes through one instance timed until visible on another.
+    #[arg(long, default_value_t = 200, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    visibility_writes: usize,
 }
 
 /// A group of measurements `--only` can pick.
@@ -142,6 +149,9 @@ enum Section {
     Throughput,
     /// Memory per key of a `kafkv serve` process beside redis-server.
     Memory,
+    /// An idle `kafkv serve`'s CPU on its embedded broker, and how soon a
+    /// write through another instance is visible on it (no peer).
+    Idle,
 }
 
 /// One progress line on stderr; the table goes to stdout.
@@ -170,7 +180,9 @@ async fn main() -> ExitCode {
 /// Runs every chosen measurement, prints the table and writes the JSON.
 async fn run(config: BenchConfig) -> Result<Report> {
     let kafkv = kafkv_binary(config.kafkv_bin.as_deref())?;
-    let needs_kafkv = config.brokers.is_none() || config.sections.contains(&Section::Memory);
+    let needs_kafkv = config.brokers.is_none()
+        || config.sections.contains(&Section::Memory)
+        || config.sections.contains(&Section::Idle);
     if needs_kafkv && !kafkv.is_file() {
         return Err(Error::NoKafkv(kafkv));
     }
@@ -209,6 +221,9 @@ async fn run(config: BenchConfig) -> Result<Report> {
     }
     if config.sections.contains(&Section::Memory) {
         rows.extend(memory::compare(&kafkv, &brokers, run_id, &config).await?);
+    }
+    if config.sections.contains(&Section::Idle) {
+        rows.extend(idle::measure(&kafkv, run_id, &config).await?);
     }
 
     let report = Report {
