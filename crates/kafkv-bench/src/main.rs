@@ -188,8 +188,11 @@ async fn run(config: BenchConfig) -> Result<Report> {
     }
     // Kept until the end: dropping it stops the broker and removes its data.
     let mut own_broker = None;
+    // The idle section runs its own embedded broker; every other one uses this.
+    let needs_broker = config.sections.iter().any(|s| *s != Section::Idle);
     let (brokers, broker) = match &config.brokers {
         Some(brokers) => (brokers.clone(), format!("external ({brokers})")),
+        None if !needs_broker => (String::new(), "embedded in kafkv serve".to_owned()),
         None => {
             progress(format!("starting {} broker", kafkv.display()));
             let started = BrokerProcess::start(&kafkv, Duration::from_secs(3600)).await?;
