@@ -34,7 +34,7 @@ use crate::{
     error::{Error, Result},
     kafka::{serve, store_config},
     progress,
-    report::{NO_PEER, Row, percentile},
+    report::{Row, percentile},
 };
 
 /// Keys the GETs and PUTs pick from at random; all are written before the
@@ -213,13 +213,13 @@ pub async fn measure(brokers: &str, run_id: u32, config: &BenchConfig) -> Result
 
     let mut rows = Vec::new();
     for (method, load) in [("GET", &gets), ("PUT", &puts)] {
-        rows.push(no_peer(
+        rows.push(Row::without_peer(
             format!("HTTP {method} throughput (c={c})"),
             "req/s",
             load.rate(),
         ));
         for (name, q) in [("p50", 0.50), ("p99", 0.99)] {
-            rows.push(no_peer(
+            rows.push(Row::without_peer(
                 format!("HTTP {method} latency {name} (c={c})"),
                 "ms",
                 percentile(&load.latencies, q),
@@ -227,16 +227,6 @@ pub async fn measure(brokers: &str, run_id: u32, config: &BenchConfig) -> Result
         }
     }
     Ok(rows)
-}
-
-fn no_peer(measurement: String, unit: &str, kafkv: f64) -> Row {
-    Row {
-        measurement,
-        unit: unit.into(),
-        kafkv,
-        peer: NO_PEER.into(),
-        raw: f64::NAN,
-    }
 }
 
 #[cfg(test)]

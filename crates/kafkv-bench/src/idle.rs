@@ -27,7 +27,7 @@ use crate::{
     BenchConfig,
     error::{Error, Result},
     progress,
-    report::{NO_PEER, Row, percentile},
+    report::{Row, percentile},
 };
 
 /// How long a child may take to become ready.
@@ -47,29 +47,19 @@ pub async fn measure(kafkv: &Path, run_id: u32, config: &BenchConfig) -> Result<
     let (idle_percent, visible) = measured?;
     let seconds = config.idle_seconds.as_secs_f64();
     let writes = visible.len();
-    Ok(vec![
-        Row {
-            measurement: format!("idle kafkv serve, embedded broker: CPU over {seconds:.0}s"),
-            unit: "% of a core".into(),
-            kafkv: idle_percent,
-            peer: NO_PEER.into(),
-            raw: f64::NAN,
-        },
-        Row {
-            measurement: format!("write via another instance visible here, p50 ({writes})"),
-            unit: "ms".into(),
-            kafkv: percentile(&visible, 0.50),
-            peer: NO_PEER.into(),
-            raw: f64::NAN,
-        },
-        Row {
-            measurement: format!("write via another instance visible here, p99 ({writes})"),
-            unit: "ms".into(),
-            kafkv: percentile(&visible, 0.99),
-            peer: NO_PEER.into(),
-            raw: f64::NAN,
-        },
-    ])
+    let mut rows = vec![Row::without_peer(
+        format!("idle kafkv serve, embedded broker: CPU over {seconds:.0}s"),
+        "% of a core",
+        idle_percent,
+    )];
+    for (name, q) in [("p50", 0.50), ("p99", 0.99)] {
+        rows.push(Row::without_peer(
+            format!("write via another instance visible here, {name} ({writes})"),
+            "ms",
+            percentile(&visible, q),
+        ));
+    }
+    Ok(rows)
 }
 
 async fn measure_in(

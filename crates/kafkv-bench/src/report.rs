@@ -23,6 +23,19 @@ pub struct Row {
 /// The `peer` of a row without one, and what the table shows for a missing figure.
 pub const NO_PEER: &str = "—";
 
+impl Row {
+    /// A figure nothing comparable runs beside.
+    pub fn without_peer(measurement: String, unit: &str, kafkv: f64) -> Row {
+        Row {
+            measurement,
+            unit: unit.into(),
+            kafkv,
+            peer: NO_PEER.into(),
+            raw: f64::NAN,
+        }
+    }
+}
+
 /// Everything one run measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {

@@ -36,7 +36,7 @@ impl Offsets {
     }
 
     /// Each partition's (log start, high watermark); blocks.
-    pub fn watermarks_blocking(&self, timeout: Duration) -> Result<Watermarks, KafkaError> {
+    fn watermarks_blocking(&self, timeout: Duration) -> Result<Watermarks, KafkaError> {
         (0..self.partitions)
             .map(|p| self.consumer.fetch_watermarks(&self.topic, p, timeout))
             .collect()

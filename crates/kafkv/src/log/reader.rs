@@ -236,7 +236,7 @@ fn consume(consumer: BaseConsumer<WatermarkContext>, view: &View, stop: &AtomicB
 /// is known without a broker round trip.
 #[derive(Default)]
 struct WatermarkContext {
-    high: Arc<Mutex<Vec<(i32, i64)>>>,
+    high: HighWatermarks,
 }
 
 impl ClientContext for WatermarkContext {
