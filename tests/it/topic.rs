@@ -114,34 +114,23 @@ async fn a_created_topic_carries_the_compaction_lag_and_tombstone_retention() {
     let defaults = unique_topic("lag-default");
     let store = Store::open(kafka.config(&defaults)).await.unwrap();
     store.close().await;
-    assert_eq!(
-        topic_setting(&brokers, &defaults, "min.compaction.lag.ms")
-            .await
-            .as_deref(),
-        Some("600000")
-    );
-    assert_eq!(
-        topic_setting(&brokers, &defaults, "delete.retention.ms")
-            .await
-            .as_deref(),
-        Some("86400000")
-    );
     let custom = unique_topic("lag-custom");
     let mut config = kafka.config(&custom);
     config.min_compaction_lag = Duration::from_secs(90);
     config.delete_retention = Duration::from_secs(3600);
     let store = Store::open(config).await.unwrap();
     store.close().await;
-    assert_eq!(
-        topic_setting(&brokers, &custom, "min.compaction.lag.ms")
-            .await
-            .as_deref(),
-        Some("90000")
-    );
-    assert_eq!(
-        topic_setting(&brokers, &custom, "delete.retention.ms")
-            .await
-            .as_deref(),
-        Some("3600000")
-    );
+    let expected = [
+        (&defaults, "min.compaction.lag.ms", "600000"),
+        (&defaults, "delete.retention.ms", "86400000"),
+        (&custom, "min.compaction.lag.ms", "90000"),
+        (&custom, "delete.retention.ms", "3600000"),
+    ];
+    for (topic, name, value) in expected {
+        assert_eq!(
+            topic_setting(&brokers, topic, name).await.as_deref(),
+            Some(value),
+            "{topic} {name}"
+        );
+    }
 }
