@@ -291,13 +291,24 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
         #[cfg(not(feature = "embedded-broker"))]
         KafkaSource::Embedded { .. } => return Err(Failure::NoEmbeddedBroker),
     }
-    let outcome = service::run(config, Listeners { http, resp }, shutdown_signal()).await;
-    // The broker stops last, after the store flushed and closed.
+    let listeners = Listeners { http, resp };
     #[cfg(feature = "embedded-broker")]
     if let Some(broker) = embedded {
+        // A broker that cannot serve ends the process at once: the store
+        // could neither write nor flush through it, and a supervisor's
+        // restart brings both back (the disk state is consistent at every
+        // commit).
+        let outcome = tokio::select! {
+            outcome = service::run(config, listeners, shutdown_signal()) => outcome,
+            reason = broker.failed() => return Err(BrokerError::Failed(reason).into()),
+        };
+        // The broker stops last, after the store flushed and closed.
         broker.stop().await;
+        outcome?;
+        info!("shutdown complete");
+        return Ok(());
     }
-    outcome?;
+    service::run(config, listeners, shutdown_signal()).await?;
     info!("shutdown complete");
     Ok(())
 }
@@ -319,7 +330,10 @@ async fn broker(args: BrokerArgs) -> Result<(), Failure> {
         maintenance_interval: args.maintenance_interval,
     })
     .await?;
-    shutdown_signal().await;
+    tokio::select! {
+        () = shutdown_signal() => {}
+        reason = broker.failed() => return Err(BrokerError::Failed(reason).into()),
+    }
     broker.stop().await;
     Ok(())
 }

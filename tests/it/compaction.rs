@@ -1,15 +1,127 @@
-//! Compaction on the embedded broker: a compacted topic bootstraps to the
-//! right state, and a large compaction does not stall the broker (the key
-//! index kafkv adds; see docs/design.md).
+//! Compaction on the embedded broker: it honours `min.compaction.lag.ms` and
+//! `delete.retention.ms` (kafkv runs it; see docs/design.md), a compacted
+//! topic bootstraps to the right state, and a large compaction does not stall
+//! the broker (the key index kafkv adds).
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use bytes::Bytes;
+use kafkv::StoreConfig;
+use rdkafka::producer::FutureRecord;
 
 use crate::harness::{
     BrokerProcess, Kafkv, eventually, produce_all, producer, read_topic, replay, test_config,
     unique_topic, watermarks,
 };
+
+/// A store config whose topic has no compaction lag: every superseded record
+/// may go at the next maintenance run.
+fn compact_at_once(brokers: &str, topic: &str) -> StoreConfig {
+    StoreConfig {
+        min_compaction_lag: Duration::ZERO,
+        ..test_config(brokers, topic)
+    }
+}
+
+fn millis_ago(ago: Duration) -> i64 {
+    (SystemTime::now() - ago)
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_keeps_records_younger_than_the_lag_and_tombstones_younger_than_the_retention() {
+    const HOUR: Duration = Duration::from_secs(3600);
+    let broker = BrokerProcess::start_with(Duration::from_millis(200)).await;
+    let brokers = broker.address();
+    let topic = unique_topic("lag-and-retention");
+    // kafkv creates the topic with these two settings.
+    let config = StoreConfig {
+        min_compaction_lag: HOUR,
+        delete_retention: 2 * HOUR,
+        ..test_config(&brokers, &topic)
+    };
+    let creator = Kafkv::start(config.clone()).await;
+    creator.stop().await;
+
+    // Record ages come from their timestamps, as in Kafka, so the test
+    // writes history instead of waiting for it.
+    let history: [(&str, Option<&str>, Duration); 9] = [
+        // Superseded and older than the lag: removed.
+        ("old", Some("old-1"), 3 * HOUR),
+        ("old", Some("old-2"), 3 * HOUR - Duration::from_secs(1)),
+        // Superseded but younger than the lag: kept.
+        ("young", Some("young-1"), Duration::from_secs(5)),
+        ("young", Some("young-2"), Duration::ZERO),
+        // A value and its tombstone, both older than the retention: both removed.
+        ("gone", Some("gone-1"), 5 * HOUR),
+        ("gone", None, 5 * HOUR - Duration::from_secs(1)),
+        // A tombstone younger than the retention: the value goes, the tombstone stays.
+        ("deleted", Some("deleted-1"), 3 * HOUR),
+        ("deleted", None, 90 * Duration::from_secs(60)),
+        // A fresh tombstone for a key with nothing before it: kept.
+        ("fresh-delete", None, Duration::ZERO),
+    ];
+    let producer = producer(&brokers);
+    for (key, value, age) in history {
+        let mut record = FutureRecord::<str, str>::to(&topic)
+            .key(key)
+            .partition(0)
+            .timestamp(millis_ago(age));
+        if let Some(value) = value {
+            record = record.payload(value);
+        }
+        producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .expect("produce");
+    }
+    let kept = |records: &[crate::harness::RawRecord]| -> Vec<(String, Option<String>)> {
+        records
+            .iter()
+            .map(|r| {
+                (
+                    String::from_utf8(r.key.clone().unwrap()).unwrap(),
+                    r.value.clone().map(|v| String::from_utf8(v).unwrap()),
+                )
+            })
+            .collect()
+    };
+
+    // Maintenance runs every 200 ms; one run removes all four at once.
+    eventually(
+        "compaction removed the records past their limits",
+        || async { read_topic(&brokers, &topic).await.len() == 5 },
+    )
+    .await;
+    assert_eq!(
+        kept(&read_topic(&brokers, &topic).await),
+        vec![
+            ("old".to_owned(), Some("old-2".to_owned())),
+            ("young".to_owned(), Some("young-1".to_owned())),
+            ("young".to_owned(), Some("young-2".to_owned())),
+            ("deleted".to_owned(), None),
+            ("fresh-delete".to_owned(), None),
+        ],
+        "broker log:\n{}",
+        broker.log()
+    );
+
+    // A fresh instance bootstraps the right state from what is left.
+    let fresh = Kafkv::start(config).await;
+    assert_eq!(
+        fresh.state().await,
+        BTreeMap::from([
+            (b"old".to_vec(), b"old-2".to_vec()),
+            (b"young".to_vec(), b"young-2".to_vec()),
+        ])
+    );
+    fresh.stop().await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compacted_topic_bootstraps_to_the_correct_state() {
@@ -17,7 +129,7 @@ async fn a_compacted_topic_bootstraps_to_the_correct_state() {
     let broker = BrokerProcess::start_with(Duration::from_millis(200)).await;
     let brokers = broker.address();
     let topic = unique_topic("compacted");
-    let writer = Kafkv::start(test_config(&brokers, &topic)).await;
+    let writer = Kafkv::start(compact_at_once(&brokers, &topic)).await;
 
     let mut expected = BTreeMap::new();
     let mut records = Vec::new();
@@ -55,7 +167,7 @@ async fn a_compacted_topic_bootstraps_to_the_correct_state() {
     );
     assert_eq!(replay(&remaining), expected);
 
-    let fresh = Kafkv::start(test_config(&brokers, &topic)).await;
+    let fresh = Kafkv::start(compact_at_once(&brokers, &topic)).await;
     assert_eq!(fresh.state().await, expected);
     fresh.stop().await;
 }
@@ -66,7 +178,7 @@ async fn a_large_compaction_does_not_stall_writes() {
     let broker = BrokerProcess::start_with(Duration::from_secs(1)).await;
     let brokers = broker.address();
     let topic = unique_topic("big-compaction");
-    let kv = Kafkv::start(test_config(&brokers, &topic)).await;
+    let kv = Kafkv::start(compact_at_once(&brokers, &topic)).await;
 
     // 200,000 records: every one of 100,000 keys written twice.
     let value = vec![b'x'; 100];

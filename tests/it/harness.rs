@@ -224,6 +224,22 @@ pub fn client(brokers: &str) -> ClientConfig {
     config
 }
 
+/// Creates `topic` with `partitions` partitions and the broker's defaults,
+/// as any Kafka application might (not compacted).
+pub async fn create_plain_topic(brokers: &str, topic: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+        client(brokers).create().expect("admin client");
+    let created = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .expect("create topics");
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+}
+
 /// A producer like any other Kafka application's.
 pub fn producer(brokers: &str) -> FutureProducer {
     client(brokers)

@@ -1,15 +1,28 @@
 //! The embedded Kafka-compatible broker: tansu 0.6 with SQLite storage, run
 //! on its own runtime threads so broker work never stalls request handling.
 //!
-//! Two workarounds live here, each for a measured reason (docs/design.md):
-//! - **Key index.** tansu compacts with a `GROUP BY (topition, k)` over the
-//!   `record` table, which has no index on `k`; on 200,000 records it kept the
-//!   broker busy for over a minute, refusing connections. kafkv creates
-//!   `record (topition, k, offset_id)` once the broker's schema exists and
-//!   before it serves, which brings that compaction under half a second.
+//! tansu serves the Kafka protocol; kafkv wraps its storage
+//! ([`storage::KafkvStorage`]) where tansu does not behave like Kafka and
+//! kafkv relies on it, each for a measured reason (docs/design.md):
+//! - **Long-polling fetches** ([`long_poll`]): no idle polling, writes seen at once.
+//! - **Compaction with `min.compaction.lag.ms` and `delete.retention.ms`**
+//!   ([`maintenance`]), run by kafkv on `maintenance_interval`.
+//! - **Producer epoch bumps accepted** and `DeleteRecords` refused, where
+//!   tansu would panic and lose its storage task.
+//! - **A broker that cannot serve is not hidden**: a probe asks the storage
+//!   task to answer every second; once it has stopped, [`EmbeddedBroker::failed`]
+//!   resolves and the process exits non-zero rather than sit wedged.
+//! - **Key index** ([`database`]): compaction walks `record (topition, k,
+//!   offset_id)`; without it 200,000 records kept the broker busy for over a
+//!   minute.
 //! - **Data path.** tansu joins the SQLite path onto the working directory even
 //!   when it is absolute (`sqlite:///a/b` opens `$PWD/a/b`), so kafkv hands it
 //!   a path relative to the working directory, whatever the user gave.
+
+mod database;
+mod long_poll;
+mod maintenance;
+mod storage;
 
 use std::{
     net::SocketAddr,
@@ -18,10 +31,14 @@ use std::{
 };
 
 use tansu_broker::{broker::Broker, coordinator::group::administrator::Controller};
-use tansu_storage::StorageContainer;
+use tansu_storage::{Storage, StorageContainer};
 use tokio::{runtime::Runtime, sync::oneshot};
-use tracing::{error, info};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
 use url::Url;
+
+pub use self::storage::Health;
+use self::{database::Database, storage::KafkvStorage};
 
 /// The embedded broker's settings.
 #[derive(Debug, Clone)]
@@ -44,9 +61,19 @@ impl Default for BrokerConfig {
     }
 }
 
-/// The index that makes tansu's compaction linear instead of quadratic.
-const KEY_INDEX: &str =
-    "CREATE INDEX IF NOT EXISTS kafkv_record_key ON record (topition, k, offset_id)";
+/// How long a fetch that finds nothing waits for a produce ([`long_poll`]):
+/// librdkafka's default `fetch.wait.max.ms`.
+const FETCH_HOLD: Duration = Duration::from_millis(500);
+
+/// How often the liveness probe asks the storage task to answer, and how long
+/// an answer may take before the broker counts as wedged.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+const PROBE_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Test-only fault injection: when this variable is set to a duration (e.g.
+/// `2s`), the broker kills its own storage task that long after start, the
+/// way a tansu panic does, so tests can check that kafkv does not sit wedged.
+const FAULT_ENV: &str = "KAFKV_TEST_KILL_BROKER_STORAGE_AFTER";
 
 /// How long start-up waits for the broker to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -69,6 +96,11 @@ pub enum BrokerError {
     )]
     NotListening(SocketAddr, Duration),
     #[error(
+        "{0}. kafkv exits so that a supervisor restarts it; acknowledged writes are safe in the \
+         broker's database"
+    )]
+    Failed(String),
+    #[error(
         "the embedded broker cannot listen on {address}: {reason}. Is another process (another \
          kafkv?) using the port? Pick another with --broker-listen (kafkv serve) or --listen \
          (kafkv broker), or pass --brokers to use a running Kafka"
@@ -81,6 +113,7 @@ pub enum BrokerError {
 pub struct EmbeddedBroker {
     address: SocketAddr,
     runtime: Option<Runtime>,
+    health: Health,
 }
 
 impl EmbeddedBroker {
@@ -102,8 +135,7 @@ impl EmbeddedBroker {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| data_dir_error(e.to_string()))?;
         let database = config.data_dir.join(DATABASE_FILE);
         let cwd = std::env::current_dir().map_err(|e| data_dir_error(e.to_string()))?;
-        let storage =
-            storage_url(&database, &cwd, config.maintenance_interval).map_err(data_dir_error)?;
+        let storage = storage_url(&database, &cwd).map_err(data_dir_error)?;
         let listener = Url::parse(&format!("tcp://{}", config.listen))
             .map_err(|e| BrokerError::Start(e.to_string()))?;
 
@@ -118,31 +150,40 @@ impl EmbeddedBroker {
         drop(probe);
         let (built, built_rx) = oneshot::channel();
         let (served, mut served_rx) = oneshot::channel();
-        let index_path = database.clone();
+        let maintenance_interval = config.maintenance_interval;
+        let database_path = database.clone();
         runtime.spawn(async move {
-            let database = index_path;
             let prepared = async {
-                let mut broker =
-                    Broker::<Controller<StorageContainer>, StorageContainer>::builder()
-                        .node_id(tansu_broker::NODE_ID)
-                        .cluster_id("kafkv")
-                        .incarnation_id(uuid::Uuid::new_v4())
-                        .advertised_listener(listener.clone())
-                        .storage(storage)
-                        .listener(listener)
-                        .silent(true)
-                        .build()
-                        .await
-                        .map_err(|e| BrokerError::Start(e.to_string()))?;
-                create_key_index(&database).await?;
-                Ok::<_, BrokerError>(async move { broker.serve(Instant::now().into()).await })
+                let storage = build_storage(storage, listener.clone(), &database_path).await?;
+                let health = storage.health();
+                let groups = Controller::with_storage(storage.clone())
+                    .map_err(|e| BrokerError::Start(e.to_string()))?;
+                let mut broker = Broker::new(
+                    tansu_broker::NODE_ID,
+                    CLUSTER_ID,
+                    listener.clone(),
+                    listener,
+                    storage.clone(),
+                    groups,
+                    uuid::Uuid::new_v4(),
+                );
+                tokio::spawn(compact_every(storage.clone(), maintenance_interval));
+                tokio::spawn(probe_liveness(storage.clone()));
+                if let Some(after) = injected_fault() {
+                    tokio::spawn(kill_storage_after(storage, after));
+                }
+                Ok::<_, BrokerError>((
+                    health,
+                    async move { broker.serve(Instant::now().into()).await },
+                ))
             };
             match prepared.await {
-                Ok(serve) => {
-                    let _ = built.send(Ok(()));
+                Ok((health, serve)) => {
+                    let _ = built.send(Ok(health.clone()));
                     let outcome = serve.await;
                     if let Err(e) = &outcome {
                         error!(error = ?e, "embedded broker stopped");
+                        health.fail(format!("the embedded broker stopped serving: {e:?}"));
                     }
                     let _ = served.send(outcome.map_err(|e| format!("{e:?}")));
                 }
@@ -152,13 +193,14 @@ impl EmbeddedBroker {
             }
         });
 
+        let health = built_rx
+            .await
+            .map_err(|_| BrokerError::Start("the broker task ended".into()))??;
         let broker = EmbeddedBroker {
             address: config.listen,
             runtime: Some(runtime),
+            health,
         };
-        built_rx
-            .await
-            .map_err(|_| BrokerError::Start("the broker task ended".into()))??;
         // `serve` binds inside tansu; wait until it accepts, or report why it ended.
         let deadline = tokio::time::Instant::now() + START_TIMEOUT;
         loop {
@@ -186,6 +228,13 @@ impl EmbeddedBroker {
         Ok(broker)
     }
 
+    /// Resolves, with the reason, once the broker cannot serve any more: its
+    /// storage task has stopped (a tansu panic), stopped answering for
+    /// [`PROBE_PATIENCE`], or its listener ended. Callers should exit non-zero.
+    pub async fn failed(&self) -> String {
+        self.health.failed().await
+    }
+
     /// `host:port` for `bootstrap.servers`.
     pub fn address(&self) -> SocketAddr {
         self.address
@@ -211,27 +260,103 @@ impl Drop for EmbeddedBroker {
     }
 }
 
-async fn create_key_index(database: &Path) -> Result<(), BrokerError> {
-    let index_error = |e: libsql::Error| BrokerError::Index {
-        path: database.to_path_buf(),
-        reason: e.to_string(),
-    };
-    let db = libsql::Builder::new_local(database)
+/// The cluster id tansu stores and reports.
+const CLUSTER_ID: &str = "kafkv";
+
+/// tansu's SQLite storage behind kafkv's wrapper, with kafkv's own connection
+/// (and the key index) opened once tansu has created the schema.
+async fn build_storage(
+    url: Url,
+    listener: Url,
+    database: &Path,
+) -> Result<KafkvStorage, BrokerError> {
+    let inner = StorageContainer::builder()
+        .cluster_id(CLUSTER_ID)
+        .node_id(tansu_broker::NODE_ID)
+        .advertised_listener(listener)
+        .schema_registry(None)
+        .lake_house(None)
+        .storage(url)
+        .cancellation(CancellationToken::new())
+        .silent(true)
         .build()
         .await
-        .map_err(index_error)?;
-    let connection = db.connect().map_err(index_error)?;
-    connection
-        .execute(KEY_INDEX, ())
-        .await
-        .map_err(index_error)?;
-    Ok(())
+        .map_err(|e| BrokerError::Start(e.to_string()))?;
+    let database = Database::open(database).await?;
+    Ok(KafkvStorage::new(inner, database, FETCH_HOLD))
+}
+
+/// Compacts every `interval` ([`maintenance`]), holding tansu's calls off
+/// meanwhile as tansu's own maintenance would.
+async fn compact_every(storage: KafkvStorage, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval.max(Duration::from_millis(10)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let outcome = storage
+            .exclusive(async |db: &Database| {
+                maintenance::compact(db, std::time::SystemTime::now()).await
+            })
+            .await;
+        match outcome {
+            Ok(c) if c != maintenance::Compacted::default() => info!(
+                superseded = c.superseded,
+                tombstones = c.tombstones,
+                "embedded broker compacted"
+            ),
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "embedded broker compaction failed; will retry"),
+        }
+    }
+}
+
+/// Asks the storage task to answer every [`PROBE_EVERY`]; a dead task fails
+/// the health at once (in [`KafkvStorage`]), a silent one after
+/// [`PROBE_PATIENCE`].
+async fn probe_liveness(storage: KafkvStorage) {
+    let health = storage.health();
+    loop {
+        tokio::time::sleep(PROBE_EVERY).await;
+        match tokio::time::timeout(PROBE_PATIENCE, storage.probe()).await {
+            Ok(Ok(())) => {}
+            // Dead-task errors have failed the health already; others (a
+            // busy database) are transient.
+            Ok(Err(e)) => warn!(error = ?e, "embedded broker storage probe failed"),
+            Err(_) => health.fail(format!(
+                "the embedded broker's storage has not answered for {PROBE_PATIENCE:?}"
+            )),
+        }
+    }
+}
+
+fn injected_fault() -> Option<Duration> {
+    let value = std::env::var(FAULT_ENV).ok()?;
+    let after = humantime::parse_duration(&value).ok()?;
+    warn!(%value, "{FAULT_ENV} is set: the embedded broker's storage will be killed (test fault)");
+    Some(after)
+}
+
+/// Kills tansu's storage task the way any failure inside it does: its serve
+/// loop ends when a caller stops waiting for an answer.
+async fn kill_storage_after(storage: KafkvStorage, after: Duration) {
+    tokio::time::sleep(after).await;
+    while storage.health().is_serving() {
+        // Send a request, then stop waiting before the answer comes.
+        tokio::select! {
+            biased;
+            _ = storage.ping() => {}
+            () = std::future::ready(()) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let _ = storage.probe().await;
+    }
 }
 
 /// The `sqlite:` URL that makes tansu open `database`, given that tansu joins
 /// the URL's path onto `cwd`. An absolute path becomes one that climbs from
 /// `cwd` to the root first (`..` at the root stays at the root).
-fn storage_url(database: &Path, cwd: &Path, maintenance: Duration) -> Result<Url, String> {
+fn storage_url(database: &Path, cwd: &Path) -> Result<Url, String> {
     let relative = if database.is_absolute() {
         let climb = cwd
             .components()
@@ -249,11 +374,7 @@ fn storage_url(database: &Path, cwd: &Path, maintenance: Duration) -> Result<Url
     let text = relative
         .to_str()
         .ok_or_else(|| "the path is not valid UTF-8".to_owned())?;
-    let url = Url::parse(&format!(
-        "sqlite:{text}?maintenance_interval={}ms",
-        maintenance.as_millis()
-    ))
-    .map_err(|e| e.to_string())?;
+    let url = Url::parse(&format!("sqlite:{text}")).map_err(|e| e.to_string())?;
     // tansu reads `url.path()` without decoding: refuse paths the URL would escape.
     if url.path() != text {
         return Err(format!(
@@ -301,7 +422,7 @@ mod tests {
             ("../x/broker.db", "/work/main/x/broker.db"),
             ("/broker.db", "/broker.db"),
         ] {
-            let url = storage_url(Path::new(given), cwd, Duration::from_secs(60)).unwrap();
+            let url = storage_url(Path::new(given), cwd).unwrap();
             assert_eq!(
                 normalize(&opened_by_tansu(&url, cwd)),
                 PathBuf::from(expected),
@@ -313,20 +434,14 @@ mod tests {
     #[test]
     fn spaces_survive_but_url_delimiters_are_refused() {
         let cwd = Path::new("/srv");
-        let url = storage_url(Path::new("/tmp/my data/b.db"), cwd, Duration::ZERO).unwrap();
+        let url = storage_url(Path::new("/tmp/my data/b.db"), cwd).unwrap();
         assert_eq!(
             normalize(&opened_by_tansu(&url, cwd)),
             PathBuf::from("/tmp/my data/b.db")
         );
         for bad in ["/tmp/a#b/b.db", "/tmp/a?b/b.db"] {
-            let err = storage_url(Path::new(bad), cwd, Duration::ZERO).unwrap_err();
+            let err = storage_url(Path::new(bad), cwd).unwrap_err();
             assert!(err.contains("cannot open"), "{bad}: {err}");
         }
-    }
-
-    #[test]
-    fn maintenance_interval_travels_in_the_url() {
-        let url = storage_url(Path::new("b.db"), Path::new("/"), Duration::from_secs(90)).unwrap();
-        assert_eq!(url.query(), Some("maintenance_interval=90000ms"));
     }
 }

@@ -1,0 +1,88 @@
+//! kafkv's own connection to the embedded broker's SQLite database, beside
+//! tansu's: the key index, producer-epoch rows and compaction
+//! ([`super::maintenance`]). Callers hold the storage gate exclusively
+//! ([`super::storage::KafkvStorage::exclusive`]) while they use it.
+
+use std::path::Path;
+
+use libsql::Connection;
+
+use super::BrokerError;
+
+/// The index that makes compaction linear instead of quadratic: both tansu's
+/// `GROUP BY (topition, k)` and kafkv's "is there a newer record for this
+/// key" probe walk it.
+const KEY_INDEX: &str =
+    "CREATE INDEX IF NOT EXISTS kafkv_record_key ON record (topition, k, offset_id)";
+
+pub struct Database {
+    connection: Connection,
+    /// Kept open for the connection's lifetime.
+    _database: libsql::Database,
+}
+
+impl Database {
+    /// Opens the database tansu has created (its schema must exist) and adds
+    /// the key index.
+    pub async fn open(path: &Path) -> Result<Self, BrokerError> {
+        let error = |e: libsql::Error| BrokerError::Index {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        let database = libsql::Builder::new_local(path)
+            .build()
+            .await
+            .map_err(error)?;
+        let connection = database.connect().map_err(error)?;
+        // tansu's storage task may hold a write lock briefly; wait for it
+        // rather than fail. Cascades remove a deleted record's headers.
+        for pragma in ["PRAGMA busy_timeout = 10000", "PRAGMA foreign_keys = ON"] {
+            let mut rows = connection.query(pragma, ()).await.map_err(error)?;
+            while rows.next().await.map_err(error)?.is_some() {}
+        }
+        connection.execute(KEY_INDEX, ()).await.map_err(error)?;
+        Ok(Self {
+            connection,
+            _database: database,
+        })
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    /// Makes `epoch` known for `producer` if it is newer than the highest
+    /// recorded. Returns the highest epoch now recorded, or `None` when the
+    /// producer id is unknown (tansu answers that case itself).
+    pub async fn accept_producer_epoch(
+        &self,
+        producer: i64,
+        epoch: i16,
+    ) -> Result<Option<i16>, libsql::Error> {
+        let mut rows = self
+            .connection
+            .query(
+                "SELECT max(epoch) FROM producer_epoch WHERE producer = ?1",
+                [producer],
+            )
+            .await?;
+        let highest = match rows.next().await? {
+            Some(row) => row.get::<Option<i64>>(0)?,
+            None => None,
+        };
+        let Some(highest) = highest else {
+            return Ok(None);
+        };
+        let highest = i16::try_from(highest).unwrap_or(i16::MAX);
+        if highest >= epoch {
+            return Ok(Some(highest));
+        }
+        self.connection
+            .execute(
+                "INSERT INTO producer_epoch (producer, epoch) VALUES (?1, ?2)",
+                [producer, i64::from(epoch)],
+            )
+            .await?;
+        Ok(Some(epoch))
+    }
+}

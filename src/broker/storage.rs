@@ -1,0 +1,535 @@
+//! The embedded broker's storage as kafkv runs it: tansu's SQLite engine
+//! behind [`KafkvStorage`], which owns the places where tansu 0.6 does not
+//! behave like Kafka and kafkv relies on it (docs/design.md, "The embedded
+//! broker"):
+//!
+//! - **Long poll** ([`super::long_poll`]): tansu answers a fetch only when the
+//!   client's `fetch.wait.max.ms` has run out, polling SQLite meanwhile; here a
+//!   connection whose last fetch found nothing waits for the next produce.
+//! - **Producer epochs**: librdkafka's idempotent producer bumps its own epoch
+//!   after timed-out records; tansu panics on the first batch with the new
+//!   epoch (and on InitProducerId with an existing id), which kills its storage
+//!   task. Kafka accepts the bump; so does this wrapper, by recording the epoch
+//!   before tansu sees the batch.
+//! - **Calls that would panic** (`DeleteRecords`) are answered with an error
+//!   code instead of reaching tansu's `todo!()`.
+//! - **Health**: tansu's storage is one task; once it has died every call fails
+//!   with `UnableToSend` while the listener keeps accepting. Those failures are
+//!   reported on [`Health`] so the process can exit instead of sitting wedged.
+//!
+//! Invariant: every call into tansu goes through [`KafkvStorage::call`], which
+//! holds the gate shared; kafkv's own SQL ([`super::maintenance`], epoch rows)
+//! holds it exclusively, so tansu's single storage task never meets a
+//! concurrent writer on the same database.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use async_trait::async_trait;
+use tansu_sans_io::{
+    ConfigResource, ErrorCode, IsolationLevel, ListOffset, ScramMechanism,
+    create_topics_request::CreatableTopic,
+    delete_groups_response::DeletableGroupResult,
+    delete_records_request::DeleteRecordsTopic,
+    delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult},
+    describe_cluster_response::DescribeClusterBroker,
+    describe_configs_response::DescribeConfigsResult,
+    describe_topic_partitions_response::DescribeTopicPartitionsResponseTopic,
+    incremental_alter_configs_request::AlterConfigsResource,
+    incremental_alter_configs_response::AlterConfigsResourceResponse,
+    list_groups_response::ListedGroup,
+    record::deflated,
+    txn_offset_commit_response::TxnOffsetCommitResponseTopic,
+};
+use tansu_storage::{
+    BrokerRegistrationRequest, Error, GroupDetail, ListOffsetResponse, MetadataResponse,
+    NamedGroupDetail, OffsetCommitRequest, OffsetStage, ProducerIdResponse, Result,
+    ScramCredential, Storage, StorageContainer, TopicId, Topition, TxnAddPartitionsRequest,
+    TxnAddPartitionsResponse, TxnOffsetCommitRequest, UpdateError, Version,
+};
+use tokio::sync::{RwLock, watch};
+use tracing::{info, warn};
+
+use super::{database::Database, long_poll::LongPoll};
+
+/// Why the embedded broker cannot serve any more, once it cannot.
+pub type Failure = Option<String>;
+
+/// The broker's health as the storage wrapper sees it: `None` while serving,
+/// the reason once tansu's storage task is gone.
+#[derive(Clone)]
+pub struct Health {
+    failure: watch::Sender<Failure>,
+}
+
+impl Health {
+    fn new() -> Self {
+        Self {
+            failure: watch::channel(None).0,
+        }
+    }
+
+    /// Records that the broker cannot serve; the first reason wins.
+    pub fn fail(&self, reason: String) {
+        self.failure.send_if_modified(|current| {
+            if current.is_some() {
+                return false;
+            }
+            *current = Some(reason);
+            true
+        });
+    }
+
+    pub fn is_serving(&self) -> bool {
+        self.failure.borrow().is_none()
+    }
+
+    /// Resolves with the reason once the broker cannot serve.
+    pub async fn failed(&self) -> String {
+        let mut watch = self.failure.subscribe();
+        match watch.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone().unwrap_or_default(),
+            // The sender lives in `self`, so the channel cannot close.
+            Err(_) => unreachable!("the health sender outlives its receivers"),
+        }
+    }
+
+    fn observe(&self, error: &Error) {
+        if matches!(error, Error::UnableToSend | Error::OneshotRecv) {
+            self.fail(format!(
+                "the embedded broker's storage task has stopped ({error:?}); every Kafka request \
+                 would fail from now on"
+            ));
+        }
+    }
+}
+
+/// tansu's storage with kafkv's corrections; see the module docs.
+#[derive(Clone)]
+pub struct KafkvStorage {
+    inner: StorageContainer,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// Shared by calls into tansu, exclusive for kafkv's own SQL.
+    gate: RwLock<()>,
+    database: Database,
+    long_poll: LongPoll,
+    health: Health,
+    /// Per producer id, the highest epoch known to be in tansu's
+    /// `producer_epoch` table, so only a new epoch costs a query.
+    epochs: parking_lot::Mutex<HashMap<i64, i16>>,
+}
+
+impl fmt::Debug for KafkvStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkvStorage").finish_non_exhaustive()
+    }
+}
+
+impl KafkvStorage {
+    pub fn new(inner: StorageContainer, database: Database, fetch_hold: Duration) -> Self {
+        Self {
+            inner,
+            shared: Arc::new(Shared {
+                gate: RwLock::new(()),
+                database,
+                long_poll: LongPoll::new(fetch_hold),
+                health: Health::new(),
+                epochs: parking_lot::Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn health(&self) -> Health {
+        self.shared.health.clone()
+    }
+
+    /// Runs `sql` work on kafkv's own connection with tansu's calls held off.
+    pub async fn exclusive<T>(&self, work: impl AsyncFnOnce(&Database) -> T) -> T {
+        let _exclusive = self.shared.gate.write().await;
+        work(&self.shared.database).await
+    }
+
+    /// Asks tansu's storage task to answer at all; used by the liveness probe.
+    pub async fn probe(&self) -> Result<()> {
+        self.call(self.inner.ping()).await
+    }
+
+    async fn call<T>(&self, operation: impl Future<Output = Result<T>>) -> Result<T> {
+        let _shared = self.shared.gate.read().await;
+        operation
+            .await
+            .inspect_err(|e| self.shared.health.observe(e))
+    }
+
+    /// Makes tansu's `producer_epoch` table know `epoch` for `producer` when
+    /// the client bumped it itself, as Kafka accepts (KIP-360). Without this
+    /// tansu's idempotence check finds no row and panics.
+    async fn accept_epoch(&self, producer: i64, epoch: i16) {
+        if self
+            .shared
+            .epochs
+            .lock()
+            .get(&producer)
+            .is_some_and(|known| *known >= epoch)
+        {
+            return;
+        }
+        let recorded = self
+            .exclusive(async |db: &Database| db.accept_producer_epoch(producer, epoch).await)
+            .await;
+        match recorded {
+            Ok(Some(highest)) => {
+                if highest == epoch {
+                    info!(
+                        producer,
+                        epoch, "embedded broker: accepted a producer epoch bump"
+                    );
+                }
+                self.shared.epochs.lock().insert(producer, highest);
+            }
+            // Unknown producer: tansu answers UNKNOWN_PRODUCER_ID itself.
+            Ok(None) => {}
+            Err(e) => warn!(producer, epoch, error = %e, "could not record a producer epoch"),
+        }
+    }
+}
+
+#[async_trait]
+impl Storage for KafkvStorage {
+    async fn register_broker(&self, registration: BrokerRegistrationRequest) -> Result<()> {
+        self.call(self.inner.register_broker(registration)).await
+    }
+
+    async fn create_topic(&self, topic: CreatableTopic, validate_only: bool) -> Result<uuid::Uuid> {
+        self.call(self.inner.create_topic(topic, validate_only))
+            .await
+    }
+
+    async fn incremental_alter_resource(
+        &self,
+        resource: AlterConfigsResource,
+    ) -> Result<AlterConfigsResourceResponse> {
+        self.call(self.inner.incremental_alter_resource(resource))
+            .await
+    }
+
+    /// tansu 0.6 has `todo!()` here, which would kill its storage task: refuse
+    /// instead, per partition, as a broker without the feature would.
+    async fn delete_records(
+        &self,
+        topics: &[DeleteRecordsTopic],
+    ) -> Result<Vec<DeleteRecordsTopicResult>> {
+        warn!("embedded broker: DeleteRecords is not supported; refused");
+        Ok(topics
+            .iter()
+            .map(|topic| {
+                DeleteRecordsTopicResult::default()
+                    .name(topic.name.clone())
+                    .partitions(Some(
+                        topic
+                            .partitions
+                            .iter()
+                            .flatten()
+                            .map(|partition| {
+                                DeleteRecordsPartitionResult::default()
+                                    .partition_index(partition.partition_index)
+                                    .low_watermark(-1)
+                                    .error_code(ErrorCode::PolicyViolation.into())
+                            })
+                            .collect(),
+                    ))
+            })
+            .collect())
+    }
+
+    async fn delete_topic(&self, topic: &TopicId) -> Result<ErrorCode> {
+        self.call(self.inner.delete_topic(topic)).await
+    }
+
+    async fn brokers(&self) -> Result<Vec<DescribeClusterBroker>> {
+        self.call(self.inner.brokers()).await
+    }
+
+    async fn produce(
+        &self,
+        transaction_id: Option<&str>,
+        topition: &Topition,
+        batch: deflated::Batch,
+    ) -> Result<i64> {
+        if batch.producer_id >= 0 && transaction_id.is_none() {
+            self.accept_epoch(batch.producer_id, batch.producer_epoch)
+                .await;
+        }
+        let offset = self
+            .call(self.inner.produce(transaction_id, topition, batch))
+            .await?;
+        self.shared.long_poll.produced();
+        Ok(offset)
+    }
+
+    async fn fetch(
+        &self,
+        topition: &'_ Topition,
+        offset: i64,
+        min_bytes: u32,
+        max_bytes: u32,
+        isolation: IsolationLevel,
+    ) -> Result<Vec<deflated::Batch>> {
+        let connection = self.shared.long_poll.before_fetch(topition).await;
+        let batches = self
+            .call(
+                self.inner
+                    .fetch(topition, offset, min_bytes, max_bytes, isolation),
+            )
+            .await?;
+        self.shared
+            .long_poll
+            .after_fetch(connection, topition, !batches.is_empty());
+        Ok(batches)
+    }
+
+    async fn offset_stage(&self, topition: &Topition) -> Result<OffsetStage> {
+        self.call(self.inner.offset_stage(topition)).await
+    }
+
+    async fn list_offsets(
+        &self,
+        isolation_level: IsolationLevel,
+        offsets: &[(Topition, ListOffset)],
+    ) -> Result<Vec<(Topition, ListOffsetResponse)>> {
+        self.call(self.inner.list_offsets(isolation_level, offsets))
+            .await
+    }
+
+    async fn offset_commit(
+        &self,
+        group_id: &str,
+        retention_time_ms: Option<Duration>,
+        offsets: &[(Topition, OffsetCommitRequest)],
+    ) -> Result<Vec<(Topition, ErrorCode)>> {
+        self.call(
+            self.inner
+                .offset_commit(group_id, retention_time_ms, offsets),
+        )
+        .await
+    }
+
+    async fn offset_fetch(
+        &self,
+        group_id: Option<&str>,
+        topics: &[Topition],
+        require_stable: Option<bool>,
+    ) -> Result<BTreeMap<Topition, i64>> {
+        self.call(self.inner.offset_fetch(group_id, topics, require_stable))
+            .await
+    }
+
+    async fn committed_offset_topitions(&self, group_id: &str) -> Result<BTreeMap<Topition, i64>> {
+        self.call(self.inner.committed_offset_topitions(group_id))
+            .await
+    }
+
+    async fn metadata(&self, topics: Option<&[TopicId]>) -> Result<MetadataResponse> {
+        self.call(self.inner.metadata(topics)).await
+    }
+
+    async fn upsert_user_scram_credential(
+        &self,
+        user: &str,
+        mechanism: ScramMechanism,
+        credential: ScramCredential,
+    ) -> Result<()> {
+        self.call(
+            self.inner
+                .upsert_user_scram_credential(user, mechanism, credential),
+        )
+        .await
+    }
+
+    async fn delete_user_scram_credential(
+        &self,
+        user: &str,
+        mechanism: ScramMechanism,
+    ) -> Result<()> {
+        self.call(self.inner.delete_user_scram_credential(user, mechanism))
+            .await
+    }
+
+    async fn user_scram_credential(
+        &self,
+        user: &str,
+        mechanism: ScramMechanism,
+    ) -> Result<Option<ScramCredential>> {
+        self.call(self.inner.user_scram_credential(user, mechanism))
+            .await
+    }
+
+    async fn describe_config(
+        &self,
+        name: &str,
+        resource: ConfigResource,
+        keys: Option<&[String]>,
+    ) -> Result<DescribeConfigsResult> {
+        self.call(self.inner.describe_config(name, resource, keys))
+            .await
+    }
+
+    async fn list_groups(&self, states_filter: Option<&[String]>) -> Result<Vec<ListedGroup>> {
+        self.call(self.inner.list_groups(states_filter)).await
+    }
+
+    async fn delete_groups(
+        &self,
+        group_ids: Option<&[String]>,
+    ) -> Result<Vec<DeletableGroupResult>> {
+        self.call(self.inner.delete_groups(group_ids)).await
+    }
+
+    async fn describe_groups(
+        &self,
+        group_ids: Option<&[String]>,
+        include_authorized_operations: bool,
+    ) -> Result<Vec<NamedGroupDetail>> {
+        self.call(
+            self.inner
+                .describe_groups(group_ids, include_authorized_operations),
+        )
+        .await
+    }
+
+    async fn describe_topic_partitions(
+        &self,
+        topics: Option<&[TopicId]>,
+        partition_limit: i32,
+        cursor: Option<Topition>,
+    ) -> Result<Vec<DescribeTopicPartitionsResponseTopic>> {
+        self.call(
+            self.inner
+                .describe_topic_partitions(topics, partition_limit, cursor),
+        )
+        .await
+    }
+
+    async fn update_group(
+        &self,
+        group_id: &str,
+        detail: GroupDetail,
+        version: Option<Version>,
+    ) -> Result<Version, UpdateError<GroupDetail>> {
+        let _shared = self.shared.gate.read().await;
+        self.inner
+            .update_group(group_id, detail, version)
+            .await
+            .inspect_err(|e| {
+                if let UpdateError::Error(e) = e {
+                    self.shared.health.observe(e);
+                }
+            })
+    }
+
+    /// tansu 0.6 implements only a fresh id (`-1`/`-1`); an epoch bump of an
+    /// existing id reaches `todo!()`. A fresh id is what a client must accept
+    /// from Kafka too when the epoch cannot be bumped, so ask for one.
+    async fn init_producer(
+        &self,
+        transaction_id: Option<&str>,
+        transaction_timeout_ms: i32,
+        producer_id: Option<i64>,
+        producer_epoch: Option<i16>,
+    ) -> Result<ProducerIdResponse> {
+        if (producer_id, producer_epoch) != (Some(-1), Some(-1)) {
+            info!(
+                ?producer_id,
+                ?producer_epoch,
+                "embedded broker: producer epoch bump requested; issuing a fresh producer id"
+            );
+        }
+        let response = self
+            .call(self.inner.init_producer(
+                transaction_id,
+                transaction_timeout_ms,
+                Some(-1),
+                Some(-1),
+            ))
+            .await?;
+        if response.error == ErrorCode::None {
+            self.shared
+                .epochs
+                .lock()
+                .insert(response.id, response.epoch);
+        }
+        Ok(response)
+    }
+
+    async fn txn_add_offsets(
+        &self,
+        transaction_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        group_id: &str,
+    ) -> Result<ErrorCode> {
+        self.call(
+            self.inner
+                .txn_add_offsets(transaction_id, producer_id, producer_epoch, group_id),
+        )
+        .await
+    }
+
+    async fn txn_add_partitions(
+        &self,
+        partitions: TxnAddPartitionsRequest,
+    ) -> Result<TxnAddPartitionsResponse> {
+        self.call(self.inner.txn_add_partitions(partitions)).await
+    }
+
+    async fn txn_offset_commit(
+        &self,
+        offsets: TxnOffsetCommitRequest,
+    ) -> Result<Vec<TxnOffsetCommitResponseTopic>> {
+        self.call(self.inner.txn_offset_commit(offsets)).await
+    }
+
+    async fn txn_end(
+        &self,
+        transaction_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        committed: bool,
+    ) -> Result<ErrorCode> {
+        self.call(
+            self.inner
+                .txn_end(transaction_id, producer_id, producer_epoch, committed),
+        )
+        .await
+    }
+
+    /// tansu's own maintenance compacts without `min.compaction.lag.ms` and
+    /// never drops tombstones; kafkv runs [`super::maintenance`] on its own
+    /// schedule instead, so tansu's timer does nothing.
+    async fn maintain(&self, _now: SystemTime) -> Result<()> {
+        Ok(())
+    }
+
+    async fn cluster_id(&self) -> Result<String> {
+        self.call(self.inner.cluster_id()).await
+    }
+
+    async fn node(&self) -> Result<i32> {
+        self.call(self.inner.node()).await
+    }
+
+    async fn advertised_listener(&self) -> Result<url::Url> {
+        self.call(self.inner.advertised_listener()).await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.call(self.inner.ping()).await
+    }
+}
