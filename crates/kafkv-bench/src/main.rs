@@ -52,6 +52,8 @@ use kafkv_testkit::BrokerProcess;
 use tracing_subscriber::EnvFilter;
 
 mod bootstrap;
+mod cpu;
+mod cpu_time;
 mod error;
 mod http_load;
 mod idle;
@@ -95,7 +97,7 @@ struct BenchConfig {
     #[arg(
         long = "only",
         value_delimiter = ',',
-        default_value = "writes,bootstrap,resp,http,throughput,memory,idle"
+        default_value = "writes,bootstrap,resp,http,throughput,memory,idle,cpu"
     )]
     sections: Vec<Section>,
     /// redis-benchmark requests per GET test, on each side.
@@ -129,6 +131,9 @@ struct BenchConfig {
     /// How long the idle `kafkv serve` child's CPU is measured.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     idle_seconds: Duration,
+    /// Acknowledged writes per workload in the CPU-per-write measurement.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    cpu_writes: usize,
     /// Writes through one instance timed until visible on another.
     #[arg(long, default_value_t = 200, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     visibility_writes: usize,
@@ -152,6 +157,16 @@ enum Section {
     /// An idle `kafkv serve`'s CPU on its embedded broker, and how soon a
     /// write through another instance is visible on it (no peer).
     Idle,
+    /// CPU per 1,000 acknowledged writes of a `kafkv serve` child and of its
+    /// `kafkv broker`, beside a raw producer's at the same concurrency.
+    Cpu,
+}
+
+impl Section {
+    /// Sections that start their own broker (and need the kafkv binary).
+    fn runs_own_broker(self) -> bool {
+        matches!(self, Section::Idle | Section::Cpu)
+    }
 }
 
 /// One progress line on stderr; the table goes to stdout.
@@ -182,17 +197,17 @@ async fn run(config: BenchConfig) -> Result<Report> {
     let kafkv = kafkv_binary(config.kafkv_bin.as_deref())?;
     let needs_kafkv = config.brokers.is_none()
         || config.sections.contains(&Section::Memory)
-        || config.sections.contains(&Section::Idle);
+        || config.sections.iter().any(|s| s.runs_own_broker());
     if needs_kafkv && !kafkv.is_file() {
         return Err(Error::NoKafkv(kafkv));
     }
     // Kept until the end: dropping it stops the broker and removes its data.
     let mut own_broker = None;
-    // The idle section runs its own embedded broker; every other one uses this.
-    let needs_broker = config.sections.iter().any(|s| *s != Section::Idle);
+    // The idle and CPU sections run their own brokers; every other one uses this.
+    let needs_broker = config.sections.iter().any(|s| !s.runs_own_broker());
     let (brokers, broker) = match &config.brokers {
         Some(brokers) => (brokers.clone(), format!("external ({brokers})")),
-        None if !needs_broker => (String::new(), "embedded in kafkv serve".to_owned()),
+        None if !needs_broker => (String::new(), "their own (idle, cpu sections)".to_owned()),
         None => {
             progress(format!("starting {} broker", kafkv.display()));
             let started = BrokerProcess::start(&kafkv, Duration::from_secs(3600)).await?;
@@ -227,6 +242,9 @@ async fn run(config: BenchConfig) -> Result<Report> {
     }
     if config.sections.contains(&Section::Idle) {
         rows.extend(idle::measure(&kafkv, run_id, &config).await?);
+    }
+    if config.sections.contains(&Section::Cpu) {
+        rows.extend(cpu::measure(&kafkv, run_id, &config).await?);
     }
 
     let report = Report {

@@ -73,7 +73,7 @@ impl RedisServer {
 }
 
 /// One redis-benchmark test's figures.
-struct Figures {
+pub(crate) struct Figures {
     rps: f64,
     p50: f64,
     p99: f64,
@@ -137,7 +137,12 @@ pub async fn compare(brokers: &str, run_id: u32, config: &BenchConfig) -> Result
     Ok(rows)
 }
 
-async fn run_benchmark(port: u16, test: &str, requests: usize, pipeline: &str) -> Result<Figures> {
+pub(crate) async fn run_benchmark(
+    port: u16,
+    test: &str,
+    requests: usize,
+    pipeline: &str,
+) -> Result<Figures> {
     let output = Command::new("redis-benchmark")
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
         .args(["-t", test, "-n", &requests.to_string(), "-c", CLIENTS])

@@ -165,7 +165,12 @@ async fn produce_rate(
     Ok(rate)
 }
 
-async fn send(producer: &FutureProducer, topic: &str, key: &str, value: &[u8]) -> Result<()> {
+pub(crate) async fn send(
+    producer: &FutureProducer,
+    topic: &str,
+    key: &str,
+    value: &[u8],
+) -> Result<()> {
     producer
         .send(
             FutureRecord::to(topic).key(key).payload(value),
