@@ -5,6 +5,7 @@
 //! broker upgrade.
 
 use std::{
+    path::Path,
     process::Stdio,
     sync::{
         Arc,
@@ -96,6 +97,21 @@ async fn an_idempotent_producer_keeps_writing_after_the_broker_is_paused() {
         .expect("a fresh producer's write");
 }
 
+/// Starts `kafkv <args> --data-dir <dir>/data` with the test-only fault that
+/// kills its embedded broker's storage task `after` start, stderr piped.
+fn with_storage_killed_after(after: &str, args: &[&str], dir: &Path) -> tokio::process::Child {
+    tokio::process::Command::new(KAFKV)
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .env("KAFKV_TEST_KILL_BROKER_STORAGE_AFTER", after)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
 /// Waits for `child` to exit within [`PATIENCE`] and returns its status and stderr.
 async fn exit_of(mut child: tokio::process::Child) -> (std::process::ExitStatus, String) {
     let mut stderr = child.stderr.take().expect("piped stderr");
@@ -121,17 +137,9 @@ async fn exit_of(mut child: tokio::process::Child) -> (std::process::ExitStatus,
 async fn kafkv_serve_exits_non_zero_when_its_embedded_broker_storage_dies() {
     let dir = tempfile::tempdir().unwrap();
     let http = format!("127.0.0.1:{}", free_port());
-    let child = tokio::process::Command::new(KAFKV)
-        .args(["serve", "--http-listen", &http])
-        .args(["--broker-listen", &format!("127.0.0.1:{}", free_port())])
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .env("KAFKV_TEST_KILL_BROKER_STORAGE_AFTER", "10s")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let broker = format!("127.0.0.1:{}", free_port());
+    let serve = ["serve", "--http-listen", &http, "--broker-listen", &broker];
+    let child = with_storage_killed_after("10s", &serve, dir.path());
     let livez = format!("http://{http}/livez");
     let client = reqwest::Client::new();
     let started = Instant::now();
@@ -168,16 +176,8 @@ async fn kafkv_serve_exits_non_zero_when_its_embedded_broker_storage_dies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafkv_broker_exits_non_zero_when_its_storage_dies() {
     let dir = tempfile::tempdir().unwrap();
-    let child = tokio::process::Command::new(KAFKV)
-        .args(["broker", "--listen", &format!("127.0.0.1:{}", free_port())])
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .env("KAFKV_TEST_KILL_BROKER_STORAGE_AFTER", "1s")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let child = with_storage_killed_after("1s", &["broker", "--listen", &listen], dir.path());
     let (status, stderr) = exit_of(child).await;
     assert!(!status.success(), "exit status {status}; stderr:\n{stderr}");
     assert!(

@@ -17,7 +17,6 @@
 use std::{path::Path, time::Duration};
 
 use bytes::Bytes;
-use futures::{StreamExt, stream};
 use kafkv_testkit::{BrokerProcess, ServeProcess, free_port};
 
 use crate::{
@@ -29,7 +28,7 @@ use crate::{
     progress,
     redis_peer::{missing, run_benchmark, which},
     report::Row,
-    throughput::send,
+    throughput::{produce_keys, send},
 };
 
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -166,18 +165,10 @@ async fn raw_produce_cpu(
     let producer = raw_producer(brokers)?;
     send(&producer, &topic, "warm-up", value).await?;
     let topic = topic.as_str();
-    let (_, cpu) = cpu_during(&[std::process::id(), broker_pid], async {
-        let mut sends = stream::iter(0..writes)
-            .map(|i| {
-                let producer = &producer;
-                async move { send(producer, topic, &format!("key-{i:012}"), value).await }
-            })
-            .buffer_unordered(in_flight);
-        while let Some(sent) = sends.next().await {
-            sent?;
-        }
-        Ok(())
-    })
+    let (_, cpu) = cpu_during(
+        &[std::process::id(), broker_pid],
+        produce_keys(&producer, topic, writes, in_flight, value),
+    )
     .await?;
     Ok((cpu[0], cpu[1]))
 }

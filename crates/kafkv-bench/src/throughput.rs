@@ -148,21 +148,30 @@ async fn produce_rate(
     let producer = raw_producer(brokers)?;
     send(&producer, topic, "warm-up", value).await?;
     let started = Instant::now();
-    let mut sends = stream::iter(0..records)
-        .map(|i| {
-            let producer = &producer;
-            async move { send(producer, topic, &format!("key-{i:012}"), value).await }
-        })
-        .buffer_unordered(concurrency);
-    while let Some(sent) = sends.next().await {
-        sent?;
-    }
-    drop(sends);
+    produce_keys(&producer, topic, records, concurrency, value).await?;
     let rate = records as f64 / started.elapsed().as_secs_f64();
     if let Some(tail) = tail {
         tail.close().await;
     }
     Ok(rate)
+}
+
+/// Produces `records` records (key `key-{i:012}`, `value`) to `topic` with
+/// at most `in_flight` sends outstanding; fails on the first failed send.
+pub(crate) async fn produce_keys(
+    producer: &FutureProducer,
+    topic: &str,
+    records: usize,
+    in_flight: usize,
+    value: &[u8],
+) -> Result<()> {
+    let mut sends = stream::iter(0..records)
+        .map(|i| async move { send(producer, topic, &format!("key-{i:012}"), value).await })
+        .buffer_unordered(in_flight);
+    while let Some(sent) = sends.next().await {
+        sent?;
+    }
+    Ok(())
 }
 
 pub(crate) async fn send(
