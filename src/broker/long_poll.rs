@@ -6,8 +6,9 @@
 //! 10 ms wait: ≈14% of a core while idle) or sees new records late (a long
 //! wait). Storage calls carry no request boundaries, so this module infers
 //! them: tansu serves each connection's requests one at a time on one task,
-//! and a request's fetch visits each of its partitions once, so a partition
-//! seen again on the same task starts the next request.
+//! and a request's fetch reads each partition until a read comes back empty,
+//! so a partition read again on the same task starts either the next request
+//! or another read of a partition that just had data (which never waits).
 //!
 //! The rule, at the first storage fetch of a request: wait for the next
 //! produce (up to the hold) only if every partition this connection has

@@ -289,9 +289,11 @@ impl Storage for KafkvStorage {
                     .fetch(topition, offset, min_bytes, max_bytes, isolation),
             )
             .await?;
+        // tansu answers "nothing here" with an empty batch, not an empty list.
+        let found = batches.iter().any(|batch| batch.record_count > 0);
         self.shared
             .long_poll
-            .after_fetch(connection, topition, !batches.is_empty());
+            .after_fetch(connection, topition, found);
         Ok(batches)
     }
 
