@@ -104,8 +104,9 @@ struct BenchConfig {
     #[arg(long, default_value_t = 200_000)]
     resp_get_requests: usize,
     /// The --fetch-wait of the kafkv instance in the RESP comparison.
-    // The embedded broker answers every idle fetch only when this runs out,
-    // so a short wait costs broker CPU on a machine the load generator shares.
+    // tansu alone answered every idle fetch only when this ran out, so a short
+    // wait cost broker CPU on a machine the load generator shares; kafkv's
+    // long poll (src/broker/long_poll.rs) now holds idle fetches instead.
     #[arg(long, default_value = "10ms", value_parser = humantime::parse_duration)]
     resp_fetch_wait: Duration,
     /// redis-benchmark requests per SET test, on each side.
