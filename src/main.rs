@@ -291,24 +291,26 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
         #[cfg(not(feature = "embedded-broker"))]
         KafkaSource::Embedded { .. } => return Err(Failure::NoEmbeddedBroker),
     }
-    let listeners = Listeners { http, resp };
+    // A broker that cannot serve ends the process at once: the store could
+    // neither write nor flush through it, and a supervisor's restart brings
+    // both back (the disk state is consistent at every commit).
+    let broker_failed = async {
+        #[cfg(feature = "embedded-broker")]
+        if let Some(broker) = &embedded {
+            return Failure::from(BrokerError::Failed(broker.failed().await));
+        }
+        std::future::pending::<Failure>().await
+    };
+    let outcome = tokio::select! {
+        outcome = service::run(config, Listeners { http, resp }, shutdown_signal()) => outcome,
+        failure = broker_failed => return Err(failure),
+    };
+    // The broker stops last, after the store flushed and closed.
     #[cfg(feature = "embedded-broker")]
     if let Some(broker) = embedded {
-        // A broker that cannot serve ends the process at once: the store
-        // could neither write nor flush through it, and a supervisor's
-        // restart brings both back (the disk state is consistent at every
-        // commit).
-        let outcome = tokio::select! {
-            outcome = service::run(config, listeners, shutdown_signal()) => outcome,
-            reason = broker.failed() => return Err(BrokerError::Failed(reason).into()),
-        };
-        // The broker stops last, after the store flushed and closed.
         broker.stop().await;
-        outcome?;
-        info!("shutdown complete");
-        return Ok(());
     }
-    service::run(config, listeners, shutdown_signal()).await?;
+    outcome?;
     info!("shutdown complete");
     Ok(())
 }

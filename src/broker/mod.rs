@@ -318,7 +318,7 @@ async fn probe_liveness(storage: KafkvStorage) {
     let health = storage.health();
     loop {
         tokio::time::sleep(PROBE_EVERY).await;
-        match tokio::time::timeout(PROBE_PATIENCE, storage.probe()).await {
+        match tokio::time::timeout(PROBE_PATIENCE, storage.ping()).await {
             Ok(Ok(())) => {}
             // Dead-task errors have failed the health already; others (a
             // busy database) are transient.
@@ -349,7 +349,7 @@ async fn kill_storage_after(storage: KafkvStorage, after: Duration) {
             () = std::future::ready(()) => {}
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
-        let _ = storage.probe().await;
+        let _ = storage.ping().await;
     }
 }
 

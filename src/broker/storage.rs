@@ -156,11 +156,6 @@ impl KafkvStorage {
         work(&self.shared.database).await
     }
 
-    /// Asks tansu's storage task to answer at all; used by the liveness probe.
-    pub async fn probe(&self) -> Result<()> {
-        self.call(self.inner.ping()).await
-    }
-
     async fn call<T>(&self, operation: impl Future<Output = Result<T>>) -> Result<T> {
         let _shared = self.shared.gate.read().await;
         operation

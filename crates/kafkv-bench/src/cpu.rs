@@ -36,24 +36,18 @@ const STOP_GRACE: Duration = Duration::from_secs(30);
 /// redis-benchmark's and the HTTP load's client count.
 const CLIENTS: usize = 50;
 
-/// CPU seconds used by the processes in `pids` while `work` runs.
-async fn cpu_during<T>(
-    pids: &[u32],
-    work: impl Future<Output = Result<T>>,
-) -> Result<(T, Vec<f64>)> {
+/// CPU seconds used by each process in `pids` while `work` runs.
+async fn cpu_during<T>(pids: &[u32], work: impl Future<Output = Result<T>>) -> Result<Vec<f64>> {
     let before = pids
         .iter()
         .map(|p| cpu_seconds(*p))
         .collect::<Result<Vec<_>>>()?;
-    let outcome = work.await?;
+    work.await?;
     let after = pids
         .iter()
         .map(|p| cpu_seconds(*p))
         .collect::<Result<Vec<_>>>()?;
-    Ok((
-        outcome,
-        after.iter().zip(before).map(|(a, b)| a - b).collect(),
-    ))
+    Ok(after.iter().zip(before).map(|(a, b)| a - b).collect())
 }
 
 /// CPU ms per 1,000 writes.
@@ -98,7 +92,7 @@ pub async fn measure(kafkv: &Path, run_id: u32, config: &BenchConfig) -> Result<
         progress(format!(
             "cpu: RESP SET x {writes}, 50 clients, -P {pipeline}"
         ));
-        let (_, cpu) = cpu_during(&pids, run_benchmark(resp_port, "set", writes, pipeline)).await?;
+        let cpu = cpu_during(&pids, run_benchmark(resp_port, "set", writes, pipeline)).await?;
         let in_flight = CLIENTS * pipeline.parse::<usize>().unwrap_or(1);
         measured.push((
             format!("RESP SET, 50 clients, -P {pipeline}"),
@@ -109,7 +103,7 @@ pub async fn measure(kafkv: &Path, run_id: u32, config: &BenchConfig) -> Result<
     progress(format!("cpu: HTTP PUT x {writes}, 50 connections"));
     let http = served.http_address();
     let body = value.clone();
-    let (_, cpu) = cpu_during(
+    let cpu = cpu_during(
         &pids,
         http_load::generate(http, CLIENTS, writes, move |i, _| Request {
             path: http_load::key_path(i),
@@ -165,7 +159,7 @@ async fn raw_produce_cpu(
     let producer = raw_producer(brokers)?;
     send(&producer, &topic, "warm-up", value).await?;
     let topic = topic.as_str();
-    let (_, cpu) = cpu_during(
+    let cpu = cpu_during(
         &[std::process::id(), broker_pid],
         produce_keys(&producer, topic, writes, in_flight, value),
     )
