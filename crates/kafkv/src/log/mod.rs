@@ -3,10 +3,12 @@
 //! private to the crate, the compacted topic (`topic`), the producer that
 //! appends puts and tombstones (`writer`), the consumer that tails the topic
 //! into the view (`reader`) and the queries of where partitions begin and end
-//! (`offsets`). What a record looks like on the topic is `record.rs`'s.
+//! (`offsets`), and the window that paces
+//! what the producer is handed (`window`). What a record looks like on the topic is `record.rs`'s.
 
 pub mod client;
 pub(crate) mod offsets;
 pub(crate) mod reader;
 pub(crate) mod topic;
+pub(crate) mod window;
 pub(crate) mod writer;

@@ -4,19 +4,25 @@
 //! reordering records.
 
 use std::{
-    sync::atomic::{AtomicBool, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
+
+use bytes::Bytes;
 
 use parking_lot::RwLock;
 use rdkafka::{
     error::KafkaError,
-    producer::{FutureProducer, Producer},
+    producer::{DeliveryFuture, FutureProducer, Producer},
     types::RDKafkaErrorCode,
     util::Timeout,
 };
 use tracing::{error, warn};
 
+use super::window::{IDEMPOTENT_IN_FLIGHT_LIMIT, Permit, SendWindow};
 use crate::{config::StoreConfig, record::Outgoing};
 
 /// The broker did not acknowledge a record.
@@ -51,18 +57,22 @@ pub struct Writer {
     producer: RwLock<FutureProducer>,
     /// Set after a failure that can leave the idempotent producer's sequence
     /// state unusable; the next send starts a fresh producer (a new producer
-    /// id). After timed-out records librdkafka bumps the producer epoch, which
-    /// a real Kafka cluster handles; the embedded tansu 0.6 broker does not
-    /// (its InitProducerId panics on it) and every later produce fails with an
-    /// unknown server error. A fresh producer recovers on both.
+    /// id). After timed-out records librdkafka bumps the producer epoch
+    /// itself, which Kafka and the embedded broker (through kafkv's storage
+    /// wrapper) accept; a fresh producer also recovers from the errors after
+    /// which the old one's sequence numbers cannot be trusted.
     stale: AtomicBool,
     config: rdkafka::ClientConfig,
-    topic: String,
+    /// Keeps librdkafka from holding records it cannot send yet (see
+    /// [`super::window`]).
+    window: Arc<SendWindow>,
+    topic: Arc<str>,
     timeout: Duration,
 }
 
 impl Writer {
-    pub fn new(config: &StoreConfig) -> Result<Self, KafkaError> {
+    /// A writer to `config`'s topic, which has `partitions` partitions.
+    pub fn new(config: &StoreConfig, partitions: i32) -> Result<Self, KafkaError> {
         let timeout_ms = config.write_timeout.as_millis().max(1).to_string();
         let mut settings = super::client::producer_settings();
         settings.extend([
@@ -78,23 +88,31 @@ impl Writer {
             producer: RwLock::new(client.create()?),
             stale: AtomicBool::new(false),
             config: client,
-            topic: config.topic.clone(),
+            window: SendWindow::new(IDEMPOTENT_IN_FLIGHT_LIMIT * partitions.max(1) as usize),
+            topic: config.topic.as_str().into(),
             timeout: config.write_timeout,
         })
     }
 
-    /// Produces `record` and waits for the broker's acknowledgement, at
-    /// most the write timeout.
-    pub async fn send(&self, record: Outgoing<'_>) -> Result<Receipt, ProduceError> {
+    /// Produces a put of `key` (or a tombstone: `value` `None`) and waits for
+    /// the broker's acknowledgement, at most the write timeout.
+    pub async fn send(&self, key: &[u8], value: Option<Bytes>) -> Result<Receipt, ProduceError> {
         if self.stale.swap(false, Ordering::AcqRel) {
             self.replace_producer();
         }
-        let producer = self.producer.read().clone();
-        let delivery = producer.send(record.to_kafka(&self.topic), Timeout::After(self.timeout));
         // librdkafka enforces message.timeout.ms only at a coarse granularity
         // (measured: a 2 s timeout fired after 5 to 11 s with the broker down),
-        // so the bound callers rely on is this one.
-        match tokio::time::timeout(self.timeout, delivery).await {
+        // so the bound callers rely on is this one; it includes the wait for
+        // the window, which only acknowledgements and failures open.
+        let delivered = tokio::time::timeout(self.timeout, async {
+            let (started, _permit) = self.start(key, value).await?;
+            match started.await {
+                Ok(Ok(delivery)) => Ok(delivery),
+                Ok(Err((error, _record))) => Err(error),
+                Err(_canceled) => Err(KafkaError::Canceled),
+            }
+        });
+        match delivered.await {
             Err(_) => {
                 self.stale.store(true, Ordering::Release);
                 Err(ProduceError::Unavailable {
@@ -106,8 +124,44 @@ impl Writer {
                 partition: delivery.partition,
                 offset: delivery.offset,
             }),
-            Ok(Err((error, _))) => Err(self.classify(error)),
+            Ok(Err(error)) => Err(self.classify(error)),
         }
+    }
+
+    /// Hands the record to librdkafka through the window: its delivery, and
+    /// the permit to drop once it is acknowledged or has failed.
+    async fn start(
+        &self,
+        key: &[u8],
+        value: Option<Bytes>,
+    ) -> Result<(DeliveryFuture, Permit), KafkaError> {
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let producer = self.producer.read().clone();
+        let topic = self.topic.clone();
+        let key = Bytes::copy_from_slice(key);
+        self.window.start(Box::new(move |permit| {
+            if started_tx.is_closed() {
+                // The writer gave up (timed out, or its client hung up) while
+                // the record was held: it is not sent.
+                return Some(permit);
+            }
+            let record = Outgoing {
+                key: &key,
+                value: value.as_deref(),
+            };
+            // Never blocks: a full librdkafka queue is an error at once.
+            let started = producer
+                .send_result(record.to_kafka(&topic))
+                .map_err(|(error, _)| error);
+            started_tx
+                .send((started, permit))
+                .err()
+                .map(|(_, permit)| permit)
+        }));
+        let (started, permit) = started
+            .await
+            .expect("the window runs or keeps every job it is given");
+        Ok((started?, permit))
     }
 
     fn classify(&self, error: KafkaError) -> ProduceError {

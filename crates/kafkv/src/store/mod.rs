@@ -36,7 +36,6 @@ use crate::{
         topic,
         writer::Writer,
     },
-    record::Outgoing,
     state::View,
 };
 
@@ -94,7 +93,7 @@ impl Store {
     pub async fn start(config: StoreConfig) -> Result<Store> {
         let topic = topic::ensure(&config).await?;
         let partitions = topic.partitions;
-        let writer = Writer::new(&config)?;
+        let writer = Writer::new(&config, partitions)?;
         let offsets = Offsets::new(&config, partitions)?;
         let view = Arc::new(crate::recovery::recover(&config, &topic, &offsets).await?);
         let reader = Reader::start(&config, view.clone())?;
@@ -277,11 +276,7 @@ impl Store {
         // Counted by a guard: a caller that gives up (a client that hangs up)
         // drops this future mid-await, and the count must still come down.
         let _in_flight = InFlight::enter(&self.shared.in_flight);
-        let record = Outgoing {
-            key,
-            value: value.as_deref(),
-        };
-        let receipt = self.shared.writer.send(record).await?;
+        let receipt = self.shared.writer.send(key, value.clone()).await?;
         self.shared
             .view
             .acknowledge(key, value, receipt.partition, receipt.offset);
