@@ -21,8 +21,11 @@
 //!
 //! The window is per store, not per partition (kafkv leaves the choice of
 //! partition to librdkafka's partitioner), so its size is the limit times the
-//! partition count: with uneven keys a partition can still reach the limit
-//! and spin, which costs CPU, never correctness.
+//! partition count. With uneven keys a partition can still reach the limit
+//! and spin, and a write to a quiet partition can wait for one
+//! acknowledgement from a busy one: CPU and latency, never correctness.
+//! Computing each key's partition in kafkv would make the window exact, at
+//! the price of owning the partitioner's hash.
 
 use std::{collections::VecDeque, sync::Arc};
 
