@@ -15,3 +15,4 @@ mod record_format;
 mod resp;
 mod restart;
 mod topic;
+mod watch;

@@ -63,6 +63,13 @@ pub struct StoreConfig {
     /// still resume from a disk checkpoint. Default 24 hours, as Kafka's.
     /// An existing topic keeps its own setting.
     pub delete_retention: Duration,
+    /// Applied batches (of up to 1,024 records each) a
+    /// watch may fall behind before it ends `lagged`. Default 1024.
+    pub watch_buffer: usize,
+    /// Bytes of recent changes kept in memory so a resumed watch need not
+    /// read the topic (0: always read it). Default 16 MiB; switched on by the
+    /// first watch.
+    pub watch_window_bytes: usize,
 }
 
 /// Where the materialized view lives.
@@ -103,6 +110,8 @@ impl StoreConfig {
             state: StateConfig::Memory,
             min_compaction_lag: DEFAULT_MIN_COMPACTION_LAG,
             delete_retention: DEFAULT_DELETE_RETENTION,
+            watch_buffer: crate::state::DEFAULT_CHANGE_CAPACITY,
+            watch_window_bytes: crate::state::DEFAULT_RECENT_BYTES,
         }
     }
 

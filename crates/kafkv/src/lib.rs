@@ -36,6 +36,7 @@ mod resp;
 pub mod service;
 mod state;
 pub mod store;
+pub mod watch;
 
 pub use config::{ServiceConfig, StateConfig, StoreConfig};
 pub use error::{Error, Result};

@@ -37,12 +37,13 @@ pub(crate) async fn recover(
 ) -> Result<View> {
     let watermarks = offsets.watermarks(config.startup_timeout).await?;
     let targets: Vec<i64> = watermarks.iter().map(|(_, high)| *high).collect();
+    let limits = (config.watch_buffer, config.watch_window_bytes);
     let (config, topic) = (config.clone(), topic.clone());
     let (table, positions) =
         tokio::task::spawn_blocking(move || open_table(&config, &topic, &watermarks))
             .await
             .expect("opening the table panicked")?;
-    Ok(View::new(table, positions, targets))
+    Ok(View::new(table, positions, targets).with_change_limits(limits.0, limits.1))
 }
 
 /// The view's table and the offsets it holds everything below: a valid disk

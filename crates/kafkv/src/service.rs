@@ -104,6 +104,7 @@ pub async fn serve(
         store: store.clone(),
         metrics: metrics_handle(),
         auth_token: front_ends.auth_token.clone().map(Into::into),
+        shutdown: token.clone(),
     });
     let resp = listeners.resp.map(|listener| {
         let mut config = front_ends.resp.clone();

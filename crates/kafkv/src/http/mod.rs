@@ -7,6 +7,7 @@ mod error;
 mod ops;
 mod reference;
 mod v1;
+mod watch;
 
 use std::time::Instant;
 
@@ -32,6 +33,9 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// When set, every route but `/livez` and `/readyz` needs `Authorization: Bearer <token>`.
     pub auth_token: Option<std::sync::Arc<str>>,
+    /// Cancelled when the server begins to shut down: open watches end then,
+    /// so the graceful shutdown does not wait on them.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// The whole HTTP API.
@@ -55,6 +59,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/kv/{*key}",
             get(v1::get).put(v1::put).delete(v1::delete),
         )
+        .route("/v1/watch", get(watch::watch))
         .route("/livez", get(ops::livez))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -138,7 +138,7 @@ pub async fn scan(State(state): State<AppState>, uri: Uri) -> Result<Response, A
 }
 
 /// `name` as a string when the bytes are UTF-8, else `name_base64`.
-fn encode_into(item: &mut Map<String, Value>, name: &str, bytes: &[u8]) {
+pub(super) fn encode_into(item: &mut Map<String, Value>, name: &str, bytes: &[u8]) {
     match std::str::from_utf8(bytes) {
         Ok(text) => item.insert(name.to_owned(), text.into()),
         Err(_) => item.insert(format!("{name}_base64"), STANDARD.encode(bytes).into()),

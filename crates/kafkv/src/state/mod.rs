@@ -33,7 +33,10 @@ use bytes::Bytes;
 use parking_lot::RwLock;
 
 use changes::ChangeFeed;
-pub use changes::{Change, ChangeBatch, ChangeReceiver};
+pub use changes::{
+    Change, ChangeBatch, ChangeReceiver, DEFAULT_CHANGE_CAPACITY, DEFAULT_RECENT_BYTES,
+    RecentChanges,
+};
 use overlay::{Acked, Overlay};
 use progress::Tracker;
 pub use progress::{Bootstrap, Progress};
@@ -60,6 +63,13 @@ pub enum Event {
 struct Inner {
     overlay: Overlay,
     positions: Vec<i64>,
+}
+
+/// Live entries under a prefix, in key order, and the positions they reflect.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub entries: Vec<(Bytes, Versioned)>,
+    pub positions: Vec<i64>,
 }
 
 /// The shared materialized view.
@@ -93,8 +103,18 @@ impl View {
             }),
             table,
             tracker: Tracker::new(positions, targets),
-            changes: ChangeFeed::new(changes::DEFAULT_CHANGE_CAPACITY),
+            changes: ChangeFeed::new(
+                changes::DEFAULT_CHANGE_CAPACITY,
+                changes::DEFAULT_RECENT_BYTES,
+            ),
         }
+    }
+
+    /// The same view with a change feed of `capacity` batches per subscriber
+    /// and a recent window of `recent_bytes` (see `changes.rs`).
+    pub fn with_change_limits(mut self, capacity: usize, recent_bytes: usize) -> Self {
+        self.changes = ChangeFeed::new(capacity, recent_bytes);
+        self
     }
 
     /// An empty view in memory whose bootstrap ends at `targets` (one per partition).
@@ -248,6 +268,46 @@ impl View {
     pub fn subscribe_changes(&self) -> (ChangeReceiver, Vec<i64>) {
         let inner = self.inner.read();
         (self.changes.subscribe(), inner.positions.clone())
+    }
+
+    /// Like [`View::subscribe_changes`], with the recent window (switched on
+    /// if it was off) as of the same instant: its batches end exactly where
+    /// the subscription begins.
+    pub fn subscribe_with_recent(&self) -> (ChangeReceiver, Vec<i64>, RecentChanges) {
+        let inner = self.inner.read();
+        let recent = self.changes.recent(&inner.positions);
+        (self.changes.subscribe(), inner.positions.clone(), recent)
+    }
+
+    /// Every live key under `prefix` the consumer has applied (this
+    /// instance's unapplied acknowledged writes excluded), in key order, with
+    /// the positions it reflects: a snapshot to continue from with changes
+    /// after those positions. Holds the view's read lock while it copies.
+    pub fn applied_snapshot(&self, prefix: &[u8]) -> Result<Snapshot, StateError> {
+        let inner = self.inner.read();
+        let mut entries = Vec::new();
+        let positions = self
+            .table
+            .visit_at(std::ops::Bound::Included(prefix), &mut |live| {
+                if !live.key.starts_with(prefix) {
+                    return false;
+                }
+                entries.push((
+                    Bytes::copy_from_slice(&live.key),
+                    Versioned {
+                        value: Bytes::copy_from_slice(&live.value),
+                        partition: live.partition,
+                        offset: live.offset,
+                    },
+                ));
+                true
+            })?;
+        // The disk table may hold a batch committed but not yet installed:
+        // its own positions, read with the entries, are then the right ones.
+        Ok(Snapshot {
+            entries,
+            positions: positions.unwrap_or_else(|| inner.positions.clone()),
+        })
     }
 
     /// Makes the disk checkpoint durable (a no-op in memory).

@@ -37,6 +37,7 @@ use crate::{
         writer::Writer,
     },
     state::View,
+    watch::{Watch, WatchContext, WatchError, WatchOptions, token::fingerprint},
 };
 
 pub use crate::{
@@ -66,6 +67,10 @@ pub struct Store {
 struct Shared {
     config: StoreConfig,
     partitions: i32,
+    /// The topic's identity in watch tokens.
+    fingerprint: u64,
+    /// The topic's `delete.retention.ms`: how old a watch token may be.
+    delete_retention: Duration,
     view: Arc<View>,
     writer: Writer,
     /// Asks the brokers for end offsets on strong reads.
@@ -100,6 +105,8 @@ impl Store {
         let high_watermarks = reader.high_watermarks();
         Ok(Store {
             shared: Arc::new(Shared {
+                fingerprint: fingerprint(&config.topic, topic.id.as_deref()),
+                delete_retention: topic.delete_retention,
                 config,
                 partitions,
                 view,
@@ -154,6 +161,18 @@ impl Store {
     /// and the positions it starts after (see `View::subscribe_changes`).
     pub fn subscribe_changes(&self) -> (ChangeReceiver, Vec<i64>) {
         self.shared.view.subscribe_changes()
+    }
+
+    /// A change stream: see [`crate::watch`] for what it guarantees.
+    pub async fn watch(&self, options: WatchOptions) -> Result<Watch, WatchError> {
+        let context = WatchContext {
+            view: self.shared.view.clone(),
+            config: self.shared.config.clone(),
+            fingerprint: self.shared.fingerprint,
+            delete_retention: self.shared.delete_retention,
+            offsets: self.shared.offsets.clone(),
+        };
+        Watch::open(context, options).await
     }
 
     /// Number of live keys.

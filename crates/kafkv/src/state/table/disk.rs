@@ -118,6 +118,32 @@ impl DiskTable {
         Ok((table, checkpoint))
     }
 
+    fn visit_in(
+        &self,
+        txn: &redb::ReadTransaction,
+        lower: std::ops::Bound<&[u8]>,
+        visit: &mut dyn FnMut(Live<'_>) -> bool,
+    ) -> Result<(), StateError> {
+        let kv = txn.open_table(KV).map_err(|e| self.err(e))?;
+        let range = kv
+            .range::<&[u8]>((lower, std::ops::Bound::Unbounded))
+            .map_err(|e| self.err(e))?;
+        for item in range {
+            let (key, value) = item.map_err(|e| self.err(e))?;
+            let entry = decode(value.value());
+            let live = Live {
+                key: key.value().to_vec().into(),
+                value: entry.value.into(),
+                partition: entry.partition,
+                offset: entry.offset,
+            };
+            if !visit(live) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn err(&self, error: impl Into<redb::Error>) -> StateError {
         db_error(&self.path, error)
     }
@@ -329,24 +355,27 @@ impl Table for DiskTable {
         visit: &mut dyn FnMut(Live<'_>) -> bool,
     ) -> Result<(), StateError> {
         let txn = self.db.begin_read().map_err(|e| self.err(e))?;
-        let kv = txn.open_table(KV).map_err(|e| self.err(e))?;
-        let range = kv
-            .range::<&[u8]>((lower, std::ops::Bound::Unbounded))
-            .map_err(|e| self.err(e))?;
-        for item in range {
-            let (key, value) = item.map_err(|e| self.err(e))?;
-            let entry = decode(value.value());
-            let live = Live {
-                key: key.value().to_vec().into(),
-                value: entry.value.into(),
-                partition: entry.partition,
-                offset: entry.offset,
-            };
-            if !visit(live) {
-                break;
-            }
-        }
-        Ok(())
+        self.visit_in(&txn, lower, visit)
+    }
+
+    /// The positions come from the same read transaction as the entries:
+    /// each commit writes both.
+    fn visit_at(
+        &self,
+        lower: std::ops::Bound<&[u8]>,
+        visit: &mut dyn FnMut(Live<'_>) -> bool,
+    ) -> Result<Option<Vec<i64>>, StateError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        self.visit_in(&txn, lower, visit)?;
+        let meta = txn.open_table(META).map_err(|e| self.err(e))?;
+        let positions = meta.get("positions").map_err(|e| self.err(e))?;
+        Ok(positions.map(|bytes| {
+            bytes
+                .value()
+                .chunks_exact(8)
+                .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
+                .collect()
+        }))
     }
 
     /// The cursor is the key's sequence number (`order`).

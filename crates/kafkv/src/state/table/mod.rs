@@ -85,6 +85,17 @@ pub(crate) trait Table: Send + Sync + fmt::Debug {
         visit: &mut dyn FnMut(Live<'_>) -> bool,
     ) -> Result<(), StateError>;
 
+    /// [`Table::visit`], and the positions the visited entries reflect when
+    /// the table keeps its own (`None`: the view's positions, read under its
+    /// lock, are the ones).
+    fn visit_at(
+        &self,
+        lower: Bound<&[u8]>,
+        visit: &mut dyn FnMut(Live<'_>) -> bool,
+    ) -> Result<Option<Vec<i64>>, StateError> {
+        self.visit(lower, visit).map(|()| None)
+    }
+
     /// Up to `count` live keys at or after the `SCAN` cursor `cursor`, and the
     /// cursor of the key after them (`None` at the end). A key keeps its
     /// cursor for as long as it is live.
