@@ -4,6 +4,7 @@
 
 #[cfg(feature = "embedded-broker")]
 mod broker;
+mod watch;
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
@@ -29,6 +30,8 @@ enum Failure {
     Broker(#[from] BrokerError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Watch(#[from] watch::WatchError),
     #[cfg(not(feature = "embedded-broker"))]
     #[error("this kafkv was built without the embedded-broker feature; pass --brokers")]
     NoEmbeddedBroker,
@@ -48,6 +51,9 @@ enum Command {
     /// Run only the embedded Kafka-compatible broker (tansu, SQLite storage).
     #[cfg(feature = "embedded-broker")]
     Broker(BrokerArgs),
+    /// Follow a running kafkv's changes: one JSON line per event, reconnecting
+    /// with the last token when the connection drops.
+    Watch(watch::WatchArgs),
 }
 
 #[derive(Args)]
@@ -93,6 +99,14 @@ struct ServeArgs {
     /// tombstone, and so how long a --state disk instance may stop and still resume.
     #[arg(long, env = "KAFKV_DELETE_RETENTION", default_value = "24h", value_parser = humantime::parse_duration)]
     delete_retention: Duration,
+    /// Applied batches (of up to 1,024 records) a change-stream watcher may fall
+    /// behind before its watch ends `lagged`.
+    #[arg(long, env = "KAFKV_WATCH_BUFFER", default_value_t = kafkv::config::DEFAULT_WATCH_BUFFER)]
+    watch_buffer: usize,
+    /// Bytes of recent changes kept in memory so resumed watches need not read
+    /// the topic (0: always read it).
+    #[arg(long, env = "KAFKV_WATCH_WINDOW_BYTES", default_value_t = kafkv::config::DEFAULT_WATCH_WINDOW_BYTES)]
+    watch_window_bytes: usize,
     /// Start even if the topic is not compacted (Kafka may then delete live keys).
     #[arg(long, env = "KAFKV_ALLOW_NON_COMPACTED")]
     allow_non_compacted: bool,
@@ -192,6 +206,8 @@ impl ServeArgs {
             fetch_wait: self.fetch_wait,
             min_compaction_lag: self.min_compaction_lag,
             delete_retention: self.delete_retention,
+            watch_buffer: self.watch_buffer,
+            watch_window_bytes: self.watch_window_bytes,
             state: match self.state {
                 StateKind::Memory => StateConfig::Memory,
                 StateKind::Disk => StateConfig::Disk(self.data_dir.clone()),
@@ -246,6 +262,7 @@ async fn main() -> ExitCode {
         Command::Serve(args) => serve(*args).await,
         #[cfg(feature = "embedded-broker")]
         Command::Broker(args) => broker(args).await,
+        Command::Watch(args) => watch::run(args).await.map_err(Failure::from),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

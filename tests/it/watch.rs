@@ -557,3 +557,66 @@ async fn an_expired_token_is_410_over_http() {
     .await;
     kv.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_prints_one_json_line_per_event_and_resumes_after_a_token() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let kafka = Kafka::start().await;
+    let kv = Kafkv::start(kafka.config(&unique_topic("watch-cli"))).await;
+    kv.store
+        .put(b"cli/a", Bytes::from_static(b"1"))
+        .await
+        .unwrap();
+    let watch = |extra: &[&str]| {
+        let mut command = tokio::process::Command::new(crate::harness::KAFKV);
+        command
+            .args(["watch", "--url", &kv.base, "--prefix", "cli/"])
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        command.spawn().expect("run kafkv watch")
+    };
+    let mut child = watch(&["--start", "snapshot"]);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut line = async || -> serde_json::Value {
+        let line = tokio::time::timeout(PATIENCE, lines.next_line())
+            .await
+            .expect("a line in time")
+            .unwrap()
+            .expect("kafkv watch is running");
+        serde_json::from_str(&line).expect("one JSON object per line")
+    };
+    let first = line().await;
+    assert_eq!(
+        (first["event"].as_str(), first["key"].as_str()),
+        (Some("put"), Some("cli/a"))
+    );
+    assert_eq!(line().await["event"], "snapshot-end");
+    kv.store
+        .put(b"cli/b", Bytes::from_static(b"2"))
+        .await
+        .unwrap();
+    let put = line().await;
+    assert_eq!(
+        (put["key"].as_str(), put["value"].as_str()),
+        (Some("cli/b"), Some("2"))
+    );
+    let token = put["token"].as_str().unwrap().to_owned();
+    drop(child);
+
+    kv.store
+        .put(b"cli/c", Bytes::from_static(b"3"))
+        .await
+        .unwrap();
+    let mut child = watch(&["--after", &token]);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(PATIENCE, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let resumed: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(resumed["key"], "cli/c", "resumes right after the token");
+    kv.stop().await;
+}

@@ -91,6 +91,11 @@ impl StateConfig {
     }
 }
 
+/// Default [`StoreConfig::watch_buffer`].
+pub const DEFAULT_WATCH_BUFFER: usize = crate::state::DEFAULT_CHANGE_CAPACITY;
+/// Default [`StoreConfig::watch_window_bytes`].
+pub const DEFAULT_WATCH_WINDOW_BYTES: usize = crate::state::DEFAULT_RECENT_BYTES;
+
 impl StoreConfig {
     /// A configuration with every default, for the given brokers.
     pub fn new(brokers: impl Into<String>) -> Self {
@@ -110,8 +115,8 @@ impl StoreConfig {
             state: StateConfig::Memory,
             min_compaction_lag: DEFAULT_MIN_COMPACTION_LAG,
             delete_retention: DEFAULT_DELETE_RETENTION,
-            watch_buffer: crate::state::DEFAULT_CHANGE_CAPACITY,
-            watch_window_bytes: crate::state::DEFAULT_RECENT_BYTES,
+            watch_buffer: DEFAULT_WATCH_BUFFER,
+            watch_window_bytes: DEFAULT_WATCH_WINDOW_BYTES,
         }
     }
 
