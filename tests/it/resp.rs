@@ -572,3 +572,231 @@ async fn too_many_arguments_is_a_protocol_error() {
     expect_closed(&mut s).await;
     kv.stop().await;
 }
+
+/// The keyspace notifications one subscriber receives, as
+/// `(pattern or "", channel, message)`.
+async fn notifications(
+    stream: &mut (impl futures::Stream<Item = redis::Msg> + Unpin),
+    n: usize,
+) -> Vec<(String, String, String)> {
+    use futures::StreamExt;
+    let mut got = Vec::new();
+    while got.len() < n {
+        let msg = tokio::time::timeout(Duration::from_secs(30), stream.next())
+            .await
+            .expect("a notification in time")
+            .expect("subscribed");
+        let pattern: String = msg.get_pattern().unwrap_or_default();
+        got.push((
+            pattern,
+            msg.get_channel_name().to_owned(),
+            msg.get_payload::<String>().unwrap(),
+        ));
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyspace_notifications_for_set_mset_del_unlink_in_resp2_and_resp3() {
+    let (_kafka, kv) = kafkv().await;
+    for protocol in ["resp2", "resp3"] {
+        let p = format!("{protocol}:");
+        let client =
+            redis::Client::open(format!("redis://{}/?protocol={protocol}", kv.resp)).unwrap();
+        let mut pubsub = client.get_async_pubsub().await.unwrap();
+        pubsub
+            .psubscribe(format!("__keyspace@0__:{p}*"))
+            .await
+            .unwrap();
+        pubsub.subscribe("__keyevent@0__:del").await.unwrap();
+        let mut messages = pubsub.on_message();
+
+        let mut c = connect(&format!("redis://{}/", kv.resp)).await;
+        let k = |name: &str| format!("{p}{name}");
+        let _: () = c.set(k("a"), "1").await.unwrap();
+        let _: () = redis::cmd("MSET")
+            .arg(k("b"))
+            .arg("2")
+            .arg(k("c"))
+            .arg("3")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let _: i64 = c.del(k("a")).await.unwrap();
+        let _: i64 = redis::cmd("UNLINK")
+            .arg(k("b"))
+            .query_async(&mut c)
+            .await
+            .unwrap();
+
+        let pattern = format!("__keyspace@0__:{p}*");
+        let keyspace = |key: &str, event: &str| {
+            (
+                pattern.clone(),
+                format!("__keyspace@0__:{p}{key}"),
+                event.to_owned(),
+            )
+        };
+        let keyevent = |key: &str| (String::new(), "__keyevent@0__:del".to_owned(), k(key));
+        assert_eq!(
+            notifications(&mut messages, 7).await,
+            [
+                keyspace("a", "set"),
+                keyspace("b", "set"),
+                keyspace("c", "set"),
+                keyspace("a", "del"),
+                keyevent("a"),
+                keyspace("b", "del"),
+                keyevent("b"),
+            ],
+            "{protocol}"
+        );
+
+        // PUBSUB from another connection counts this subscriber.
+        let numsub: Vec<redis::Value> = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg("__keyevent@0__:del")
+            .arg("nobody")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(
+            numsub,
+            [
+                Value::BulkString(b"__keyevent@0__:del".to_vec()),
+                Value::Int(1),
+                Value::BulkString(b"nobody".to_vec()),
+                Value::Int(0),
+            ]
+        );
+        let numpat: i64 = redis::cmd("PUBSUB")
+            .arg("NUMPAT")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(numpat, 1);
+        let channels: Vec<String> = redis::cmd("PUBSUB")
+            .arg("CHANNELS")
+            .arg("__keyevent*")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(channels, ["__keyevent@0__:del"]);
+        drop(messages);
+        drop(pubsub);
+        // The subscriber's connection closed: its counts are gone.
+        crate::harness::eventually("the closed subscriber is no longer counted", || {
+            let mut c = c.clone();
+            async move {
+                let numpat: i64 = redis::cmd("PUBSUB")
+                    .arg("NUMPAT")
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                numpat == 0
+            }
+        })
+        .await;
+    }
+    kv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_mode_allows_only_what_redis_allows_and_publish_is_refused() {
+    let (_kafka, kv) = kafkv().await;
+    let mut s = TcpStream::connect(kv.resp).await.unwrap();
+    s.write_all(b"CONFIG GET notify-keyspace-events\r\nPUBLISH ch hi\r\n")
+        .await
+        .unwrap();
+    expect(
+        &mut s,
+        b"*2\r\n$22\r\nnotify-keyspace-events\r\n$4\r\ng$KE\r\n-ERR kafkv has no message bus",
+    )
+    .await;
+    let mut rest = [0u8; 512];
+    let _ = s.read(&mut rest).await.unwrap();
+
+    s.write_all(b"SUBSCRIBE a b\r\nGET k\r\nPING\r\nPING hi\r\n")
+        .await
+        .unwrap();
+    expect(
+        &mut s,
+        b"*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n\
+          *3\r\n$9\r\nsubscribe\r\n$1\r\nb\r\n:2\r\n\
+          -ERR Can't execute 'get': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context\r\n\
+          *2\r\n$4\r\npong\r\n$0\r\n\r\n\
+          *2\r\n$4\r\npong\r\n$2\r\nhi\r\n",
+    )
+    .await;
+    // Unsubscribing from everything leaves subscribe mode.
+    s.write_all(b"UNSUBSCRIBE\r\nUNSUBSCRIBE\r\nGET k\r\n")
+        .await
+        .unwrap();
+    expect(
+        &mut s,
+        b"*3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:1\r\n\
+          *3\r\n$11\r\nunsubscribe\r\n$1\r\nb\r\n:0\r\n\
+          *3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n\
+          $-1\r\n",
+    )
+    .await;
+    // RESP3: subscriptions are pushes, and other commands still run.
+    s.write_all(b"HELLO 3\r\n").await.unwrap();
+    let _ = s.read(&mut rest).await.unwrap();
+    s.write_all(b"SUBSCRIBE __keyevent@0__:set\r\nSET k v\r\n")
+        .await
+        .unwrap();
+    expect(
+        &mut s,
+        b">3\r\n$9\r\nsubscribe\r\n$18\r\n__keyevent@0__:set\r\n:1\r\n+OK\r\n\
+          >3\r\n$7\r\nmessage\r\n$18\r\n__keyevent@0__:set\r\n$1\r\nk\r\n",
+    )
+    .await;
+    kv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cli_receives_keyspace_notifications() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let (_kafka, kv) = kafkv().await;
+    let mut cli = tool("redis-cli")
+        .args([
+            "-p",
+            &kv.resp.port().to_string(),
+            "psubscribe",
+            "__keyspace@0__:cli*",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(cli.stdout.take().unwrap()).lines();
+    let mut next = async || {
+        tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("redis-cli prints in time")
+            .unwrap()
+            .expect("redis-cli is running")
+    };
+    // The confirmation: psubscribe, the pattern, 1.
+    assert_eq!(next().await, "psubscribe");
+    assert_eq!(next().await, "__keyspace@0__:cli*");
+    assert_eq!(next().await, "1");
+    let mut c = connect(&format!("redis://{}/", kv.resp)).await;
+    let _: () = c.set("cli-key", "v").await.unwrap();
+    let _: i64 = c.del("cli-key").await.unwrap();
+    let printed = [next().await, next().await, next().await, next().await];
+    assert_eq!(
+        printed,
+        [
+            "pmessage",
+            "__keyspace@0__:cli*",
+            "__keyspace@0__:cli-key",
+            "set"
+        ]
+    );
+    let printed = [next().await, next().await, next().await, next().await];
+    assert_eq!(printed[3], "del");
+    kv.stop().await;
+}

@@ -36,13 +36,18 @@ impl From<WriteError> for ApiError {
     }
 }
 
+/// What a read error means over HTTP (also for a watch's snapshot).
+pub(super) fn read_status(error: &ReadError) -> StatusCode {
+    match error {
+        ReadError::NotReady(_) | ReadError::EndOffsets(_) => StatusCode::SERVICE_UNAVAILABLE,
+        ReadError::CatchUpTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        ReadError::State(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 impl From<ReadError> for ApiError {
     fn from(error: ReadError) -> Self {
-        let status = match &error {
-            ReadError::NotReady(_) | ReadError::EndOffsets(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ReadError::CatchUpTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            ReadError::State(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        let status = read_status(&error);
         let message = match &error {
             ReadError::NotReady(_) => format!("{error}; GET /readyz answers 200 once it is"),
             _ => error.to_string(),

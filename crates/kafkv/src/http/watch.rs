@@ -36,7 +36,11 @@ pub async fn watch(
     uri: Uri,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let options = options(&Query::parse(uri.query())?, &headers)?;
-    let watch = state.store.watch(options).await?;
+    let watch = state.store.watch(options).await.inspect_err(|error| {
+        if let WatchError::Expired(_) = error {
+            metrics::counter!("kafkv_watches_ended_total", "reason" => "expired").increment(1);
+        }
+    })?;
     metrics::gauge!("kafkv_watches_open").increment(1.0);
     let events = futures::stream::unfold(Some(Open(watch)), |watch| async move {
         let mut watch = watch?;
@@ -170,6 +174,7 @@ impl From<WatchError> for ApiError {
             WatchError::Token(_) => StatusCode::BAD_REQUEST,
             WatchError::Expired(_) => StatusCode::GONE,
             WatchError::NotReady | WatchError::Kafka(_) => StatusCode::SERVICE_UNAVAILABLE,
+            WatchError::CatchUp(error) => super::error::read_status(error),
             WatchError::State(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self::new(status, error.to_string())

@@ -47,6 +47,12 @@ pub enum Frame {
     Map(Vec<(Frame, Frame)>),
     /// RESP3 set; an array in RESP2.
     Set(Vec<Frame>),
+    /// RESP3 out-of-band push (pub/sub messages and confirmations); an
+    /// array in RESP2.
+    Push(Vec<Frame>),
+    /// Several replies to one command, one after the other (`SUBSCRIBE a b`
+    /// confirms each channel with its own reply).
+    Sequence(Vec<Frame>),
 }
 
 impl Frame {
@@ -85,6 +91,17 @@ impl Frame {
                 header(out, if resp3 { b'~' } else { b'*' }, items.len());
                 for item in items {
                     item.encode(out, resp3);
+                }
+            }
+            Frame::Push(items) => {
+                header(out, if resp3 { b'>' } else { b'*' }, items.len());
+                for item in items {
+                    item.encode(out, resp3);
+                }
+            }
+            Frame::Sequence(replies) => {
+                for reply in replies {
+                    reply.encode(out, resp3);
                 }
             }
             Frame::Map(pairs) => {

@@ -76,6 +76,22 @@ pub async fn serve(stream: TcpStream, mut session: Session, shutdown: Cancellati
             open = connection.read() => if !open {
                 return;
             },
+            changes = next_changes(&mut session) => {
+                let Some(batch) = changes else {
+                    // Redis drops a subscriber past its output buffer limit too.
+                    connection.reply(&Frame::error(
+                        "ERR this subscriber fell too far behind the store's changes \
+                         (kafkv serve --watch-buffer); subscribe again",
+                    ), session.resp3);
+                    let _ = connection.flush().await;
+                    return;
+                };
+                if let Some(subscriptions) = &session.pubsub {
+                    for message in subscriptions.messages(&batch) {
+                        connection.reply(&message, session.resp3);
+                    }
+                }
+            },
             _ = shutdown.cancelled() => return,
         }
     }
@@ -95,6 +111,18 @@ async fn run_batch(requests: Vec<Vec<Bytes>>, session: &mut Session, connection:
             );
             continue;
         }
+        if session.in_subscribe_mode() && !command.allowed_in_subscribe_mode() {
+            finish_writes(&mut writes, session, connection).await;
+            connection.reply(
+                &Frame::error(format!(
+                    "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / \
+                     QUIT / RESET are allowed in this context",
+                    command.name()
+                )),
+                session.resp3,
+            );
+            continue;
+        }
         if command.kind() == Kind::Write {
             writes.push(command);
             continue;
@@ -107,6 +135,15 @@ async fn run_batch(requests: Vec<Vec<Bytes>>, session: &mut Session, connection:
         }
     }
     finish_writes(&mut writes, session, connection).await;
+}
+
+/// The next batch of applied changes for this connection's subscriptions;
+/// never resolves while it has none. `None`: it fell too far behind.
+async fn next_changes(session: &mut Session) -> Option<std::sync::Arc<crate::state::ChangeBatch>> {
+    match &mut session.pubsub {
+        Some(subscriptions) => subscriptions.next_batch().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Runs the pending writes concurrently and buffers their replies in order.

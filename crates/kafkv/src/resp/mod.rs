@@ -7,6 +7,8 @@
 //!   matching for `KEYS`/`SCAN MATCH`; [`error`] is what store errors mean
 //!   over RESP.
 //! - [`connection`]: framed I/O for one client, buffered both ways.
+//! - [`pubsub`]: keyspace notifications: a connection's subscriptions, the
+//!   messages an applied batch makes for them, the server-wide counts.
 //! - [`session`]: a connection's own state and what all connections share.
 //! - [`cmd`]: one file per command, each parsing and applying itself.
 //! - [`handler`]: runs one client's pipeline.
@@ -19,6 +21,7 @@ pub mod frame;
 pub mod glob;
 pub mod handler;
 pub mod parse;
+pub mod pubsub;
 pub mod server;
 pub mod session;
 

@@ -16,6 +16,11 @@ impl Args {
         Self { name, rest }
     }
 
+    /// The command name as sent.
+    pub fn name(&self) -> &[u8] {
+        &self.name
+    }
+
     pub fn remaining(&self) -> usize {
         self.rest.len()
     }

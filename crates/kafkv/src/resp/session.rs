@@ -59,6 +59,8 @@ pub struct Shared {
     next_id: AtomicU64,
     /// The port listened on, for `INFO`.
     pub port: u16,
+    /// Keyspace-notification subscribers, for `PUBSUB`.
+    pub pubsub: Arc<super::pubsub::Registry>,
 }
 
 impl Shared {
@@ -70,6 +72,7 @@ impl Shared {
             connections: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
             port,
+            pubsub: Default::default(),
         }
     }
 }
@@ -86,6 +89,8 @@ pub struct Session {
     pub name: Option<Bytes>,
     /// Set by `QUIT`: close once the replies are written.
     pub quit: bool,
+    /// Keyspace-notification subscriptions; `None` while there are none.
+    pub pubsub: Option<super::pubsub::Subscriptions>,
 }
 
 impl Session {
@@ -99,7 +104,14 @@ impl Session {
             authenticated: false,
             name: None,
             quit: false,
+            pubsub: None,
         }
+    }
+
+    /// RESP2 subscribe mode: only the subscription commands, `PING`, `QUIT`
+    /// and `RESET` may run (RESP3 connections may run anything).
+    pub fn in_subscribe_mode(&self) -> bool {
+        self.pubsub.is_some() && !self.resp3
     }
 
     /// Whether a token is set and this connection has not sent it yet.

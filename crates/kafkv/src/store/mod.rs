@@ -163,8 +163,13 @@ impl Store {
         self.shared.view.subscribe_changes()
     }
 
-    /// A change stream: see [`crate::watch`] for what it guarantees.
+    /// A change stream: see [`crate::watch`] for what it guarantees. A
+    /// snapshot first catches up with the topic's end offsets, so it
+    /// reflects every write acknowledged before the call, by any instance.
     pub async fn watch(&self, options: WatchOptions) -> Result<Watch, WatchError> {
+        if options.start == crate::watch::Start::Snapshot && self.is_ready() {
+            self.catch_up().await.map_err(WatchError::CatchUp)?;
+        }
         let context = WatchContext {
             view: self.shared.view.clone(),
             config: self.shared.config.clone(),

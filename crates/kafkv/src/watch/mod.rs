@@ -19,7 +19,9 @@
 //!   with [`WatchError::Expired`]: start again from a snapshot.
 //! - **Snapshot**: every live key under the prefix from one consistent view
 //!   at positions P, then `SnapshotEnd` with P's token, then every change
-//!   after P: no gap, no overlap.
+//!   after P: no gap, no overlap. P is at least the topic's end offsets when
+//!   the watch was asked for, so the snapshot has every write acknowledged
+//!   before (`Store::watch` catches up first).
 //! - **Slow watchers**: a watch that falls more than the change feed's
 //!   capacity behind ends with `Lagged` and the last token it delivered. It
 //!   never slows the consumer, writes or other watches.
@@ -144,6 +146,9 @@ pub enum WatchError {
     Expired(String),
     #[error("the store is still bootstrapping; watch once it is ready")]
     NotReady,
+    /// A snapshot could not catch up with the topic first.
+    #[error("the snapshot could not catch up with the topic: {0}")]
+    CatchUp(#[source] crate::store::ReadError),
     /// The topic could not be read for an older token.
     #[error("could not read the topic to resume the watch: {0}")]
     Kafka(#[from] KafkaError),

@@ -42,6 +42,10 @@ impl Config {
             ("maxclients", config.max_connections.to_string()),
             ("proto-max-bulk-len", config.limits.max_bulk.to_string()),
             ("timeout", "0".to_owned()),
+            (
+                "notify-keyspace-events",
+                crate::resp::pubsub::NOTIFY_KEYSPACE_EVENTS.to_owned(),
+            ),
         ];
         Frame::Map(
             parameters

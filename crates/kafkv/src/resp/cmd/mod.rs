@@ -147,11 +147,15 @@ commands! {
         Keys(keys::Keys),
         MGet(mget::MGet),
         Ping(ping::Ping),
+        PubSub(pubsub::PubSub),
+        Publish(publish::Publish),
         Quit(quit::Quit),
         Scan(scan::Scan),
         Select(select::Select),
         Strlen(strlen::Strlen),
+        Subscribe(subscribe::Subscribe),
         Type(type_::Type),
+        Unsubscribe(unsubscribe::Unsubscribe),
     }
     write {
         Del(del::Del),
@@ -187,6 +191,27 @@ fn find(name: &[u8]) -> Option<&'static Entry> {
 }
 
 impl Command {
+    /// The command's name as `COMMAND` lists it (empty for unknown or
+    /// invalid requests).
+    pub fn name(&self) -> &'static str {
+        self.specs().first().map_or("", |spec| spec.name)
+    }
+
+    /// Whether it may run in RESP2 subscribe mode. Unknown and invalid
+    /// requests answer their own error first, as in Redis.
+    pub fn allowed_in_subscribe_mode(&self) -> bool {
+        matches!(
+            self.name(),
+            "" | "subscribe"
+                | "psubscribe"
+                | "unsubscribe"
+                | "punsubscribe"
+                | "ping"
+                | "quit"
+                | "reset"
+        )
+    }
+
     /// Parses a request's arguments; an empty request is `None`.
     pub fn parse(parts: Vec<Bytes>) -> Option<Command> {
         let mut parts = parts.into_iter();
@@ -219,7 +244,14 @@ mod tests {
 
     /// Argument lists that some command parses (a subcommand, a key, a key
     /// and value...): every command name must parse with one of them.
-    const SAMPLE_ARGS: &[&[&str]] = &[&[], &["0"], &["0", "0"], &["ID"], &["GET", "*"]];
+    const SAMPLE_ARGS: &[&[&str]] = &[
+        &[],
+        &["0"],
+        &["0", "0"],
+        &["ID"],
+        &["GET", "*"],
+        &["NUMPAT"],
+    ];
 
     fn parse(name: &str, args: &[&str]) -> Command {
         let request = std::iter::once(name)

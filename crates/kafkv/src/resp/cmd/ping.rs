@@ -22,7 +22,14 @@ impl Ping {
         Ok(Self { message })
     }
 
-    pub fn apply(self, _session: &mut Session) -> Frame {
+    pub fn apply(self, session: &mut Session) -> Frame {
+        if session.in_subscribe_mode() {
+            // Redis's subscribe-mode PING: a pong message, not a status.
+            return Frame::Array(vec![
+                Frame::bulk("pong"),
+                Frame::Bulk(self.message.unwrap_or_default()),
+            ]);
+        }
         match self.message {
             None => Frame::Simple("PONG".into()),
             Some(message) => Frame::Bulk(message),
