@@ -39,7 +39,8 @@
 //! - `report.rs`: rows, percentiles, the table and the JSON.
 //! - One file per section: `writes.rs`, `bootstrap.rs`, `redis_peer.rs`
 //!   (resp), `http_load.rs` (http, and the load generator `throughput.rs`
-//!   shares), `throughput.rs`, `memory.rs`.
+//!   shares), `throughput.rs`, `memory.rs`, `idle.rs`, `cpu.rs` (with
+//!   `cpu_time.rs`), `watch.rs`.
 
 use std::{
     path::{Path, PathBuf},
@@ -62,6 +63,7 @@ mod memory;
 mod redis_peer;
 mod report;
 mod throughput;
+mod watch;
 mod writes;
 
 use error::{Error, Result};
@@ -97,7 +99,7 @@ struct BenchConfig {
     #[arg(
         long = "only",
         value_delimiter = ',',
-        default_value = "writes,bootstrap,resp,http,throughput,memory,idle,cpu"
+        default_value = "writes,bootstrap,resp,http,throughput,memory,idle,cpu,watch"
     )]
     sections: Vec<Section>,
     /// redis-benchmark requests per GET test, on each side.
@@ -138,6 +140,9 @@ struct BenchConfig {
     /// Writes through one instance timed until visible on another.
     #[arg(long, default_value_t = 200, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     visibility_writes: usize,
+    /// Writes per fan-out run of the watch measurement (0, 1 and 100 watchers).
+    #[arg(long, default_value_t = 20_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    watch_writes: usize,
 }
 
 /// A group of measurements `--only` can pick.
@@ -161,6 +166,10 @@ enum Section {
     /// CPU per 1,000 acknowledged writes of a `kafkv serve` child and of its
     /// `kafkv broker`, beside a raw producer's at the same concurrency.
     Cpu,
+    /// Change streams: write-to-event latency on this and another instance
+    /// beside read visibility, fan-out to 1 and 100 watchers, memory per
+    /// idle watcher (no peer).
+    Watch,
 }
 
 impl Section {
@@ -246,6 +255,9 @@ async fn run(config: BenchConfig) -> Result<Report> {
     }
     if config.sections.contains(&Section::Cpu) {
         rows.extend(cpu::measure(&kafkv, run_id, &config).await?);
+    }
+    if config.sections.contains(&Section::Watch) {
+        rows.extend(watch::measure(&brokers, run_id, &config).await?);
     }
 
     let report = Report {
