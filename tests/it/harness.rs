@@ -172,9 +172,21 @@ impl Kafkv {
         Self::serve_front_ends(store, front_ends).await
     }
 
+    /// Opens the store and serves HTTP on `127.0.0.1:http_port`, so a
+    /// restarted instance is found where clients left the last one.
+    pub async fn start_on(config: StoreConfig, http_port: u16) -> Kafkv {
+        let store = Store::open(config).await.expect("open store");
+        let front_ends = service::FrontEnds::new(store.config());
+        Self::serve_at(store, front_ends, &format!("127.0.0.1:{http_port}")).await
+    }
+
     pub async fn serve_front_ends(store: Store, front_ends: service::FrontEnds) -> Kafkv {
+        Self::serve_at(store, front_ends, "127.0.0.1:0").await
+    }
+
+    async fn serve_at(store: Store, front_ends: service::FrontEnds, http: &str) -> Kafkv {
         let listeners = Listeners {
-            http: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            http: tokio::net::TcpListener::bind(http).await.unwrap(),
             resp: Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()),
         };
         let server = service::spawn(store.clone(), listeners, front_ends).expect("serve");

@@ -800,3 +800,110 @@ async fn redis_cli_receives_keyspace_notifications() {
     assert_eq!(printed[3], "del");
     kv.stop().await;
 }
+
+/// Python with redis-py (pinned), in a virtualenv under ~/.cache made on
+/// first use; `python3` with its `venv` module and PyPI must be reachable.
+fn redis_py() -> std::path::PathBuf {
+    let home = std::env::var_os("HOME").expect("HOME is set");
+    let venv = std::path::Path::new(&home).join(".cache/kafkv-py");
+    let python = venv.join("bin/python");
+    let has_redis = |python: &std::path::Path| {
+        std::process::Command::new(python)
+            .args(["-c", "import redis"])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !has_redis(&python) {
+        let made = std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 runs: install python3 and python3-venv");
+        assert!(made.success(), "python3 -m venv {venv:?} failed");
+        let installed = std::process::Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "redis==8.1.0"])
+            .status()
+            .expect("pip runs");
+        assert!(installed.success(), "pip install redis==8.1.0 failed");
+    }
+    assert!(
+        has_redis(&python),
+        "redis-py is not importable from {python:?}"
+    );
+    python
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_py_receives_keyspace_notifications_in_resp2_and_resp3() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let (_kafka, kv) = kafkv().await;
+    let python = redis_py();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/py/keyspace_notifications.py"
+    );
+    for protocol in ["2", "3"] {
+        let p = format!("py{protocol}:");
+        let mut child = tokio::process::Command::new(&python)
+            .arg(script)
+            .args([&kv.resp.port().to_string(), protocol, &p, "6"])
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut line = async || {
+            tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+                .await
+                .expect("redis-py prints in time")
+                .unwrap()
+                .expect("the redis-py subscriber is running")
+        };
+        assert_eq!(line().await, "ready");
+        let mut c = connect(&format!("redis://{}/", kv.resp)).await;
+        let k = |name: &str| format!("{p}{name}");
+        let _: () = c.set(k("a"), "1").await.unwrap();
+        let _: () = redis::cmd("MSET")
+            .arg(k("b"))
+            .arg("2")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let _: i64 = c.del(k("a")).await.unwrap();
+        let _: i64 = redis::cmd("UNLINK")
+            .arg(k("b"))
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        for _ in 0..6 {
+            let message: Vec<String> = serde_json::from_str(&line().await).unwrap();
+            got.push(message);
+        }
+        let pattern = format!("__keyspace@0__:{p}*");
+        let keyspace = |key: &str, event: &str| {
+            vec![
+                pattern.clone(),
+                format!("__keyspace@0__:{p}{key}"),
+                event.to_owned(),
+            ]
+        };
+        let keyevent = |key: &str| vec![String::new(), "__keyevent@0__:del".to_owned(), k(key)];
+        assert_eq!(
+            got,
+            [
+                keyspace("a", "set"),
+                keyspace("b", "set"),
+                keyspace("a", "del"),
+                keyevent("a"),
+                keyspace("b", "del"),
+                keyevent("b"),
+            ],
+            "RESP{protocol}"
+        );
+        let status = child.wait().await.unwrap();
+        assert!(status.success(), "the redis-py subscriber failed");
+    }
+    kv.stop().await;
+}

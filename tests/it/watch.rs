@@ -620,3 +620,102 @@ async fn the_cli_prints_one_json_line_per_event_and_resumes_after_a_token() {
     assert_eq!(resumed["key"], "cli/c", "resumes right after the token");
     kv.stop().await;
 }
+
+/// The key of a `put` or `delete` SSE message.
+fn sse_key(message: &reqwest_eventsource::Event) -> Option<String> {
+    let reqwest_eventsource::Event::Message(message) = message else {
+        return None;
+    };
+    if message.event != "put" && message.event != "delete" {
+        return None;
+    }
+    let data: serde_json::Value = serde_json::from_str(&message.data).unwrap();
+    data["key"].as_str().map(str::to_owned)
+}
+
+/// An EventSource client library and `kafkv watch` both follow one
+/// instance; it stops, another writes meanwhile, it comes back on the same
+/// port: both resume after their last event, with nothing missed or repeated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eventsource_and_the_cli_resume_after_the_server_restarts() {
+    use reqwest_eventsource::{EventSource, retry::Constant};
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let kafka = Kafka::start().await;
+    let config = kafka.config(&unique_topic("watch-restart"));
+    let port = crate::harness::free_port();
+    let kv = Kafkv::start_on(config.clone(), port).await;
+    let url = format!("http://127.0.0.1:{port}");
+
+    let mut source = EventSource::get(format!("{url}/v1/watch?prefix=es/"));
+    source.set_retry_policy(Box::new(Constant::new(Duration::from_millis(100), None)));
+    let mut cli = tokio::process::Command::new(crate::harness::KAFKV)
+        .args([
+            "watch", "--url", &url, "--prefix", "es/", "--start", "snapshot",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut cli_lines = BufReader::new(cli.stdout.take().unwrap()).lines();
+    let mut cli_event = async || -> serde_json::Value {
+        let line = tokio::time::timeout(PATIENCE, cli_lines.next_line())
+            .await
+            .expect("kafkv watch prints in time")
+            .unwrap()
+            .expect("kafkv watch is running");
+        serde_json::from_str(&line).unwrap()
+    };
+    // Connected: the CLI prints its (empty) snapshot's end, the EventSource
+    // reports it opened (the server answers once the watch is open).
+    assert_eq!(cli_event().await["event"], "snapshot-end");
+    loop {
+        let event = tokio::time::timeout(PATIENCE, source.next())
+            .await
+            .expect("the EventSource opens in time")
+            .expect("the EventSource keeps retrying");
+        if let Ok(reqwest_eventsource::Event::Open) = event {
+            break;
+        }
+    }
+    let mut source_key = async || -> String {
+        loop {
+            let event = tokio::time::timeout(PATIENCE, source.next())
+                .await
+                .expect("an SSE event in time")
+                .expect("the EventSource keeps retrying");
+            // Errors while the server is down are the library's to retry.
+            if let Ok(event) = event
+                && let Some(key) = sse_key(&event)
+            {
+                return key;
+            }
+        }
+    };
+    kv.store
+        .put(b"es/1", Bytes::from_static(b"v"))
+        .await
+        .unwrap();
+    assert_eq!(source_key().await, "es/1");
+    assert_eq!(cli_event().await["key"], "es/1");
+
+    kv.stop().await;
+    let writer = Store::open(config.clone()).await.unwrap();
+    writer
+        .put(b"es/while-down", Bytes::from_static(b"v"))
+        .await
+        .unwrap();
+    writer.close().await;
+    let kv = Kafkv::start_on(config, port).await;
+    kv.store
+        .put(b"es/after", Bytes::from_static(b"v"))
+        .await
+        .unwrap();
+
+    assert_eq!(source_key().await, "es/while-down");
+    assert_eq!(source_key().await, "es/after");
+    assert_eq!(cli_event().await["key"], "es/while-down");
+    assert_eq!(cli_event().await["key"], "es/after");
+    source.close();
+    kv.stop().await;
+}
