@@ -596,6 +596,57 @@ async fn notifications(
     got
 }
 
+/// SET a, MSET b c, DEL a, UNLINK b under the prefix `p`, through the
+/// `redis` crate on a connection of its own.
+async fn set_mset_del_unlink(kv: &Kafkv, p: &str) {
+    let mut c = connect(&format!("redis://{}/", kv.resp)).await;
+    let k = |name: &str| format!("{p}{name}");
+    let _: () = c.set(k("a"), "1").await.unwrap();
+    let _: () = redis::cmd("MSET")
+        .arg(k("b"))
+        .arg("2")
+        .arg(k("c"))
+        .arg("3")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let _: i64 = c.del(k("a")).await.unwrap();
+    let _: i64 = redis::cmd("UNLINK")
+        .arg(k("b"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+}
+
+/// The `(pattern, channel, message)` notifications [`set_mset_del_unlink`]
+/// makes for a subscriber of `__keyspace@0__:<p>*` and `__keyevent@0__:del`.
+fn expected_notifications(p: &str) -> Vec<(String, String, String)> {
+    let pattern = format!("__keyspace@0__:{p}*");
+    let keyspace = |key: &str, event: &str| {
+        (
+            pattern.clone(),
+            format!("__keyspace@0__:{p}{key}"),
+            event.to_owned(),
+        )
+    };
+    let keyevent = |key: &str| {
+        (
+            String::new(),
+            "__keyevent@0__:del".to_owned(),
+            format!("{p}{key}"),
+        )
+    };
+    vec![
+        keyspace("a", "set"),
+        keyspace("b", "set"),
+        keyspace("c", "set"),
+        keyspace("a", "del"),
+        keyevent("a"),
+        keyspace("b", "del"),
+        keyevent("b"),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyspace_notifications_for_set_mset_del_unlink_in_resp2_and_resp3() {
     let (_kafka, kv) = kafkv().await;
@@ -611,47 +662,14 @@ async fn keyspace_notifications_for_set_mset_del_unlink_in_resp2_and_resp3() {
         pubsub.subscribe("__keyevent@0__:del").await.unwrap();
         let mut messages = pubsub.on_message();
 
-        let mut c = connect(&format!("redis://{}/", kv.resp)).await;
-        let k = |name: &str| format!("{p}{name}");
-        let _: () = c.set(k("a"), "1").await.unwrap();
-        let _: () = redis::cmd("MSET")
-            .arg(k("b"))
-            .arg("2")
-            .arg(k("c"))
-            .arg("3")
-            .query_async(&mut c)
-            .await
-            .unwrap();
-        let _: i64 = c.del(k("a")).await.unwrap();
-        let _: i64 = redis::cmd("UNLINK")
-            .arg(k("b"))
-            .query_async(&mut c)
-            .await
-            .unwrap();
-
-        let pattern = format!("__keyspace@0__:{p}*");
-        let keyspace = |key: &str, event: &str| {
-            (
-                pattern.clone(),
-                format!("__keyspace@0__:{p}{key}"),
-                event.to_owned(),
-            )
-        };
-        let keyevent = |key: &str| (String::new(), "__keyevent@0__:del".to_owned(), k(key));
+        set_mset_del_unlink(&kv, &p).await;
         assert_eq!(
             notifications(&mut messages, 7).await,
-            [
-                keyspace("a", "set"),
-                keyspace("b", "set"),
-                keyspace("c", "set"),
-                keyspace("a", "del"),
-                keyevent("a"),
-                keyspace("b", "del"),
-                keyevent("b"),
-            ],
+            expected_notifications(&p),
             "{protocol}"
         );
 
+        let mut c = connect(&format!("redis://{}/", kv.resp)).await;
         // PUBSUB from another connection counts this subscriber.
         let numsub: Vec<redis::Value> = redis::cmd("PUBSUB")
             .arg("NUMSUB")
@@ -847,7 +865,7 @@ async fn redis_py_receives_keyspace_notifications_in_resp2_and_resp3() {
         let p = format!("py{protocol}:");
         let mut child = tokio::process::Command::new(&python)
             .arg(script)
-            .args([&kv.resp.port().to_string(), protocol, &p, "6"])
+            .args([&kv.resp.port().to_string(), protocol, &p, "7"])
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()
@@ -861,47 +879,14 @@ async fn redis_py_receives_keyspace_notifications_in_resp2_and_resp3() {
                 .expect("the redis-py subscriber is running")
         };
         assert_eq!(line().await, "ready");
-        let mut c = connect(&format!("redis://{}/", kv.resp)).await;
-        let k = |name: &str| format!("{p}{name}");
-        let _: () = c.set(k("a"), "1").await.unwrap();
-        let _: () = redis::cmd("MSET")
-            .arg(k("b"))
-            .arg("2")
-            .query_async(&mut c)
-            .await
-            .unwrap();
-        let _: i64 = c.del(k("a")).await.unwrap();
-        let _: i64 = redis::cmd("UNLINK")
-            .arg(k("b"))
-            .query_async(&mut c)
-            .await
-            .unwrap();
+        set_mset_del_unlink(&kv, &p).await;
         let mut got = Vec::new();
-        for _ in 0..6 {
-            let message: Vec<String> = serde_json::from_str(&line().await).unwrap();
-            got.push(message);
+        for _ in 0..7 {
+            let (pattern, channel, message): (String, String, String) =
+                serde_json::from_str(&line().await).unwrap();
+            got.push((pattern, channel, message));
         }
-        let pattern = format!("__keyspace@0__:{p}*");
-        let keyspace = |key: &str, event: &str| {
-            vec![
-                pattern.clone(),
-                format!("__keyspace@0__:{p}{key}"),
-                event.to_owned(),
-            ]
-        };
-        let keyevent = |key: &str| vec![String::new(), "__keyevent@0__:del".to_owned(), k(key)];
-        assert_eq!(
-            got,
-            [
-                keyspace("a", "set"),
-                keyspace("b", "set"),
-                keyspace("a", "del"),
-                keyevent("a"),
-                keyspace("b", "del"),
-                keyevent("b"),
-            ],
-            "RESP{protocol}"
-        );
+        assert_eq!(got, expected_notifications(&p), "RESP{protocol}");
         let status = child.wait().await.unwrap();
         assert!(status.success(), "the redis-py subscriber failed");
     }

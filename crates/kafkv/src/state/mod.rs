@@ -292,14 +292,7 @@ impl View {
                 if !live.key.starts_with(prefix) {
                     return false;
                 }
-                entries.push((
-                    Bytes::copy_from_slice(&live.key),
-                    Versioned {
-                        value: Bytes::copy_from_slice(&live.value),
-                        partition: live.partition,
-                        offset: live.offset,
-                    },
-                ));
+                entries.push(live.to_owned_entry());
                 true
             })?;
         // The disk table may hold a batch committed but not yet installed:

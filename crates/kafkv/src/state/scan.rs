@@ -30,14 +30,7 @@ impl View {
                 return false;
             }
             bytes += live.key.len() + live.value.len();
-            out.push((
-                Bytes::copy_from_slice(&live.key),
-                Versioned {
-                    value: Bytes::copy_from_slice(&live.value),
-                    partition: live.partition,
-                    offset: live.offset,
-                },
-            ));
+            out.push(live.to_owned_entry());
             true
         })?;
         Ok(out)

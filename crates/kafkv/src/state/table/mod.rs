@@ -62,6 +62,20 @@ pub(crate) struct Live<'a> {
     pub offset: i64,
 }
 
+impl Live<'_> {
+    /// The entry copied out of the table: what scans and snapshots return.
+    pub fn to_owned_entry(&self) -> (Bytes, Versioned) {
+        (
+            Bytes::copy_from_slice(&self.key),
+            Versioned {
+                value: Bytes::copy_from_slice(&self.value),
+                partition: self.partition,
+                offset: self.offset,
+            },
+        )
+    }
+}
+
 /// A backend of the view. Only the consumer thread calls [`commit`](Table::commit),
 /// [`install`](Table::install) and [`sync`](Table::sync); readers call the rest
 /// concurrently.
