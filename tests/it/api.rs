@@ -51,6 +51,25 @@ async fn reference_routes_put_get_delete() {
         missing.json::<Value>().await.unwrap(),
         json!({"message": "Key = greeting not found"})
     );
+
+    // Deleting a key that is not there: 404 as the reference answers, and
+    // nothing is written.
+    let end = crate::harness::end_offset_total(&kafka.brokers(), &kv.store.config().topic).await;
+    let again = kv
+        .http
+        .delete(kv.url("/keys/greeting"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        again.json::<Value>().await.unwrap(),
+        json!({"message": "Key = greeting not found"})
+    );
+    assert_eq!(
+        crate::harness::end_offset_total(&kafka.brokers(), &kv.store.config().topic).await,
+        end
+    );
     kv.stop().await;
 }
 

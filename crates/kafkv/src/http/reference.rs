@@ -109,6 +109,20 @@ pub async fn get(State(state): State<AppState>, uri: Uri) -> Result<Json<Value>,
 pub async fn delete(State(state): State<AppState>, uri: Uri) -> Result<Json<Value>, ApiError> {
     let key = path_key(uri.path(), PREFIX);
     let shown = String::from_utf8_lossy(&key).into_owned();
+    // As the reference service: a key this instance does not have is not
+    // found, and nothing is written. (`DELETE /v1/kv/{key}` stays idempotent.)
+    let present = state
+        .store
+        .get(&key, Consistency::Local)
+        .await
+        .map_err(|e| ApiError::from(e).shaped(Shape::Message))?
+        .is_some();
+    if !present {
+        return Err(message(
+            StatusCode::NOT_FOUND,
+            format!("Key = {shown} not found"),
+        ));
+    }
     state
         .store
         .delete(&key)
