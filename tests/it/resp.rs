@@ -892,3 +892,80 @@ async fn redis_py_receives_keyspace_notifications_in_resp2_and_resp3() {
     }
     kv.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_queues_until_exec_and_discard_writes_nothing() {
+    let (kafka, kv) = kafkv().await;
+    let topic = kv.store.config().topic.clone();
+    let mut s = TcpStream::connect(kv.resp).await.unwrap();
+
+    // Queued commands run only at EXEC, in order; the read sees the write.
+    s.write_all(b"MULTI\r\nSET k 1\r\nGET k\r\nEXEC\r\n")
+        .await
+        .unwrap();
+    expect(
+        &mut s,
+        b"+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n+OK\r\n$1\r\n1\r\n",
+    )
+    .await;
+
+    // DISCARD drops the queue: nothing reaches the topic.
+    let end = crate::harness::end_offset_total(&kafka.brokers(), &topic).await;
+    s.write_all(b"MULTI\r\nSET d v\r\nDISCARD\r\nGET d\r\n")
+        .await
+        .unwrap();
+    expect(&mut s, b"+OK\r\n+QUEUED\r\n+OK\r\n$-1\r\n").await;
+    assert_eq!(
+        crate::harness::end_offset_total(&kafka.brokers(), &topic).await,
+        end
+    );
+
+    // Misuse answers as Redis does.
+    s.write_all(b"EXEC\r\nDISCARD\r\nMULTI\r\nMULTI\r\nWATCH k\r\nEXEC\r\n")
+        .await
+        .unwrap();
+    expect(
+        &mut s,
+        b"-ERR EXEC without MULTI\r\n-ERR DISCARD without MULTI\r\n+OK\r\n\
+          -ERR MULTI calls can not be nested\r\n-ERR WATCH inside MULTI is not allowed\r\n*0\r\n",
+    )
+    .await;
+
+    // An unknown command or a wrong arity while queueing discards the whole
+    // transaction at EXEC; nothing queued runs.
+    s.write_all(
+        b"MULTI\r\nSET e 1\r\nNOSUCH\r\nEXEC\r\nMULTI\r\nSET e 1\r\nGET\r\nEXEC\r\nGET e\r\n",
+    )
+    .await
+    .unwrap();
+    expect(
+        &mut s,
+        b"+OK\r\n+QUEUED\r\n-ERR unknown command 'NOSUCH', with args beginning with: \r\n\
+          -EXECABORT Transaction discarded because of previous errors.\r\n\
+          +OK\r\n+QUEUED\r\n-ERR wrong number of arguments for 'get' command\r\n\
+          -EXECABORT Transaction discarded because of previous errors.\r\n$-1\r\n",
+    )
+    .await;
+
+    // WATCH is refused outright, not pretended.
+    s.write_all(b"WATCH k\r\nUNWATCH\r\n").await.unwrap();
+    let mut reply = vec![0; 256];
+    let n = s.read(&mut reply).await.unwrap();
+    let reply = String::from_utf8_lossy(&reply[..n]);
+    assert!(
+        reply.starts_with("-ERR WATCH is not supported by kafkv yet"),
+        "{reply}"
+    );
+
+    // A client library's transactional pipeline (MULTI/EXEC around it).
+    let mut c = connect(&format!("redis://{}/", kv.resp)).await;
+    let (set, got): (String, String) = redis::pipe()
+        .atomic()
+        .set("p", "2")
+        .get("p")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!((set.as_str(), got.as_str()), ("OK", "2"));
+    kv.stop().await;
+}

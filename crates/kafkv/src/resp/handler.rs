@@ -7,6 +7,11 @@
 //! answered in order; a read or session command first waits for the writes
 //! before it, so a pipeline reads its own writes, and writes after it start
 //! only once it has been answered. Other connections never wait on this one.
+//!
+//! `MULTI` opens a transaction that lives across batches: commands are
+//! queued (`+QUEUED`) until `EXEC` runs them the same way, into one array
+//! reply, or `DISCARD` drops them. An unknown or malformed command while
+//! queueing makes `EXEC` refuse the whole queue (`EXECABORT`), as in Redis.
 
 use bytes::Bytes;
 use futures::future::join_all;
@@ -30,6 +35,7 @@ const WRITE_AT: usize = 64 * 1024;
 /// (the batch in progress is finished and answered first).
 pub async fn serve(stream: TcpStream, mut session: Session, shutdown: CancellationToken) {
     let mut connection = Connection::new(stream, session.server.config.limits);
+    let mut transaction = None;
     loop {
         let mut requests = Vec::new();
         let mut broken = None;
@@ -50,7 +56,7 @@ pub async fn serve(stream: TcpStream, mut session: Session, shutdown: Cancellati
                 }
             }
         }
-        run_batch(requests, &mut session, &mut connection).await;
+        run_batch(requests, &mut session, &mut transaction, &mut connection).await;
         if let Some(error) = broken {
             debug!(id = session.id, %error, "closing a connection that broke the protocol");
             connection.reply(&Frame::error(format!("ERR {error}")), session.resp3);
@@ -97,44 +103,176 @@ pub async fn serve(stream: TcpStream, mut session: Session, shutdown: Cancellati
     }
 }
 
-async fn run_batch(requests: Vec<Vec<Bytes>>, session: &mut Session, connection: &mut Connection) {
-    let mut writes = Vec::new();
+/// A `MULTI` in progress: the commands queued, and whether one was refused
+/// while queueing (then `EXEC` discards them all, as in Redis).
+#[derive(Default)]
+pub struct Transaction {
+    queued: Vec<Command>,
+    failed: bool,
+}
+
+/// Where replies go: the connection, or an `EXEC`'s array.
+trait Replies {
+    fn send(&mut self, reply: Frame, resp3: bool);
+}
+
+impl Replies for Connection {
+    fn send(&mut self, reply: Frame, resp3: bool) {
+        self.reply(&reply, resp3);
+    }
+}
+
+impl Replies for Vec<Frame> {
+    fn send(&mut self, reply: Frame, _resp3: bool) {
+        self.push(reply);
+    }
+}
+
+/// Runs commands in order, replying in order: consecutive writes are put in
+/// flight together, anything else first waits for the writes before it.
+struct Runner<'a, R: Replies> {
+    writes: Vec<Command>,
+    replies: &'a mut R,
+}
+
+impl<'a, R: Replies> Runner<'a, R> {
+    fn new(replies: &'a mut R) -> Self {
+        Self {
+            writes: Vec::new(),
+            replies,
+        }
+    }
+
+    async fn run(&mut self, command: Command, session: &mut Session) {
+        if command.kind() == Kind::Write {
+            self.writes.push(command);
+            return;
+        }
+        self.finish(session).await;
+        let reply = command.apply(session).await;
+        self.replies.send(reply, session.resp3);
+    }
+
+    /// Replies `reply` after the writes before it.
+    async fn reply(&mut self, reply: Frame, session: &Session) {
+        self.finish(session).await;
+        self.replies.send(reply, session.resp3);
+    }
+
+    /// Runs the pending writes concurrently and sends their replies in order.
+    async fn finish(&mut self, session: &Session) {
+        if self.writes.is_empty() {
+            return;
+        }
+        let store = &session.store;
+        let replies = join_all(self.writes.drain(..).map(|w| w.apply_write(store))).await;
+        for reply in replies {
+            self.replies.send(reply, session.resp3);
+        }
+    }
+}
+
+async fn run_batch(
+    requests: Vec<Vec<Bytes>>,
+    session: &mut Session,
+    transaction: &mut Option<Transaction>,
+    connection: &mut Connection,
+) {
+    let mut runner = Runner::new(connection);
     for request in requests {
         let Some(command) = Command::parse(request) else {
             continue;
         };
         if session.needs_auth() && !command.allowed_before_auth() {
-            finish_writes(&mut writes, session, connection).await;
-            connection.reply(
-                &Frame::error("NOAUTH Authentication required."),
-                session.resp3,
-            );
+            runner
+                .reply(Frame::error("NOAUTH Authentication required."), session)
+                .await;
             continue;
         }
         if session.in_subscribe_mode() && !command.allowed_in_subscribe_mode() {
-            finish_writes(&mut writes, session, connection).await;
-            connection.reply(
-                &Frame::error(format!(
-                    "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / \
-                     QUIT / RESET are allowed in this context",
-                    command.name()
-                )),
-                session.resp3,
-            );
+            let refused = Frame::error(format!(
+                "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / \
+                 RESET are allowed in this context",
+                command.name()
+            ));
+            runner.reply(refused, session).await;
             continue;
         }
-        if command.kind() == Kind::Write {
-            writes.push(command);
-            continue;
-        }
-        finish_writes(&mut writes, session, connection).await;
-        let reply = command.apply(session).await;
-        connection.reply(&reply, session.resp3);
+        let command = match transact(command, transaction) {
+            Step::Run(command) => command,
+            Step::Reply(reply) => {
+                runner.reply(reply, session).await;
+                continue;
+            }
+            Step::Exec(queued) => {
+                runner.finish(session).await;
+                let mut replies = Vec::with_capacity(queued.len());
+                let mut exec = Runner::new(&mut replies);
+                for command in queued {
+                    exec.run(command, session).await;
+                }
+                exec.finish(session).await;
+                runner.reply(Frame::Array(replies), session).await;
+                continue;
+            }
+        };
+        runner.run(command, session).await;
         if session.quit {
             break;
         }
     }
-    finish_writes(&mut writes, session, connection).await;
+    runner.finish(session).await;
+}
+
+/// What a command does with respect to `MULTI`.
+enum Step {
+    /// Run it now.
+    Run(Command),
+    /// Answer this instead (queued, refused, a transaction opened or dropped).
+    Reply(Frame),
+    /// `EXEC`: run these, answering with their replies in one array.
+    Exec(Vec<Command>),
+}
+
+/// Queues `command` when a transaction is open, and handles the
+/// transaction commands themselves, as Redis does.
+fn transact(command: Command, transaction: &mut Option<Transaction>) -> Step {
+    let role = command.transaction_role();
+    let Some(open) = transaction else {
+        if role == "multi" {
+            *transaction = Some(Transaction::default());
+            return Step::Reply(Frame::ok());
+        }
+        return Step::Run(command);
+    };
+    match role {
+        "exec" => {
+            let Transaction { queued, failed } = transaction.take().expect("open");
+            if failed {
+                return Step::Reply(Frame::error(
+                    "EXECABORT Transaction discarded because of previous errors.",
+                ));
+            }
+            Step::Exec(queued)
+        }
+        "discard" => {
+            *transaction = None;
+            Step::Reply(Frame::ok())
+        }
+        "multi" => Step::Reply(Frame::error("ERR MULTI calls can not be nested")),
+        "watch" => Step::Reply(Frame::error("ERR WATCH inside MULTI is not allowed")),
+        // Not queued: the connection closes after the reply.
+        "quit" => Step::Run(command),
+        // Unknown or malformed: refused now, and EXEC will refuse the rest.
+        "" => {
+            open.failed = true;
+            Step::Run(command)
+        }
+        _ => {
+            open.queued.push(command);
+            Step::Reply(Frame::Simple("QUEUED".into()))
+        }
+    }
 }
 
 /// The next batch of applied changes for this connection's subscriptions;
@@ -143,17 +281,5 @@ async fn next_changes(session: &mut Session) -> Option<std::sync::Arc<crate::sta
     match &mut session.pubsub {
         Some(subscriptions) => subscriptions.next_batch().await,
         None => std::future::pending().await,
-    }
-}
-
-/// Runs the pending writes concurrently and buffers their replies in order.
-async fn finish_writes(writes: &mut Vec<Command>, session: &Session, connection: &mut Connection) {
-    if writes.is_empty() {
-        return;
-    }
-    let store = &session.store;
-    let replies = join_all(writes.drain(..).map(|w| w.apply_write(store))).await;
-    for reply in replies {
-        connection.reply(&reply, session.resp3);
     }
 }

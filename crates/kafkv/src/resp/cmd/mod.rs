@@ -146,6 +146,7 @@ commands! {
         Info(info::Info),
         Keys(keys::Keys),
         MGet(mget::MGet),
+        Transaction(multi::Transaction),
         Ping(ping::Ping),
         PubSub(pubsub::PubSub),
         Publish(publish::Publish),
@@ -156,6 +157,7 @@ commands! {
         Subscribe(subscribe::Subscribe),
         Type(type_::Type),
         Unsubscribe(unsubscribe::Unsubscribe),
+        Watch(watch::Watch),
     }
     write {
         Del(del::Del),
@@ -191,10 +193,23 @@ fn find(name: &[u8]) -> Option<&'static Entry> {
 }
 
 impl Command {
-    /// The command's name as `COMMAND` lists it (empty for unknown or
-    /// invalid requests).
+    /// The command's name as `COMMAND` lists it, the first of its file's
+    /// names for an alias (empty for unknown or invalid requests).
     pub fn name(&self) -> &'static str {
         self.specs().first().map_or("", |spec| spec.name)
+    }
+
+    /// How the command takes part in `MULTI`: `"multi"`, `"exec"`,
+    /// `"discard"`, `"watch"` and `"quit"` are not queued; `""` is an
+    /// unknown or malformed request; anything else (`"queued"`) is queued.
+    pub fn transaction_role(&self) -> &'static str {
+        match self {
+            Command::Transaction(transaction) => transaction.verb(),
+            Command::Watch(watch) if !watch.is_unwatch() => "watch",
+            Command::Quit(_) => "quit",
+            Command::Unknown(_) | Command::Invalid(_) => "",
+            _ => "queued",
+        }
     }
 
     /// Whether it may run in RESP2 subscribe mode. Unknown and invalid
