@@ -4,7 +4,7 @@
 //! It knows RESP framing ([`frame`](super::frame)) and nothing about
 //! commands: running them is the handler's job.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -21,6 +21,30 @@ pub struct Connection {
     input: BytesMut,
     /// Replies encoded but not yet written.
     output: BytesMut,
+    /// A request with a bulk string over the limit, being read and discarded.
+    discarding: Option<Discarding>,
+}
+
+/// What is left to discard of a refused request.
+struct Discarding {
+    /// Bytes of the current bulk string (body and CRLF) still to drop.
+    bytes: usize,
+    /// Bulk strings after it, still to drop.
+    args_left: usize,
+    /// The oversize bulk string's length, for the error reply.
+    len: usize,
+}
+
+/// What the next complete request is.
+pub enum Incoming {
+    Request(Vec<Bytes>),
+    /// A request with a bulk string of `len` bytes, over `max` (the limit):
+    /// read and discarded, to be answered with an error. The connection
+    /// stays usable.
+    TooLarge {
+        len: usize,
+        max: usize,
+    },
 }
 
 impl Connection {
@@ -32,14 +56,54 @@ impl Connection {
             limits,
             input: BytesMut::with_capacity(16 * 1024),
             output: BytesMut::with_capacity(16 * 1024),
+            discarding: None,
         }
     }
 
     /// Takes the next complete request already buffered, without I/O:
     /// `Ok(None)` until a whole one has arrived.
-    pub fn request(&mut self) -> Result<Option<Vec<Bytes>>, ProtocolError> {
-        let request = frame::check(&self.input, &self.limits)?;
-        Ok(request.map(|request| frame::take(&mut self.input, request)))
+    pub fn request(&mut self) -> Result<Option<Incoming>, ProtocolError> {
+        loop {
+            if let Some(discarding) = &mut self.discarding {
+                let drop = discarding.bytes.min(self.input.len());
+                self.input.advance(drop);
+                discarding.bytes -= drop;
+                if discarding.bytes > 0 {
+                    return Ok(None);
+                }
+                if discarding.args_left > 0 {
+                    let Some((len, header)) = frame::bulk_header(&self.input, &self.limits)? else {
+                        return Ok(None);
+                    };
+                    self.input.advance(header);
+                    discarding.bytes = len + 2;
+                    discarding.args_left -= 1;
+                    continue;
+                }
+                let len = discarding.len;
+                self.discarding = None;
+                return Ok(Some(Incoming::TooLarge {
+                    len,
+                    max: self.limits.max_bulk,
+                }));
+            }
+            let Some(request) = frame::check(&self.input, &self.limits)? else {
+                return Ok(None);
+            };
+            if let Some(oversize) = request.oversize() {
+                self.input.advance(request.len());
+                self.discarding = Some(Discarding {
+                    bytes: oversize.body,
+                    args_left: oversize.args_left,
+                    len: oversize.len,
+                });
+                continue;
+            }
+            return Ok(Some(Incoming::Request(frame::take(
+                &mut self.input,
+                request,
+            ))));
+        }
     }
 
     /// Reads more input; `false` once the client has closed or the read

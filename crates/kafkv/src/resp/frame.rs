@@ -135,13 +135,68 @@ fn header(out: &mut BytesMut, kind: u8, len: usize) {
     out.put_slice(b"\r\n");
 }
 
+/// The largest bulk string a client may send at all, as Redis's default
+/// `proto-max-bulk-len` (512 MB). One over `max_bulk` but within this is
+/// read and discarded, and the request refused; one over this is a protocol
+/// error.
+pub const DISCARD_BULK_LIMIT: usize = 512 * 1024 * 1024;
+
 /// Where the arguments of a complete request lie in the buffer.
 #[derive(Debug)]
 pub struct Request {
-    /// Bytes the request occupies at the front of the buffer.
+    /// Bytes the request occupies at the front of the buffer (with
+    /// `oversize`, up to the end of the oversize bulk string's length line).
     len: usize,
     /// Byte ranges of the arguments within those bytes.
     args: Vec<(usize, usize)>,
+    oversize: Option<Oversize>,
+}
+
+/// A request with a bulk string over `max_bulk`: what is left of it to
+/// discard after [`Request`]'s bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Oversize {
+    /// The oversize bulk string's declared length.
+    pub len: usize,
+    /// Its body and CRLF, still to discard.
+    pub body: usize,
+    /// Bulk strings after it in the same request, to discard too.
+    pub args_left: usize,
+}
+
+impl Request {
+    /// Set when the request has a bulk string over the limit: the caller
+    /// drops [`Request::len`] bytes, discards the rest as it arrives and
+    /// refuses the request.
+    pub fn oversize(&self) -> Option<Oversize> {
+        self.oversize
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+}
+
+/// The length of the bulk string header (`$<len>\r\n`) at the front of
+/// `buf`, and the header's size; `Ok(None)` until it is all there.
+pub fn bulk_header(buf: &[u8], limits: &Limits) -> Result<Option<(usize, usize)>, ProtocolError> {
+    match buf.first() {
+        None => return Ok(None),
+        Some(b'$') => {}
+        Some(other) => {
+            return Err(protocol(format!(
+                "expected '$', got '{}'",
+                (*other as char).escape_default()
+            )));
+        }
+    }
+    let Some((len, end)) = number_line(buf, 1, limits.max_inline)? else {
+        return Ok(None);
+    };
+    if len < 0 || len as usize > DISCARD_BULK_LIMIT {
+        return Err(protocol("invalid bulk length"));
+    }
+    Ok(Some((len as usize, end)))
 }
 
 /// Looks for one complete request at the front of `buf`: `Ok(None)` when more
@@ -174,6 +229,7 @@ fn check_array(buf: &[u8], limits: &Limits) -> Result<Option<Request>, ProtocolE
         return Ok(Some(Request {
             len: at,
             args: Vec::new(),
+            oversize: None,
         }));
     }
     let count = count as usize;
@@ -199,11 +255,19 @@ fn check_array(buf: &[u8], limits: &Limits) -> Result<Option<Request>, ProtocolE
         let Some((len, body)) = number_line(buf, at + 1, limits.max_inline)? else {
             return Ok(None);
         };
-        if len < 0 || len as usize > limits.max_bulk {
-            return Err(protocol(format!(
-                "invalid bulk length {len}, the limit is {} bytes",
-                limits.max_bulk
-            )));
+        if len < 0 || len as usize > DISCARD_BULK_LIMIT {
+            return Err(protocol("invalid bulk length"));
+        }
+        if len as usize > limits.max_bulk {
+            return Ok(Some(Request {
+                len: body,
+                args: Vec::new(),
+                oversize: Some(Oversize {
+                    len: len as usize,
+                    body: len as usize + 2,
+                    args_left: count - args.len() - 1,
+                }),
+            }));
         }
         let end = body + len as usize;
         if buf.len() < end + 2 {
@@ -215,7 +279,11 @@ fn check_array(buf: &[u8], limits: &Limits) -> Result<Option<Request>, ProtocolE
         args.push((body, end));
         at = end + 2;
     }
-    Ok(Some(Request { len: at, args }))
+    Ok(Some(Request {
+        len: at,
+        args,
+        oversize: None,
+    }))
 }
 
 /// Parses the decimal number that starts at `from` and ends with CRLF;
@@ -274,6 +342,7 @@ fn check_inline(buf: &[u8], limits: &Limits) -> Result<Option<Request>, Protocol
     Ok(Some(Request {
         len: newline + 1,
         args,
+        oversize: None,
     }))
 }
 
@@ -335,7 +404,7 @@ mod tests {
             b"*1\r\n$-5\r\n",
             b"*1\r\n$2\r\nabc\r\n",
             b"*99\r\n",
-            b"*1\r\n$2000\r\n",
+            b"*1\r\n$999999999999\r\n",
             b"*1\r\n$1\r\na\r\r",
         ] {
             assert!(
@@ -422,5 +491,25 @@ mod tests {
                 prop_assert_eq!(parsed, expected);
             }
         }
+    }
+    #[test]
+    fn an_oversize_bulk_string_is_marked_for_discarding_with_what_follows() {
+        let buf = b"*3\r\n$3\r\nSET\r\n$2000\r\nxx";
+        let request = check(buf, &LIMITS).unwrap().expect("the header is enough");
+        assert_eq!(
+            request.oversize(),
+            Some(Oversize {
+                len: 2000,
+                body: 2002,
+                // The third argument, after it.
+                args_left: 1,
+            })
+        );
+        // Everything up to the oversize body is the request's.
+        assert_eq!(request.len(), b"*3\r\n$3\r\nSET\r\n$2000\r\n".len());
+        let too_big = format!("*1\r\n${}\r\n", DISCARD_BULK_LIMIT + 1);
+        assert!(check(too_big.as_bytes(), &LIMITS).is_err());
+        assert_eq!(bulk_header(b"$5\r\nhello", &LIMITS), Ok(Some((5, 4))));
+        assert_eq!(bulk_header(b"$5", &LIMITS), Ok(None));
     }
 }

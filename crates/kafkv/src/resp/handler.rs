@@ -13,7 +13,6 @@
 //! reply, or `DISCARD` drops them. An unknown or malformed command while
 //! queueing makes `EXEC` refuse the whole queue (`EXECABORT`), as in Redis.
 
-use bytes::Bytes;
 use futures::future::join_all;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -21,7 +20,7 @@ use tracing::debug;
 
 use super::{
     cmd::{Command, Kind},
-    connection::Connection,
+    connection::{Connection, Incoming},
     frame::Frame,
     session::Session,
 };
@@ -173,13 +172,28 @@ impl<'a, R: Replies> Runner<'a, R> {
 }
 
 async fn run_batch(
-    requests: Vec<Vec<Bytes>>,
+    requests: Vec<Incoming>,
     session: &mut Session,
     transaction: &mut Option<Transaction>,
     connection: &mut Connection,
 ) {
     let mut runner = Runner::new(connection);
     for request in requests {
+        let request = match request {
+            Incoming::Request(request) => request,
+            Incoming::TooLarge { len, max } => {
+                if let Some(open) = transaction {
+                    open.failed = true;
+                }
+                let refused = Frame::error(format!(
+                    "ERR the request has a bulk string of {len} bytes, over the limit of {max} \
+                     bytes; it was read and discarded, nothing was run. --max-value-bytes \
+                     raises the limit (keep key + value under the broker's message.max.bytes)"
+                ));
+                runner.reply(refused, session).await;
+                continue;
+            }
+        };
         let Some(command) = Command::parse(request) else {
             continue;
         };
