@@ -122,6 +122,26 @@ async fn wire_pipelining_split_frames_and_errors() {
         .unwrap();
     expect(&mut other, b"-ERR Protocol error: invalid bulk length\r\n").await;
     expect_closed(&mut other).await;
+
+    // Without --auth-token, as Redis without a password: the default user
+    // takes any password, the one-argument form is refused. Inline commands
+    // follow Redis's quoting, and unbalanced quotes are a protocol error.
+    let mut third = TcpStream::connect(kv.resp).await.unwrap();
+    third
+        .write_all(
+            b"AUTH default anything\r\nAUTH pw\r\nSET \"a b\" 'c d'\r\nGET \"a b\"\r\n\
+              set \"\"\"k\"\"\" v\r\n",
+        )
+        .await
+        .unwrap();
+    expect(
+        &mut third,
+        b"+OK\r\n-ERR AUTH <password> called without any password configured for the \
+          default user. Are you sure your configuration is correct?\r\n+OK\r\n$3\r\nc d\r\n\
+          -ERR Protocol error: unbalanced quotes in request\r\n",
+    )
+    .await;
+    expect_closed(&mut third).await;
     kv.stop().await;
 }
 
@@ -398,7 +418,7 @@ async fn auth_token_guards_resp_and_http() {
         .unwrap();
     expect(
         &mut s,
-        b"-NOAUTH Authentication required.\r\n+PONG\r\n\
+        b"-NOAUTH Authentication required.\r\n-NOAUTH Authentication required.\r\n\
           -WRONGPASS invalid username-password pair or user is disabled.\r\n+OK\r\n$-1\r\n",
     )
     .await;

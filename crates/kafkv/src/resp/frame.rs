@@ -150,6 +150,9 @@ pub struct Request {
     /// Byte ranges of the arguments within those bytes.
     args: Vec<(usize, usize)>,
     oversize: Option<Oversize>,
+    /// An inline command with quotes: its arguments unquoted (they are no
+    /// longer slices of the buffer).
+    unquoted: Option<Vec<Bytes>>,
 }
 
 /// A request with a bulk string over `max_bulk`: what is left of it to
@@ -213,6 +216,9 @@ pub fn check(buf: &[u8], limits: &Limits) -> Result<Option<Request>, ProtocolErr
 /// buffer's memory.
 pub fn take(buf: &mut BytesMut, request: Request) -> Vec<Bytes> {
     let bytes = buf.split_to(request.len).freeze();
+    if let Some(unquoted) = request.unquoted {
+        return unquoted;
+    }
     request
         .args
         .into_iter()
@@ -230,6 +236,7 @@ fn check_array(buf: &[u8], limits: &Limits) -> Result<Option<Request>, ProtocolE
             len: at,
             args: Vec::new(),
             oversize: None,
+            unquoted: None,
         }));
     }
     let count = count as usize;
@@ -267,6 +274,7 @@ fn check_array(buf: &[u8], limits: &Limits) -> Result<Option<Request>, ProtocolE
                     body: len as usize + 2,
                     args_left: count - args.len() - 1,
                 }),
+                unquoted: None,
             }));
         }
         let end = body + len as usize;
@@ -283,6 +291,7 @@ fn check_array(buf: &[u8], limits: &Limits) -> Result<Option<Request>, ProtocolE
         len: at,
         args,
         oversize: None,
+        unquoted: None,
     }))
 }
 
@@ -302,10 +311,15 @@ fn number_line(buf: &[u8], from: usize, max: usize) -> Result<Option<(i64, usize
     if rest[cr + 1] != b'\n' {
         return Err(protocol("expected CRLF after a length"));
     }
-    let text = std::str::from_utf8(&rest[..cr]).map_err(|_| protocol("invalid length"))?;
-    let n: i64 = text
-        .parse()
-        .map_err(|_| protocol(format!("invalid length '{}'", text.escape_default())))?;
+    let what = if buf.get(from - 1) == Some(&b'*') {
+        "invalid multibulk length"
+    } else {
+        "invalid bulk length"
+    };
+    let n: i64 = std::str::from_utf8(&rest[..cr])
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .ok_or_else(|| protocol(what))?;
     Ok(Some((n, from + cr + 2)))
 }
 
@@ -321,9 +335,22 @@ fn check_inline(buf: &[u8], limits: &Limits) -> Result<Option<Request>, Protocol
     } else {
         newline
     };
+    let line = &buf[..end];
+    if line.iter().any(|b| *b == b'"' || *b == b'\'') {
+        let unquoted = split_quoted(line)?;
+        if unquoted.len() > limits.max_args {
+            return Err(protocol("too many arguments in inline request"));
+        }
+        return Ok(Some(Request {
+            len: newline + 1,
+            args: Vec::new(),
+            oversize: None,
+            unquoted: Some(unquoted),
+        }));
+    }
     let mut args = Vec::new();
     let mut start = None;
-    for (i, b) in buf[..end].iter().enumerate() {
+    for (i, b) in line.iter().enumerate() {
         match (b.is_ascii_whitespace(), start) {
             (false, None) => start = Some(i),
             (true, Some(s)) => {
@@ -343,7 +370,92 @@ fn check_inline(buf: &[u8], limits: &Limits) -> Result<Option<Request>, Protocol
         len: newline + 1,
         args,
         oversize: None,
+        unquoted: None,
     }))
+}
+
+/// Splits an inline command line with quotes as Redis does (its
+/// `sdssplitargs`): in double quotes `\n`, `\r`, `\t`, `\b`, `\a`,
+/// `\xHH` and `\<any>` are escapes; in single quotes only `\'`; a closing
+/// quote must be followed by a space or the end of the line.
+fn split_quoted(line: &[u8]) -> Result<Vec<Bytes>, ProtocolError> {
+    let unbalanced = || protocol("unbalanced quotes in request");
+    let mut args = Vec::new();
+    let mut i = 0;
+    loop {
+        while line.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        if i >= line.len() {
+            return Ok(args);
+        }
+        let mut arg = Vec::new();
+        let (mut double, mut single) = (false, false);
+        loop {
+            let Some(&c) = line.get(i) else {
+                if double || single {
+                    return Err(unbalanced());
+                }
+                break;
+            };
+            if double {
+                match c {
+                    b'\\'
+                        if line.get(i + 1) == Some(&b'x')
+                            && line.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
+                            && line.get(i + 3).is_some_and(u8::is_ascii_hexdigit) =>
+                    {
+                        let hex = std::str::from_utf8(&line[i + 2..i + 4]).expect("hex digits");
+                        arg.push(u8::from_str_radix(hex, 16).expect("hex digits"));
+                        i += 3;
+                    }
+                    b'\\' if i + 1 < line.len() => {
+                        i += 1;
+                        arg.push(match line[i] {
+                            b'n' => b'\n',
+                            b'r' => b'\r',
+                            b't' => b'\t',
+                            b'b' => 0x08,
+                            b'a' => 0x07,
+                            other => other,
+                        });
+                    }
+                    b'"' => {
+                        if line.get(i + 1).is_some_and(|n| !n.is_ascii_whitespace()) {
+                            return Err(unbalanced());
+                        }
+                        i += 1;
+                        break;
+                    }
+                    other => arg.push(other),
+                }
+            } else if single {
+                match c {
+                    b'\\' if line.get(i + 1) == Some(&b'\'') => {
+                        i += 1;
+                        arg.push(b'\'');
+                    }
+                    b'\'' => {
+                        if line.get(i + 1).is_some_and(|n| !n.is_ascii_whitespace()) {
+                            return Err(unbalanced());
+                        }
+                        i += 1;
+                        break;
+                    }
+                    other => arg.push(other),
+                }
+            } else {
+                match c {
+                    c if c.is_ascii_whitespace() => break,
+                    b'"' => double = true,
+                    b'\'' => single = true,
+                    other => arg.push(other),
+                }
+            }
+            i += 1;
+        }
+        args.push(Bytes::from(arg));
+    }
 }
 
 #[cfg(test)]
@@ -511,5 +623,40 @@ mod tests {
         assert!(check(too_big.as_bytes(), &LIMITS).is_err());
         assert_eq!(bulk_header(b"$5\r\nhello", &LIMITS), Ok(Some((5, 4))));
         assert_eq!(bulk_header(b"$5", &LIMITS), Ok(None));
+    }
+    #[test]
+    fn inline_quotes_split_as_redis_does() {
+        assert_eq!(
+            parse_all(b"SET \"a b\" 'c d'\r\n").unwrap(),
+            vec![args(&["SET", "a b", "c d"])]
+        );
+        assert_eq!(
+            parse_all(b"SET k \"\\x41\\n\\\"\" 'it\\'s'\r\n").unwrap(),
+            vec![args(&["SET", "k", "A\n\"", "it's"])]
+        );
+        for bad in [
+            &b"set \"\"\"k\"\"\" v\r\n"[..],
+            b"SET \"a\r\n",
+            b"SET 'a'b\r\n",
+        ] {
+            assert_eq!(
+                parse_all(bad),
+                Err(protocol("unbalanced quotes in request")),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn non_numeric_lengths_say_which_length() {
+        assert_eq!(
+            parse_all(b"*x\r\n"),
+            Err(protocol("invalid multibulk length"))
+        );
+        assert_eq!(
+            parse_all(b"*1\r\n$x\r\n"),
+            Err(protocol("invalid bulk length"))
+        );
     }
 }

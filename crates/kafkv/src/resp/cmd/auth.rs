@@ -40,10 +40,16 @@ impl Auth {
 /// Checks a username and token against `--auth-token`; shared with `HELLO`.
 pub fn authenticate(session: &mut Session, username: Option<&[u8]>, token: &[u8]) -> Frame {
     let Some(expected) = session.server.auth_token.as_deref() else {
-        return Frame::error(
-            "ERR AUTH <password> called without any password configured for the default user. \
-             Are you sure your configuration is correct?",
-        );
+        // As Redis with no password: the default user takes any password,
+        // the one-argument form is refused, other users do not exist.
+        return match username {
+            Some(b"default") => Frame::ok(),
+            Some(_) => Frame::error("WRONGPASS invalid username-password pair or user is disabled."),
+            None => Frame::error(
+                "ERR AUTH <password> called without any password configured for the default \
+                 user. Are you sure your configuration is correct?",
+            ),
+        };
     };
     let user_ok = username.is_none_or(|u| u == b"default");
     if user_ok && crate::auth::token_matches(expected, token) {

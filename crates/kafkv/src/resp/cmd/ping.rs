@@ -5,10 +5,10 @@ use super::{Args, Frame, Kind, Session, Spec};
 pub const SPECS: &[Spec] = &[Spec {
     name: "ping",
     arity: -1,
-    flags: &["fast", "no_auth"],
+    flags: &["fast", "sentinel"],
     kind: Kind::Read,
-    // Allowed for now; a later change answers NOAUTH before AUTH, as Redis does.
-    before_auth: true,
+    // As Redis: with a token set, PING before AUTH answers NOAUTH.
+    before_auth: false,
 }];
 
 pub struct Ping {
