@@ -1011,3 +1011,67 @@ async fn multi_queues_until_exec_and_discard_writes_nothing() {
     assert_eq!((set.as_str(), got.as_str()), ("OK", "2"));
     kv.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flushall_getrange_touch_time_and_the_script_flushes() {
+    let (kafka, kv) = kafkv().await;
+    let mut c = connect(&format!("redis://{}/", kv.resp)).await;
+    let () = c.set("k", "Hello World").await.unwrap();
+    let () = c.set("other", "x").await.unwrap();
+    let range = |name: &'static str, start: i64, end: i64| {
+        let mut c = c.clone();
+        async move {
+            let got: String = redis::cmd(name)
+                .arg("k")
+                .arg(start)
+                .arg(end)
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            got
+        }
+    };
+    assert_eq!(range("GETRANGE", 0, 4).await, "Hello");
+    assert_eq!(range("SUBSTR", -3, -1).await, "rld");
+    assert_eq!(range("GETRANGE", 5, 3).await, "");
+    let touched: i64 = redis::cmd("TOUCH")
+        .arg("k")
+        .arg("nothing")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(touched, 1);
+    let (seconds, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut c).await.unwrap();
+    assert!(seconds > 1_700_000_000 && micros < 1_000_000);
+    for command in ["FUNCTION", "SCRIPT"] {
+        let ok: String = redis::cmd(command)
+            .arg("FLUSH")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(ok, "OK");
+    }
+    let refused = redis::cmd("FUNCTION")
+        .arg("LIST")
+        .query_async::<Value>(&mut c)
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("not supported"), "{refused}");
+
+    // FLUSHALL answers once a tombstone for every key is acknowledged.
+    let ok: String = redis::cmd("FLUSHALL")
+        .arg("SYNC")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(ok, "OK");
+    let size: i64 = redis::cmd("DBSIZE").query_async(&mut c).await.unwrap();
+    assert_eq!(size, 0);
+    kv.store.catch_up().await.unwrap();
+    let records = read_topic(&kafka.brokers(), &kv.store.config().topic).await;
+    assert!(
+        replay(&records).is_empty(),
+        "the log replays to an empty store"
+    );
+    kv.stop().await;
+}

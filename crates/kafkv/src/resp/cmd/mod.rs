@@ -142,16 +142,20 @@ commands! {
         Echo(echo::Echo),
         Exists(exists::Exists),
         Get(get::Get),
+        GetRange(getrange::GetRange),
         Hello(hello::Hello),
         Info(info::Info),
         Keys(keys::Keys),
         MGet(mget::MGet),
+        Time(time::Time),
+        Touch(touch::Touch),
         Transaction(multi::Transaction),
         Ping(ping::Ping),
         PubSub(pubsub::PubSub),
         Publish(publish::Publish),
         Quit(quit::Quit),
         Scan(scan::Scan),
+        Scripting(scripting::Scripting),
         Select(select::Select),
         Strlen(strlen::Strlen),
         Subscribe(subscribe::Subscribe),
@@ -161,6 +165,7 @@ commands! {
     }
     write {
         Del(del::Del),
+        Flush(flush::Flush),
         MSet(mset::MSet),
         Set(set::Set),
     }
@@ -266,6 +271,7 @@ mod tests {
         &["ID"],
         &["GET", "*"],
         &["NUMPAT"],
+        &["k", "0", "0"],
     ];
 
     fn parse(name: &str, args: &[&str]) -> Command {
