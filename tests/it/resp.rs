@@ -1075,3 +1075,42 @@ async fn flushall_getrange_touch_time_and_the_script_flushes() {
     );
     kv.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cli_stat_reads_every_figure_it_needs() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let (_kafka, kv) = kafkv().await;
+    let mut c = connect(&format!("redis://{}/", kv.resp)).await;
+    let () = c.set("k", "v").await.unwrap();
+    let mut stat = tool("redis-cli")
+        .args(["-p", &kv.resp.port().to_string(), "--stat", "-i", "0.1"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(stat.stdout.take().unwrap()).lines();
+    let mut figures = None;
+    for _ in 0..4 {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("redis-cli --stat prints in time")
+            .unwrap()
+            .expect("redis-cli --stat is running");
+        if line.trim_start().starts_with(|c: char| c.is_ascii_digit()) {
+            figures = Some(line);
+            break;
+        }
+    }
+    let figures = figures.expect("a line of figures");
+    // keys, mem, clients, blocked, requests (+delta), connections: no
+    // missing field shows as i64::MIN.
+    assert!(!figures.contains("-9223372036854775808"), "{figures}");
+    let fields: Vec<&str> = figures.split_whitespace().collect();
+    assert_eq!(fields[0], "1", "one key: {figures}");
+    assert!(
+        fields[1].ends_with('M') || fields[1].ends_with('K'),
+        "memory: {figures}"
+    );
+    kv.stop().await;
+}

@@ -197,6 +197,10 @@ async fn run_batch(
         let Some(command) = Command::parse(request) else {
             continue;
         };
+        session
+            .server
+            .commands_processed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if session.needs_auth() && !command.allowed_before_auth() {
             runner
                 .reply(Frame::error("NOAUTH Authentication required."), session)

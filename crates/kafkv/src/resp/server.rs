@@ -63,7 +63,9 @@ pub async fn run(
                 continue;
             }
         };
+        shared.connections_received.fetch_add(1, Ordering::Relaxed);
         if shared.connections.load(Ordering::Acquire) >= shared.config.max_connections {
+            shared.rejected_connections.fetch_add(1, Ordering::Relaxed);
             let _ = stream
                 .write_all(b"-ERR max number of clients reached\r\n")
                 .await;

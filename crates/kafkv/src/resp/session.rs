@@ -61,6 +61,12 @@ pub struct Shared {
     pub port: u16,
     /// Keyspace-notification subscribers, for `PUBSUB`.
     pub pubsub: Arc<super::pubsub::Registry>,
+    /// Connections accepted since start, for `INFO stats`.
+    pub connections_received: AtomicU64,
+    /// Connections refused at `maxclients`, for `INFO stats`.
+    pub rejected_connections: AtomicU64,
+    /// Commands run since start, for `INFO stats` (and `redis-cli --stat`).
+    pub commands_processed: AtomicU64,
 }
 
 impl Shared {
@@ -73,6 +79,9 @@ impl Shared {
             next_id: AtomicU64::new(1),
             port,
             pubsub: Default::default(),
+            connections_received: AtomicU64::new(0),
+            rejected_connections: AtomicU64::new(0),
+            commands_processed: AtomicU64::new(0),
         }
     }
 }
