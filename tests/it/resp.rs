@@ -371,7 +371,11 @@ async fn every_command(kv: &Kafkv, resp3: bool) {
             .to_string()
             .contains("not supported by kafkv")
     );
-    let unknown: redis::RedisResult<()> = redis::cmd("FLUSHALL").query_async(&mut c).await;
+    let unknown: redis::RedisResult<()> = redis::cmd("LPUSH")
+        .arg(key("list"))
+        .arg("a")
+        .query_async(&mut c)
+        .await;
     assert!(unknown.unwrap_err().to_string().contains("unknown command"));
     let wrong: redis::RedisResult<()> = redis::cmd("GET").query_async(&mut c).await;
     assert!(

@@ -374,6 +374,18 @@ fn check_inline(buf: &[u8], limits: &Limits) -> Result<Option<Request>, Protocol
     }))
 }
 
+/// Where parsing goes on after the closing quote at `quote`, which must be
+/// followed by a space or the end of the line.
+fn after_closing_quote(line: &[u8], quote: usize) -> Result<usize, ProtocolError> {
+    if line
+        .get(quote + 1)
+        .is_some_and(|n| !n.is_ascii_whitespace())
+    {
+        return Err(protocol("unbalanced quotes in request"));
+    }
+    Ok(quote + 1)
+}
+
 /// Splits an inline command line with quotes as Redis does (its
 /// `sdssplitargs`): in double quotes `\n`, `\r`, `\t`, `\b`, `\a`,
 /// `\xHH` and `\<any>` are escapes; in single quotes only `\'`; a closing
@@ -421,10 +433,7 @@ fn split_quoted(line: &[u8]) -> Result<Vec<Bytes>, ProtocolError> {
                         });
                     }
                     b'"' => {
-                        if line.get(i + 1).is_some_and(|n| !n.is_ascii_whitespace()) {
-                            return Err(unbalanced());
-                        }
-                        i += 1;
+                        i = after_closing_quote(line, i)?;
                         break;
                     }
                     other => arg.push(other),
@@ -436,10 +445,7 @@ fn split_quoted(line: &[u8]) -> Result<Vec<Bytes>, ProtocolError> {
                         arg.push(b'\'');
                     }
                     b'\'' => {
-                        if line.get(i + 1).is_some_and(|n| !n.is_ascii_whitespace()) {
-                            return Err(unbalanced());
-                        }
-                        i += 1;
+                        i = after_closing_quote(line, i)?;
                         break;
                     }
                     other => arg.push(other),

@@ -1,14 +1,24 @@
 //! `EXISTS key [key ...]`: how many of the keys exist (repeats count again).
+//! `TOUCH` answers the same: kafkv keeps no access times to update.
 
 use super::{Args, Frame, Kind, Session, Spec};
 
-pub const SPECS: &[Spec] = &[Spec {
-    name: "exists",
-    arity: -2,
-    flags: &["readonly", "fast"],
-    kind: Kind::Read,
-    before_auth: false,
-}];
+pub const SPECS: &[Spec] = &[
+    Spec {
+        name: "exists",
+        arity: -2,
+        flags: &["readonly", "fast"],
+        kind: Kind::Read,
+        before_auth: false,
+    },
+    Spec {
+        name: "touch",
+        arity: -2,
+        flags: &["readonly", "fast"],
+        kind: Kind::Read,
+        before_auth: false,
+    },
+];
 
 pub struct Exists {
     keys: Vec<bytes::Bytes>,

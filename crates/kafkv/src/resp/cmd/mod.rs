@@ -148,7 +148,6 @@ commands! {
         Keys(keys::Keys),
         MGet(mget::MGet),
         Time(time::Time),
-        Touch(touch::Touch),
         Transaction(multi::Transaction),
         Ping(ping::Ping),
         PubSub(pubsub::PubSub),
