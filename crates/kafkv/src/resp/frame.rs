@@ -249,35 +249,23 @@ fn check_array(buf: &[u8], limits: &Limits) -> Result<Option<Request>, ProtocolE
     // Capacity is bounded: a declared count alone must not allocate much.
     let mut args = Vec::with_capacity(count.min(64));
     for _ in 0..count {
-        match buf.get(at) {
-            None => return Ok(None),
-            Some(b'$') => {}
-            Some(other) => {
-                return Err(protocol(format!(
-                    "expected '$', got '{}'",
-                    (*other as char).escape_default()
-                )));
-            }
-        }
-        let Some((len, body)) = number_line(buf, at + 1, limits.max_inline)? else {
+        let Some((len, header)) = bulk_header(&buf[at..], limits)? else {
             return Ok(None);
         };
-        if len < 0 || len as usize > DISCARD_BULK_LIMIT {
-            return Err(protocol("invalid bulk length"));
-        }
-        if len as usize > limits.max_bulk {
+        let body = at + header;
+        if len > limits.max_bulk {
             return Ok(Some(Request {
                 len: body,
                 args: Vec::new(),
                 oversize: Some(Oversize {
-                    len: len as usize,
-                    body: len as usize + 2,
+                    len,
+                    body: len + 2,
                     args_left: count - args.len() - 1,
                 }),
                 unquoted: None,
             }));
         }
-        let end = body + len as usize;
+        let end = body + len;
         if buf.len() < end + 2 {
             return Ok(None);
         }
