@@ -2,8 +2,15 @@
 //! bytes: `*` any run, `?` any byte, `[abc]`, `[^a]`, `[a-z]` classes, and `\`
 //! to escape the next byte.
 
+/// Most `*` runs before the pattern's last byte that Redis follows: its
+/// matcher recurses once per run and gives up (no match) past 1,000.
+const MAX_STAR_RUNS: usize = 1000;
+
 /// Whether `text` matches `pattern` in full.
 pub fn matches(pattern: &[u8], text: &[u8]) -> bool {
+    if inner_star_runs(pattern) > MAX_STAR_RUNS {
+        return false;
+    }
     // Iterative with one backtrack point for the most recent `*`: linear in
     // practice and never recursive, so no pattern can exhaust the stack.
     let (mut p, mut t) = (0, 0);
@@ -61,6 +68,29 @@ pub fn matches(pattern: &[u8], text: &[u8]) -> bool {
         }
     }
     pattern[p..].iter().all(|b| *b == b'*')
+}
+
+/// Runs of unescaped `*` outside classes, not counting one that ends the
+/// pattern (Redis matches a trailing `*` without recursing).
+fn inner_star_runs(pattern: &[u8]) -> usize {
+    let mut runs = 0;
+    let mut i = 0;
+    while i < pattern.len() {
+        match pattern[i] {
+            b'\\' => i += 2,
+            b'[' => i = class(pattern, i, 0).map_or(i + 1, |(_, next)| next),
+            b'*' => {
+                while pattern.get(i) == Some(&b'*') {
+                    i += 1;
+                }
+                if i < pattern.len() {
+                    runs += 1;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    runs
 }
 
 /// Matches `byte` against the class starting at `pattern[open] == '['`;
@@ -150,6 +180,21 @@ mod tests {
                 "{pattern} vs {text}"
             );
         }
+    }
+
+    #[test]
+    fn more_than_a_thousand_inner_star_runs_match_nothing_as_in_redis() {
+        let text = vec![b'a'; 2000];
+        let within = "*?".repeat(MAX_STAR_RUNS);
+        assert!(matches(within.as_bytes(), &text));
+        let beyond = "*?".repeat(MAX_STAR_RUNS + 1);
+        assert!(!matches(beyond.as_bytes(), &text));
+        // A trailing run and escaped or classed stars do not count.
+        let trailing = format!("{}*", "*?".repeat(MAX_STAR_RUNS));
+        assert!(matches(trailing.as_bytes(), &text));
+        let escaped = format!("{}{}", "*?".repeat(MAX_STAR_RUNS), "\\*".repeat(5));
+        let stars = [&text[..], b"*****"].concat();
+        assert!(matches(escaped.as_bytes(), &stars));
     }
 
     #[test]
