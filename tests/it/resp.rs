@@ -542,7 +542,7 @@ async fn redis_cli_and_redis_benchmark_work_against_kafkv() {
             "-p",
             &port,
             "-t",
-            "set,get",
+            "ping,set,get,mset",
             "-n",
             "10000",
             "-q",
@@ -553,10 +553,15 @@ async fn redis_cli_and_redis_benchmark_work_against_kafkv() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout}\n{stderr}");
-    assert!(
-        stdout.contains("SET:") && stdout.contains("GET:"),
-        "{stdout}"
-    );
+    for test in [
+        "PING_INLINE:",
+        "PING_MBULK:",
+        "SET:",
+        "GET:",
+        "MSET (10 keys):",
+    ] {
+        assert!(stdout.contains(test), "{test} missing:\n{stdout}");
+    }
     assert!(
         !stdout.to_lowercase().contains("error") && !stderr.to_lowercase().contains("error"),
         "{stdout}\n{stderr}"
@@ -1116,5 +1121,261 @@ async fn redis_cli_stat_reads_every_figure_it_needs() {
         fields[1].ends_with('M') || fields[1].ends_with('K'),
         "memory: {figures}"
     );
+    kv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_py_pipeline_runs_as_a_multi_exec_transaction() {
+    let (_kafka, kv) = kafkv().await;
+    let python = redis_py();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/py/transaction_pipeline.py"
+    );
+    for protocol in ["2", "3"] {
+        let p = format!("tx{protocol}:");
+        let output = tokio::process::Command::new(&python)
+            .arg(script)
+            .args([&kv.resp.port().to_string(), protocol, &p])
+            .output()
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let lines: Vec<serde_json::Value> = stdout
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(
+            lines[0],
+            serde_json::json!([[true, true, "1", ["1", "2"]], "2"]),
+            "RESP{protocol}"
+        );
+        // redis-py raises the queued command's error once EXEC is refused.
+        let error = lines[1][0].as_str().expect("the refused pipeline raised");
+        assert!(error.contains("unknown command 'NOSUCHCOMMAND'"), "{error}");
+        assert_eq!(lines[1][1], serde_json::Value::Null, "a refused EXEC wrote");
+    }
+    kv.stop().await;
+}
+
+/// Sends `request` (raw RESP) and returns the first `expected_len` bytes
+/// of the reply, for replies checked by prefix.
+async fn exchange(stream: &mut TcpStream, request: &[u8], expected_len: usize) -> String {
+    stream.write_all(request).await.unwrap();
+    let mut got = vec![0; expected_len];
+    tokio::time::timeout(Duration::from_secs(30), stream.read_exact(&mut got))
+        .await
+        .expect("reply in time")
+        .expect("read reply");
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn randomkey_getbit_lcs_memory_object_lastsave_as_redis() {
+    let (_kafka, kv) = kafkv().await;
+    let mut s = TcpStream::connect(kv.resp).await.unwrap();
+    s.write_all(b"RANDOMKEY\r\n").await.unwrap();
+    expect(&mut s, b"$-1\r\n").await;
+
+    let mut c = connect(&format!("redis://{}/", kv.resp)).await;
+    let () = c.set("foo", "x").await.unwrap();
+    let () = c.set("bar", "y").await.unwrap();
+    let () = c.set("gone", "z").await.unwrap();
+    let _: i64 = c.del("gone").await.unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..200 {
+        let key: String = redis::cmd("RANDOMKEY").query_async(&mut c).await.unwrap();
+        seen.insert(key);
+    }
+    assert_eq!(seen, ["bar", "foo"].map(String::from).into());
+
+    // GETBIT: '`' is 0b0110_0000.
+    let () = c.set("bits", "`").await.unwrap();
+    let bits: Vec<i64> = {
+        let mut bits = Vec::new();
+        for offset in [0, 1, 2, 3, 100] {
+            bits.push(c.getbit("bits", offset).await.unwrap());
+        }
+        bits
+    };
+    assert_eq!(bits, [0, 1, 1, 0, 0]);
+    s.write_all(b"GETBIT bits -1\r\n").await.unwrap();
+    expect(
+        &mut s,
+        b"-ERR bit offset is not an integer or out of range\r\n",
+    )
+    .await;
+
+    // LCS with Redis's documented example, in raw RESP2.
+    let () = c.set("key1", "ohmytext").await.unwrap();
+    let () = c.set("key2", "mynewtext").await.unwrap();
+    s.write_all(b"LCS key1 key2\r\nLCS key1 key2 LEN\r\n")
+        .await
+        .unwrap();
+    expect(&mut s, b"$6\r\nmytext\r\n:6\r\n").await;
+    s.write_all(b"LCS key1 key2 IDX MINMATCHLEN 0 WITHMATCHLEN\r\n")
+        .await
+        .unwrap();
+    expect(
+        &mut s,
+        b"*4\r\n$7\r\nmatches\r\n*2\r\n*3\r\n*2\r\n:4\r\n:7\r\n*2\r\n:5\r\n:8\r\n:4\r\n\
+          *3\r\n*2\r\n:2\r\n:3\r\n*2\r\n:0\r\n:1\r\n:2\r\n$3\r\nlen\r\n:6\r\n",
+    )
+    .await;
+    s.write_all(b"LCS key1 key2 LEN IDX\r\n").await.unwrap();
+    expect(
+        &mut s,
+        b"-ERR If you want both the length and indexes, please just use IDX.\r\n",
+    )
+    .await;
+
+    // MEMORY USAGE counts at least the key and value; nil when missing.
+    let usage: i64 = redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg("key2")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(usage >= 4 + 9, "{usage}");
+    s.write_all(b"MEMORY USAGE missing\r\nOBJECT ENCODING missing\r\n")
+        .await
+        .unwrap();
+    expect(&mut s, b"$-1\r\n$-1\r\n").await;
+
+    let () = c.set("n", "12345").await.unwrap();
+    s.write_all(b"OBJECT ENCODING n\r\nOBJECT ENCODING key1\r\nOBJECT REFCOUNT n\r\n")
+        .await
+        .unwrap();
+    expect(&mut s, b"$3\r\nint\r\n$6\r\nembstr\r\n:1\r\n").await;
+    let freq = exchange(&mut s, b"OBJECT FREQ n\r\n", 30).await;
+    assert!(freq.starts_with("-ERR An LFU maxmemory policy"), "{freq}");
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let lastsave: i64 = redis::cmd("LASTSAVE").query_async(&mut c).await.unwrap();
+    assert!((lastsave - now).abs() <= 5, "{lastsave} vs {now}");
+    kv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_set_info_sections_command_info_and_subcommand_errors_as_redis() {
+    let (_kafka, kv) = kafkv().await;
+    let mut c = connect(&format!("redis://{}/", kv.resp)).await;
+    let config_set = |name: &'static str, value: &'static str| {
+        let mut c = c.clone();
+        async move {
+            redis::cmd("CONFIG")
+                .arg("SET")
+                .arg(name)
+                .arg(value)
+                .query_async::<()>(&mut c)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    };
+    // What kafkv already does is accepted; anything else says which flag.
+    assert_eq!(config_set("notify-keyspace-events", "KEA").await, Ok(()));
+    assert_eq!(config_set("save", "").await, Ok(()));
+    let error = config_set("notify-keyspace-events", "Ex")
+        .await
+        .unwrap_err();
+    assert!(error.contains("KEA"), "{error}");
+    let error = config_set("maxclients", "5").await.unwrap_err();
+    assert!(error.contains("--resp-max-connections"), "{error}");
+    let error = config_set("no-such-parameter", "1").await.unwrap_err();
+    assert!(error.contains("Unknown option"), "{error}");
+
+    // Commands and errors are counted; commandstats only in all/everything.
+    let _: Option<String> = c.get("k").await.unwrap();
+    let _ = redis::cmd("GET").query_async::<()>(&mut c).await; // rejected: arity
+    let _ = redis::cmd("NOSUCH").query_async::<()>(&mut c).await;
+    let info = |section: &'static str| {
+        let mut c = c.clone();
+        async move {
+            let info: String = redis::cmd("INFO")
+                .arg(section)
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            info
+        }
+    };
+    let commandstats = info("commandstats").await;
+    let get = commandstats
+        .lines()
+        .find(|l| l.starts_with("cmdstat_get:"))
+        .expect("cmdstat_get");
+    assert!(
+        get.contains("calls=1,") && get.contains("rejected_calls=1,"),
+        "{get}"
+    );
+    assert!(!commandstats.contains("used_memory"), "{commandstats}");
+    let errorstats = info("errorstats").await;
+    assert!(errorstats.contains("errorstat_ERR:count="), "{errorstats}");
+    let default = info("default").await;
+    assert!(!default.contains("rejected_calls") && default.contains("used_memory"));
+    let everything = info("everything").await;
+    for needle in [
+        "rejected_calls",
+        "master_repl_offset",
+        "used_cpu_user",
+        "# Kafka",
+    ] {
+        assert!(
+            everything.contains(needle),
+            "INFO everything lacks {needle}"
+        );
+    }
+    let twice: String = redis::cmd("INFO")
+        .arg("cpu")
+        .arg("all")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(twice.matches("# CPU").count(), 1, "{twice}");
+
+    // Redis 7's COMMAND INFO: ten fields, with key specs for key commands.
+    let info: Value = redis::cmd("COMMAND")
+        .arg("INFO")
+        .arg("get")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let Value::Array(entries) = info else {
+        panic!("{info:?}")
+    };
+    let Value::Array(get) = &entries[0] else {
+        panic!("{entries:?}")
+    };
+    assert_eq!(get.len(), 10, "{get:?}");
+    assert!(
+        matches!(&get[8], Value::Array(specs) if specs.len() == 1),
+        "{get:?}"
+    );
+
+    // Arity errors name the subcommand; names with spaces are refused.
+    let mut s = TcpStream::connect(kv.resp).await.unwrap();
+    s.write_all(b"CLIENT SETNAME\r\nCONFIG GET\r\n")
+        .await
+        .unwrap();
+    expect(
+        &mut s,
+        b"-ERR wrong number of arguments for 'client|setname' command\r\n\
+          -ERR wrong number of arguments for 'config|get' command\r\n",
+    )
+    .await;
+    s.write_all(b"HELLO 2 SETNAME \"a b\"\r\n").await.unwrap();
+    expect(
+        &mut s,
+        b"-ERR Client names cannot contain spaces, newlines or special characters.\r\n",
+    )
+    .await;
     kv.stop().await;
 }

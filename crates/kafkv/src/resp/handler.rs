@@ -13,6 +13,8 @@
 //! reply, or `DISCARD` drops them. An unknown or malformed command while
 //! queueing makes `EXEC` refuse the whole queue (`EXECABORT`), as in Redis.
 
+use std::time::Instant;
+
 use futures::future::join_all;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -148,14 +150,24 @@ impl<'a, R: Replies> Runner<'a, R> {
             return;
         }
         self.finish(session).await;
+        let name = command.counted_name();
+        if command.is_invalid() {
+            // Refused before running: rejected, not a call (as Redis counts).
+            session.server.stats.rejected(name);
+            let reply = command.apply(session).await;
+            self.send(reply, session);
+            return;
+        }
+        let started = Instant::now();
         let reply = command.apply(session).await;
-        self.replies.send(reply, session.resp3);
+        session.server.stats.called(name, started.elapsed(), &reply);
+        self.send(reply, session);
     }
 
     /// Replies `reply` after the writes before it.
     async fn reply(&mut self, reply: Frame, session: &Session) {
         self.finish(session).await;
-        self.replies.send(reply, session.resp3);
+        self.send(reply, session);
     }
 
     /// Runs the pending writes concurrently and sends their replies in order.
@@ -164,10 +176,23 @@ impl<'a, R: Replies> Runner<'a, R> {
             return;
         }
         let store = &session.store;
-        let replies = join_all(self.writes.drain(..).map(|w| w.apply_write(store))).await;
+        let stats = &session.server.stats;
+        let replies = join_all(self.writes.drain(..).map(|write| async move {
+            let name = write.counted_name();
+            let started = Instant::now();
+            let reply = write.apply_write(store).await;
+            stats.called(name, started.elapsed(), &reply);
+            reply
+        }))
+        .await;
         for reply in replies {
-            self.replies.send(reply, session.resp3);
+            self.send(reply, session);
         }
+    }
+
+    fn send(&mut self, reply: Frame, session: &Session) {
+        session.server.stats.replied(&reply);
+        self.replies.send(reply, session.resp3);
     }
 }
 
@@ -202,12 +227,14 @@ async fn run_batch(
             .commands_processed
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if session.needs_auth() && !command.allowed_before_auth() {
+            session.server.stats.rejected(command.counted_name());
             runner
                 .reply(Frame::error("NOAUTH Authentication required."), session)
                 .await;
             continue;
         }
         if session.in_subscribe_mode() && !command.allowed_in_subscribe_mode() {
+            session.server.stats.rejected(command.counted_name());
             let refused = Frame::error(format!(
                 "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / \
                  RESET are allowed in this context",

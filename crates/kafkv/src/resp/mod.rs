@@ -9,6 +9,7 @@
 //! - [`connection`]: framed I/O for one client, buffered both ways.
 //! - [`pubsub`]: keyspace notifications: a connection's subscriptions, the
 //!   messages an applied batch makes for them, the server-wide counts.
+//! - [`stats`]: per-command and per-error counters (`INFO commandstats`).
 //! - [`session`]: a connection's own state and what all connections share.
 //! - [`cmd`]: one file per command, each parsing and applying itself.
 //! - [`handler`]: runs one client's pipeline.
@@ -24,6 +25,7 @@ pub mod parse;
 pub mod pubsub;
 pub mod server;
 pub mod session;
+pub mod stats;
 
 pub use server::run;
 pub use session::RespConfig;

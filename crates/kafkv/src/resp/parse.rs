@@ -8,12 +8,28 @@ use super::frame::Frame;
 pub struct Args {
     /// The command name as sent; lower-cased only for an error message.
     name: Bytes,
+    /// The subcommand read by [`Args::subcommand`], which arity errors name
+    /// as Redis 7 does (`client|setname`).
+    subcommand: Option<Bytes>,
     rest: std::vec::IntoIter<Bytes>,
 }
 
 impl Args {
     pub fn new(name: Bytes, rest: std::vec::IntoIter<Bytes>) -> Self {
-        Self { name, rest }
+        Self {
+            name,
+            subcommand: None,
+            rest,
+        }
+    }
+
+    /// The next argument, required, as the subcommand of a container
+    /// command (`CLIENT`, `CONFIG`, ...): from here on an arity error names
+    /// `command|subcommand`.
+    pub fn subcommand(&mut self) -> Result<Bytes, Frame> {
+        let sub = self.bytes()?;
+        self.subcommand = Some(sub.clone());
+        Ok(sub)
     }
 
     /// The command name as sent.
@@ -73,9 +89,13 @@ impl Args {
     }
 
     pub fn wrong_arity(&self) -> Frame {
+        let mut name = String::from_utf8_lossy(&self.name).to_ascii_lowercase();
+        if let Some(sub) = &self.subcommand {
+            name.push('|');
+            name.push_str(&String::from_utf8_lossy(sub).to_ascii_lowercase());
+        }
         Frame::error(format!(
-            "ERR wrong number of arguments for '{}' command",
-            String::from_utf8_lossy(&self.name).to_ascii_lowercase()
+            "ERR wrong number of arguments for '{name}' command"
         ))
     }
 }

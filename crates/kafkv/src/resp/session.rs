@@ -67,6 +67,8 @@ pub struct Shared {
     pub rejected_connections: AtomicU64,
     /// Commands run since start, for `INFO stats` (and `redis-cli --stat`).
     pub commands_processed: AtomicU64,
+    /// Per-command and per-error counters, for `INFO commandstats|errorstats`.
+    pub stats: super::stats::Stats,
 }
 
 impl Shared {
@@ -82,6 +84,7 @@ impl Shared {
             connections_received: AtomicU64::new(0),
             rejected_connections: AtomicU64::new(0),
             commands_processed: AtomicU64::new(0),
+            stats: super::stats::Stats::new(super::cmd::names()),
         }
     }
 }

@@ -138,4 +138,49 @@ impl View {
         }
         Ok((keys, next.unwrap_or(0)))
     }
+
+    /// A live key picked at random, `None` when there is none, as Redis's
+    /// `RANDOMKEY` picks: a random cursor, then the first live key at or
+    /// after it, wrapping to the start. A key after a run of freed cursors is
+    /// likelier, as one in a sparse hash bucket is in Redis. Acknowledged
+    /// writes the consumer has not applied yet are candidates too, each as
+    /// likely as a key of the table.
+    pub fn random_key(&self) -> Result<Option<Bytes>, StateError> {
+        let inner = self.inner.read();
+        let live = |key: &Bytes| inner.overlay.get(key).is_none_or(|w| w.value.is_some());
+        let mut unapplied = Vec::new();
+        for (key, write) in inner.overlay.iter() {
+            if write.value.is_some() && !self.table.contains(key)? {
+                unapplied.push(key);
+            }
+        }
+        let pick = fastrand::usize(..self.table.len() + unapplied.len().max(1));
+        if let Some(key) = unapplied.get(pick) {
+            return Ok(Some(Bytes::copy_from_slice(key)));
+        }
+        let bound = self.table.cursor_bound()?;
+        // A pick may land on a key an acknowledged delete hides: try again a
+        // few times, then walk the table in order.
+        for _ in 0..8 {
+            if bound == 0 {
+                break;
+            }
+            let (mut page, _) = self.table.cursor_page(fastrand::u64(..bound), 1)?;
+            if page.is_empty() {
+                page = self.table.cursor_page(0, 1)?.0;
+            }
+            if let Some(key) = page.into_iter().find(live) {
+                return Ok(Some(key));
+            }
+        }
+        let mut cursor = Some(0);
+        while let Some(from) = cursor {
+            let (page, next) = self.table.cursor_page(from, 1024)?;
+            if let Some(key) = page.into_iter().find(live) {
+                return Ok(Some(key));
+            }
+            cursor = next;
+        }
+        Ok(unapplied.first().map(|key| Bytes::copy_from_slice(key)))
+    }
 }

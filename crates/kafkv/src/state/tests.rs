@@ -504,3 +504,41 @@ fn an_unwatched_view_publishes_nothing() {
     assert_eq!(from, vec![1]);
     assert!(rx.try_recv().is_err());
 }
+
+#[test]
+fn random_key_picks_every_live_key_and_never_a_deleted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (disk, _) = disk_view(&dir, vec![0]);
+    let memory = View::in_memory(vec![0]);
+    for view in [&disk, &memory] {
+        assert_eq!(view.random_key().unwrap(), None);
+        let keys: Vec<String> = (0..10).map(|i| format!("k{i}")).collect();
+        put_each(view, &keys);
+        // Applied deletes, an acknowledged one and an acknowledged put not
+        // applied yet.
+        apply(view, vec![del(0, 10, "k1"), del(0, 11, "k2")]);
+        view.acknowledge(b"k3", None, 0, 12);
+        view.acknowledge(b"fresh", Some(Bytes::from_static(b"v")), 0, 13);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..2000 {
+            seen.insert(view.random_key().unwrap().unwrap());
+        }
+        let expected: std::collections::BTreeSet<Bytes> =
+            ["fresh", "k0", "k4", "k5", "k6", "k7", "k8", "k9"]
+                .into_iter()
+                .map(|k| Bytes::copy_from_slice(k.as_bytes()))
+                .collect();
+        assert_eq!(seen, expected);
+
+        // Every key deleted; then one acknowledged put.
+        let mut rest = vec![del(0, 12, "k3"), put(0, 13, "fresh", "v")];
+        let others = ["k0", "k4", "k5", "k6", "k7", "k8", "k9", "fresh"];
+        for (n, key) in others.iter().enumerate() {
+            rest.push(del(0, 14 + n as i64, key));
+        }
+        apply(view, rest);
+        assert_eq!(view.random_key().unwrap(), None);
+        view.acknowledge(b"late", Some(Bytes::from_static(b"v")), 0, 30);
+        assert_eq!(view.random_key().unwrap().as_deref(), Some(&b"late"[..]));
+    }
+}

@@ -231,6 +231,13 @@ impl Store {
         Ok(self.shared.view.keys(prefix)?)
     }
 
+    /// A live key picked at random, `None` when the store is empty (see
+    /// `View::random_key`).
+    pub fn random_key(&self) -> Result<Option<Bytes>, ReadError> {
+        self.ensure_ready()?;
+        Ok(self.shared.view.random_key()?)
+    }
+
     /// One page of a stateless key iteration (see `View::scan_from`).
     pub fn scan_from(&self, cursor: u64, count: usize) -> Result<(Vec<Bytes>, u64), ReadError> {
         self.ensure_ready()?;

@@ -10,6 +10,17 @@ pub const SPECS: &[Spec] = &[Spec {
     before_auth: false,
 }];
 
+/// Refuses a connection name Redis refuses (`CLIENT SETNAME`, `HELLO ...
+/// SETNAME`): names show in one line of `CLIENT LIST`.
+pub fn check_name(name: &[u8]) -> Result<(), Frame> {
+    if name.iter().any(|b| *b <= b' ' || *b > b'~') {
+        return Err(Frame::error(
+            "ERR Client names cannot contain spaces, newlines or special characters.",
+        ));
+    }
+    Ok(())
+}
+
 pub enum Client {
     SetName(bytes::Bytes),
     GetName,
@@ -19,15 +30,11 @@ pub enum Client {
 
 impl Client {
     pub fn parse(args: &mut Args) -> Result<Self, Frame> {
-        let sub = args.bytes()?;
+        let sub = args.subcommand()?;
         let client = match sub.to_ascii_uppercase().as_slice() {
             b"SETNAME" => {
                 let name = args.bytes()?;
-                if name.iter().any(|b| *b <= b' ' || *b > b'~') {
-                    return Err(Frame::error(
-                        "ERR Client names cannot contain spaces, newlines or special characters.",
-                    ));
-                }
+                check_name(&name)?;
                 Client::SetName(name)
             }
             b"GETNAME" => Client::GetName,

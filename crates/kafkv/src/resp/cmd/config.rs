@@ -1,8 +1,11 @@
-//! `CONFIG GET pattern [pattern ...]`: the parameters clients and
-//! redis-benchmark ask for, read-only.
+//! `CONFIG GET pattern [pattern ...]` and `CONFIG SET parameter value
+//! [parameter value ...]` over the parameters clients, tools and Redis's test
+//! harness ask for. kafkv's settings are fixed at start-up, so `SET` accepts
+//! a value only when it is what kafkv already does, and otherwise says which
+//! `kafkv serve` flag sets it.
 
 use super::{Args, Frame, Kind, Session, Spec};
-use crate::resp::glob;
+use crate::resp::{glob, pubsub::NOTIFY_KEYSPACE_EVENTS};
 
 pub const SPECS: &[Spec] = &[Spec {
     name: "config",
@@ -12,51 +15,154 @@ pub const SPECS: &[Spec] = &[Spec {
     before_auth: false,
 }];
 
-pub struct Config {
-    patterns: Vec<bytes::Bytes>,
+pub enum Config {
+    Get(Vec<bytes::Bytes>),
+    Set(Vec<(String, bytes::Bytes)>),
+}
+
+/// A parameter: its name, its value here, and the `kafkv serve` flag that
+/// sets it (`None`: kafkv has no other value for it).
+struct Parameter {
+    name: &'static str,
+    value: String,
+    flag: Option<&'static str>,
+}
+
+fn parameters(session: &Session) -> Vec<Parameter> {
+    let config = &session.server.config;
+    let fixed = |name, value: &str| Parameter {
+        name,
+        value: value.to_owned(),
+        flag: None,
+    };
+    vec![
+        fixed("save", ""),
+        fixed("appendonly", "no"),
+        fixed("databases", "1"),
+        fixed("timeout", "0"),
+        fixed("notify-keyspace-events", NOTIFY_KEYSPACE_EVENTS),
+        Parameter {
+            name: "maxclients",
+            value: config.max_connections.to_string(),
+            flag: Some("--resp-max-connections"),
+        },
+        Parameter {
+            name: "proto-max-bulk-len",
+            value: config.limits.max_bulk.to_string(),
+            flag: Some("--max-value-bytes"),
+        },
+    ]
 }
 
 impl Config {
     pub fn parse(args: &mut Args) -> Result<Self, Frame> {
-        let sub = args.bytes()?;
-        if !sub.eq_ignore_ascii_case(b"GET") {
-            return Err(Frame::error(format!(
+        let sub = args.subcommand()?;
+        match sub.to_ascii_uppercase().as_slice() {
+            b"GET" => Ok(Self::Get(args.one_or_more()?)),
+            b"SET" => {
+                let rest = args.one_or_more()?;
+                if rest.len() % 2 != 0 {
+                    return Err(args.wrong_arity());
+                }
+                let pairs = rest
+                    .chunks_exact(2)
+                    .map(|pair| {
+                        let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
+                        (name, pair[1].clone())
+                    })
+                    .collect();
+                Ok(Self::Set(pairs))
+            }
+            _ => Err(Frame::error(format!(
                 "ERR CONFIG {} is not supported by kafkv: its configuration is set at start-up \
                  (kafkv serve --help)",
                 String::from_utf8_lossy(&sub).to_ascii_uppercase()
-            )));
+            ))),
         }
-        let patterns = args.rest();
-        if patterns.is_empty() {
-            return Err(args.wrong_arity());
-        }
-        Ok(Self { patterns })
     }
 
     pub fn apply(self, session: &mut Session) -> Frame {
-        let config = &session.server.config;
-        let parameters = [
-            ("save", String::new()),
-            ("appendonly", "no".to_owned()),
-            ("databases", "1".to_owned()),
-            ("maxclients", config.max_connections.to_string()),
-            ("proto-max-bulk-len", config.limits.max_bulk.to_string()),
-            ("timeout", "0".to_owned()),
-            (
-                "notify-keyspace-events",
-                crate::resp::pubsub::NOTIFY_KEYSPACE_EVENTS.to_owned(),
+        let parameters = parameters(session);
+        match self {
+            Self::Get(patterns) => Frame::Map(
+                parameters
+                    .into_iter()
+                    .filter(|p| {
+                        patterns
+                            .iter()
+                            .any(|pattern| glob::matches(&pattern.to_ascii_lowercase(), p.name.as_bytes()))
+                    })
+                    .map(|p| (Frame::bulk(p.name), Frame::bulk(p.value)))
+                    .collect(),
             ),
-        ];
-        Frame::Map(
-            parameters
-                .into_iter()
-                .filter(|(name, _)| {
-                    self.patterns
-                        .iter()
-                        .any(|p| glob::matches(&p.to_ascii_lowercase(), name.as_bytes()))
-                })
-                .map(|(name, value)| (Frame::bulk(name), Frame::bulk(value)))
-                .collect(),
-        )
+            // All or nothing, as Redis: every pair is checked before any answer.
+            Self::Set(pairs) => {
+                for (name, value) in &pairs {
+                    let Some(parameter) = parameters.iter().find(|p| p.name == name) else {
+                        return Frame::error(format!(
+                            "ERR Unknown option or number of arguments for CONFIG SET - '{name}' \
+                             (kafkv's configuration is set at start-up: kafkv serve --help)"
+                        ));
+                    };
+                    if let Err(reason) = accepts(parameter, value) {
+                        return Frame::error(format!(
+                            "ERR CONFIG SET failed (possibly related to argument '{name}') - \
+                             {reason}"
+                        ));
+                    }
+                }
+                Frame::ok()
+            }
+        }
+    }
+}
+
+/// Whether setting `parameter` to `value` changes nothing kafkv does.
+fn accepts(parameter: &Parameter, value: &[u8]) -> Result<(), String> {
+    if parameter.name == "notify-keyspace-events" {
+        return notify_classes_cover_kafkv(value);
+    }
+    if value.eq_ignore_ascii_case(parameter.value.as_bytes()) {
+        return Ok(());
+    }
+    Err(match parameter.flag {
+        Some(flag) => format!(
+            "kafkv sets {} at start-up (kafkv serve {flag}); it is {}",
+            parameter.name, parameter.value
+        ),
+        None => format!(
+            "kafkv has no other value for {}: it is '{}'",
+            parameter.name, parameter.value
+        ),
+    })
+}
+
+/// kafkv always publishes generic and string events on both kinds of
+/// channel; a configuration that includes them (`KEA`, `KEg$`, ...) asks for
+/// nothing kafkv leaves out. One that excludes some cannot be honoured.
+fn notify_classes_cover_kafkv(value: &[u8]) -> Result<(), String> {
+    let has = |class: u8| value.contains(&class) || (b"g$".contains(&class) && value.contains(&b'A'));
+    if NOTIFY_KEYSPACE_EVENTS.bytes().all(has) {
+        Ok(())
+    } else {
+        Err(format!(
+            "kafkv always sends keyspace notifications for '{NOTIFY_KEYSPACE_EVENTS}' and cannot \
+             turn any of them off; set a value that includes them, such as 'KEA'"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::notify_classes_cover_kafkv;
+
+    #[test]
+    fn notify_keyspace_events_must_include_what_kafkv_sends() {
+        for ok in ["KEA", "AKE", "g$KE", "KEg$xe", "KEAm"] {
+            assert!(notify_classes_cover_kafkv(ok.as_bytes()).is_ok(), "{ok}");
+        }
+        for refused in ["", "KA", "EA", "KEg", "KE$", "Kx"] {
+            assert!(notify_classes_cover_kafkv(refused.as_bytes()).is_err(), "{refused}");
+        }
     }
 }

@@ -34,7 +34,11 @@ impl Hello {
         while let Some(option) = args.optional() {
             match option.to_ascii_uppercase().as_slice() {
                 b"AUTH" => hello.auth = Some((args.bytes()?, args.bytes()?)),
-                b"SETNAME" => hello.name = Some(args.bytes()?),
+                b"SETNAME" => {
+                    let name = args.bytes()?;
+                    super::client::check_name(&name)?;
+                    hello.name = Some(name);
+                }
                 _ => {
                     return Err(Frame::error(format!(
                         "ERR Syntax error in HELLO option '{}'",

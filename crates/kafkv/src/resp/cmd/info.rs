@@ -1,7 +1,8 @@
 //! `INFO [section ...]`: server, clients, memory, persistence, stats,
-//! replication, cpu, keyspace (the fields `redis-cli --stat` and Redis's
-//! test suite read), and a `kafka` section with the topic, partitions,
-//! applied offsets and lag.
+//! replication, cpu, commandstats, errorstats, keyspace (the fields
+//! `redis-cli --stat` and Redis's test suite read), and a `kafka` section
+//! with the topic, partitions, applied offsets and lag. Sections are chosen
+//! as in Redis 7: by name, `default`, `all` or `everything`, several at once.
 
 use std::{fmt::Write, sync::atomic::Ordering};
 
@@ -14,6 +15,21 @@ pub const SPECS: &[Spec] = &[Spec {
     kind: Kind::Read,
     before_auth: false,
 }];
+
+/// What `INFO` and `INFO default` show; `all` and `everything` add
+/// `commandstats`, as in Redis.
+const DEFAULT_SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "errorstats",
+    "keyspace",
+    "kafka",
+];
 
 /// The Redis version kafkv's command set and replies follow.
 pub const REDIS_VERSION: &str = "7.2.0";
@@ -33,12 +49,15 @@ impl Info {
     }
 
     pub fn apply(self, session: &mut Session) -> Frame {
+        // Each section at most once, in Redis's order, however often asked.
         let wants = |name: &str| {
-            self.sections.is_empty()
-                || self
-                    .sections
-                    .iter()
-                    .any(|s| s == name || s == "all" || s == "everything" || s == "default")
+            let default = DEFAULT_SECTIONS.contains(&name);
+            if self.sections.is_empty() {
+                return default;
+            }
+            self.sections.iter().any(|s| {
+                s == name || s == "all" || s == "everything" || (s == "default" && default)
+            })
         };
         let server = &session.server;
         let store = &session.store;
@@ -81,9 +100,10 @@ impl Info {
             let _ = write!(
                 text,
                 "# Persistence\r\nloading:{}\r\nasync_loading:0\r\nrdb_changes_since_last_save:0\r\n\
-                 rdb_bgsave_in_progress:0\r\nrdb_last_bgsave_status:ok\r\naof_enabled:0\r\n\
-                 aof_rewrite_in_progress:0\r\n\r\n",
+                 rdb_bgsave_in_progress:0\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:ok\r\n\
+                 aof_enabled:0\r\naof_rewrite_in_progress:0\r\n\r\n",
                 u8::from(!store.is_ready()),
+                super::lastsave::unix_seconds(),
             );
         }
         if wants("stats") {
@@ -92,16 +112,21 @@ impl Info {
                 "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
                  instantaneous_ops_per_sec:0\r\nrejected_connections:{}\r\nexpired_keys:0\r\n\
                  evicted_keys:0\r\nkeyspace_hits:0\r\nkeyspace_misses:0\r\n\
-                 pubsub_channels:{}\r\npubsub_patterns:{}\r\n\r\n",
+                 pubsub_channels:{}\r\npubsub_patterns:{}\r\ntotal_error_replies:{}\r\n\r\n",
                 server.connections_received.load(Ordering::Relaxed),
                 server.commands_processed.load(Ordering::Relaxed),
                 server.rejected_connections.load(Ordering::Relaxed),
                 server.pubsub.channels(None).len(),
                 server.pubsub.patterns(),
+                server.stats.error_replies(),
             );
         }
         if wants("replication") {
-            text.push_str("# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n");
+            // Kafka replicates kafkv's data; a kafkv has no Redis replicas.
+            text.push_str(
+                "# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_failover_state:no-failover\r\n\
+                 master_repl_offset:0\r\nsecond_repl_offset:-1\r\nrepl_backlog_active:0\r\n\r\n",
+            );
         }
         if wants("cpu") {
             let _ = write!(
@@ -109,6 +134,16 @@ impl Info {
                 "# CPU\r\nused_cpu_sys:{:.6}\r\nused_cpu_user:{:.6}\r\n\r\n",
                 process.cpu_sys, process.cpu_user,
             );
+        }
+        if wants("commandstats") {
+            text.push_str("# Commandstats\r\n");
+            server.stats.write_commands(&mut text);
+            text.push_str("\r\n");
+        }
+        if wants("errorstats") {
+            text.push_str("# Errorstats\r\n");
+            server.stats.write_errors(&mut text);
+            text.push_str("\r\n");
         }
         let status = store.status();
         if wants("keyspace") {

@@ -72,8 +72,9 @@ macro_rules! commands {
             $($variant($module::$command),)*
             $($write($write_module::$write_command),)*
             Unknown(unknown::Unknown),
-            /// Arguments that did not parse: the reply is the error.
-            Invalid(Frame),
+            /// Arguments that did not parse for the command named by the
+            /// spec: the reply is the error.
+            Invalid(&'static Spec, Frame),
         }
 
         /// The table rows, one per spec, in name order.
@@ -104,7 +105,7 @@ macro_rules! commands {
                 match self {
                     $(Command::$variant(_) => $module::SPECS,)*
                     $(Command::$write(_) => $write_module::SPECS,)*
-                    Command::Unknown(_) | Command::Invalid(_) => &[],
+                    Command::Unknown(_) | Command::Invalid(..) => &[],
                 }
             }
 
@@ -122,7 +123,7 @@ macro_rules! commands {
                 match self {
                     $(Command::$variant(cmd) => cmd.apply(session),)*
                     Command::Unknown(cmd) => cmd.apply(),
-                    Command::Invalid(reply) => reply,
+                    Command::Invalid(_, reply) => reply,
                     write @ ($(Command::$write(_))|*) => {
                         write.apply_write(&session.store).await
                     }
@@ -142,17 +143,23 @@ commands! {
         Echo(echo::Echo),
         Exists(exists::Exists),
         Get(get::Get),
+        GetBit(getbit::GetBit),
         GetRange(getrange::GetRange),
         Hello(hello::Hello),
         Info(info::Info),
         Keys(keys::Keys),
+        LastSave(lastsave::LastSave),
+        Lcs(lcs::Lcs),
+        Memory(memory::Memory),
         MGet(mget::MGet),
+        Object(object::Object),
         Time(time::Time),
         Transaction(multi::Transaction),
         Ping(ping::Ping),
         PubSub(pubsub::PubSub),
         Publish(publish::Publish),
         Quit(quit::Quit),
+        RandomKey(randomkey::RandomKey),
         Scan(scan::Scan),
         Scripting(scripting::Scripting),
         Select(select::Select),
@@ -183,6 +190,11 @@ fn table() -> &'static [Entry] {
     TABLE.get_or_init(build_table)
 }
 
+/// Every command name, in the table's (name) order.
+pub fn names() -> Vec<&'static str> {
+    table().iter().map(|entry| entry.spec.name).collect()
+}
+
 /// The table row for a command name, in any case.
 fn find(name: &[u8]) -> Option<&'static Entry> {
     // Lower-case the name on the stack: this runs for every request. A name
@@ -203,6 +215,20 @@ impl Command {
         self.specs().first().map_or("", |spec| spec.name)
     }
 
+    /// The name `INFO commandstats` counts it under: its own, or the one a
+    /// malformed request used; empty for an unknown command.
+    pub fn counted_name(&self) -> &'static str {
+        match self {
+            Command::Invalid(spec, _) => spec.name,
+            _ => self.name(),
+        }
+    }
+
+    /// Whether its arguments did not parse (the reply is the error).
+    pub fn is_invalid(&self) -> bool {
+        matches!(self, Command::Invalid(..))
+    }
+
     /// How the command takes part in `MULTI`: `"multi"`, `"exec"`,
     /// `"discard"`, `"watch"` and `"quit"` are not queued; `""` is an
     /// unknown or malformed request; anything else (`"queued"`) is queued.
@@ -211,7 +237,7 @@ impl Command {
             Command::Transaction(transaction) => transaction.verb(),
             Command::Watch(watch) if !watch.is_unwatch() => "watch",
             Command::Quit(_) => "quit",
-            Command::Unknown(_) | Command::Invalid(_) => "",
+            Command::Unknown(_) | Command::Invalid(..) => "",
             _ => "queued",
         }
     }
@@ -236,11 +262,12 @@ impl Command {
         let mut parts = parts.into_iter();
         let name = parts.next()?;
         let mut args = Args::new(name.clone(), parts);
-        let parsed = match find(&name) {
-            Some(entry) => (entry.parse)(&mut args),
-            None => Ok(Command::Unknown(unknown::Unknown::new(&name, &mut args))),
-        };
-        Some(parsed.unwrap_or_else(Command::Invalid))
+        Some(match find(&name) {
+            Some(entry) => {
+                (entry.parse)(&mut args).unwrap_or_else(|reply| Command::Invalid(entry.spec, reply))
+            }
+            None => Command::Unknown(unknown::Unknown::new(&name, &mut args)),
+        })
     }
 
     /// How it runs in a pipeline; unknown and invalid requests are answered
@@ -271,6 +298,8 @@ mod tests {
         &["GET", "*"],
         &["NUMPAT"],
         &["k", "0", "0"],
+        &["USAGE", "k"],
+        &["ENCODING", "k"],
     ];
 
     fn parse(name: &str, args: &[&str]) -> Command {
@@ -316,7 +345,7 @@ mod tests {
                 for args in SAMPLE_ARGS {
                     match parse(&name, args) {
                         Command::Unknown(_) => panic!("{name} is an unknown command"),
-                        Command::Invalid(_) => {}
+                        Command::Invalid(..) => {}
                         command => {
                             parsed = Some(command);
                             break;
@@ -343,7 +372,10 @@ mod tests {
     #[test]
     fn unknown_and_invalid_requests_run_as_reads_and_need_auth() {
         for command in [parse("nosuchcommand", &["a"]), parse("get", &[])] {
-            assert!(matches!(command, Command::Unknown(_) | Command::Invalid(_)));
+            assert!(matches!(
+                command,
+                Command::Unknown(_) | Command::Invalid(..)
+            ));
             assert_eq!(command.kind(), Kind::Read);
             assert!(!command.allowed_before_auth());
         }

@@ -19,7 +19,7 @@ pub enum PubSub {
 
 impl PubSub {
     pub fn parse(args: &mut Args) -> Result<Self, Frame> {
-        let sub = args.bytes()?.to_ascii_uppercase();
+        let sub = args.subcommand()?.to_ascii_uppercase();
         let parsed = match &sub[..] {
             b"CHANNELS" => PubSub::Channels(args.optional()),
             b"NUMSUB" => PubSub::NumSub(args.rest()),

@@ -28,7 +28,7 @@ pub struct Scripting {
 impl Scripting {
     pub fn parse(args: &mut Args) -> Result<Self, Frame> {
         let command = String::from_utf8_lossy(args.name()).to_ascii_uppercase();
-        let sub = args.bytes()?;
+        let sub = args.subcommand()?;
         if sub.eq_ignore_ascii_case(b"FLUSH") {
             if let Some(mode) = args.optional()
                 && !mode.eq_ignore_ascii_case(b"ASYNC")

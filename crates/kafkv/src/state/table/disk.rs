@@ -378,6 +378,13 @@ impl Table for DiskTable {
         }))
     }
 
+    fn cursor_bound(&self) -> Result<u64, StateError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let order = txn.open_table(ORDER).map_err(|e| self.err(e))?;
+        let last = order.last().map_err(|e| self.err(e))?;
+        Ok(last.map_or(0, |(sequence, _)| sequence.value() + 1))
+    }
+
     /// The cursor is the key's sequence number (`order`).
     fn cursor_page(
         &self,

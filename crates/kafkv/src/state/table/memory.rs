@@ -113,6 +113,10 @@ impl Table for MemoryTable {
         Ok((page, slots.next().map(|(id, _)| id as u64)))
     }
 
+    fn cursor_bound(&self) -> Result<u64, StateError> {
+        Ok(self.entries.read().slots.len() as u64)
+    }
+
     /// Nothing to persist.
     fn commit(&self, _: &[&Record], _: &[i64], _: &[Option<bool>]) -> Result<(), StateError> {
         Ok(())

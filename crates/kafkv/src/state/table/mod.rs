@@ -119,6 +119,10 @@ pub(crate) trait Table: Send + Sync + fmt::Debug {
         count: usize,
     ) -> Result<(Vec<Bytes>, Option<u64>), StateError>;
 
+    /// A cursor above every cursor a live key holds now (0 when empty): the
+    /// range `RANDOMKEY` picks a start from.
+    fn cursor_bound(&self) -> Result<u64, StateError>;
+
     /// Step 1 of applying `records` (new to this table, in log order per
     /// partition): persist them with `positions` (the next offset per
     /// partition after them) as the checkpoint, in one transaction.

@@ -1,0 +1,109 @@
+//! `OBJECT ENCODING|REFCOUNT|IDLETIME|FREQ key`: what Redis reports about a
+//! key's in-memory object, where kafkv has a sensible answer. All answer nil
+//! for a missing key.
+
+use super::{Args, Frame, Kind, Session, Spec};
+
+pub const SPECS: &[Spec] = &[Spec {
+    name: "object",
+    arity: -2,
+    flags: &["readonly"],
+    kind: Kind::Read,
+    before_auth: false,
+}];
+
+/// Redis keeps strings up to this long in one allocation with their header.
+const EMBSTR_MAX: usize = 44;
+
+enum Field {
+    Encoding,
+    RefCount,
+    IdleTime,
+    Freq,
+}
+
+pub struct Object {
+    field: Field,
+    key: bytes::Bytes,
+}
+
+impl Object {
+    pub fn parse(args: &mut Args) -> Result<Self, Frame> {
+        let sub = args.subcommand()?;
+        let field = match sub.to_ascii_uppercase().as_slice() {
+            b"ENCODING" => Field::Encoding,
+            b"REFCOUNT" => Field::RefCount,
+            b"IDLETIME" => Field::IdleTime,
+            b"FREQ" => Field::Freq,
+            _ => {
+                return Err(Frame::error(format!(
+                    "ERR unknown subcommand '{}'. Try OBJECT HELP.",
+                    String::from_utf8_lossy(&sub)
+                )));
+            }
+        };
+        let key = args.single()?;
+        Ok(Self { field, key })
+    }
+
+    pub fn apply(self, session: &mut Session) -> Frame {
+        let field = self.field;
+        super::with_value(session, &self.key, |found| {
+            let Some(found) = found else {
+                return Frame::Null;
+            };
+            match field {
+                // The encoding Redis would choose for this value, so clients
+                // that branch on it behave as they would against Redis.
+                Field::Encoding => Frame::bulk(encoding(&found.value)),
+                // Nothing shares a kafkv value.
+                Field::RefCount => Frame::Integer(1),
+                // Redis's answers when its maxmemory policy does not track
+                // these (kafkv's is noeviction, and it tracks no access).
+                Field::IdleTime => Frame::error(
+                    "ERR kafkv does not track when keys were last read, so OBJECT IDLETIME has \
+                     no answer",
+                ),
+                Field::Freq => Frame::error(
+                    "ERR An LFU maxmemory policy is not selected, access frequency not tracked. \
+                     Please note that when switching between policies at runtime LRU and LFU \
+                     data will take some time to adjust.",
+                ),
+            }
+        })
+    }
+}
+
+/// `int` for a value Redis would store as a number, `embstr` for a short
+/// string, `raw` otherwise.
+fn encoding(value: &[u8]) -> &'static str {
+    let canonical_integer = value.len() <= 20
+        && std::str::from_utf8(value)
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok())
+            .is_some_and(|n| n.to_string().as_bytes() == value);
+    if canonical_integer {
+        "int"
+    } else if value.len() <= EMBSTR_MAX {
+        "embstr"
+    } else {
+        "raw"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::encoding;
+
+    #[test]
+    fn encodings_as_redis_chooses_them() {
+        assert_eq!(encoding(b"12345"), "int");
+        assert_eq!(encoding(b"-7"), "int");
+        assert_eq!(encoding(b"007"), "embstr");
+        assert_eq!(encoding(b"+1"), "embstr");
+        assert_eq!(encoding(b"hello"), "embstr");
+        assert_eq!(encoding(&[b'x'; 44]), "embstr");
+        assert_eq!(encoding(&[b'x'; 45]), "raw");
+        assert_eq!(encoding(b"99999999999999999999"), "embstr");
+    }
+}
