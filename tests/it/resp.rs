@@ -902,20 +902,21 @@ fn redis_py() -> std::path::PathBuf {
     python
 }
 
+/// A command running `tests/py/<script>` with redis-py's Python.
+fn redis_py_script(script: &str) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(redis_py());
+    command.arg(format!("{}/tests/py/{script}", env!("CARGO_MANIFEST_DIR")));
+    command
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_py_receives_keyspace_notifications_in_resp2_and_resp3() {
     use tokio::io::{AsyncBufReadExt, BufReader};
 
     let (_kafka, kv) = kafkv().await;
-    let python = redis_py();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/py/keyspace_notifications.py"
-    );
     for protocol in ["2", "3"] {
         let p = format!("py{protocol}:");
-        let mut child = tokio::process::Command::new(&python)
-            .arg(script)
+        let mut child = redis_py_script("keyspace_notifications.py")
             .args([&kv.resp.port().to_string(), protocol, &p, "7"])
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
@@ -1127,15 +1128,9 @@ async fn redis_cli_stat_reads_every_figure_it_needs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_py_pipeline_runs_as_a_multi_exec_transaction() {
     let (_kafka, kv) = kafkv().await;
-    let python = redis_py();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/py/transaction_pipeline.py"
-    );
     for protocol in ["2", "3"] {
         let p = format!("tx{protocol}:");
-        let output = tokio::process::Command::new(&python)
-            .arg(script)
+        let output = redis_py_script("transaction_pipeline.py")
             .args([&kv.resp.port().to_string(), protocol, &p])
             .output()
             .await
@@ -1175,12 +1170,17 @@ async fn exchange(stream: &mut TcpStream, request: &[u8], expected_len: usize) -
     String::from_utf8_lossy(&got).into_owned()
 }
 
+/// Sends `request` and checks that exactly `expected` comes back.
+async fn ask(stream: &mut TcpStream, request: &[u8], expected: &[u8]) {
+    stream.write_all(request).await.unwrap();
+    expect(stream, expected).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn randomkey_getbit_lcs_memory_object_lastsave_as_redis() {
     let (_kafka, kv) = kafkv().await;
     let mut s = TcpStream::connect(kv.resp).await.unwrap();
-    s.write_all(b"RANDOMKEY\r\n").await.unwrap();
-    expect(&mut s, b"$-1\r\n").await;
+    ask(&mut s, b"RANDOMKEY\r\n", b"$-1\r\n").await;
 
     let mut c = connect(&format!("redis://{}/", kv.resp)).await;
     let () = c.set("foo", "x").await.unwrap();
@@ -1204,9 +1204,9 @@ async fn randomkey_getbit_lcs_memory_object_lastsave_as_redis() {
         bits
     };
     assert_eq!(bits, [0, 1, 1, 0, 0]);
-    s.write_all(b"GETBIT bits -1\r\n").await.unwrap();
-    expect(
+    ask(
         &mut s,
+        b"GETBIT bits -1\r\n",
         b"-ERR bit offset is not an integer or out of range\r\n",
     )
     .await;
@@ -1214,22 +1214,22 @@ async fn randomkey_getbit_lcs_memory_object_lastsave_as_redis() {
     // LCS with Redis's documented example, in raw RESP2.
     let () = c.set("key1", "ohmytext").await.unwrap();
     let () = c.set("key2", "mynewtext").await.unwrap();
-    s.write_all(b"LCS key1 key2\r\nLCS key1 key2 LEN\r\n")
-        .await
-        .unwrap();
-    expect(&mut s, b"$6\r\nmytext\r\n:6\r\n").await;
-    s.write_all(b"LCS key1 key2 IDX MINMATCHLEN 0 WITHMATCHLEN\r\n")
-        .await
-        .unwrap();
-    expect(
+    ask(
         &mut s,
+        b"LCS key1 key2\r\nLCS key1 key2 LEN\r\n",
+        b"$6\r\nmytext\r\n:6\r\n",
+    )
+    .await;
+    ask(
+        &mut s,
+        b"LCS key1 key2 IDX MINMATCHLEN 0 WITHMATCHLEN\r\n",
         b"*4\r\n$7\r\nmatches\r\n*2\r\n*3\r\n*2\r\n:4\r\n:7\r\n*2\r\n:5\r\n:8\r\n:4\r\n\
           *3\r\n*2\r\n:2\r\n:3\r\n*2\r\n:0\r\n:1\r\n:2\r\n$3\r\nlen\r\n:6\r\n",
     )
     .await;
-    s.write_all(b"LCS key1 key2 LEN IDX\r\n").await.unwrap();
-    expect(
+    ask(
         &mut s,
+        b"LCS key1 key2 LEN IDX\r\n",
         b"-ERR If you want both the length and indexes, please just use IDX.\r\n",
     )
     .await;
@@ -1242,16 +1242,20 @@ async fn randomkey_getbit_lcs_memory_object_lastsave_as_redis() {
         .await
         .unwrap();
     assert!(usage >= 4 + 9, "{usage}");
-    s.write_all(b"MEMORY USAGE missing\r\nOBJECT ENCODING missing\r\n")
-        .await
-        .unwrap();
-    expect(&mut s, b"$-1\r\n$-1\r\n").await;
+    ask(
+        &mut s,
+        b"MEMORY USAGE missing\r\nOBJECT ENCODING missing\r\n",
+        b"$-1\r\n$-1\r\n",
+    )
+    .await;
 
     let () = c.set("n", "12345").await.unwrap();
-    s.write_all(b"OBJECT ENCODING n\r\nOBJECT ENCODING key1\r\nOBJECT REFCOUNT n\r\n")
-        .await
-        .unwrap();
-    expect(&mut s, b"$3\r\nint\r\n$6\r\nembstr\r\n:1\r\n").await;
+    ask(
+        &mut s,
+        b"OBJECT ENCODING n\r\nOBJECT ENCODING key1\r\nOBJECT REFCOUNT n\r\n",
+        b"$3\r\nint\r\n$6\r\nembstr\r\n:1\r\n",
+    )
+    .await;
     let freq = exchange(&mut s, b"OBJECT FREQ n\r\n", 30).await;
     assert!(freq.starts_with("-ERR An LFU maxmemory policy"), "{freq}");
 
@@ -1362,18 +1366,16 @@ async fn config_set_info_sections_command_info_and_subcommand_errors_as_redis() 
 
     // Arity errors name the subcommand; names with spaces are refused.
     let mut s = TcpStream::connect(kv.resp).await.unwrap();
-    s.write_all(b"CLIENT SETNAME\r\nCONFIG GET\r\n")
-        .await
-        .unwrap();
-    expect(
+    ask(
         &mut s,
+        b"CLIENT SETNAME\r\nCONFIG GET\r\n",
         b"-ERR wrong number of arguments for 'client|setname' command\r\n\
           -ERR wrong number of arguments for 'config|get' command\r\n",
     )
     .await;
-    s.write_all(b"HELLO 2 SETNAME \"a b\"\r\n").await.unwrap();
-    expect(
+    ask(
         &mut s,
+        b"HELLO 2 SETNAME \"a b\"\r\n",
         b"-ERR Client names cannot contain spaces, newlines or special characters.\r\n",
     )
     .await;

@@ -89,7 +89,7 @@ impl Info {
                 text,
                 "# Memory\r\nused_memory:{rss}\r\nused_memory_human:{human}\r\n\
                  used_memory_rss:{rss}\r\nused_memory_peak:{rss}\r\nmaxmemory:0\r\n\
-                 maxmemory_policy:noeviction\r\nmem_fragmentation_ratio:1.00\r\n\r\n",
+                 maxmemory_policy:noeviction\r\nmem_fragmentation_ratio:1.00\r\nmem_allocator:libc\r\n\r\n",
                 rss = process.rss_bytes,
                 human = human_bytes(process.rss_bytes),
             );

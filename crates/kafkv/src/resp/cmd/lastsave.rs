@@ -27,7 +27,5 @@ impl LastSave {
 
 /// Seconds since the Unix epoch, now.
 pub fn unix_seconds() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |now| now.as_secs() as i64)
+    super::time::since_epoch().as_secs() as i64
 }

@@ -19,12 +19,17 @@ impl Time {
     }
 
     pub fn apply(self, _session: &mut Session) -> Frame {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+        let now = since_epoch();
         Frame::Array(vec![
             Frame::bulk(now.as_secs().to_string()),
             Frame::bulk(now.subsec_micros().to_string()),
         ])
     }
+}
+
+/// The wall clock as time since the Unix epoch (`TIME`, `LASTSAVE`, `INFO`).
+pub fn since_epoch() -> std::time::Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
 }
