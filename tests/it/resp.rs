@@ -1158,22 +1158,25 @@ async fn redis_py_pipeline_runs_as_a_multi_exec_transaction() {
     kv.stop().await;
 }
 
-/// Sends `request` (raw RESP) and returns the first `expected_len` bytes
-/// of the reply, for replies checked by prefix.
-async fn exchange(stream: &mut TcpStream, request: &[u8], expected_len: usize) -> String {
-    stream.write_all(request).await.unwrap();
-    let mut got = vec![0; expected_len];
-    tokio::time::timeout(Duration::from_secs(30), stream.read_exact(&mut got))
-        .await
-        .expect("reply in time")
-        .expect("read reply");
-    String::from_utf8_lossy(&got).into_owned()
-}
-
 /// Sends `request` and checks that exactly `expected` comes back.
 async fn ask(stream: &mut TcpStream, request: &[u8], expected: &[u8]) {
     stream.write_all(request).await.unwrap();
     expect(stream, expected).await;
+}
+
+/// Reads one line of a reply (a simple string, an error, an integer),
+/// without its CRLF.
+async fn line(stream: &mut TcpStream) -> String {
+    let mut line = Vec::new();
+    while !line.ends_with(b"\r\n") {
+        let byte = tokio::time::timeout(Duration::from_secs(30), stream.read_u8())
+            .await
+            .expect("reply in time")
+            .expect("read reply");
+        line.push(byte);
+    }
+    line.truncate(line.len() - 2);
+    String::from_utf8(line).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1234,6 +1237,16 @@ async fn randomkey_getbit_lcs_memory_object_lastsave_as_redis() {
     )
     .await;
 
+    // Two 5,000-byte values need a 100 MB table: refused, nothing computed.
+    let big = "x".repeat(5_000);
+    let () = c.mset(&[("big1", &big), ("big2", &big)]).await.unwrap();
+    s.write_all(b"LCS big1 big2\r\n").await.unwrap();
+    let refused = line(&mut s).await;
+    assert!(
+        refused.starts_with("-ERR Insufficient memory") && refused.contains("64 MiB"),
+        "{refused}"
+    );
+
     // MEMORY USAGE counts at least the key and value; nil when missing.
     let usage: i64 = redis::cmd("MEMORY")
         .arg("USAGE")
@@ -1256,7 +1269,8 @@ async fn randomkey_getbit_lcs_memory_object_lastsave_as_redis() {
         b"$3\r\nint\r\n$6\r\nembstr\r\n:1\r\n",
     )
     .await;
-    let freq = exchange(&mut s, b"OBJECT FREQ n\r\n", 30).await;
+    s.write_all(b"OBJECT FREQ n\r\n").await.unwrap();
+    let freq = line(&mut s).await;
     assert!(freq.starts_with("-ERR An LFU maxmemory policy"), "{freq}");
 
     let now = std::time::SystemTime::now()

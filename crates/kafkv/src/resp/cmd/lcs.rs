@@ -13,6 +13,12 @@ pub const SPECS: &[Spec] = &[Spec {
     before_auth: false,
 }];
 
+/// Largest table an LCS may build. Redis bounds it by proto-max-bulk-len
+/// (512 MB); kafkv bounds it lower because the table is filled on a RESP
+/// thread that other connections share: 64 MiB (4,096-byte values) fills in
+/// tens of milliseconds.
+const MAX_TABLE_BYTES: usize = 64 << 20;
+
 pub struct Lcs {
     keys: [bytes::Bytes; 2],
     len_only: bool,
@@ -57,14 +63,13 @@ impl Lcs {
         };
         let [a, b] = [&values[0], &values[1]].map(|v| v.as_ref().map(|f| f.value.clone()));
         let (a, b) = (a.unwrap_or_default(), b.unwrap_or_default());
-        // Redis bounds the table by proto-max-bulk-len; kafkv's is
-        // --max-value-bytes, so no LCS needs more than a value may hold.
         let cells = (a.len() + 1).saturating_mul(b.len() + 1);
-        if cells.saturating_mul(4) > session.server.config.limits.max_bulk {
-            return Frame::error(
-                "ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len \
-                 (kafkv serve --max-value-bytes)",
-            );
+        if cells.saturating_mul(size_of::<u32>()) > MAX_TABLE_BYTES {
+            return Frame::error(format!(
+                "ERR Insufficient memory, transient memory for LCS exceeds kafkv's bound of {} \
+                 MiB: (len1 + 1) x (len2 + 1) x 4 bytes must stay under it",
+                MAX_TABLE_BYTES >> 20
+            ));
         }
         let table = Table::new(&a, &b);
         if self.len_only {
