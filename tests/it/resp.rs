@@ -999,6 +999,16 @@ async fn multi_queues_until_exec_and_discard_writes_nothing() {
     )
     .await;
 
+    // An argument the command itself refuses (a syntax error, a bad
+    // offset) is queued and fails at EXEC, alone, as in Redis.
+    ask(
+        &mut s,
+        b"MULTI\r\nSET f 1\r\nSET g 1 NOSUCHOPTION\r\nGETBIT f x\r\nEXEC\r\nGET f\r\n",
+        b"+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n*3\r\n+OK\r\n-ERR syntax error\r\n\
+          -ERR bit offset is not an integer or out of range\r\n$1\r\n1\r\n",
+    )
+    .await;
+
     // WATCH is refused outright, not pretended.
     s.write_all(b"WATCH k\r\nUNWATCH\r\n").await.unwrap();
     let mut reply = vec![0; 256];
@@ -1271,6 +1281,8 @@ async fn randomkey_getbit_lcs_memory_object_lastsave_as_redis() {
     .await;
     s.write_all(b"OBJECT FREQ n\r\n").await.unwrap();
     let freq = line(&mut s).await;
+    let () = c.set("small", "42").await.unwrap();
+    ask(&mut s, b"OBJECT REFCOUNT small\r\n", b":2147483647\r\n").await;
     assert!(freq.starts_with("-ERR An LFU maxmemory policy"), "{freq}");
 
     let now = std::time::SystemTime::now()
@@ -1314,6 +1326,18 @@ async fn config_set_info_sections_command_info_and_subcommand_errors_as_redis() 
     let _: Option<String> = c.get("k").await.unwrap();
     let _ = redis::cmd("GET").query_async::<()>(&mut c).await; // rejected: arity
     let _ = redis::cmd("NOSUCH").query_async::<()>(&mut c).await;
+    // An alias counts under its own name; MULTI and EXEC count as calls.
+    let _: i64 = redis::cmd("UNLINK")
+        .arg("nothing")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let _: (Option<String>,) = redis::pipe()
+        .atomic()
+        .get("k")
+        .query_async(&mut c)
+        .await
+        .unwrap();
     let info = |section: &'static str| {
         let mut c = c.clone();
         async move {
@@ -1331,10 +1355,16 @@ async fn config_set_info_sections_command_info_and_subcommand_errors_as_redis() 
         .find(|l| l.starts_with("cmdstat_get:"))
         .expect("cmdstat_get");
     assert!(
-        get.contains("calls=1,") && get.contains("rejected_calls=1,"),
+        get.starts_with("cmdstat_get:calls=2,")
+            && get.ends_with(",rejected_calls=1,failed_calls=0"),
         "{get}"
     );
     assert!(!commandstats.contains("used_memory"), "{commandstats}");
+    for name in ["unlink", "multi", "exec"] {
+        let row = format!("cmdstat_{name}:calls=1,");
+        assert!(commandstats.contains(&row), "{row}:\n{commandstats}");
+    }
+    assert!(!commandstats.contains("cmdstat_del:"), "{commandstats}");
     let errorstats = info("errorstats").await;
     assert!(errorstats.contains("errorstat_ERR:count="), "{errorstats}");
     let default = info("default").await;

@@ -13,7 +13,7 @@
 //! reply, or `DISCARD` drops them. An unknown or malformed command while
 //! queueing makes `EXEC` refuse the whole queue (`EXECABORT`), as in Redis.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use tokio::net::TcpStream;
@@ -243,21 +243,32 @@ async fn run_batch(
             runner.reply(refused, session).await;
             continue;
         }
+        // MULTI, EXEC, DISCARD and the refusals inside a transaction are
+        // calls of their own; a queued command is counted when EXEC runs it.
+        let counted = (command.transaction_role() != "queued").then(|| command.counted_name());
         let command = match transact(command, transaction) {
             Step::Run(command) => command,
             Step::Reply(reply) => {
+                if let Some(name) = counted {
+                    session.server.stats.called(name, Duration::ZERO, &reply);
+                }
                 runner.reply(reply, session).await;
                 continue;
             }
             Step::Exec(queued) => {
                 runner.finish(session).await;
+                let started = Instant::now();
                 let mut replies = Vec::with_capacity(queued.len());
                 let mut exec = Runner::new(&mut replies);
                 for command in queued {
                     exec.run(command, session).await;
                 }
                 exec.finish(session).await;
-                runner.reply(Frame::Array(replies), session).await;
+                let reply = Frame::Array(replies);
+                if let Some(name) = counted {
+                    session.server.stats.called(name, started.elapsed(), &reply);
+                }
+                runner.reply(reply, session).await;
                 continue;
             }
         };

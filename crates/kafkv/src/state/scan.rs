@@ -140,11 +140,13 @@ impl View {
     }
 
     /// A live key picked at random, `None` when there is none, as Redis's
-    /// `RANDOMKEY` picks: a random cursor, then the first live key at or
-    /// after it, wrapping to the start. A key after a run of freed cursors is
-    /// likelier, as one in a sparse hash bucket is in Redis. Acknowledged
-    /// writes the consumer has not applied yet are candidates too, each as
-    /// likely as a key of the table.
+    /// `RANDOMKEY` does: random places in the table until one holds a live
+    /// key (every live key equally likely), and after [`RANDOM_PICKS`]
+    /// misses in a sparse table, the first live key after a random place
+    /// (a key after a long run of freed places is then likelier, as one in
+    /// a sparse hash bucket is in Redis). Acknowledged writes the consumer
+    /// has not applied yet are candidates too, each as likely as a key of the
+    /// table.
     pub fn random_key(&self) -> Result<Option<Bytes>, StateError> {
         let inner = self.inner.read();
         let live = |key: &Bytes| inner.overlay.get(key).is_none_or(|w| w.value.is_some());
@@ -159,20 +161,25 @@ impl View {
             return Ok(Some(Bytes::copy_from_slice(key)));
         }
         let bound = self.table.cursor_bound()?;
-        // A pick may land on a key an acknowledged delete hides: try again a
-        // few times, then walk the table in order.
-        for _ in 0..8 {
-            if bound == 0 {
-                break;
+        if bound > 0 {
+            for _ in 0..RANDOM_PICKS {
+                if let Some(key) = self.table.key_at(fastrand::u64(..bound))?
+                    && live(&key)
+                {
+                    return Ok(Some(key));
+                }
             }
-            let (mut page, _) = self.table.cursor_page(fastrand::u64(..bound), 1)?;
-            if page.is_empty() {
-                page = self.table.cursor_page(0, 1)?.0;
-            }
-            if let Some(key) = page.into_iter().find(live) {
-                return Ok(Some(key));
+            for _ in 0..RANDOM_PICKS {
+                let (mut page, _) = self.table.cursor_page(fastrand::u64(..bound), 1)?;
+                if page.is_empty() {
+                    page = self.table.cursor_page(0, 1)?.0;
+                }
+                if let Some(key) = page.into_iter().find(live) {
+                    return Ok(Some(key));
+                }
             }
         }
+        // Every pick hit a key an acknowledged delete hides: walk in order.
         let mut cursor = Some(0);
         while let Some(from) = cursor {
             let (page, next) = self.table.cursor_page(from, 1024)?;
@@ -184,3 +191,6 @@ impl View {
         Ok(unapplied.first().map(|key| Bytes::copy_from_slice(key)))
     }
 }
+
+/// Random places `RANDOMKEY` tries before settling for the next live key.
+const RANDOM_PICKS: usize = 64;

@@ -542,3 +542,36 @@ fn random_key_picks_every_live_key_and_never_a_deleted_one() {
         assert_eq!(view.random_key().unwrap().as_deref(), Some(&b"late"[..]));
     }
 }
+
+#[test]
+fn random_key_is_uniform_over_a_half_empty_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let (disk, _) = disk_view(&dir, vec![0]);
+    let memory = View::in_memory(vec![0]);
+    for view in [&disk, &memory] {
+        // 100 keys, then every other one deleted: each live key sits after a
+        // freed place, which "the next live key after a random place" would
+        // pick twice as often as a key after a live one.
+        let keys: Vec<String> = (0..100).map(|i| format!("k{i:02}")).collect();
+        put_each(view, &keys);
+        let deletes = (0..100)
+            .filter(|i| i % 2 == 0 || i % 7 == 0)
+            .enumerate()
+            .map(|(n, i)| del(0, 100 + n as i64, &keys[i]))
+            .collect();
+        apply(view, deletes);
+        let live = view.len();
+        let draws = 400 * live;
+        let mut counts = std::collections::HashMap::new();
+        for _ in 0..draws {
+            *counts
+                .entry(view.random_key().unwrap().unwrap())
+                .or_insert(0) += 1;
+        }
+        assert_eq!(counts.len(), live);
+        // 400 expected each; the standard deviation is about 20.
+        for (key, count) in counts {
+            assert!((280..=520).contains(&count), "{key:?} drawn {count} times");
+        }
+    }
+}

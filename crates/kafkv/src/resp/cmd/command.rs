@@ -75,15 +75,13 @@ impl CommandCmd {
     }
 }
 
-/// The group Redis files a command under (`COMMAND DOCS`, and its
-/// `@group` ACL category).
+/// The group Redis files a command under (`COMMAND DOCS`).
 fn group(name: &str) -> &'static str {
     match name {
-        "get" | "getbit" | "getrange" | "lcs" | "mget" | "mset" | "set" | "strlen" | "substr" => {
-            "string"
-        }
+        "get" | "getrange" | "lcs" | "mget" | "mset" | "set" | "strlen" | "substr" => "string",
+        "getbit" => "bitmap",
         "del" | "exists" | "keys" | "object" | "randomkey" | "scan" | "touch" | "type"
-        | "unlink" => "keyspace",
+        | "unlink" => "generic",
         "auth" | "client" | "echo" | "hello" | "ping" | "quit" | "select" => "connection",
         "multi" | "exec" | "discard" | "watch" | "unwatch" => "transactions",
         "subscribe" | "psubscribe" | "unsubscribe" | "punsubscribe" | "publish" | "pubsub" => {
@@ -94,18 +92,37 @@ fn group(name: &str) -> &'static str {
     }
 }
 
+/// The ACL category of a group (`server` commands have none of their own).
+fn group_category(group: &str) -> Option<&'static str> {
+    Some(match group {
+        "string" => "@string",
+        "bitmap" => "@bitmap",
+        "generic" => "@keyspace",
+        "connection" => "@connection",
+        "transactions" => "@transaction",
+        "pubsub" => "@pubsub",
+        "scripting" => "@scripting",
+        _ => return None,
+    })
+}
+
+/// Where a command's keys are, as Redis 7.0's `COMMAND INFO` gives them:
+/// first, last (negative: from the end) and step; zeros for commands without
+/// keys (and for containers such as `OBJECT`, whose subcommands have them).
+fn key_positions(name: &str) -> (i64, i64, i64) {
+    match name {
+        "get" | "getbit" | "getrange" | "substr" | "set" | "strlen" | "type" => (1, 1, 1),
+        "lcs" => (1, 2, 1),
+        "del" | "unlink" | "exists" | "touch" | "mget" | "watch" => (1, -1, 1),
+        "mset" => (1, -1, 2),
+        _ => (0, 0, 0),
+    }
+}
+
 /// Redis 7's command-info shape: name, arity, flags, first key, last key,
 /// step, ACL categories, tips, key specifications, subcommands.
 fn info(spec: &Spec) -> Frame {
-    let reads = spec.flags.contains(&"readonly");
-    let writes = spec.flags.contains(&"write");
-    let keys = if reads || writes {
-        let last = if spec.arity < 0 { -1 } else { 1 };
-        let step = if spec.name == "mset" { 2 } else { 1 };
-        (1, last, step)
-    } else {
-        (0, 0, 0)
-    };
+    let keys = key_positions(spec.name);
     let mut categories = Vec::new();
     for (flag, category) in [
         ("write", "@write"),
@@ -121,12 +138,18 @@ fn info(spec: &Spec) -> Frame {
     if !spec.flags.contains(&"fast") {
         categories.push("@slow");
     }
-    let group = format!("@{}", group(spec.name));
+    categories.extend(group_category(group(spec.name)));
     let simple = |text: &str| Frame::Simple(text.to_owned());
     let key_specs = if keys.0 == 0 {
         Vec::new()
     } else {
-        let access = if writes { "RW" } else { "RO" };
+        let access = if spec.flags.contains(&"write") {
+            "RW"
+        } else {
+            "RO"
+        };
+        // find_keys counts lastkey from the first key (negative: from the end).
+        let last = if keys.1 < 0 { keys.1 } else { keys.1 - keys.0 };
         vec![Frame::Map(vec![
             (Frame::bulk("flags"), Frame::Array(vec![simple(access)])),
             (
@@ -135,7 +158,7 @@ fn info(spec: &Spec) -> Frame {
                     (Frame::bulk("type"), Frame::bulk("index")),
                     (
                         Frame::bulk("spec"),
-                        Frame::Map(vec![(Frame::bulk("index"), Frame::Integer(1))]),
+                        Frame::Map(vec![(Frame::bulk("index"), Frame::Integer(keys.0))]),
                     ),
                 ]),
             ),
@@ -146,7 +169,7 @@ fn info(spec: &Spec) -> Frame {
                     (
                         Frame::bulk("spec"),
                         Frame::Map(vec![
-                            (Frame::bulk("lastkey"), Frame::Integer(keys.1 - 1)),
+                            (Frame::bulk("lastkey"), Frame::Integer(last)),
                             (Frame::bulk("keystep"), Frame::Integer(keys.2)),
                             (Frame::bulk("limit"), Frame::Integer(0)),
                         ]),
@@ -162,13 +185,7 @@ fn info(spec: &Spec) -> Frame {
         Frame::Integer(keys.0),
         Frame::Integer(keys.1),
         Frame::Integer(keys.2),
-        Frame::Set(
-            categories
-                .into_iter()
-                .chain(std::iter::once(group.as_str()))
-                .map(simple)
-                .collect(),
-        ),
+        Frame::Set(categories.into_iter().map(simple).collect()),
         Frame::Array(Vec::new()),
         Frame::Array(key_specs),
         Frame::Array(Vec::new()),
@@ -187,4 +204,26 @@ fn docs(spec: &Spec) -> Frame {
         ),
         (Frame::bulk("group"), Frame::bulk(group(spec.name))),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_readonly_or_write_command_with_keys_has_positions() {
+        for entry in super::super::table() {
+            let spec = entry.spec;
+            let (first, last, step) = key_positions(spec.name);
+            assert!(first >= 0 && step >= 0, "{}", spec.name);
+            if first > 0 {
+                assert!(last == -1 || last >= first, "{}", spec.name);
+                // A command with a fixed arity holds its last key inside it.
+                assert!(spec.arity < 0 || last < spec.arity, "{}", spec.name);
+            }
+        }
+        assert_eq!(key_positions("mset"), (1, -1, 2));
+        assert_eq!(key_positions("randomkey"), (0, 0, 0));
+        assert_eq!(key_positions("flushall"), (0, 0, 0));
+    }
 }

@@ -26,6 +26,8 @@ struct Parameter {
     name: &'static str,
     value: String,
     flag: Option<&'static str>,
+    /// Redis refuses to set it at run time at all.
+    immutable: bool,
 }
 
 fn parameters(session: &Session) -> Vec<Parameter> {
@@ -34,22 +36,28 @@ fn parameters(session: &Session) -> Vec<Parameter> {
         name,
         value: value.to_owned(),
         flag: None,
+        immutable: false,
     };
     vec![
         fixed("save", ""),
         fixed("appendonly", "no"),
-        fixed("databases", "1"),
+        Parameter {
+            immutable: true,
+            ..fixed("databases", "1")
+        },
         fixed("timeout", "0"),
         fixed("notify-keyspace-events", NOTIFY_KEYSPACE_EVENTS),
         Parameter {
             name: "maxclients",
             value: config.max_connections.to_string(),
             flag: Some("--resp-max-connections"),
+            immutable: false,
         },
         Parameter {
             name: "proto-max-bulk-len",
             value: config.limits.max_bulk.to_string(),
             flag: Some("--max-value-bytes"),
+            immutable: false,
         },
     ]
 }
@@ -97,7 +105,13 @@ impl Config {
             ),
             // All or nothing, as Redis: every pair is checked before any answer.
             Self::Set(pairs) => {
-                for (name, value) in &pairs {
+                for (i, (name, value)) in pairs.iter().enumerate() {
+                    if pairs[..i].iter().any(|(earlier, _)| earlier == name) {
+                        return Frame::error(format!(
+                            "ERR CONFIG SET failed (possibly related to argument '{name}') - \
+                             duplicate parameter"
+                        ));
+                    }
                     let Some(parameter) = parameters.iter().find(|p| p.name == name) else {
                         return Frame::error(format!(
                             "ERR Unknown option or number of arguments for CONFIG SET - '{name}' \
@@ -119,6 +133,9 @@ impl Config {
 
 /// Whether setting `parameter` to `value` changes nothing kafkv does.
 fn accepts(parameter: &Parameter, value: &[u8]) -> Result<(), String> {
+    if parameter.immutable {
+        return Err("can't set immutable config".to_owned());
+    }
     if parameter.name == "notify-keyspace-events" {
         return notify_classes_cover_kafkv(value);
     }
@@ -137,11 +154,31 @@ fn accepts(parameter: &Parameter, value: &[u8]) -> Result<(), String> {
     })
 }
 
+/// Redis's event classes: generic, string, list, set, hash, sorted set,
+/// expired, evicted, stream, key miss, module, new key; `A` is `g$lshzxetd`.
+const EVENT_CLASSES: &[u8] = b"g$lshzxeKEAtmdn";
+
 /// kafkv always publishes generic and string events on both kinds of
 /// channel; a configuration that includes them (`KEA`, `KEg$`, ...) asks for
-/// nothing kafkv leaves out. One that excludes some cannot be honoured.
+/// nothing kafkv leaves out, as long as it asks for no class kafkv could
+/// have but never sends (`m` key misses, `n` new keys). Classes of types and
+/// events kafkv does not have (lists, expiry, ...) never fire, as in a Redis
+/// without such keys.
 fn notify_classes_cover_kafkv(value: &[u8]) -> Result<(), String> {
-    let has = |class: u8| value.contains(&class) || (b"g$".contains(&class) && value.contains(&b'A'));
+    if let Some(bad) = value.iter().find(|c| !EVENT_CLASSES.contains(c)) {
+        return Err(format!(
+            "Invalid event class character '{}'",
+            char::from(*bad)
+        ));
+    }
+    if let Some(unsent) = value.iter().find(|c| b"mn".contains(c)) {
+        return Err(format!(
+            "kafkv does not send '{}' events (key misses, new keys)",
+            char::from(*unsent)
+        ));
+    }
+    let has =
+        |class: u8| value.contains(&class) || (b"g$".contains(&class) && value.contains(&b'A'));
     if NOTIFY_KEYSPACE_EVENTS.bytes().all(has) {
         Ok(())
     } else {
@@ -158,10 +195,10 @@ mod tests {
 
     #[test]
     fn notify_keyspace_events_must_include_what_kafkv_sends() {
-        for ok in ["KEA", "AKE", "g$KE", "KEg$xe", "KEAm"] {
+        for ok in ["KEA", "AKE", "g$KE", "KEg$xe", "KEAl"] {
             assert!(notify_classes_cover_kafkv(ok.as_bytes()).is_ok(), "{ok}");
         }
-        for refused in ["", "KA", "EA", "KEg", "KE$", "Kx"] {
+        for refused in ["", "KA", "EA", "KEg", "KE$", "Kx", "KEAm", "KEAn", "KEAQ"] {
             assert!(notify_classes_cover_kafkv(refused.as_bytes()).is_err(), "{refused}");
         }
     }

@@ -22,9 +22,10 @@ pub struct GetBit {
 impl GetBit {
     pub fn parse(args: &mut Args) -> Result<Self, Frame> {
         let key = args.bytes()?;
-        let offset = args
-            .integer()
+        let offset = args.bytes()?;
+        let offset = std::str::from_utf8(&offset)
             .ok()
+            .and_then(|offset| offset.parse::<i64>().ok())
             .filter(|offset| (0..=MAX_BIT_OFFSET).contains(offset))
             .ok_or_else(|| Frame::error("ERR bit offset is not an integer or out of range"))?;
         args.finish()?;

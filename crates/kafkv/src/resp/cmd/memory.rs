@@ -31,14 +31,16 @@ impl Memory {
             )));
         }
         let key = args.bytes()?;
-        if let Some(option) = args.optional() {
-            // SAMPLES is for nested types; a string is measured whole.
-            if !option.eq_ignore_ascii_case(b"SAMPLES") {
+        // SAMPLES is for nested types; a string is measured whole. Parsed
+        // as Redis does: repeatable, a count required, none negative.
+        while let Some(option) = args.optional() {
+            if !option.eq_ignore_ascii_case(b"SAMPLES") || args.remaining() == 0 {
                 return Err(crate::resp::parse::syntax_error());
             }
-            args.integer()?;
+            if args.integer()? < 0 {
+                return Err(crate::resp::parse::syntax_error());
+            }
         }
-        args.finish()?;
         Ok(Self { key })
     }
 

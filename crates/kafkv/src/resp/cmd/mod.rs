@@ -67,14 +67,20 @@ macro_rules! commands {
             concat!(stringify!($write_module), ": specs must agree and be writes"),
         );)*
 
-        /// A parsed request.
+        /// A parsed request, with the spec of the name it used (an alias
+        /// has its own).
         pub enum Command {
-            $($variant($module::$command),)*
-            $($write($write_module::$write_command),)*
+            $($variant(&'static Spec, $module::$command),)*
+            $($write(&'static Spec, $write_module::$write_command),)*
             Unknown(unknown::Unknown),
-            /// Arguments that did not parse for the command named by the
-            /// spec: the reply is the error.
+            /// Refused before running, as Redis refuses a wrong number of
+            /// arguments or an unknown subcommand: the reply is the error,
+            /// and a `MULTI` it was sent in is aborted.
             Invalid(&'static Spec, Frame),
+            /// Arguments the command refused (a syntax error, a value out of
+            /// range): it runs as a call that failed with this reply, and in
+            /// `MULTI` it is queued, as Redis checks these when it executes.
+            Failed(&'static Spec, Frame),
         }
 
         /// The table rows, one per spec, in name order.
@@ -83,14 +89,17 @@ macro_rules! commands {
             $(for spec in $module::SPECS {
                 table.push(Entry {
                     spec,
-                    parse: |args| $module::$command::parse(args).map(Command::$variant),
+                    parse: |spec, args| {
+                        $module::$command::parse(args).map(|cmd| Command::$variant(spec, cmd))
+                    },
                 });
             })*
             $(for spec in $write_module::SPECS {
                 table.push(Entry {
                     spec,
-                    parse: |args| {
-                        $write_module::$write_command::parse(args).map(Command::$write)
+                    parse: |spec, args| {
+                        $write_module::$write_command::parse(args)
+                            .map(|cmd| Command::$write(spec, cmd))
                     },
                 });
             })*
@@ -99,13 +108,14 @@ macro_rules! commands {
         }
 
         impl Command {
-            /// The command's specs (its own, then its aliases'); none for
-            /// unknown or invalid requests.
-            pub fn specs(&self) -> &'static [Spec] {
+            /// The spec of the name the request used; none for unknown
+            /// requests and those refused before running.
+            pub fn spec(&self) -> Option<&'static Spec> {
                 match self {
-                    $(Command::$variant(_) => $module::SPECS,)*
-                    $(Command::$write(_) => $write_module::SPECS,)*
-                    Command::Unknown(_) | Command::Invalid(..) => &[],
+                    $(Command::$variant(spec, _) => Some(spec),)*
+                    $(Command::$write(spec, _) => Some(spec),)*
+                    Command::Failed(spec, _) => Some(spec),
+                    Command::Unknown(_) | Command::Invalid(..) => None,
                 }
             }
 
@@ -113,7 +123,7 @@ macro_rules! commands {
             /// store, so a run of them can be in flight at once.
             pub async fn apply_write(self, store: &Store) -> Frame {
                 match self {
-                    $(Command::$write(cmd) => cmd.apply(store).await,)*
+                    $(Command::$write(_, cmd) => cmd.apply(store).await,)*
                     _ => Frame::error("ERR internal: not a write"),
                 }
             }
@@ -121,10 +131,10 @@ macro_rules! commands {
             /// Applies a read or session command.
             pub async fn apply(self, session: &mut Session) -> Frame {
                 match self {
-                    $(Command::$variant(cmd) => cmd.apply(session),)*
+                    $(Command::$variant(_, cmd) => cmd.apply(session),)*
                     Command::Unknown(cmd) => cmd.apply(),
-                    Command::Invalid(_, reply) => reply,
-                    write @ ($(Command::$write(_))|*) => {
+                    Command::Invalid(_, reply) | Command::Failed(_, reply) => reply,
+                    write @ ($(Command::$write(..))|*) => {
                         write.apply_write(&session.store).await
                     }
                 }
@@ -181,7 +191,7 @@ commands! {
 /// with that name.
 struct Entry {
     pub spec: &'static Spec,
-    parse: fn(&mut Args) -> Result<Command, Frame>,
+    parse: fn(&'static Spec, &mut Args) -> Result<Command, Frame>,
 }
 
 /// Every command name kafkv knows, in name order (what `COMMAND` lists).
@@ -193,6 +203,15 @@ fn table() -> &'static [Entry] {
 /// Every command name, in the table's (name) order.
 pub fn names() -> Vec<&'static str> {
     table().iter().map(|entry| entry.spec.name).collect()
+}
+
+/// Whether a parse error is one Redis raises before running a command (and
+/// that aborts a `MULTI`): a wrong number of arguments or an unknown
+/// subcommand. Every other argument error is the command's own, at run time.
+fn refused_before_running(reply: &Frame) -> bool {
+    matches!(reply, Frame::Error(text)
+        if text.starts_with("ERR wrong number of arguments")
+            || text.starts_with("ERR unknown subcommand"))
 }
 
 /// The table row for a command name, in any case.
@@ -209,14 +228,14 @@ fn find(name: &[u8]) -> Option<&'static Entry> {
 }
 
 impl Command {
-    /// The command's name as `COMMAND` lists it, the first of its file's
-    /// names for an alias (empty for unknown or invalid requests).
+    /// The name the request used, as `COMMAND` lists it (empty for
+    /// unknown requests and those refused before running).
     pub fn name(&self) -> &'static str {
-        self.specs().first().map_or("", |spec| spec.name)
+        self.spec().map_or("", |spec| spec.name)
     }
 
-    /// The name `INFO commandstats` counts it under: its own, or the one a
-    /// malformed request used; empty for an unknown command.
+    /// The name `INFO commandstats` counts it under: the one the request
+    /// used, refused or not; empty for an unknown command.
     pub fn counted_name(&self) -> &'static str {
         match self {
             Command::Invalid(spec, _) => spec.name,
@@ -224,7 +243,7 @@ impl Command {
         }
     }
 
-    /// Whether its arguments did not parse (the reply is the error).
+    /// Whether it was refused before running (the reply is the error).
     pub fn is_invalid(&self) -> bool {
         matches!(self, Command::Invalid(..))
     }
@@ -234,9 +253,9 @@ impl Command {
     /// unknown or malformed request; anything else (`"queued"`) is queued.
     pub fn transaction_role(&self) -> &'static str {
         match self {
-            Command::Transaction(transaction) => transaction.verb(),
-            Command::Watch(watch) if !watch.is_unwatch() => "watch",
-            Command::Quit(_) => "quit",
+            Command::Transaction(_, transaction) => transaction.verb(),
+            Command::Watch(_, watch) if !watch.is_unwatch() => "watch",
+            Command::Quit(..) => "quit",
             Command::Unknown(_) | Command::Invalid(..) => "",
             _ => "queued",
         }
@@ -263,9 +282,13 @@ impl Command {
         let name = parts.next()?;
         let mut args = Args::new(name.clone(), parts);
         Some(match find(&name) {
-            Some(entry) => {
-                (entry.parse)(&mut args).unwrap_or_else(|reply| Command::Invalid(entry.spec, reply))
-            }
+            Some(entry) => (entry.parse)(entry.spec, &mut args).unwrap_or_else(|reply| {
+                if refused_before_running(&reply) {
+                    Command::Invalid(entry.spec, reply)
+                } else {
+                    Command::Failed(entry.spec, reply)
+                }
+            }),
             None => Command::Unknown(unknown::Unknown::new(&name, &mut args)),
         })
     }
@@ -273,12 +296,15 @@ impl Command {
     /// How it runs in a pipeline; unknown and invalid requests are answered
     /// like reads.
     pub fn kind(&self) -> Kind {
-        self.specs().first().map_or(Kind::Read, |spec| spec.kind)
+        match self {
+            Command::Failed(..) => Kind::Read,
+            _ => self.spec().map_or(Kind::Read, |spec| spec.kind),
+        }
     }
 
     /// Whether a connection may send it before `AUTH` when a token is set.
     pub fn allowed_before_auth(&self) -> bool {
-        self.specs().first().is_some_and(|spec| spec.before_auth)
+        self.spec().is_some_and(|spec| spec.before_auth)
     }
 }
 
@@ -345,7 +371,7 @@ mod tests {
                 for args in SAMPLE_ARGS {
                     match parse(&name, args) {
                         Command::Unknown(_) => panic!("{name} is an unknown command"),
-                        Command::Invalid(..) => {}
+                        Command::Invalid(..) | Command::Failed(..) => {}
                         command => {
                             parsed = Some(command);
                             break;
@@ -356,8 +382,8 @@ mod tests {
                     panic!("{name} parses with none of the sample arguments: add some")
                 });
                 assert!(
-                    command.specs().iter().any(|own| own.name == spec.name),
-                    "{name} dispatches to another command"
+                    command.spec().is_some_and(|own| std::ptr::eq(own, spec)),
+                    "{name} does not carry its own spec"
                 );
                 assert_eq!(command.kind(), spec.kind, "{name}: kind");
                 assert_eq!(

@@ -56,10 +56,16 @@ impl Object {
                 // The encoding Redis would choose for this value, so clients
                 // that branch on it behave as they would against Redis.
                 Field::Encoding => Frame::bulk(encoding(&found.value)),
-                // Nothing shares a kafkv value.
-                Field::RefCount => Frame::Integer(1),
-                // Redis's answers when its maxmemory policy does not track
-                // these (kafkv's is noeviction, and it tracks no access).
+                // Redis shares one object among keys holding the integers
+                // 0-9999 and reports INT_MAX for it; any other value is
+                // referenced once.
+                Field::RefCount => Frame::Integer(if is_shared_integer(&found.value) {
+                    i64::from(i32::MAX)
+                } else {
+                    1
+                }),
+                // Redis answers the seconds since the key was last read; kafkv
+                // does not record reads, so it says so rather than guess.
                 Field::IdleTime => Frame::error(
                     "ERR kafkv does not track when keys were last read, so OBJECT IDLETIME has \
                      no answer",
@@ -72,6 +78,15 @@ impl Object {
             }
         })
     }
+}
+
+/// Whether Redis would keep this value as one of its shared integers.
+fn is_shared_integer(value: &[u8]) -> bool {
+    encoding(value) == "int"
+        && std::str::from_utf8(value)
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok())
+            .is_some_and(|n| (0..10_000).contains(&n))
 }
 
 /// `int` for a value Redis would store as a number, `embstr` for a short
@@ -105,5 +120,13 @@ mod tests {
         assert_eq!(encoding(&[b'x'; 44]), "embstr");
         assert_eq!(encoding(&[b'x'; 45]), "raw");
         assert_eq!(encoding(b"99999999999999999999"), "embstr");
+    }
+
+    #[test]
+    fn shared_integers_are_0_to_9999() {
+        use super::is_shared_integer;
+        assert!(is_shared_integer(b"0") && is_shared_integer(b"9999"));
+        assert!(!is_shared_integer(b"10000") && !is_shared_integer(b"-1"));
+        assert!(!is_shared_integer(b"007") && !is_shared_integer(b"x"));
     }
 }

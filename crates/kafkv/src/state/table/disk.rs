@@ -385,6 +385,13 @@ impl Table for DiskTable {
         Ok(last.map_or(0, |(sequence, _)| sequence.value() + 1))
     }
 
+    fn key_at(&self, cursor: u64) -> Result<Option<Bytes>, StateError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let order = txn.open_table(ORDER).map_err(|e| self.err(e))?;
+        let key = order.get(cursor).map_err(|e| self.err(e))?;
+        Ok(key.map(|key| Bytes::copy_from_slice(key.value())))
+    }
+
     /// The cursor is the key's sequence number (`order`).
     fn cursor_page(
         &self,

@@ -117,6 +117,16 @@ impl Table for MemoryTable {
         Ok(self.entries.read().slots.len() as u64)
     }
 
+    fn key_at(&self, cursor: u64) -> Result<Option<Bytes>, StateError> {
+        let entries = self.entries.read();
+        let slot = usize::try_from(cursor)
+            .ok()
+            .and_then(|id| entries.slots.get(id));
+        Ok(slot
+            .and_then(Option::as_ref)
+            .map(|slot| Bytes::copy_from_slice(slot.key())))
+    }
+
     /// Nothing to persist.
     fn commit(&self, _: &[&Record], _: &[i64], _: &[Option<bool>]) -> Result<(), StateError> {
         Ok(())

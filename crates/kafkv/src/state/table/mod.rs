@@ -120,8 +120,11 @@ pub(crate) trait Table: Send + Sync + fmt::Debug {
     ) -> Result<(Vec<Bytes>, Option<u64>), StateError>;
 
     /// A cursor above every cursor a live key holds now (0 when empty): the
-    /// range `RANDOMKEY` picks a start from.
+    /// range `RANDOMKEY` picks from.
     fn cursor_bound(&self) -> Result<u64, StateError>;
+
+    /// The live key holding exactly `cursor`, if one does.
+    fn key_at(&self, cursor: u64) -> Result<Option<Bytes>, StateError>;
 
     /// Step 1 of applying `records` (new to this table, in log order per
     /// partition): persist them with `positions` (the next offset per
