@@ -247,24 +247,38 @@ async fn health_readiness_and_metrics() {
     assert_eq!(ready.status(), StatusCode::OK);
     assert_eq!(ready.json::<Value>().await.unwrap()["status"], "ready");
     kv.http.get(kv.url("/v1/kv/k")).send().await.unwrap();
-    let metrics = kv
-        .http
-        .get(kv.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    for name in [
+    let names = [
         "kafkv_http_requests_total{route=\"/v1/kv/{*key}\",method=\"GET\",status=\"200\"}",
         "kafkv_http_request_duration_seconds_bucket",
         "kafkv_records_applied_total",
         "kafkv_bootstrap_seconds",
         "kafkv_keys",
         "kafkv_applied_offset{partition=\"0\"}",
-    ] {
-        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
+    ];
+    // The put is acknowledged before the consumer applies it, and the
+    // consumer counts an applied batch just after applying it: wait until
+    // it caught up, then until the count is published.
+    kv.store.catch_up().await.unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let metrics = kv
+            .http
+            .get(kv.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let missing: Vec<_> = names.iter().filter(|n| !metrics.contains(*n)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{missing:?} missing from:\n{metrics}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     kv.stop().await;
 }
