@@ -111,13 +111,14 @@ async fn follow(
         });
     }
     let mut body = response.bytes_stream();
-    let mut buffer = String::new();
+    // Bytes until a whole block is in: a chunk may end inside a character.
+    let mut buffer = Vec::new();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| Failure::Connection(e.to_string()))?;
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buffer.find("\n\n") {
-            let block: String = buffer.drain(..end + 2).collect();
-            if let Some((kind, data)) = parse_event(&block) {
+        buffer.extend_from_slice(&chunk);
+        while let Some(end) = buffer.windows(2).position(|w| w == b"\n\n") {
+            let block: Vec<u8> = buffer.drain(..end + 2).collect();
+            if let Some((kind, data)) = parse_event(&String::from_utf8_lossy(&block)) {
                 if let Some(next) = data.get("token").and_then(Value::as_str) {
                     *token = Some(next.to_owned());
                 }
