@@ -38,32 +38,12 @@ impl From<&RawRecord> for Seen {
 
 /// The change an event reports, if it is one.
 fn seen(event: &WatchEvent) -> Option<Seen> {
-    match event {
-        WatchEvent::Put {
-            key,
-            value,
-            partition,
-            offset,
-            ..
-        } => Some(Seen {
-            partition: *partition,
-            offset: *offset,
-            key: key.to_vec(),
-            value: value.as_ref().map(|v| v.to_vec()),
-        }),
-        WatchEvent::Delete {
-            key,
-            partition,
-            offset,
-            ..
-        } => Some(Seen {
-            partition: *partition,
-            offset: *offset,
-            key: key.to_vec(),
-            value: None,
-        }),
-        _ => None,
-    }
+    event.record().map(|r| Seen {
+        partition: r.partition,
+        offset: r.offset,
+        key: r.key.to_vec(),
+        value: r.value.map(|v| v.to_vec()),
+    })
 }
 
 async fn next(watch: &mut Watch) -> WatchEvent {

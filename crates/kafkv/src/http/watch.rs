@@ -113,34 +113,16 @@ fn options(query: &Query, headers: &HeaderMap) -> Result<WatchOptions, ApiError>
 
 fn sse_event(event: &WatchEvent) -> Event {
     let mut data = Map::new();
-    match event {
-        WatchEvent::Put {
-            key,
-            value,
-            partition,
-            offset,
-            timestamp,
-            ..
-        } => {
-            encode_into(&mut data, "key", key);
-            if let Some(value) = value {
-                encode_into(&mut data, "value", value);
-            }
-            change_fields(&mut data, *partition, *offset, *timestamp);
+    if let Some(record) = event.record() {
+        encode_into(&mut data, "key", record.key);
+        if let Some(value) = record.value {
+            encode_into(&mut data, "value", value);
         }
-        WatchEvent::Delete {
-            key,
-            partition,
-            offset,
-            timestamp,
-            ..
-        } => {
-            encode_into(&mut data, "key", key);
-            change_fields(&mut data, *partition, *offset, *timestamp);
+        data.insert("partition".into(), record.partition.into());
+        data.insert("offset".into(), record.offset.into());
+        if let Some(timestamp) = record.timestamp {
+            data.insert("timestamp".into(), timestamp.into());
         }
-        WatchEvent::SnapshotEnd { .. }
-        | WatchEvent::Progress { .. }
-        | WatchEvent::Lagged { .. } => {}
     }
     let token = event.token().map(|t| t.encode());
     if let Some(token) = &token {
@@ -152,19 +134,6 @@ fn sse_event(event: &WatchEvent) -> Event {
     match token {
         Some(token) => sse.id(token),
         None => sse,
-    }
-}
-
-fn change_fields(
-    data: &mut Map<String, Value>,
-    partition: i32,
-    offset: i64,
-    timestamp: Option<i64>,
-) {
-    data.insert("partition".into(), partition.into());
-    data.insert("offset".into(), offset.into());
-    if let Some(timestamp) = timestamp {
-        data.insert("timestamp".into(), timestamp.into());
     }
 }
 

@@ -83,6 +83,18 @@ pub enum Kind {
     Pattern,
 }
 
+impl Kind {
+    /// The list a command works on, from the name it was sent by: the
+    /// `P`-prefixed ones (`PSUBSCRIBE`, `PUNSUBSCRIBE`) work on patterns.
+    pub fn of_command(name: &[u8]) -> Kind {
+        if name.first().is_some_and(|c| c.eq_ignore_ascii_case(&b'p')) {
+            Kind::Pattern
+        } else {
+            Kind::Channel
+        }
+    }
+}
+
 /// One connection's subscriptions, and its feed of applied changes. It
 /// exists only while the connection has at least one subscription.
 pub struct Subscriptions {

@@ -211,6 +211,15 @@ fn disk_view(dir: &tempfile::TempDir, targets: Vec<i64>) -> (View, Option<Checkp
     (View::new(Box::new(table), positions, targets), checkpoint)
 }
 
+/// Runs `test` on a fresh disk view and a fresh memory view, each expecting
+/// the partitions' end offsets `targets`.
+fn on_both_backends(targets: Vec<i64>, test: impl Fn(&View)) {
+    let dir = tempfile::tempdir().unwrap();
+    let (disk, _) = disk_view(&dir, targets.clone());
+    test(&disk);
+    test(&View::in_memory(targets));
+}
+
 #[test]
 fn disk_view_reads_like_the_memory_view() {
     let dir = tempfile::tempdir().unwrap();
@@ -395,10 +404,7 @@ fn changes(batch: &ChangeBatch) -> Vec<(i32, i64, String, Option<String>)> {
 /// skipped records publish nothing.
 #[test]
 fn applied_records_are_published_once_in_log_order_on_both_backends() {
-    let dir = tempfile::tempdir().unwrap();
-    let (disk, _) = disk_view(&dir, vec![0, 0]);
-    let memory = View::in_memory(vec![0, 0]);
-    for view in [&disk, &memory] {
+    on_both_backends(vec![0, 0], |view| {
         let (mut rx, from) = view.subscribe_changes();
         assert_eq!(from, vec![0, 0]);
         apply(
@@ -440,7 +446,7 @@ fn applied_records_are_published_once_in_log_order_on_both_backends() {
         assert_eq!(changes(&second), vec![(1, 1, "b".into(), Some("3".into()))]);
         assert_eq!(second.positions, vec![4, 2]);
         assert!(rx.try_recv().is_err(), "nothing else was published");
-    }
+    });
 }
 
 #[test]
@@ -507,10 +513,7 @@ fn an_unwatched_view_publishes_nothing() {
 
 #[test]
 fn random_key_picks_every_live_key_and_never_a_deleted_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let (disk, _) = disk_view(&dir, vec![0]);
-    let memory = View::in_memory(vec![0]);
-    for view in [&disk, &memory] {
+    on_both_backends(vec![0], |view| {
         assert_eq!(view.random_key().unwrap(), None);
         let keys: Vec<String> = (0..10).map(|i| format!("k{i}")).collect();
         put_each(view, &keys);
@@ -540,15 +543,12 @@ fn random_key_picks_every_live_key_and_never_a_deleted_one() {
         assert_eq!(view.random_key().unwrap(), None);
         view.acknowledge(b"late", Some(Bytes::from_static(b"v")), 0, 30);
         assert_eq!(view.random_key().unwrap().as_deref(), Some(&b"late"[..]));
-    }
+    });
 }
 
 #[test]
 fn random_key_is_uniform_over_a_half_empty_table() {
-    let dir = tempfile::tempdir().unwrap();
-    let (disk, _) = disk_view(&dir, vec![0]);
-    let memory = View::in_memory(vec![0]);
-    for view in [&disk, &memory] {
+    on_both_backends(vec![0], |view| {
         // 100 keys, then every other one deleted: each live key sits after a
         // freed place, which "the next live key after a random place" would
         // pick twice as often as a key after a live one.
@@ -573,5 +573,5 @@ fn random_key_is_uniform_over_a_half_empty_table() {
         for (key, count) in counts {
             assert!((280..=520).contains(&count), "{key:?} drawn {count} times");
         }
-    }
+    });
 }

@@ -123,6 +123,44 @@ impl WatchEvent {
         }
     }
 
+    /// The record a put or delete reports (`value` is `None` for a delete,
+    /// and for a put when the watch was opened without values); `None` for
+    /// the other events.
+    pub fn record(&self) -> Option<EventRecord<'_>> {
+        match self {
+            WatchEvent::Put {
+                key,
+                value,
+                partition,
+                offset,
+                timestamp,
+                ..
+            } => Some(EventRecord {
+                key,
+                value: value.as_ref(),
+                partition: *partition,
+                offset: *offset,
+                timestamp: *timestamp,
+            }),
+            WatchEvent::Delete {
+                key,
+                partition,
+                offset,
+                timestamp,
+                ..
+            } => Some(EventRecord {
+                key,
+                value: None,
+                partition: *partition,
+                offset: *offset,
+                timestamp: *timestamp,
+            }),
+            WatchEvent::SnapshotEnd { .. }
+            | WatchEvent::Progress { .. }
+            | WatchEvent::Lagged { .. } => None,
+        }
+    }
+
     /// The token that resumes right after this event, if it has one.
     pub fn token(&self) -> Option<&Token> {
         match self {
@@ -133,6 +171,16 @@ impl WatchEvent {
             | WatchEvent::Lagged { token } => Some(token),
         }
     }
+}
+
+/// The record behind a put or delete event ([`WatchEvent::record`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventRecord<'a> {
+    pub key: &'a Bytes,
+    pub value: Option<&'a Bytes>,
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp: Option<i64>,
 }
 
 /// Why a watch could not start.
@@ -265,16 +313,10 @@ impl Watch {
                     tokio::select! {
                         received = changes.recv() => match received {
                             Ok(batch) => self.apply_batch(&batch),
-                            Err(RecvError::Lagged(_)) => {
-                                self.source = Source::Ended;
-                                return Some(WatchEvent::Lagged { token: self.token() });
-                            }
+                            Err(RecvError::Lagged(_)) => return self.end_lagged(),
                             Err(RecvError::Closed) => self.source = Source::Ended,
                         },
-                        () = tokio::time::sleep_until(progress_at) => {
-                            self.last_event = Instant::now();
-                            return Some(WatchEvent::Progress { token: self.token() });
-                        }
+                        () = tokio::time::sleep_until(progress_at) => return self.progress(),
                     }
                 }
                 Source::Log { changes, target } => {
@@ -283,26 +325,38 @@ impl Watch {
                             Some(Ok(change)) => self.apply_change(&change),
                             Some(Err(error)) => {
                                 tracing::warn!(%error, "a watch could not read the topic; it ends");
-                                self.source = Source::Ended;
-                                return Some(WatchEvent::Lagged { token: self.token() });
+                                return self.end_lagged();
                             }
                             None => {
                                 let target = std::mem::take(target);
                                 self.advance_to(&target);
                                 if !self.resume_from_memory() && self.read_log().is_err() {
-                                    self.source = Source::Ended;
-                                    return Some(WatchEvent::Lagged { token: self.token() });
+                                    return self.end_lagged();
                                 }
                             }
                         },
-                        () = tokio::time::sleep_until(progress_at) => {
-                            self.last_event = Instant::now();
-                            return Some(WatchEvent::Progress { token: self.token() });
-                        }
+                        () = tokio::time::sleep_until(progress_at) => return self.progress(),
                     }
                 }
             }
         }
+    }
+
+    /// A `Progress` event: nothing under the prefix for `progress_every`.
+    fn progress(&mut self) -> Option<WatchEvent> {
+        self.last_event = Instant::now();
+        Some(WatchEvent::Progress {
+            token: self.token(),
+        })
+    }
+
+    /// Ends the watch; its last event is `Lagged`, with the token to resume
+    /// from.
+    fn end_lagged(&mut self) -> Option<WatchEvent> {
+        self.source = Source::Ended;
+        Some(WatchEvent::Lagged {
+            token: self.token(),
+        })
     }
 
     /// Whether the watch is reading the topic to catch up from an older

@@ -81,7 +81,12 @@ impl Info {
                 server.config.max_connections,
             );
         }
-        let process = ProcessUsage::read();
+        // /proc is read only for the sections that show it.
+        let process = if wants("memory") || wants("cpu") {
+            ProcessUsage::read()
+        } else {
+            ProcessUsage::default()
+        };
         if wants("memory") {
             // The process's resident memory: kafkv has no allocator
             // accounting of its own to report as used_memory.

@@ -32,11 +32,7 @@ pub struct Subscribe {
 
 impl Subscribe {
     pub fn parse(args: &mut Args) -> Result<Self, Frame> {
-        let kind = if args.name().eq_ignore_ascii_case(b"psubscribe") {
-            pubsub::Kind::Pattern
-        } else {
-            pubsub::Kind::Channel
-        };
+        let kind = pubsub::Kind::of_command(args.name());
         Ok(Self {
             kind,
             names: args.one_or_more()?,
