@@ -1,9 +1,17 @@
 //! Failures: the broker goes away and comes back; the service shuts down with
-//! a write in flight.
+//! a write in flight; a write that fails says truly whether it was written.
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::BTreeSet,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
+use kafkv::{
+    Store,
+    error::{ProduceError, WriteError},
+};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -121,4 +129,116 @@ async fn graceful_shutdown_finishes_an_in_flight_write() {
         replay(&records).get(&b"in-flight"[..]),
         Some(&b"finished".to_vec())
     );
+}
+
+/// How one write ended, as the store answered it.
+#[derive(Debug)]
+enum Outcome {
+    Acknowledged,
+    NotWritten(String),
+    Indeterminate(String),
+}
+
+impl Outcome {
+    fn of<T>(result: Result<T, WriteError>) -> Outcome {
+        match result {
+            Ok(_) => Outcome::Acknowledged,
+            Err(WriteError::Produce(ProduceError::NotWritten(e))) => {
+                Outcome::NotWritten(e.to_string())
+            }
+            Err(WriteError::Produce(ProduceError::Indeterminate { reason, .. })) => {
+                Outcome::Indeterminate(reason)
+            }
+            Err(other) => panic!("unexpected write error: {other}"),
+        }
+    }
+
+    fn purged(&self) -> bool {
+        matches!(self, Outcome::Indeterminate(reason) if reason.contains("Purged"))
+    }
+}
+
+/// Issue 17: a fault-injection run saw puts answered 502 "the broker rejected
+/// the record; it was not written" that other clients then read. Replacing a
+/// poisoned producer purges the old one's records, and `PurgeInflight` /
+/// `PurgeQueue` counted as rejections, though a purged record may already be
+/// with the broker (a client retrying an increment counted it twice).
+///
+/// Two writes go to a frozen broker half a timeout apart, each in a request
+/// of its own on one connection. The first times out and marks the producer
+/// stale; the next write replaces it, purging the second while its writer
+/// still waits. On resuming, the broker reads what the connection carried,
+/// so the purged record is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_purged_with_a_replaced_producer_are_never_reported_not_written() {
+    let broker = BrokerProcess::start().await;
+    let brokers = broker.address();
+    let topic = unique_topic("purge");
+    let timeout = Duration::from_secs(2);
+    let mut config = test_config(&brokers, &topic);
+    config.write_timeout = timeout;
+    let store = Store::open(config).await.expect("open store");
+    // The producer has its id before the broker freezes.
+    store.put(b"warm", Bytes::from_static(b"up")).await.unwrap();
+
+    broker.pause();
+    let outcomes = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let write = |key: &str| {
+        let (store, outcomes, key) = (store.clone(), outcomes.clone(), key.to_owned());
+        tokio::spawn(async move {
+            let outcome = Outcome::of(store.put(key.as_bytes(), Bytes::from("v")).await);
+            outcomes.lock().push((key, outcome));
+        })
+    };
+    let ended = |key: &str| outcomes.lock().iter().any(|(k, _)| k == key);
+    let mut writes = vec![write("first")];
+    // Lets time pass: the next writes still wait when the first times out.
+    tokio::time::sleep(timeout / 2).await;
+    writes.push(write("second"));
+    writes.push(write("third"));
+    eventually("the first write times out", || async { ended("first") }).await;
+    writes.push(write("replacing"));
+    eventually("the replaced producer's writes end", || async {
+        ended("second") && ended("third")
+    })
+    .await;
+    broker.resume();
+    for write in writes {
+        write.await.unwrap();
+    }
+
+    eventually("writes succeed again after the broker resumes", || async {
+        store
+            .put(b"after", Bytes::from_static(b"back"))
+            .await
+            .is_ok()
+    })
+    .await;
+    let logged: BTreeSet<Vec<u8>> = read_topic(&brokers, &topic)
+        .await
+        .into_iter()
+        .filter_map(|record| record.key)
+        .collect();
+    let outcomes = std::mem::take(&mut *outcomes.lock());
+    for (key, outcome) in &outcomes {
+        let in_log = logged.contains(key.as_bytes());
+        match outcome {
+            Outcome::Acknowledged => {
+                assert!(in_log, "{key} was acknowledged but is not in the log")
+            }
+            Outcome::NotWritten(error) => assert!(
+                !in_log,
+                "{key} was answered not written ({error}) but is in the log"
+            ),
+            Outcome::Indeterminate(_) => {}
+        }
+    }
+    // The test exercised the hazard: a purged write, and one that was stored.
+    assert!(
+        outcomes
+            .iter()
+            .any(|(key, outcome)| outcome.purged() && logged.contains(key.as_bytes())),
+        "no purged write is in the log: {outcomes:?}"
+    );
+    store.close().await;
 }

@@ -2,6 +2,13 @@
 //! them. A write counts as done only when the broker acknowledged it with
 //! `acks=all`; the idempotent producer keeps retries from duplicating or
 //! reordering records.
+//!
+//! Every write ends in exactly one of three ways: acknowledged ([`Receipt`]),
+//! definitely not written ([`ProduceError::NotWritten`]), or indeterminate
+//! ([`ProduceError::Indeterminate`]: it may or may not be in the log). Which
+//! failures are which is the table in `refused` and `failed`; when in doubt a
+//! failure is indeterminate, because a wrongly definite "not written" turns a
+//! client's retry of a non-idempotent operation into a double application.
 
 use std::{
     sync::{
@@ -25,23 +32,32 @@ use tracing::{error, warn};
 use super::window::{IDEMPOTENT_IN_FLIGHT_LIMIT, Permit, SendWindow};
 use crate::{config::StoreConfig, record::Outgoing};
 
-/// The broker did not acknowledge a record.
+/// A write the broker did not acknowledge, and what is known about it.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProduceError {
-    /// Not acknowledged in time, or the cluster could not be reached. It is
-    /// not confirmed, but a record in flight when it failed may still have
-    /// been stored, so readers are told to check rather than promised it is
-    /// absent.
+    /// The record may or may not be in the log: it, or an earlier attempt of
+    /// it, may have reached the broker before the failure (librdkafka's
+    /// "possibly persisted"). If it was stored, every instance applies it
+    /// like any other record. Timeouts, lost connections, purges of a
+    /// replaced producer and any error not known to be a refusal end here.
     #[error(
-        "the broker did not acknowledge the write within {timeout:?} ({reason}). It is not \
-         confirmed: unless the broker received it before failing it was not applied; read the \
-         key to check. Is the broker reachable? (--write-timeout sets the bound)"
+        "the outcome of the write is unknown: it may have been applied ({reason}). Read the key \
+         to check before retrying a non-idempotent operation; repeating a put or delete of the \
+         same value is safe"
     )]
-    Unavailable { timeout: Duration, reason: String },
-    /// The broker refused the record itself (too large for it, not authorized…).
-    #[error("the broker rejected the write: {0}")]
-    Rejected(#[source] KafkaError),
+    Indeterminate {
+        /// What happened.
+        reason: String,
+    },
+    /// The record is not in the log and never will be: librdkafka refused it
+    /// before taking it, or the broker refused the record itself (too large,
+    /// invalid, not authorized).
+    #[error(
+        "the write was not applied: {0}. Nothing reached the log, so retrying cannot apply it \
+         twice"
+    )]
+    NotWritten(#[source] KafkaError),
 }
 
 /// Where an acknowledged record landed.
@@ -97,6 +113,13 @@ impl Writer {
     /// Produces a put of `key` (or a tombstone: `value` `None`) and waits for
     /// the broker's acknowledgement, at most the write timeout.
     pub async fn send(&self, key: &[u8], value: Option<Bytes>) -> Result<Receipt, ProduceError> {
+        self.send_record(Outgoing::plain(Bytes::copy_from_slice(key), value))
+            .await
+    }
+
+    /// Produces `record` (a put, a tombstone, an operation or a repair) and
+    /// waits for the broker's acknowledgement, at most the write timeout.
+    pub async fn send_record(&self, record: Outgoing) -> Result<Receipt, ProduceError> {
         if self.stale.swap(false, Ordering::AcqRel) {
             self.replace_producer();
         }
@@ -105,50 +128,45 @@ impl Writer {
         // so the bound callers rely on is this one; it includes the wait for
         // the window, which only acknowledgements and failures open.
         let delivered = tokio::time::timeout(self.timeout, async {
-            let (started, _permit) = self.start(key, value).await?;
+            let (started, _permit) = self.start(record).await.map_err(|e| self.refused(e))?;
             match started.await {
-                Ok(Ok(delivery)) => Ok(delivery),
-                Ok(Err((error, _record))) => Err(error),
-                Err(_canceled) => Err(KafkaError::Canceled),
+                Ok(Ok(delivery)) => Ok(Receipt {
+                    partition: delivery.partition,
+                    offset: delivery.offset,
+                }),
+                Ok(Err((error, _record))) => Err(self.failed(error)),
+                // librdkafka dropped the report unsent (its producer was
+                // destroyed with the record still queued or in flight).
+                Err(_canceled) => Err(ProduceError::Indeterminate {
+                    reason: "the producer was closed before it reported on the record".into(),
+                }),
             }
         });
-        match delivered.await {
-            Err(_) => {
-                self.stale.store(true, Ordering::Release);
-                Err(ProduceError::Unavailable {
-                    timeout: self.timeout,
-                    reason: "no acknowledgement in time".into(),
-                })
-            }
-            Ok(Ok(delivery)) => Ok(Receipt {
-                partition: delivery.partition,
-                offset: delivery.offset,
-            }),
-            Ok(Err(error)) => Err(self.classify(error)),
-        }
+        delivered.await.unwrap_or_else(|_elapsed| {
+            self.stale.store(true, Ordering::Release);
+            Err(ProduceError::Indeterminate {
+                reason: format!(
+                    "the broker did not acknowledge it within {:?}; is the broker reachable? \
+                     (--write-timeout sets the bound)",
+                    self.timeout
+                ),
+            })
+        })
     }
 
     /// Hands the record to librdkafka through the window: its delivery, and
-    /// the permit to drop once it is acknowledged or has failed.
-    async fn start(
-        &self,
-        key: &[u8],
-        value: Option<Bytes>,
-    ) -> Result<(DeliveryFuture, Permit), KafkaError> {
+    /// the permit to drop once it is acknowledged or has failed. An error is
+    /// librdkafka refusing the record then and there: it did not take it.
+    async fn start(&self, record: Outgoing) -> Result<(DeliveryFuture, Permit), KafkaError> {
         let (started_tx, started) = tokio::sync::oneshot::channel();
         let producer = self.producer.read().clone();
         let topic = self.topic.clone();
-        let key = Bytes::copy_from_slice(key);
         self.window.start(Box::new(move |permit| {
             if started_tx.is_closed() {
                 // The writer gave up (timed out, or its client hung up) while
                 // the record was held: it is not sent.
                 return Some(permit);
             }
-            let record = Outgoing {
-                key: &key,
-                value: value.as_deref(),
-            };
             // Never blocks: a full librdkafka queue is an error at once.
             let started = producer
                 .send_result(record.to_kafka(&topic))
@@ -164,12 +182,25 @@ impl Writer {
         Ok((started?, permit))
     }
 
-    fn classify(&self, error: KafkaError) -> ProduceError {
+    /// librdkafka refused the record when it was handed over: it never took
+    /// it, so it was not written.
+    fn refused(&self, error: KafkaError) -> ProduceError {
+        self.note_poison(&error);
+        refused(error)
+    }
+
+    /// The record's delivery report is a failure.
+    fn failed(&self, error: KafkaError) -> ProduceError {
+        self.note_poison(&error);
+        failed(error)
+    }
+
+    /// After some failures this producer's idempotence state cannot be
+    /// trusted: the next send starts a fresh one.
+    fn note_poison(&self, error: &KafkaError) {
         use RDKafkaErrorCode::*;
-        let code = error.rdkafka_error_code();
-        // Failures after which this producer's idempotence state cannot be trusted.
-        let poisoned = matches!(
-            code,
+        if matches!(
+            error.rdkafka_error_code(),
             Some(
                 Fatal
                     | MessageTimedOut
@@ -179,31 +210,8 @@ impl Writer {
                     | InvalidProducerEpoch
                     | ProducerFenced
             )
-        );
-        // Failures of reaching or waiting for the cluster, not of the record.
-        let transient = matches!(
-            code,
-            Some(
-                QueueFull
-                    | AllBrokersDown
-                    | BrokerTransportFailure
-                    | RequestTimedOut
-                    | NotEnoughReplicas
-                    | NotEnoughReplicasAfterAppend
-                    | LeaderNotAvailable
-                    | NotLeaderForPartition
-            )
-        );
-        if poisoned {
+        ) {
             self.stale.store(true, Ordering::Release);
-        }
-        if poisoned || transient {
-            ProduceError::Unavailable {
-                timeout: self.timeout,
-                reason: error.to_string(),
-            }
-        } else {
-            ProduceError::Rejected(error)
         }
     }
 
@@ -230,6 +238,124 @@ impl Writer {
             .expect("flush task panicked");
         if let Err(error) = flushed {
             error!(%error, "records were still unacknowledged at shutdown");
+        }
+    }
+}
+
+/// A failure of handing the record to librdkafka (`send_result`): whatever
+/// the code (queue full, record over `message.max.bytes`, unknown topic or
+/// partition, a fatal producer, a topic already marked unauthorized), the
+/// record was not enqueued, so nothing was sent.
+fn refused(error: KafkaError) -> ProduceError {
+    ProduceError::NotWritten(error)
+}
+
+/// A failed delivery report. Only the broker's refusals of the record itself
+/// are definite: it checks these before appending, and the idempotent
+/// producer retries the same batch, so an earlier attempt met the same check
+/// (unless the topic's limits or the ACLs changed between two attempts).
+/// Everything else is indeterminate, because librdkafka reports the
+/// last attempt's error while an earlier attempt may have been stored (it
+/// never downgrades a message from "possibly persisted"; that status is not
+/// exposed through rdkafka's `FutureProducer`): purged records (`PurgeQueue`
+/// holds retries of records already sent, `PurgeInflight` ones the broker may
+/// still read), timeouts, lost connections, `Unknown`, fatal errors and every
+/// code not listed here.
+fn failed(error: KafkaError) -> ProduceError {
+    use RDKafkaErrorCode::*;
+    match error.rdkafka_error_code() {
+        Some(
+            MessageSizeTooLarge
+            | InvalidMessageSize
+            | MessageBatchTooLarge
+            | InvalidRecord
+            | TopicAuthorizationFailed,
+        ) => ProduceError::NotWritten(error),
+        _ => ProduceError::Indeterminate {
+            reason: error.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn definite(outcome: &ProduceError) -> bool {
+        matches!(outcome, ProduceError::NotWritten(_))
+    }
+
+    /// Issue 17: records purged with a replaced producer were reported as
+    /// rejected, though one sent and then queued for a retry, or in flight,
+    /// may be in the log; a client's retry of an increment counted twice.
+    #[test]
+    fn only_refusals_of_the_record_itself_are_definitely_not_written() {
+        use RDKafkaErrorCode::*;
+        let not_written = [
+            MessageSizeTooLarge,
+            InvalidMessageSize,
+            MessageBatchTooLarge,
+            InvalidRecord,
+            TopicAuthorizationFailed,
+        ];
+        let indeterminate = [
+            PurgeInflight,
+            PurgeQueue,
+            MessageTimedOut,
+            RequestTimedOut,
+            TimedOutQueue,
+            BrokerTransportFailure,
+            AllBrokersDown,
+            NetworkException,
+            NotEnoughReplicas,
+            NotEnoughReplicasAfterAppend,
+            LeaderNotAvailable,
+            NotLeaderForPartition,
+            UnknownTopicOrPartition,
+            UnknownPartition,
+            UnknownTopic,
+            KafkaStorageError,
+            OutOfOrderSequenceNumber,
+            DuplicateSequenceNumber,
+            UnknownProducerId,
+            InvalidProducerEpoch,
+            ProducerFenced,
+            InvalidMessage,
+            InvalidTimestamp,
+            ClusterAuthorizationFailed,
+            BadMessage,
+            Fatal,
+            Unknown,
+        ];
+        for code in not_written {
+            let outcome = failed(KafkaError::MessageProduction(code));
+            assert!(definite(&outcome), "{code:?}: {outcome}");
+        }
+        for code in indeterminate {
+            let outcome = failed(KafkaError::MessageProduction(code));
+            assert!(!definite(&outcome), "{code:?}: {outcome}");
+            assert!(
+                outcome.to_string().contains("may have been applied"),
+                "{outcome}"
+            );
+        }
+        // Errors that carry no code are not known refusals either.
+        assert!(!definite(&failed(KafkaError::Canceled)));
+    }
+
+    #[test]
+    fn a_record_librdkafka_did_not_take_is_not_written_whatever_the_code() {
+        use RDKafkaErrorCode::*;
+        for code in [
+            QueueFull,
+            MessageSizeTooLarge,
+            UnknownPartition,
+            UnknownTopic,
+            Fatal,
+        ] {
+            let outcome = refused(KafkaError::MessageProduction(code));
+            assert!(definite(&outcome), "{code:?}: {outcome}");
+            assert!(outcome.to_string().contains("not applied"), "{outcome}");
         }
     }
 }
