@@ -70,6 +70,16 @@ pub struct StoreConfig {
     /// read the topic (0: always read it). Default 16 MiB; switched on by the
     /// first watch.
     pub watch_window_bytes: usize,
+    /// How soon after this instance's own read-modify-write operation it
+    /// writes the key's repair (docs/rmw.md). Default 10 ms.
+    pub repair_delay: Duration,
+    /// How long any instance waits before repairing a key whose newest
+    /// record is someone else's unrepaired operation, plus up to as much
+    /// again of jitter. Default 2 s.
+    pub repair_backstop: Duration,
+    /// Whether this instance writes repairs at all. Default true; false only
+    /// in tests that stand for a writer dying before its repair.
+    pub repairs: bool,
 }
 
 /// Where the materialized view lives.
@@ -117,6 +127,9 @@ impl StoreConfig {
             delete_retention: DEFAULT_DELETE_RETENTION,
             watch_buffer: DEFAULT_WATCH_BUFFER,
             watch_window_bytes: DEFAULT_WATCH_WINDOW_BYTES,
+            repair_delay: crate::store::repairer::OWN_DELAY,
+            repair_backstop: crate::store::repairer::BACKSTOP_DELAY,
+            repairs: true,
         }
     }
 

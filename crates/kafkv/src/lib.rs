@@ -10,6 +10,7 @@
 //! - [`config`]: typed configuration with documented defaults.
 //! - [`error`]: one error enum per layer and the umbrella [`Error`].
 //! - [`log`]: the Kafka side: topic checks, the producer, the consumer.
+//! - [`op`]: read-modify-write operations and their evaluation.
 //! - `state` (private): the materialized view and applied offsets.
 //! - [`store`]: the library API, [`Store`].
 //! - `auth` (private): the `--auth-token` check both front ends share.
@@ -30,6 +31,7 @@ pub mod config;
 pub mod error;
 mod http;
 pub mod log;
+pub mod op;
 mod record;
 mod recovery;
 mod resp;

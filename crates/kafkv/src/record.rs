@@ -1,42 +1,135 @@
 //! The wire format of a kafkv record, in both directions: what the writer
-//! produces for a put or a delete, and what a consumed Kafka message means to
-//! the view. Nothing else in kafkv knows how a record is laid out on the topic.
+//! produces, and what a consumed Kafka message means to the view. Nothing
+//! else in kafkv knows how a record is laid out on the topic.
 //!
-//! Today's format is plain Kafka: the key and value are the user's bytes
-//! exactly, a delete is a record with a null value (a tombstone), and kafkv
-//! writes no headers, so any Kafka client can read and write a kafkv topic.
+//! A plain put or delete is plain Kafka: the key and value are the user's
+//! bytes exactly, a delete is a record with a null value (a tombstone), and
+//! no header is written, so any Kafka client can read and write those.
 //! A message without a key is skipped: kafkv cannot address it.
 //!
-//! **Headers.** The names under [`HEADER_PREFIX`] (`kafkv.`) are reserved for
-//! what later versions will carry beside a record (a condition, an expiry, a
-//! writer epoch; see docs/design.md, "Layout"). This version defines none, so
-//! it writes none, ignores every header outside the prefix (other
-//! applications' headers), and refuses to apply a record that carries one
-//! inside it: such a record was written by a newer kafkv whose meaning this
-//! version cannot honour, and applying it as a plain put could make this
-//! instance disagree with the ones that understand it. The record is skipped
-//! with an error naming the header (see [`Decoded::Unsupported`]); upgrading
-//! every instance is the fix.
+//! **Headers.** The names under [`HEADER_PREFIX`] (`kafkv.`) are kafkv's
+//! (see docs/rmw.md for what each record means):
+//! - `kafkv.op` (`1`): an operation record; the value is the encoded
+//!   [`Op`], evaluated by every instance at the record's offset.
+//! - `kafkv.repair` (an offset, decimal) with `kafkv.version` (decimal,
+//!   absent for a deleted key): a repair, restating the key's state as of
+//!   that offset; its value is the key's value then (null: absent).
+//! - `kafkv.id` (hex): which write of which instance this is, so the writer
+//!   can be handed the record's outcome when its consumer applies it.
+//!
+//! A record carrying any other header inside the prefix was written by a
+//! newer kafkv whose meaning this version cannot honour; applying it as a
+//! plain put could make this instance disagree with the ones that understand
+//! it, so it is skipped with an error naming the header (see
+//! [`Decoded::Unsupported`]); upgrading every instance is the fix. Headers
+//! outside the prefix (other applications') are ignored.
 
-use rdkafka::{Message, Timestamp, message::Headers, producer::FutureRecord};
+use bytes::Bytes;
+use rdkafka::{
+    Message, Timestamp,
+    message::{Header, Headers, OwnedHeaders},
+    producer::FutureRecord,
+};
+
+use crate::op::Op;
 
 /// The prefix of every record header name kafkv reserves for itself.
 pub const HEADER_PREFIX: &str = "kafkv.";
+const OP_HEADER: &str = "kafkv.op";
+const REPAIR_HEADER: &str = "kafkv.repair";
+const VERSION_HEADER: &str = "kafkv.version";
+const ID_HEADER: &str = "kafkv.id";
 
-/// A put or a delete as it goes to the topic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Outgoing<'a> {
-    pub key: &'a [u8],
-    /// `None`: a tombstone.
-    pub value: Option<&'a [u8]>,
+/// What a record is, beyond its key and value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// A put (the value) or a delete (no value): self-contained.
+    Plain,
+    /// An operation, evaluated where it lands.
+    Op(Op),
+    /// The key's state as of offset `restates`: the record's value (none:
+    /// absent) with `version` (none when absent).
+    Repair { restates: i64, version: Option<i64> },
 }
 
-impl<'a> Outgoing<'a> {
-    /// The Kafka record for `topic`: key and value verbatim, no headers.
-    pub fn to_kafka(self, topic: &'a str) -> FutureRecord<'a, [u8], [u8]> {
-        let record = FutureRecord::to(topic).key(self.key);
-        match self.value {
-            Some(value) => record.payload(value),
+/// A record as it goes to the topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub key: Bytes,
+    /// `None`: a tombstone (or a repair of an absent key).
+    pub value: Option<Bytes>,
+    pub kind: Kind,
+    /// Set when the writer waits for the record's outcome (`kafkv.id`).
+    pub id: Option<u64>,
+}
+
+impl Outgoing {
+    /// A plain put (`Some`) or delete (`None`).
+    pub fn plain(key: Bytes, value: Option<Bytes>) -> Self {
+        Self {
+            key,
+            value,
+            kind: Kind::Plain,
+            id: None,
+        }
+    }
+
+    /// An operation on `key`.
+    pub fn op(key: Bytes, op: &Op) -> Self {
+        Self {
+            key,
+            value: Some(op.encode()),
+            kind: Kind::Op(op.clone()),
+            id: None,
+        }
+    }
+
+    /// A repair of `key`: its value and version as of offset `restates`.
+    pub fn repair(key: Bytes, restates: i64, state: Option<crate::op::KeyState>) -> Self {
+        let (value, version) = match state {
+            Some(state) => (Some(state.value), Some(state.version)),
+            None => (None, None),
+        };
+        Self {
+            key,
+            value,
+            kind: Kind::Repair { restates, version },
+            id: None,
+        }
+    }
+
+    /// The Kafka record for `topic`: key and value verbatim, kafkv's headers
+    /// where the kind needs them.
+    pub fn to_kafka<'a>(&'a self, topic: &'a str) -> FutureRecord<'a, [u8], [u8]> {
+        let mut record = FutureRecord::to(topic).key(&self.key[..]);
+        if let Some(value) = &self.value {
+            record = record.payload(&value[..]);
+        }
+        let mut headers: Option<OwnedHeaders> = None;
+        let mut add = |key: &str, value: String| {
+            let taken = headers
+                .take()
+                .unwrap_or_else(|| OwnedHeaders::new_with_capacity(3));
+            headers = Some(taken.insert(Header {
+                key,
+                value: Some(value.as_bytes()),
+            }));
+        };
+        match &self.kind {
+            Kind::Plain => {}
+            Kind::Op(_) => add(OP_HEADER, "1".into()),
+            Kind::Repair { restates, version } => {
+                add(REPAIR_HEADER, restates.to_string());
+                if let Some(version) = version {
+                    add(VERSION_HEADER, version.to_string());
+                }
+            }
+        }
+        if let Some(id) = self.id {
+            add(ID_HEADER, format!("{id:x}"));
+        }
+        match headers {
+            Some(headers) => record.headers(headers),
             None => record,
         }
     }
@@ -51,6 +144,9 @@ pub struct Record {
     /// Milliseconds since the epoch (create or log-append time), where the
     /// broker gave one.
     pub timestamp: Option<i64>,
+    pub kind: Kind,
+    /// The writer's `kafkv.id`, when it waits for the outcome.
+    pub id: Option<u64>,
     /// key ‖ value.
     data: Box<[u8]>,
     key_len: u32,
@@ -66,6 +162,8 @@ impl Record {
             partition,
             offset,
             timestamp: None,
+            kind: Kind::Plain,
+            id: None,
             data: data.into_boxed_slice(),
             key_len: key_len(key),
             tombstone: false,
@@ -77,6 +175,8 @@ impl Record {
             partition,
             offset,
             timestamp: None,
+            kind: Kind::Plain,
+            id: None,
             data: key.into(),
             key_len: key_len(key),
             tombstone: true,
@@ -85,6 +185,16 @@ impl Record {
 
     pub fn with_timestamp(mut self, timestamp: Option<i64>) -> Self {
         self.timestamp = timestamp;
+        self
+    }
+
+    pub fn with_kind(mut self, kind: Kind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    pub fn with_id(mut self, id: Option<u64>) -> Self {
+        self.id = id;
         self
     }
 
@@ -134,18 +244,54 @@ pub fn decode(message: &impl Message) -> Decoded {
     let Some(key) = message.key() else {
         return Decoded::NoKey { partition, offset };
     };
+    let unsupported = |header: &str| Decoded::Unsupported {
+        partition,
+        offset,
+        header: header.to_owned(),
+    };
+    let (mut op, mut repair, mut version, mut id) = (false, None, None, None);
     if let Some(headers) = message.headers() {
-        let reserved = headers
-            .iter()
-            .find(|header| header.key.starts_with(HEADER_PREFIX));
-        if let Some(header) = reserved {
-            return Decoded::Unsupported {
-                partition,
-                offset,
-                header: header.key.to_owned(),
+        for header in headers.iter() {
+            if !header.key.starts_with(HEADER_PREFIX) {
+                continue;
+            }
+            let text = header.value.and_then(|v| std::str::from_utf8(v).ok());
+            let parsed = match header.key {
+                OP_HEADER => {
+                    op = text == Some("1");
+                    op
+                }
+                REPAIR_HEADER => {
+                    repair = text.and_then(|t| t.parse::<i64>().ok());
+                    repair.is_some()
+                }
+                VERSION_HEADER => {
+                    version = text.and_then(|t| t.parse::<i64>().ok());
+                    version.is_some()
+                }
+                ID_HEADER => {
+                    id = text.and_then(|t| u64::from_str_radix(t, 16).ok());
+                    id.is_some()
+                }
+                _ => false,
             };
+            if !parsed {
+                return unsupported(header.key);
+            }
         }
     }
+    let kind = match (op, repair) {
+        (false, None) if version.is_none() => Kind::Plain,
+        // A repair of a present key states its version; of an absent one, none.
+        (false, Some(restates)) if version.is_some() == message.payload().is_some() => {
+            Kind::Repair { restates, version }
+        }
+        (true, None) if version.is_none() => match message.payload().map(Op::decode) {
+            Some(Ok(decoded)) => Kind::Op(decoded),
+            _ => return unsupported(OP_HEADER),
+        },
+        _ => return unsupported(VERSION_HEADER),
+    };
     let timestamp = match message.timestamp() {
         Timestamp::NotAvailable => None,
         Timestamp::CreateTime(ms) | Timestamp::LogAppendTime(ms) => Some(ms),
@@ -154,7 +300,7 @@ pub fn decode(message: &impl Message) -> Decoded {
         Some(value) => Record::put(partition, offset, key, value),
         None => Record::tombstone(partition, offset, key),
     };
-    Decoded::Record(record.with_timestamp(timestamp))
+    Decoded::Record(record.with_timestamp(timestamp).with_kind(kind).with_id(id))
 }
 
 #[cfg(test)]
@@ -181,20 +327,82 @@ mod tests {
 
     #[test]
     fn plain_puts_and_deletes_are_the_bytes_with_no_headers() {
-        let put = Outgoing {
-            key: b"k",
-            value: Some(b"v"),
-        }
-        .to_kafka("t");
+        let put = Outgoing::plain(Bytes::from_static(b"k"), Some(Bytes::from_static(b"v")));
+        let put = put.to_kafka("t");
         assert_eq!((put.key, put.payload), (Some(&b"k"[..]), Some(&b"v"[..])));
         assert!(put.headers.is_none());
-        let delete = Outgoing {
-            key: b"k",
-            value: None,
-        }
-        .to_kafka("t");
+        let delete = Outgoing::plain(Bytes::from_static(b"k"), None);
+        let delete = delete.to_kafka("t");
         assert_eq!((delete.key, delete.payload), (Some(&b"k"[..]), None));
         assert!(delete.headers.is_none());
+    }
+
+    /// What a consumer receives for `outgoing`, at partition 3, offset 42.
+    fn round_trip(outgoing: &Outgoing) -> Decoded {
+        let record = outgoing.to_kafka("t");
+        decode(&message(record.key, record.payload, record.headers.clone()))
+    }
+
+    #[test]
+    fn operations_repairs_and_ids_survive_the_wire() {
+        use crate::op::{Condition, KeyState};
+        let key = Bytes::from_static(b"k");
+        let op = Op::Set {
+            value: Bytes::from_static(b"v"),
+            when: Condition::Absent,
+        };
+        let mut outgoing = Outgoing::op(key.clone(), &op);
+        outgoing.id = Some(0xabc);
+        let Decoded::Record(record) = round_trip(&outgoing) else {
+            panic!("an operation")
+        };
+        assert_eq!((record.kind, record.id), (Kind::Op(op), Some(0xabc)));
+        let state = KeyState {
+            value: Bytes::from_static(b"7"),
+            version: 5,
+        };
+        let repair = Outgoing::repair(key.clone(), 9, Some(state));
+        let Decoded::Record(record) = round_trip(&repair) else {
+            panic!("a repair")
+        };
+        assert_eq!(
+            record.kind,
+            Kind::Repair {
+                restates: 9,
+                version: Some(5)
+            }
+        );
+        assert_eq!(record.value(), Some(&b"7"[..]));
+        let absent = Outgoing::repair(key, 9, None);
+        let Decoded::Record(record) = round_trip(&absent) else {
+            panic!("a repair")
+        };
+        assert!(record.is_tombstone());
+        assert_eq!(
+            record.kind,
+            Kind::Repair {
+                restates: 9,
+                version: None
+            }
+        );
+    }
+
+    #[test]
+    fn malformed_kafkv_headers_are_refused() {
+        let header = |key, value| {
+            OwnedHeaders::new().insert(Header {
+                key,
+                value: Some(value),
+            })
+        };
+        // An operation whose value is not an operation.
+        let bad_op = message(Some(b"k"), Some(b"junk"), Some(header("kafkv.op", "1")));
+        assert!(matches!(decode(&bad_op), Decoded::Unsupported { .. }));
+        // A repair of a present key without its version.
+        let no_version = message(Some(b"k"), Some(b"v"), Some(header("kafkv.repair", "3")));
+        assert!(matches!(decode(&no_version), Decoded::Unsupported { .. }));
+        let bad_offset = message(Some(b"k"), None, Some(header("kafkv.repair", "x")));
+        assert!(matches!(decode(&bad_offset), Decoded::Unsupported { .. }));
     }
 
     #[test]

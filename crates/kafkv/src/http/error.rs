@@ -8,7 +8,9 @@ use crate::error::{InputError, ProduceError, ReadError, WriteError};
 
 fn input_status(error: &InputError) -> StatusCode {
     match error {
-        InputError::EmptyKey => StatusCode::BAD_REQUEST,
+        InputError::EmptyKey | InputError::EmptyBatch | InputError::CrossPartition { .. } => {
+            StatusCode::BAD_REQUEST
+        }
         InputError::KeyTooLarge { .. }
         | InputError::ValueTooLarge { .. }
         | InputError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -25,12 +27,21 @@ impl From<WriteError> for ApiError {
     fn from(error: WriteError) -> Self {
         let status = match &error {
             WriteError::Input(input) => input_status(input),
-            // The cluster may come back: retry.
-            WriteError::Produce(ProduceError::Unavailable { .. }) | WriteError::Closed => {
+            // The write may have been applied (the message says so, and to
+            // read the key before retrying a non-idempotent operation).
+            WriteError::Produce(ProduceError::Indeterminate { .. }) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            // The broker refused this record: retrying the same will not help.
-            WriteError::Produce(ProduceError::Rejected(_)) => StatusCode::BAD_GATEWAY,
+            // Nothing was written; the instance is closing: retry elsewhere.
+            WriteError::Closed => StatusCode::SERVICE_UNAVAILABLE,
+            // Nothing was written: librdkafka or the broker refused the record.
+            WriteError::Produce(ProduceError::NotWritten(_)) => StatusCode::BAD_GATEWAY,
+            // Nothing was written; this instance will be up to date soon.
+            WriteError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            // Nothing was written, and the topic's settings must change first.
+            WriteError::Unsafe(_) => StatusCode::CONFLICT,
+            // Written, result unknown here: as indeterminate for the client.
+            WriteError::OutcomeUnknown { .. } => StatusCode::SERVICE_UNAVAILABLE,
         };
         Self::new(status, error.to_string())
     }

@@ -86,7 +86,10 @@ impl Reader {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("kafkv-reader".into())
-                .spawn(move || consume(consumer, &view, &stop, total))?
+                .spawn({
+                    let topic = topic.clone();
+                    move || consume(consumer, &topic, &view, &stop, total)
+                })?
         };
         Ok(Reader {
             stop,
@@ -133,7 +136,45 @@ impl Quiet {
     }
 }
 
-fn consume(consumer: BaseConsumer<WatermarkContext>, view: &View, stop: &AtomicBool, total: i64) {
+/// The ready rule (docs/rmw.md): the consumer skipped offsets of `gaps`
+/// (compaction removed them), so each of those partitions is not ready until
+/// it reaches the end offset as of now, which holds every repair of what was
+/// removed. Asks the broker until it answers or the reader stops.
+fn retarget_after_gaps(
+    consumer: &BaseConsumer<WatermarkContext>,
+    topic: &str,
+    view: &View,
+    mut gaps: Vec<i32>,
+    stop: &AtomicBool,
+) {
+    gaps.sort_unstable();
+    gaps.dedup();
+    for partition in gaps {
+        loop {
+            match consumer.fetch_watermarks(topic, partition, Duration::from_secs(5)) {
+                Ok((_low, high)) => {
+                    view.retarget(partition, high);
+                    break;
+                }
+                Err(error) => {
+                    warn!(%error, partition, "could not learn the end offset after a compaction gap; retrying");
+                    if stop.load(Ordering::Acquire) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+    }
+}
+
+fn consume(
+    consumer: BaseConsumer<WatermarkContext>,
+    topic: &str,
+    view: &View,
+    stop: &AtomicBool,
+    total: i64,
+) {
     let started = Instant::now();
     // Checked after the first poll even for an empty topic, so the
     // completion is logged and measured in every case.
@@ -183,15 +224,21 @@ fn consume(consumer: BaseConsumer<WatermarkContext>, view: &View, stop: &AtomicB
             .iter()
             .filter(|e| matches!(e, Event::Record(_)))
             .count();
-        if let Err(error) = view.apply(&mut events) {
-            // Nothing of the batch was applied; keep it and retry, since
-            // skipping it would lose records. The disk may come back (space
-            // freed); meanwhile the view serves what it has and lags.
-            if quiet.should_log(&error) {
-                tracing::error!(%error, "could not apply a batch to the view; retrying");
+        let gaps = match view.apply(&mut events) {
+            Ok(applied) => applied.gaps,
+            Err(error) => {
+                // Nothing of the batch was applied; keep it and retry, since
+                // skipping it would lose records. The disk may come back (space
+                // freed); meanwhile the view serves what it has and lags.
+                if quiet.should_log(&error) {
+                    tracing::error!(%error, "could not apply a batch to the view; retrying");
+                }
+                std::thread::sleep(Duration::from_millis(500));
+                continue;
             }
-            std::thread::sleep(Duration::from_millis(500));
-            continue;
+        };
+        if !gaps.is_empty() {
+            retarget_after_gaps(&consumer, topic, view, gaps, stop);
         }
         metrics::counter!("kafkv_records_applied_total").increment(applied as u64);
 

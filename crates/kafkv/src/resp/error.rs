@@ -21,7 +21,9 @@ pub fn store_error(error: impl ErrorReply) -> Frame {
 impl ErrorReply for InputError {
     fn code(&self) -> &'static str {
         match self {
+            InputError::CrossPartition { .. } => "CROSSSLOT",
             InputError::EmptyKey
+            | InputError::EmptyBatch
             | InputError::KeyTooLarge { .. }
             | InputError::ValueTooLarge { .. }
             | InputError::BodyTooLarge { .. } => "ERR",
@@ -33,10 +35,19 @@ impl ErrorReply for WriteError {
     fn code(&self) -> &'static str {
         match self {
             WriteError::Input(input) => input.code(),
-            WriteError::Produce(ProduceError::Unavailable { .. }) | WriteError::Closed => {
-                "TRYAGAIN"
-            }
-            WriteError::Produce(ProduceError::Rejected(_)) => "ERR",
+            // Nothing was written: any client may retry.
+            WriteError::Closed => "TRYAGAIN",
+            // Not `TRYAGAIN`, which cluster clients retry on their own: an
+            // indeterminate write may have been applied (its text says to read
+            // the key first), and a record refused for what it is (too large,
+            // not authorized) would be refused again.
+            WriteError::Produce(
+                ProduceError::Indeterminate { .. } | ProduceError::NotWritten(_),
+            )
+            | WriteError::Unsafe(_)
+            | WriteError::OutcomeUnknown { .. } => "ERR",
+            // Nothing was written and this instance is catching up.
+            WriteError::NotReady(_) => "LOADING",
         }
     }
 }

@@ -246,9 +246,23 @@ async fn run_batch(
         // MULTI, EXEC, DISCARD and the refusals inside a transaction are
         // calls of their own; a queued command is counted when EXEC runs it.
         let counted = (command.transaction_role() != "queued").then(|| command.counted_name());
+        // An EXEC refused for errors while queueing unwatches too, as in Redis.
+        let exec = command.transaction_role() == "exec" && transaction.is_some();
         let command = match transact(command, transaction) {
             Step::Run(command) => command,
             Step::Reply(reply) => {
+                if exec {
+                    session.watched.clear();
+                }
+                if let Some(name) = counted {
+                    session.server.stats.called(name, Duration::ZERO, &reply);
+                }
+                runner.reply(reply, session).await;
+                continue;
+            }
+            Step::Discard => {
+                session.watched.clear();
+                let reply = Frame::ok();
                 if let Some(name) = counted {
                     session.server.stats.called(name, Duration::ZERO, &reply);
                 }
@@ -258,13 +272,17 @@ async fn run_batch(
             Step::Exec(queued) => {
                 runner.finish(session).await;
                 let started = Instant::now();
-                let mut replies = Vec::with_capacity(queued.len());
-                let mut exec = Runner::new(&mut replies);
-                for command in queued {
-                    exec.run(command, session).await;
-                }
-                exec.finish(session).await;
-                let reply = Frame::Array(replies);
+                let reply = if session.watched.is_empty() {
+                    let mut replies = Vec::with_capacity(queued.len());
+                    let mut exec = Runner::new(&mut replies);
+                    for command in queued {
+                        exec.run(command, session).await;
+                    }
+                    exec.finish(session).await;
+                    Frame::Array(replies)
+                } else {
+                    exec_watched(queued, session).await
+                };
                 if let Some(name) = counted {
                     session.server.stats.called(name, started.elapsed(), &reply);
                 }
@@ -280,6 +298,59 @@ async fn run_batch(
     runner.finish(session).await;
 }
 
+/// `EXEC` after `WATCH`: the queued commands as one batch record,
+/// conditional on every watched key's version (docs/rmw.md); nil when one
+/// changed, and then nothing was written. Unwatches, whatever the outcome.
+async fn exec_watched(queued: Vec<Command>, session: &mut Session) -> Frame {
+    use crate::op::{Batch, Condition};
+    let watched = std::mem::take(&mut session.watched);
+    let max_len = session.store.max_value_len();
+    let mut steps = Vec::new();
+    let mut replies = Vec::with_capacity(queued.len());
+    for command in queued {
+        let name = command.name();
+        match command.batched(max_len) {
+            Ok(batched) => {
+                replies.push((batched.steps.len(), batched.reply));
+                steps.extend(batched.steps);
+            }
+            // Its reply reads no key, so where it runs does not matter.
+            Err(command) if matches!(name, "ping" | "echo" | "time") => {
+                let reply = command.apply(session).await;
+                replies.push((0, Box::new(move |_| reply)));
+            }
+            Err(_) => {
+                return Frame::error(format!(
+                    "ERR kafkv cannot run '{name}' inside a transaction with WATCH: such a \
+                     transaction is one atomic record, and '{name}' has no form in it; nothing \
+                     was written"
+                ));
+            }
+        }
+    }
+    let conditions = watched
+        .into_iter()
+        .map(|(key, version)| {
+            let when = version.map_or(Condition::Absent, Condition::Version);
+            (key, when)
+        })
+        .collect();
+    let batch = Batch { conditions, steps };
+    match session.store.apply_batch(batch).await {
+        Ok(applied) if !applied.outcome.applied => Frame::Null,
+        Ok(applied) => {
+            let mut outcomes = applied.outcome.steps.into_iter();
+            Frame::Array(
+                replies
+                    .into_iter()
+                    .map(|(count, reply)| reply(outcomes.by_ref().take(count).collect()))
+                    .collect(),
+            )
+        }
+        Err(error) => super::cmd::store_error(error),
+    }
+}
+
 /// What a command does with respect to `MULTI`.
 enum Step {
     /// Run it now.
@@ -288,6 +359,8 @@ enum Step {
     Reply(Frame),
     /// `EXEC`: run these, answering with their replies in one array.
     Exec(Vec<Command>),
+    /// `DISCARD`: the queue is dropped; the watched keys go too.
+    Discard,
 }
 
 /// Queues `command` when a transaction is open, and handles the
@@ -313,7 +386,7 @@ fn transact(command: Command, transaction: &mut Option<Transaction>) -> Step {
         }
         "discard" => {
             *transaction = None;
-            Step::Reply(Frame::ok())
+            Step::Discard
         }
         "multi" => Step::Reply(Frame::error("ERR MULTI calls can not be nested")),
         "watch" => Step::Reply(Frame::error("ERR WATCH inside MULTI is not allowed")),

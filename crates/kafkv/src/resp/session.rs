@@ -103,6 +103,11 @@ pub struct Session {
     pub quit: bool,
     /// Keyspace-notification subscriptions; `None` while there are none.
     pub pubsub: Option<super::pubsub::Subscriptions>,
+    /// `WATCH`ed keys and the version each had here then (`None`: absent).
+    /// The next `EXEC` is conditional on every one of them being unchanged
+    /// where its record lands in the log; `EXEC`, `DISCARD` and `UNWATCH`
+    /// clear them.
+    pub watched: Vec<(Bytes, Option<i64>)>,
 }
 
 impl Session {
@@ -117,6 +122,7 @@ impl Session {
             name: None,
             quit: false,
             pubsub: None,
+            watched: Vec::new(),
         }
     }
 

@@ -7,6 +7,9 @@
 //! - `overlay.rs`: read-your-writes before the consumer catches up.
 //! - `progress.rs`: positions, bootstrap, waiting for an offset.
 //! - `changes.rs`: the change hook.
+//! - `hazards.rs`: the read-modify-write protocol's per-key bookkeeping
+//!   (docs/rmw.md): what an operation or a repair does to a key, and which
+//!   keys need a repair.
 //! - `scan.rs`: ordered scans and the `SCAN` cursor over table and overlay.
 //! - this file: [`View`], which holds them together, and [`View::apply`],
 //!   the one place that decides what a record does to a key.
@@ -20,6 +23,7 @@
 //!   commit a batch, and only then publish the new positions.
 
 pub(crate) mod changes;
+mod hazards;
 mod overlay;
 pub(crate) mod progress;
 mod scan;
@@ -27,10 +31,11 @@ pub(crate) mod table;
 #[cfg(test)]
 mod tests;
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use bytes::Bytes;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{mpsc, oneshot};
 
 use changes::ChangeFeed;
 pub use changes::{
@@ -43,7 +48,11 @@ pub use progress::{Bootstrap, Progress};
 pub(crate) use table::Table;
 pub use table::{StateError, Versioned, disk::Checkpoint};
 
-use crate::record::Record;
+use crate::{
+    op::{Batch, KeyState, Op, Outcome},
+    record::{Kind, Record},
+};
+use hazards::{Hazards, Pending};
 
 /// What the consumer reports, in log order per partition.
 #[derive(Debug)]
@@ -72,6 +81,38 @@ pub struct Snapshot {
     pub positions: Vec<i64>,
 }
 
+/// What the consumer must do after a batch: ask for the end offsets of the
+/// partitions in which it skipped offsets (docs/rmw.md, the ready rule).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub gaps: Vec<i32>,
+}
+
+/// A key whose newest record is not self-contained, for the repairer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepairHint {
+    pub key: Bytes,
+    pub partition: i32,
+    /// This instance wrote the operation: repair it soon.
+    pub own: bool,
+}
+
+/// A record's outcome as its writer receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    pub outcome: Outcome,
+    /// The view had skipped offsets of the partition (it was not exact), so
+    /// the outcome it computed may be wrong.
+    pub exact: bool,
+}
+
+/// What a repair restates, read consistently: the key's state as of `restates`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepairStatement {
+    pub restates: i64,
+    pub state: Option<KeyState>,
+}
+
 /// The shared materialized view.
 ///
 /// A `parking_lot::RwLock` rather than a concurrent map: reads take a shared
@@ -87,6 +128,17 @@ pub struct View {
     table: Box<dyn Table>,
     tracker: Tracker,
     changes: ChangeFeed,
+    /// The protocol's per-key bookkeeping. The consumer holds it for a whole
+    /// batch (resolve, commit, install), so whoever else takes it sees the
+    /// table and the positions at a batch boundary. Taken before `inner`.
+    hazards: Mutex<Hazards>,
+    /// Writers waiting for their record's outcome, by `kafkv.id`.
+    waiters: Mutex<HashMap<u64, oneshot::Sender<Delivered>>>,
+    /// Where keys needing a repair are reported (none until a repairer runs).
+    repair_hints: Mutex<Option<mpsc::UnboundedSender<RepairHint>>>,
+    /// The `kafkv.id`s of this instance's records carry this in their top 32 bits.
+    id_prefix: u64,
+    next_id: std::sync::atomic::AtomicU32,
 }
 
 impl View {
@@ -96,6 +148,7 @@ impl View {
     /// A view over `table`, which already holds every record below
     /// `positions`; its bootstrap ends at `targets`.
     pub fn new(table: Box<dyn Table>, positions: Vec<i64>, targets: Vec<i64>) -> Self {
+        let partitions = positions.len();
         Self {
             inner: RwLock::new(Inner {
                 overlay: Overlay::default(),
@@ -107,6 +160,88 @@ impl View {
                 changes::DEFAULT_CHANGE_CAPACITY,
                 changes::DEFAULT_RECENT_BYTES,
             ),
+            hazards: Mutex::new(Hazards::new(partitions)),
+            waiters: Mutex::new(HashMap::new()),
+            repair_hints: Mutex::new(None),
+            id_prefix: u64::from(fastrand::u32(..)) << 32,
+            next_id: std::sync::atomic::AtomicU32::new(0),
+        }
+    }
+
+    /// A fresh `kafkv.id` for a record of this instance, and the receiver its
+    /// outcome is delivered to once the consumer applies the record. Dropping
+    /// the receiver gives up waiting; [`View::forget_waiter`] frees the slot
+    /// of a record that was never written.
+    pub fn register_waiter(&self) -> (u64, oneshot::Receiver<Delivered>) {
+        let seq = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = self.id_prefix | u64::from(seq);
+        let (tx, rx) = oneshot::channel();
+        self.waiters.lock().insert(id, tx);
+        (id, rx)
+    }
+
+    pub fn forget_waiter(&self, id: u64) {
+        self.waiters.lock().remove(&id);
+    }
+
+    fn is_own(&self, id: Option<u64>) -> bool {
+        id.is_some_and(|id| id & !0xffff_ffff == self.id_prefix)
+    }
+
+    /// Where to report keys that need a repair from now on.
+    pub fn set_repair_hints(&self, hints: mpsc::UnboundedSender<RepairHint>) {
+        let mut slot = self.repair_hints.lock();
+        // Every key already unsettled is reported at once, so none is missed.
+        for (key, partition, own) in self.hazards.lock().unsettled() {
+            let _ = hints.send(RepairHint {
+                key: Bytes::copy_from_slice(key),
+                partition,
+                own,
+            });
+        }
+        *slot = Some(hints);
+    }
+
+    /// `key`'s state as of the newest offset applied in `partition`, if its
+    /// newest record is not self-contained (else no repair is needed).
+    pub fn repair_statement(
+        &self,
+        key: &[u8],
+        partition: i32,
+    ) -> Result<Option<RepairStatement>, StateError> {
+        let hazards = self.hazards.lock();
+        if !hazards.is_unsettled(key) {
+            return Ok(None);
+        }
+        // With `hazards` held no batch is being applied: the table and the
+        // positions agree.
+        let Some(position) = self.inner.read().positions.get(partition as usize).copied() else {
+            return Ok(None);
+        };
+        let state = self.table.get(key)?.map(|v| KeyState {
+            value: v.value,
+            version: v.offset,
+        });
+        Ok(Some(RepairStatement {
+            restates: position - 1,
+            state,
+        }))
+    }
+
+    /// Keys whose newest record is not self-contained (for metrics and tests).
+    pub fn unsettled_keys(&self) -> usize {
+        self.hazards.lock().unsettled().count()
+    }
+
+    /// After the consumer skipped offsets of `partition`: bootstrap is not
+    /// done until the partition reaches `end`, and the partition is not exact
+    /// until then (docs/rmw.md, the ready rule).
+    pub fn retarget(&self, partition: i32, end: i64) {
+        let mut hazards = self.hazards.lock();
+        if self.tracker.retarget(partition, end) {
+            hazards.mark_exact(partition);
         }
     }
 
@@ -182,30 +317,42 @@ impl View {
     }
 
     /// Applies the consumer's events in order, publishes the applied changes
-    /// to change subscribers, then the new positions. On success `events` is
-    /// left empty; on a table error nothing was applied and the same events
-    /// can be retried.
-    pub fn apply(&self, events: &mut Vec<Event>) -> Result<(), StateError> {
+    /// to change subscribers, then the new positions, then hands writers
+    /// their records' outcomes. On success `events` is left empty; on a
+    /// table error nothing was applied and the same events can be retried.
+    pub fn apply(&self, events: &mut Vec<Event>) -> Result<Applied, StateError> {
         if events.is_empty() {
-            return Ok(());
+            return Ok(Applied::default());
         }
+        // Held until the batch is installed: see the field's comment.
+        let mut hazards = self.hazards.lock();
         // Only this (the consumer's) thread moves positions.
         let mut positions = self.inner.read().positions.clone();
         let mut ends = Vec::new();
+        let mut gaps = Vec::new();
         // Per partition: whether the batch left it at its end or at a record.
         let mut at_end = vec![None; positions.len()];
-        // Indexes of the records not applied before (not a redelivery).
+        // Indexes of the records not applied before (not a redelivery), and
+        // whether offsets were skipped just before each.
         let mut fresh = Vec::with_capacity(events.len());
         for (i, event) in events.iter().enumerate() {
             let (partition, end) = match event {
                 Event::Record(record) => {
-                    if advance(&mut positions, record.partition, record.offset) {
-                        fresh.push(i);
+                    match advance(&mut positions, record.partition, record.offset) {
+                        Step::Old => {}
+                        Step::Next => fresh.push((i, false)),
+                        Step::Gap => {
+                            gaps.push(record.partition);
+                            fresh.push((i, true));
+                        }
                     }
                     (record.partition, false)
                 }
                 Event::Skipped { partition, offset } => {
-                    advance(&mut positions, *partition, *offset);
+                    if advance(&mut positions, *partition, *offset) == Step::Gap {
+                        gaps.push(*partition);
+                        hazards.mark_inexact(*partition);
+                    }
                     (*partition, false)
                 }
                 Event::EndOfPartition(partition) => {
@@ -217,23 +364,33 @@ impl View {
                 *slot = Some(end);
             }
         }
-        let records: Vec<&Record> = fresh
-            .iter()
-            .map(|i| match &events[*i] {
-                Event::Record(record) => record,
-                _ => unreachable!("fresh holds records"),
-            })
-            .collect();
-        self.table.commit(&records, &positions, &at_end)?;
+        let records = fresh.iter().map(|(i, gap)| match &events[*i] {
+            Event::Record(record) => (record, *gap),
+            _ => unreachable!("fresh holds records"),
+        });
+        let resolved = self.resolve(&mut hazards, records)?;
+        let mut to_table: Vec<&Record> = Vec::with_capacity(resolved.len());
+        for (resolution, (i, _)) in resolved.iter().zip(&fresh) {
+            match (&resolution.effect, &events[*i]) {
+                (Effect::Same, Event::Record(record)) => to_table.push(record),
+                (Effect::Replace(states), _) => to_table.extend(states),
+                _ => {}
+            }
+        }
+        self.table.commit(&to_table, &positions, &at_end)?;
+        drop(to_table);
 
         let mut inner = self.inner.write();
         // Decided under the lock, so a subscription (taken under it too)
         // receives exactly the batches applied after its positions.
         let watched = self.changes.is_watched();
-        let mut changes = Vec::with_capacity(if watched { fresh.len() } else { 0 });
-        let mut applied = Vec::with_capacity(fresh.len());
-        let mut visible = Vec::with_capacity(fresh.len());
-        let mut fresh = fresh.into_iter().peekable();
+        let mut changes = Vec::new();
+        let mut applied = Vec::with_capacity(resolved.len());
+        let mut visible = Vec::with_capacity(resolved.len());
+        let mut delivered = Vec::new();
+        let count = resolved.len() as u64;
+        let mut resolved = resolved.into_iter();
+        let mut fresh = fresh.into_iter().map(|(i, _)| i).peekable();
         for (i, event) in events.drain(..).enumerate() {
             if fresh.next_if_eq(&i).is_none() {
                 continue;
@@ -241,14 +398,45 @@ impl View {
             let Event::Record(record) = event else {
                 unreachable!("fresh holds records")
             };
+            let Resolution { effect, outcome } = resolved.next().expect("one per fresh record");
             if watched {
-                changes.push(Change::from(&record));
+                match &effect {
+                    Effect::Same => changes.push(Change::from(&record)),
+                    // The keys' new states, at the record's own place in the log.
+                    Effect::Replace(states) => changes.extend(states.iter().map(|state| Change {
+                        key: Bytes::copy_from_slice(state.key()),
+                        value: state.value().map(Bytes::copy_from_slice),
+                        partition: record.partition,
+                        offset: record.offset,
+                        timestamp: record.timestamp,
+                    })),
+                    Effect::None => {}
+                }
             }
-            visible.push(inner.overlay.contains(record.key()));
-            inner.overlay.forget(&record);
-            applied.push(record);
+            if let (Some(id), Some(outcome)) = (record.id, outcome) {
+                let exact = !hazards.is_inexact_partition(record.partition);
+                delivered.push((id, Delivered { outcome, exact }));
+            }
+            let offset = record.offset;
+            // Each key the table receives: whether it was readable through
+            // the overlay before, then the overlay forgets what it supersedes.
+            match effect {
+                Effect::Same => {
+                    visible.push(inner.overlay.contains(record.key()));
+                    inner.overlay.forget(record.key(), offset);
+                    applied.push(record);
+                }
+                Effect::Replace(states) => {
+                    inner.overlay.forget(record.key(), offset);
+                    for state in states {
+                        visible.push(inner.overlay.contains(state.key()));
+                        inner.overlay.forget(state.key(), offset);
+                        applied.push(state);
+                    }
+                }
+                Effect::None => inner.overlay.forget(record.key(), offset),
+            }
         }
-        let count = applied.len() as u64;
         self.table.install(applied, &visible);
         inner.positions.clone_from(&positions);
         if !changes.is_empty() {
@@ -258,8 +446,196 @@ impl View {
             });
         }
         drop(inner);
+        self.report_unsettled(&hazards);
+        for partition in &gaps {
+            self.tracker.await_target(*partition);
+        }
         self.tracker.advance(positions, count, &ends);
-        Ok(())
+        if hazards.any_inexact() {
+            for (partition, reached) in self.tracker.reached().into_iter().enumerate() {
+                if reached {
+                    hazards.mark_exact(partition as i32);
+                }
+            }
+        }
+        drop(hazards);
+        if !delivered.is_empty() {
+            let mut waiters = self.waiters.lock();
+            for (id, outcome) in delivered {
+                if let Some(waiter) = waiters.remove(&id) {
+                    let _ = waiter.send(outcome);
+                }
+            }
+        }
+        Ok(Applied { gaps })
+    }
+
+    /// Works out what each fresh record does, in order (a record sees the
+    /// effect of the ones before it in the batch). On a table error the
+    /// batch is retried; the bookkeeping of the records already resolved is
+    /// idempotent (`Hazards::resolve`).
+    fn resolve<'a>(
+        &self,
+        hazards: &mut Hazards,
+        records: impl Iterator<Item = (&'a Record, bool)> + Clone,
+    ) -> Result<Vec<Resolution>, StateError> {
+        // Keys a batch touches besides its own.
+        let batched = records.clone().flat_map(|(record, _)| match &record.kind {
+            Kind::Op(Op::Batch(multi)) => multi.keys().into_iter().map(|key| &key[..]).collect(),
+            _ => Vec::new(),
+        });
+        // Keys a record of the batch is evaluated against: only their plain
+        // writes need remembering in `batch` (usually there are none).
+        let evaluated: hashbrown::HashSet<&[u8]> = records
+            .clone()
+            .filter(|(record, _)| record.kind != Kind::Plain || record.id.is_some())
+            .map(|(record, _)| record.key())
+            .chain(batched)
+            .collect();
+        // Those keys' states as this batch left them so far.
+        let mut batch: HashMap<&[u8], Option<KeyState>> = HashMap::new();
+        let mut out = Vec::new();
+        for (record, gap) in records {
+            if gap {
+                hazards.mark_inexact(record.partition);
+            }
+            let plain = record.kind == Kind::Plain;
+            if plain && record.id.is_none() && !hazards.is_inexact_partition(record.partition) {
+                // The common case: a plain put or delete nobody waits for.
+                hazards.resolve_plain(record);
+                if evaluated.contains(record.key()) {
+                    batch.insert(record.key(), plain_state(record));
+                }
+                out.push(Resolution {
+                    effect: Effect::Same,
+                    outcome: None,
+                });
+                continue;
+            }
+            if let Kind::Op(Op::Batch(multi)) = &record.kind {
+                out.push(self.resolve_batch(hazards, &mut batch, record, multi)?);
+                continue;
+            }
+            let before = self.state_before(&batch, record.key())?;
+            let resolved = hazards.resolve(record, before.clone(), self.is_own(record.id));
+            let effect = if plain {
+                Effect::Same
+            } else if resolved.after == before {
+                Effect::None
+            } else {
+                let state = match &resolved.after {
+                    Some(state) => {
+                        Record::put(record.partition, state.version, record.key(), &state.value)
+                    }
+                    None => Record::tombstone(record.partition, record.offset, record.key()),
+                };
+                Effect::Replace(vec![state.with_timestamp(record.timestamp)])
+            };
+            batch.insert(record.key(), resolved.after);
+            out.push(Resolution {
+                effect,
+                outcome: record.id.map(|_| resolved.outcome),
+            });
+        }
+        Ok(out)
+    }
+
+    /// `key`'s state just before the record being resolved: as the batch left
+    /// it, else as the table holds it.
+    fn state_before(
+        &self,
+        batch: &HashMap<&[u8], Option<KeyState>>,
+        key: &[u8],
+    ) -> Result<Option<KeyState>, StateError> {
+        Ok(match batch.get(key) {
+            Some(state) => state.clone(),
+            None => self.table.get(key)?.map(|v| KeyState {
+                value: v.value,
+                version: v.offset,
+            }),
+        })
+    }
+
+    /// A multi-key batch: evaluated on all its keys at once; every key it
+    /// writes, and the key it is recorded under, now has a hazardous newest
+    /// record (docs/rmw.md).
+    fn resolve_batch<'a>(
+        &self,
+        hazards: &mut Hazards,
+        batch: &mut HashMap<&'a [u8], Option<KeyState>>,
+        record: &'a Record,
+        multi: &'a Batch,
+    ) -> Result<Resolution, StateError> {
+        let mut keys: Vec<&'a [u8]> = multi.keys().into_iter().map(|key| &key[..]).collect();
+        if !keys.contains(&record.key()) {
+            keys.push(record.key());
+        }
+        let mut states = Vec::with_capacity(keys.len());
+        for key in &keys {
+            states.push((Bytes::copy_from_slice(key), self.state_before(batch, key)?));
+        }
+        let befores = states.clone();
+        let (held, steps) = multi.evaluate(&mut states, record.offset);
+        let own = self.is_own(record.id);
+        let mut replaced = Vec::new();
+        for ((key, (_, before)), (_, after)) in keys.iter().zip(befores).zip(states) {
+            let ops: Vec<Op> = multi
+                .steps
+                .iter()
+                .filter(|(step_key, op)| step_key == key && op.is_some())
+                .filter_map(|(_, op)| op.clone())
+                .collect();
+            if ops.is_empty() && *key != record.key() {
+                continue;
+            }
+            hazards.record_hazard(
+                key,
+                record.partition,
+                record.offset,
+                before.as_ref(),
+                Pending::Steps { held, ops },
+                own,
+            );
+            if after != before {
+                let state = match &after {
+                    Some(state) => Record::put(record.partition, state.version, key, &state.value),
+                    None => Record::tombstone(record.partition, record.offset, key),
+                };
+                replaced.push(state.with_timestamp(record.timestamp));
+            }
+            batch.insert(key, after);
+        }
+        let outcome = Outcome {
+            before: None,
+            after: None,
+            applied: held,
+            error: None,
+            steps,
+        };
+        Ok(Resolution {
+            effect: if replaced.is_empty() {
+                Effect::None
+            } else {
+                Effect::Replace(replaced)
+            },
+            outcome: record.id.map(|_| outcome),
+        })
+    }
+
+    /// Tells the repairer about every key whose newest record is not
+    /// self-contained (it coalesces repeats).
+    fn report_unsettled(&self, hazards: &Hazards) {
+        let hints = self.repair_hints.lock();
+        let Some(hints) = hints.as_ref() else {
+            return;
+        };
+        for (key, partition, own) in hazards.unsettled() {
+            let _ = hints.send(RepairHint {
+                key: Bytes::copy_from_slice(key),
+                partition,
+                own,
+            });
+        }
     }
 
     /// A subscription to the changes applied from now on, and the positions
@@ -330,14 +706,56 @@ impl View {
     }
 }
 
-/// Moves `partition`'s position past `offset`; `false` if it was already
-/// applied (a duplicate delivery after a reconnect) or unknown.
-fn advance(positions: &mut [i64], partition: i32, offset: i64) -> bool {
+/// What one record of the batch does to the table, the change feed and its writer.
+struct Resolution {
+    effect: Effect,
+    /// For a record whose writer waits.
+    outcome: Option<Outcome>,
+}
+
+/// What the table receives for a record.
+enum Effect {
+    /// A plain put or delete: the record itself.
+    Same,
+    /// An operation or repair changed keys: their new states, each a put at
+    /// the key's version or a tombstone.
+    Replace(Vec<Record>),
+    /// The key did not change (a failed condition, a repair on an exact view).
+    None,
+}
+
+/// The state a plain put or delete leaves its key in.
+fn plain_state(record: &Record) -> Option<KeyState> {
+    record.value().map(|value| KeyState {
+        value: Bytes::copy_from_slice(value),
+        version: record.offset,
+    })
+}
+
+/// Where a record sits relative to its partition's position.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// Already applied (a duplicate delivery after a reconnect), or an
+    /// unknown partition.
+    Old,
+    /// The next offset.
+    Next,
+    /// Beyond the next offset: compaction removed what lay between.
+    Gap,
+}
+
+/// Moves `partition`'s position past `offset`.
+fn advance(positions: &mut [i64], partition: i32, offset: i64) -> Step {
     match positions.get_mut(partition as usize) {
         Some(position) if offset >= *position => {
+            let step = if offset == *position {
+                Step::Next
+            } else {
+                Step::Gap
+            };
             *position = offset + 1;
-            true
+            step
         }
-        _ => false,
+        _ => Step::Old,
     }
 }

@@ -11,7 +11,7 @@ use std::{collections::BTreeMap, ops::Bound};
 
 use bytes::Bytes;
 
-use crate::{record::Record, state::Versioned};
+use crate::state::Versioned;
 
 /// One acknowledged write.
 #[derive(Debug)]
@@ -60,14 +60,11 @@ impl Overlay {
         self.0.insert(key.into(), write);
     }
 
-    /// Drops the write `record` supersedes (its own, or an older one).
-    pub fn forget(&mut self, record: &Record) {
-        if self
-            .0
-            .get(record.key())
-            .is_some_and(|w| w.offset <= record.offset)
-        {
-            self.0.remove(record.key());
+    /// Drops the write of `key` that the record applied at `offset`
+    /// supersedes (its own, or an older one).
+    pub fn forget(&mut self, key: &[u8], offset: i64) {
+        if self.0.get(key).is_some_and(|w| w.offset <= offset) {
+            self.0.remove(key);
         }
     }
 

@@ -11,6 +11,10 @@ use std::{
 
 use tokio::sync::watch;
 
+/// The target of a partition whose consumer skipped offsets, until the end
+/// offset is known (docs/rmw.md, the ready rule).
+pub const AWAITING_TARGET: i64 = i64::MAX;
+
 /// Progress of the start-up read, for readiness and the logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bootstrap {
@@ -83,8 +87,12 @@ impl Tracker {
                 }
             }
             // Reaching the end also covers a target that offsets never land on
-            // exactly: transaction markers at the tail are not delivered.
+            // exactly: transaction markers at the tail are not delivered. Not
+            // for a partition awaiting its new target after a gap.
             for p in ends {
+                if bootstrap.targets.get(*p as usize) == Some(&AWAITING_TARGET) {
+                    continue;
+                }
                 if let Some(reached) = bootstrap.reached.get_mut(*p as usize) {
                     *reached = true;
                 }
@@ -98,6 +106,48 @@ impl Tracker {
 
     pub fn progress(&self) -> Progress {
         self.progress.borrow().clone()
+    }
+
+    /// Whether each partition reached its target.
+    pub fn reached(&self) -> Vec<bool> {
+        self.progress.borrow().bootstrap.reached.clone()
+    }
+
+    /// The consumer skipped offsets of `partition`: not ready until it
+    /// reaches the target [`Tracker::retarget`] sets next.
+    pub fn await_target(&self, partition: i32) {
+        self.progress.send_modify(|progress| {
+            let p = partition as usize;
+            if p < progress.bootstrap.targets.len() {
+                progress.bootstrap.targets[p] = AWAITING_TARGET;
+                progress.bootstrap.reached[p] = false;
+                self.bootstrapped.store(false, Ordering::Release);
+            }
+        });
+    }
+
+    /// Sets `partition`'s target to the end offset `end` learnt after a gap;
+    /// `true` if the partition has reached it already.
+    pub fn retarget(&self, partition: i32, end: i64) -> bool {
+        let mut reached = false;
+        self.progress.send_modify(|progress| {
+            let p = partition as usize;
+            if p >= progress.bootstrap.targets.len() {
+                return;
+            }
+            let target = &mut progress.bootstrap.targets[p];
+            *target = if *target == AWAITING_TARGET {
+                end
+            } else {
+                (*target).max(end)
+            };
+            reached = progress.positions[p] >= *target;
+            progress.bootstrap.reached[p] = reached;
+            if progress.bootstrap.is_done() {
+                self.bootstrapped.store(true, Ordering::Release);
+            }
+        });
+        reached
     }
 
     /// Waits until every partition's position reached `targets[p]` (every

@@ -169,10 +169,35 @@ fn duplicate_delivery_does_not_roll_back() {
 fn bootstrap_completes_on_targets_or_end_of_partition() {
     let view = View::in_memory(vec![2, 5, 0]);
     assert!(!view.progress().bootstrap.is_done());
-    apply(&view, vec![put(0, 1, "a", "1")]);
+    apply(&view, vec![put(0, 0, "a", "0"), put(0, 1, "a", "1")]);
     assert!(!view.progress().bootstrap.is_done());
     apply(&view, vec![Event::EndOfPartition(1)]);
     assert!(view.progress().bootstrap.is_done());
+}
+
+// The ready rule (docs/rmw.md): skipping offsets (compaction removed them)
+// makes a view not ready until it reaches the end offset learnt after the
+// gap, whether or not it was ready before.
+#[test]
+fn a_gap_holds_readiness_until_the_end_offset_learnt_after_it() {
+    let view = View::in_memory(vec![1]);
+    apply(&view, vec![put(0, 0, "a", "0")]);
+    assert!(view.is_bootstrapped());
+    let mut events = vec![put(0, 3, "a", "3")];
+    let applied = view.apply(&mut events).unwrap();
+    assert_eq!(applied.gaps, vec![0]);
+    assert!(
+        !view.is_bootstrapped(),
+        "not ready before the new target is known"
+    );
+    // Reaching the end as fetched before the target was learnt does not count.
+    apply(&view, vec![Event::EndOfPartition(0)]);
+    assert!(!view.is_bootstrapped());
+    view.retarget(0, 6);
+    assert!(!view.is_bootstrapped());
+    apply(&view, vec![put(0, 4, "b", "4"), put(0, 5, "b", "5")]);
+    assert!(view.is_bootstrapped());
+    assert_eq!(value(&view, "a").as_deref(), Some("3"));
 }
 
 #[tokio::test]
@@ -574,4 +599,108 @@ fn random_key_is_uniform_over_a_half_empty_table() {
             assert!((280..=520).contains(&count), "{key:?} drawn {count} times");
         }
     });
+}
+
+fn op(p: i32, o: i64, k: &str, op: crate::op::Op) -> Event {
+    Event::Record(Record::put(p, o, k.as_bytes(), &op.encode()).with_kind(Kind::Op(op)))
+}
+
+fn version(view: &View, k: &str) -> Option<i64> {
+    view.get(k.as_bytes()).unwrap().map(|v| v.offset)
+}
+
+#[test]
+fn operations_are_evaluated_in_log_order_within_and_across_batches() {
+    use crate::op::Op;
+    on_both_backends(vec![0], |view| {
+        // A plain put and two increments of the same key in one batch: each
+        // sees the one before it.
+        apply(
+            view,
+            vec![
+                put(0, 0, "n", "5"),
+                op(0, 1, "n", Op::IncrBy(1)),
+                op(0, 2, "n", Op::IncrBy(10)),
+            ],
+        );
+        assert_eq!(value(view, "n").as_deref(), Some("16"));
+        assert_eq!(
+            version(view, "n"),
+            Some(2),
+            "the version is the last change's offset"
+        );
+        apply(view, vec![op(0, 3, "n", Op::IncrBy(-6))]);
+        assert_eq!(value(view, "n").as_deref(), Some("10"));
+        assert_eq!(
+            view.unsettled_keys(),
+            1,
+            "the newest record is an operation"
+        );
+        // An error changes nothing, not even the version.
+        apply(
+            view,
+            vec![put(0, 4, "s", "x"), op(0, 5, "s", Op::IncrBy(1))],
+        );
+        assert_eq!(
+            (value(view, "s").as_deref(), version(view, "s")),
+            (Some("x"), Some(4))
+        );
+        // A plain put settles its key.
+        apply(view, vec![put(0, 6, "n", "0")]);
+        assert_eq!(view.unsettled_keys(), 1, "only s is left");
+    });
+}
+
+#[test]
+fn a_writer_receives_its_records_outcome_once_applied_and_readable() {
+    use crate::op::{Condition, Op};
+    let view = View::in_memory(vec![0]);
+    let (id, mut outcome) = view.register_waiter();
+    let set_nx = Op::Set {
+        value: Bytes::from_static(b"me"),
+        when: Condition::Absent,
+    };
+    let mut record =
+        Record::put(0, 0, b"lock", &set_nx.encode()).with_kind(Kind::Op(set_nx.clone()));
+    record.id = Some(id);
+    assert!(outcome.try_recv().is_err());
+    apply(&view, vec![Event::Record(record)]);
+    let delivered = outcome.try_recv().expect("delivered with the batch");
+    assert!(delivered.exact && delivered.outcome.applied);
+    assert_eq!(value(&view, "lock").as_deref(), Some("me"));
+    // The same condition, now false: refused, and the key keeps its value.
+    let (id, mut outcome) = view.register_waiter();
+    let mut record = Record::put(0, 1, b"lock", &set_nx.encode()).with_kind(Kind::Op(set_nx));
+    record.id = Some(id);
+    apply(&view, vec![Event::Record(record)]);
+    let delivered = outcome.try_recv().unwrap();
+    assert!(!delivered.outcome.applied);
+    assert_eq!(delivered.outcome.after.unwrap().version, 0);
+    assert_eq!(value(&view, "lock").as_deref(), Some("me"));
+}
+
+#[test]
+fn an_operation_publishes_the_keys_new_value_and_a_refused_one_nothing() {
+    use crate::op::{Condition, Op};
+    let view = View::in_memory(vec![0]);
+    let (mut changes, _) = view.subscribe_changes();
+    apply(
+        &view,
+        vec![
+            op(0, 0, "n", Op::IncrBy(2)),
+            op(
+                0,
+                1,
+                "n",
+                Op::Set {
+                    value: Bytes::from_static(b"x"),
+                    when: Condition::Absent,
+                },
+            ),
+        ],
+    );
+    let batch = changes.try_recv().unwrap();
+    assert_eq!(batch.changes.len(), 1);
+    assert_eq!(batch.changes[0].value.as_deref(), Some(&b"2"[..]));
+    assert_eq!(batch.changes[0].offset, 0);
 }

@@ -18,6 +18,8 @@ use std::{
 };
 
 mod error;
+pub(crate) mod repairer;
+mod rmw;
 mod status;
 
 use bytes::Bytes;
@@ -25,6 +27,7 @@ use parking_lot::Mutex;
 use tracing::info;
 
 pub use error::{InputError, ReadError, WriteError};
+pub use rmw::{Applied, MIN_TIMING_MARGIN, REPAIR_DEADLINE};
 pub use status::{PartitionStatus, Status};
 
 use crate::{
@@ -82,6 +85,8 @@ struct Shared {
     in_flight: AtomicUsize,
     /// Set by [`Store::close`]; writes after it are refused before producing.
     closed: AtomicBool,
+    /// Why read-modify-write is refused on this topic, if it is.
+    rmw_refusal: Option<String>,
 }
 
 impl Store {
@@ -103,7 +108,11 @@ impl Store {
         let view = Arc::new(crate::recovery::recover(&config, &topic, &offsets).await?);
         let reader = Reader::start(&config, view.clone())?;
         let high_watermarks = reader.high_watermarks();
-        Ok(Store {
+        let rmw_refusal = rmw::timing_refusal(&config.topic, &topic);
+        if let Some(refusal) = &rmw_refusal {
+            tracing::warn!("{refusal}; plain puts and deletes work");
+        }
+        let store = Store {
             shared: Arc::new(Shared {
                 fingerprint: fingerprint(&config.topic, topic.id.as_deref()),
                 delete_retention: topic.delete_retention,
@@ -116,8 +125,13 @@ impl Store {
                 high_watermarks,
                 in_flight: AtomicUsize::new(0),
                 closed: AtomicBool::new(false),
+                rmw_refusal,
             }),
-        })
+        };
+        let (hints_tx, hints) = tokio::sync::mpsc::unbounded_channel();
+        store.shared.view.set_repair_hints(hints_tx);
+        tokio::spawn(repairer::run(Arc::downgrade(&store.shared), hints));
+        Ok(store)
     }
 
     /// Resolves once the bootstrap is complete.
@@ -187,6 +201,12 @@ impl Store {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Keys whose newest record is an operation not yet repaired
+    /// (docs/rmw.md); 0 once repairs have caught up.
+    pub fn unsettled_keys(&self) -> usize {
+        self.shared.view.unsettled_keys()
     }
 
     /// Writes in flight right now (sent, not yet answered).

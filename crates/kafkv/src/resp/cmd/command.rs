@@ -78,8 +78,10 @@ impl CommandCmd {
 /// The group Redis files a command under (`COMMAND DOCS`).
 fn group(name: &str) -> &'static str {
     match name {
-        "get" | "getrange" | "lcs" | "mget" | "mset" | "set" | "strlen" | "substr" => "string",
-        "getbit" => "bitmap",
+        "get" | "getrange" | "lcs" | "mget" | "mset" | "set" | "strlen" | "substr" | "append"
+        | "decr" | "decrby" | "getdel" | "getset" | "incr" | "incrby" | "incrbyfloat"
+        | "setnx" | "setrange" | "msetnx" => "string",
+        "getbit" | "setbit" => "bitmap",
         "del" | "exists" | "keys" | "object" | "randomkey" | "scan" | "touch" | "type"
         | "unlink" => "generic",
         "auth" | "client" | "echo" | "hello" | "ping" | "quit" | "select" => "connection",
@@ -111,10 +113,12 @@ fn group_category(group: &str) -> Option<&'static str> {
 /// keys (and for containers such as `OBJECT`, whose subcommands have them).
 fn key_positions(name: &str) -> (i64, i64, i64) {
     match name {
-        "get" | "getbit" | "getrange" | "substr" | "set" | "strlen" | "type" => (1, 1, 1),
+        "get" | "getbit" | "getrange" | "substr" | "set" | "strlen" | "type" | "append"
+        | "decr" | "decrby" | "getdel" | "getset" | "incr" | "incrby" | "incrbyfloat"
+        | "setbit" | "setnx" | "setrange" => (1, 1, 1),
         "lcs" => (1, 2, 1),
         "del" | "unlink" | "exists" | "touch" | "mget" | "watch" => (1, -1, 1),
-        "mset" => (1, -1, 2),
+        "mset" | "msetnx" => (1, -1, 2),
         _ => (0, 0, 0),
     }
 }

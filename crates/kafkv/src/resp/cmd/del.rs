@@ -29,6 +29,22 @@ pub struct Del {
 }
 
 impl Del {
+    pub fn batched(self) -> super::Batched {
+        use crate::op::{Condition, Op};
+        let when = Condition::Always;
+        super::Batched {
+            steps: self
+                .keys
+                .into_iter()
+                .map(|key| (key, Some(Op::Delete { when })))
+                .collect(),
+            // Keys that existed at the batch's point, each counted once.
+            reply: Box::new(|outcomes| {
+                Frame::Integer(outcomes.iter().filter(|o| o.before.is_some()).count() as i64)
+            }),
+        }
+    }
+
     pub fn parse(args: &mut Args) -> Result<Self, Frame> {
         Ok(Self {
             keys: args.one_or_more()?,

@@ -25,6 +25,15 @@ pub struct Exists {
 }
 
 impl Exists {
+    pub fn batched(self) -> super::Batched {
+        super::Batched {
+            steps: self.keys.into_iter().map(|key| (key, None)).collect(),
+            reply: Box::new(|outcomes| {
+                Frame::Integer(outcomes.iter().filter(|o| o.after.is_some()).count() as i64)
+            }),
+        }
+    }
+
     pub fn parse(args: &mut Args) -> Result<Self, Frame> {
         Ok(Self {
             keys: args.one_or_more()?,

@@ -21,6 +21,12 @@ impl Get {
         })
     }
 
+    pub fn batched(self) -> super::Batched {
+        super::Batched::one(self.key, None, |outcome| {
+            outcome.after.map_or(Frame::Null, |state| Frame::Bulk(state.value))
+        })
+    }
+
     pub fn apply(self, session: &mut Session) -> Frame {
         super::with_value(session, &self.key, |found| {
             found.map_or(Frame::Null, |found| Frame::Bulk(found.value))

@@ -15,6 +15,20 @@ pub struct MGet {
 }
 
 impl MGet {
+    pub fn batched(self) -> super::Batched {
+        super::Batched {
+            steps: self.keys.into_iter().map(|key| (key, None)).collect(),
+            reply: Box::new(|outcomes| {
+                Frame::Array(
+                    outcomes
+                        .into_iter()
+                        .map(|o| o.after.map_or(Frame::Null, |state| Frame::Bulk(state.value)))
+                        .collect(),
+                )
+            }),
+        }
+    }
+
     pub fn parse(args: &mut Args) -> Result<Self, Frame> {
         Ok(Self {
             keys: args.one_or_more()?,

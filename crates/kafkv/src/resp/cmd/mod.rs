@@ -44,6 +44,69 @@ fn values(
 }
 pub use spec::{Kind, Spec};
 
+/// The reply `reply` makes of an operation's outcome; Redis's error for an
+/// operation that failed where it landed; the store's error otherwise.
+fn op_reply(
+    result: Result<crate::store::Applied, crate::store::WriteError>,
+    reply: impl FnOnce(crate::op::Outcome) -> Frame,
+) -> Frame {
+    match result {
+        Ok(applied) => step_reply(applied.outcome, reply),
+        Err(error) => store_error(error),
+    }
+}
+
+/// The reply `reply` makes of one operation's outcome, or Redis's error for
+/// an operation that failed where it landed (it changed nothing).
+fn step_reply(
+    outcome: crate::op::Outcome,
+    reply: impl FnOnce(crate::op::Outcome) -> Frame,
+) -> Frame {
+    use crate::op::OpError;
+    match outcome.error {
+        None => reply(outcome),
+        Some(OpError::TooLarge { max }) => Frame::error(format!(
+            "ERR string exceeds maximum allowed size ({max} bytes, --max-value-bytes)"
+        )),
+        Some(error) => Frame::error(format!("ERR {error}")),
+    }
+}
+
+/// A command as steps of an atomic batch (`EXEC` after `WATCH`), and how it
+/// replies from those steps' outcomes.
+pub struct Batched {
+    pub steps: Vec<(Bytes, Option<crate::op::Op>)>,
+    pub reply: Box<dyn FnOnce(Vec<crate::op::Outcome>) -> Frame + Send>,
+}
+
+impl Batched {
+    /// One operation on one key, replying from its outcome.
+    fn one(
+        key: Bytes,
+        op: Option<crate::op::Op>,
+        reply: impl FnOnce(crate::op::Outcome) -> Frame + Send + 'static,
+    ) -> Self {
+        Self {
+            steps: vec![(key, op)],
+            reply: Box::new(move |mut outcomes| match outcomes.pop() {
+                Some(outcome) => step_reply(outcome, reply),
+                None => Frame::error("ERR internal: no outcome"),
+            }),
+        }
+    }
+
+    /// Runs a one-step command on its own: an operation record.
+    async fn run(mut self, store: &Store) -> Frame {
+        let Some((key, Some(op))) = self.steps.pop() else {
+            return Frame::error("ERR internal: not a single operation");
+        };
+        match store.apply_op(&key, op).await {
+            Ok(applied) => (self.reply)(vec![applied.outcome]),
+            Err(error) => store_error(error),
+        }
+    }
+}
+
 /// Declares the command modules, the [`Command`] enum, the table rows and
 /// the dispatch from one list. A command in `apply` has
 /// `fn apply(self, &mut Session) -> Frame`; one in `write` has
@@ -180,10 +243,17 @@ commands! {
         Watch(watch::Watch),
     }
     write {
+        Append(append::Append),
         Del(del::Del),
         Flush(flush::Flush),
+        GetSet(getset::GetSet),
+        Incr(incr::Incr),
+        IncrByFloat(incrbyfloat::IncrByFloat),
         MSet(mset::MSet),
+        MSetNx(msetnx::MSetNx),
         Set(set::Set),
+        SetBit(setbit::SetBit),
+        SetRange(setrange::SetRange),
     }
 }
 
@@ -228,6 +298,31 @@ fn find(name: &[u8]) -> Option<&'static Entry> {
 }
 
 impl Command {
+    /// This command as steps of an atomic batch, or itself back when it has
+    /// no such form (`EXEC` after `WATCH` then refuses the transaction).
+    pub fn batched(self, max_len: u64) -> Result<Batched, Command> {
+        Ok(match self {
+            Command::Get(_, cmd) => cmd.batched(),
+            Command::MGet(_, cmd) => cmd.batched(),
+            Command::Exists(_, cmd) => cmd.batched(),
+            Command::Set(_, cmd) => cmd.batched(),
+            Command::GetSet(_, cmd) => cmd.batched(),
+            Command::Incr(_, cmd) => cmd.batched(),
+            Command::IncrByFloat(_, cmd) => cmd.batched(),
+            Command::Append(_, cmd) => cmd.batched(max_len),
+            Command::SetRange(_, cmd) => cmd.batched(max_len),
+            Command::SetBit(_, cmd) => cmd.batched(max_len),
+            Command::Del(_, cmd) => cmd.batched(),
+            Command::MSet(_, cmd) => cmd.batched(),
+            // Its arguments were refused: it fails alone, as Redis runs it.
+            Command::Failed(_, reply) => Batched {
+                steps: Vec::new(),
+                reply: Box::new(move |_| reply),
+            },
+            other => return Err(other),
+        })
+    }
+
     /// The name the request used, as `COMMAND` lists it (empty for
     /// unknown requests and those refused before running).
     pub fn name(&self) -> &'static str {

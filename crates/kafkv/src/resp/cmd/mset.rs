@@ -22,6 +22,24 @@ pub struct MSet {
 }
 
 impl MSet {
+    pub fn batched(self) -> super::Batched {
+        use crate::op::{Condition, Op};
+        super::Batched {
+            steps: self
+                .pairs
+                .into_iter()
+                .map(|(key, value)| {
+                    let op = Op::Set {
+                        value,
+                        when: Condition::Always,
+                    };
+                    (key, Some(op))
+                })
+                .collect(),
+            reply: Box::new(|_| Frame::ok()),
+        }
+    }
+
     pub fn parse(args: &mut Args) -> Result<Self, Frame> {
         let rest = args.rest();
         if rest.is_empty() || !rest.len().is_multiple_of(2) {

@@ -1,7 +1,11 @@
-//! `WATCH key [key ...]` and `UNWATCH`. kafkv cannot make a transaction
-//! conditional on keys yet (that needs conditional writes, which need a
-//! protocol that survives compaction), so `WATCH` answers a clear error
-//! rather than pretending; `UNWATCH` has nothing to undo.
+//! `WATCH key [key ...]` and `UNWATCH`. `WATCH` notes each key's version as
+//! this instance holds it now; the next `EXEC` becomes one batch record
+//! conditional on all of them being unchanged where it lands in the log
+//! (docs/rmw.md), so a write by any instance in between makes it answer nil
+//! and write nothing. This instance may not have applied a write that
+//! another one acknowledged just before the `WATCH`: the `EXEC` then fails
+//! although nothing changed after the `WATCH` — a spurious abort, which
+//! optimistic transactions allow, never a lost update.
 
 use super::{Args, Frame, Kind, Session, Spec};
 
@@ -24,30 +28,39 @@ pub const SPECS: &[Spec] = &[
 
 pub struct Watch {
     unwatch: bool,
+    keys: Vec<bytes::Bytes>,
 }
 
 impl Watch {
     pub fn parse(args: &mut Args) -> Result<Self, Frame> {
         let unwatch = args.name().eq_ignore_ascii_case(b"unwatch");
-        if unwatch {
+        let keys = if unwatch {
             args.finish()?;
+            Vec::new()
         } else {
-            args.one_or_more()?;
-        }
-        Ok(Self { unwatch })
+            args.one_or_more()?
+        };
+        Ok(Self { unwatch, keys })
     }
 
     pub fn is_unwatch(&self) -> bool {
         self.unwatch
     }
 
-    pub fn apply(self, _session: &mut Session) -> Frame {
+    pub fn apply(self, session: &mut Session) -> Frame {
         if self.unwatch {
+            session.watched.clear();
             return Frame::ok();
         }
-        Frame::error(
-            "ERR WATCH is not supported by kafkv yet: a transaction cannot be made conditional \
-             on keys until kafkv has conditional writes. MULTI/EXEC runs without it",
-        )
+        for key in self.keys {
+            if session.watched.iter().any(|(watched, _)| *watched == key) {
+                continue;
+            }
+            match session.store.get_now(&key) {
+                Ok(found) => session.watched.push((key, found.map(|v| v.offset))),
+                Err(error) => return super::store_error(error),
+            }
+        }
+        Frame::ok()
     }
 }

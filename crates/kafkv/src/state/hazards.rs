@@ -1,0 +1,370 @@
+//! The read-modify-write protocol's per-key bookkeeping (docs/rmw.md): what
+//! one record does to a key's state, given what this instance knows of the
+//! key's history, and which keys' newest record is not self-contained (so
+//! needs a repair).
+//!
+//! Invariants:
+//! - A key has an entry exactly when its newest applied record is not
+//!   self-contained (an operation, or a repair that does not state the
+//!   key's current state), or when its partition is *inexact* and the entry
+//!   remembers where the key was last stated whole.
+//! - An *exact* partition (no offset of it was ever skipped since this view
+//!   started, or since it last caught up with its target after a skip)
+//!   holds the true state of every key: a repair, which restates a true
+//!   state, cannot change it, so its state is not applied there; it only
+//!   decides whether the key's newest record is now self-contained.
+//! - An inexact partition (a compaction gap was skipped) may hold a wrong
+//!   state for a key whose base was removed; there a repair is applied when
+//!   no self-contained record newer than the offset it restates was applied,
+//!   and the operations after that offset are re-applied on top of it.
+//!
+//! Only the consumer thread mutates this; the repairer reads it under the
+//! same lock (see `View::repair_statement`).
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+
+use crate::{
+    op::{KeyState, Op, Outcome},
+    record::{Kind, Record},
+};
+
+/// An operation of a key's history after its base, to re-apply on top of a
+/// repair (in an inexact partition).
+#[derive(Debug, Clone)]
+pub(crate) enum Pending {
+    /// A single-key operation, evaluated again.
+    Op(Op),
+    /// This key's steps of a batch: whether its conditions held where it was
+    /// first evaluated, and the steps on this key in order. The conditions
+    /// may be on other keys, whose past states a repair of this key does not
+    /// bring back; what the batch did to this key beyond that is restated by
+    /// this key's own repair after the batch.
+    Steps { held: bool, ops: Vec<Op> },
+}
+
+impl Pending {
+    fn reapply(&self, mut state: Option<KeyState>, at: i64) -> Option<KeyState> {
+        match self {
+            Pending::Op(op) => op.evaluate(state.as_ref(), at).1.after,
+            Pending::Steps { held: false, .. } => state,
+            Pending::Steps { held: true, ops } => {
+                for op in ops {
+                    state = op.evaluate(state.as_ref(), at).1.after;
+                }
+                state
+            }
+        }
+    }
+}
+
+/// What this instance knows of one key's history.
+#[derive(Debug, Default)]
+struct Entry {
+    partition: i32,
+    /// The offset as of which the key was last stated whole (a put's or
+    /// delete's own offset, or the offset an applied repair restates).
+    base: Option<i64>,
+    /// The operations applied after `base`, in log order.
+    pending: Vec<(i64, Pending)>,
+    /// Whether the newest record is self-contained (kept only in inexact
+    /// partitions, for `base`).
+    settled: bool,
+    /// The newest operation was written by this instance.
+    own: bool,
+}
+
+/// What applying one record did.
+#[derive(Debug)]
+pub(crate) struct Resolved {
+    /// The key's state after the record.
+    pub after: Option<KeyState>,
+    /// The record's outcome, for its writer.
+    pub outcome: Outcome,
+}
+
+/// Keys whose newest record needs a repair, and the bases inexact partitions keep.
+#[derive(Debug, Default)]
+pub(crate) struct Hazards {
+    entries: HashMap<Box<[u8]>, Entry>,
+    /// Per partition: a compaction gap was skipped and the view has not yet
+    /// caught up with the target set then.
+    inexact: Vec<bool>,
+}
+
+impl Hazards {
+    pub fn new(partitions: usize) -> Self {
+        Self {
+            entries: HashMap::new(),
+            inexact: vec![false; partitions],
+        }
+    }
+
+    /// A plain put or delete in an exact partition, whose writer does not
+    /// wait: it settles its key.
+    pub fn resolve_plain(&mut self, record: &Record) {
+        if !self.entries.is_empty() {
+            self.entries.remove(record.key());
+        }
+    }
+
+    pub fn is_inexact_partition(&self, partition: i32) -> bool {
+        self.inexact
+            .get(partition as usize)
+            .copied()
+            .unwrap_or(false)
+    }
+
+    pub fn any_inexact(&self) -> bool {
+        self.inexact.iter().any(|inexact| *inexact)
+    }
+
+    /// A gap was skipped in `partition`.
+    pub fn mark_inexact(&mut self, partition: i32) {
+        if let Some(slot) = self.inexact.get_mut(partition as usize) {
+            *slot = true;
+        }
+    }
+
+    /// The view caught up with the target set at the last gap: its state is
+    /// the log's again (docs/rmw.md, the ready rule), and the bases kept
+    /// only for settled keys can go.
+    pub fn mark_exact(&mut self, partition: i32) {
+        if let Some(slot) = self.inexact.get_mut(partition as usize) {
+            *slot = false;
+        }
+        self.entries
+            .retain(|_, entry| entry.partition != partition || !entry.settled);
+    }
+
+    /// Keys whose newest record is not self-contained, with whether this
+    /// instance wrote the newest operation.
+    pub fn unsettled(&self) -> impl Iterator<Item = (&[u8], i32, bool)> {
+        self.entries
+            .iter()
+            .filter(|(_, entry)| !entry.settled)
+            .map(|(key, entry)| (&key[..], entry.partition, entry.own))
+    }
+
+    /// Whether `key`'s newest record is not self-contained.
+    pub fn is_unsettled(&self, key: &[u8]) -> bool {
+        self.entries.get(key).is_some_and(|entry| !entry.settled)
+    }
+
+    /// Applies `record` to its key, whose state just before it is `before`.
+    /// `own` says whether this instance wrote it.
+    pub fn resolve(&mut self, record: &Record, before: Option<KeyState>, own: bool) -> Resolved {
+        let key = record.key();
+        let offset = record.offset;
+        let inexact = self.is_inexact_partition(record.partition);
+        match &record.kind {
+            Kind::Plain => {
+                let after = record.value().map(|value| KeyState {
+                    value: Bytes::copy_from_slice(value),
+                    version: offset,
+                });
+                if inexact {
+                    // Remember where the key was stated whole: a repair
+                    // restating an earlier offset must not undo this.
+                    self.entries.insert(
+                        key.into(),
+                        Entry {
+                            partition: record.partition,
+                            base: Some(offset),
+                            settled: true,
+                            ..Entry::default()
+                        },
+                    );
+                } else {
+                    self.entries.remove(key);
+                }
+                Resolved {
+                    outcome: Outcome::replaced(before, after.clone()),
+                    after,
+                }
+            }
+            Kind::Op(op) => {
+                let (_, outcome) = op.evaluate(before.as_ref(), offset);
+                self.record_hazard(
+                    key,
+                    record.partition,
+                    offset,
+                    before.as_ref(),
+                    Pending::Op(op.clone()),
+                    own,
+                );
+                Resolved {
+                    after: outcome.after.clone(),
+                    outcome,
+                }
+            }
+            Kind::Repair { restates, version } => {
+                let stated = match (record.value(), version) {
+                    (Some(value), Some(version)) => Some(KeyState {
+                        value: Bytes::copy_from_slice(value),
+                        version: *version,
+                    }),
+                    _ => None,
+                };
+                let entry = self.entries.remove(key);
+                let base = match &entry {
+                    Some(entry) => entry.base,
+                    None => before.as_ref().map(|state| state.version),
+                };
+                let mut after = before.clone();
+                let mut pending = entry.map(|entry| entry.pending).unwrap_or_default();
+                let applies = base.is_none_or(|base| base <= *restates);
+                if applies {
+                    pending.retain(|(at, _)| at > restates);
+                }
+                if inexact && applies {
+                    after = stated.clone();
+                    for (at, op) in &pending {
+                        after = op.reapply(after, *at);
+                    }
+                }
+                let settled = after == stated;
+                if !settled || inexact {
+                    self.entries.insert(
+                        key.into(),
+                        Entry {
+                            partition: record.partition,
+                            base: if applies { Some(*restates) } else { base },
+                            pending: if settled { Vec::new() } else { pending },
+                            settled,
+                            own: false,
+                        },
+                    );
+                }
+                Resolved {
+                    outcome: Outcome::replaced(before, after.clone()),
+                    after,
+                }
+            }
+        }
+    }
+
+    /// `key` is touched by a hazardous record at `offset` (an operation, or
+    /// a batch that writes it or is keyed by it); `before` is its state
+    /// just before.
+    pub fn record_hazard(
+        &mut self,
+        key: &[u8],
+        partition: i32,
+        offset: i64,
+        before: Option<&KeyState>,
+        pending: Pending,
+        own: bool,
+    ) {
+        let entry = self.entries.entry(key.into()).or_insert_with(|| Entry {
+            partition,
+            // A key with no entry was last stated whole at its version
+            // (present) or is unknown (absent).
+            base: before.map(|state| state.version),
+            ..Entry::default()
+        });
+        // A batch retried after a table error resolves its records again.
+        if entry.pending.last().is_none_or(|(at, _)| *at < offset) {
+            entry.pending.push((offset, pending));
+        }
+        entry.settled = false;
+        entry.own = own;
+    }
+
+    /// Keys kept.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(value: &str, version: i64) -> Option<KeyState> {
+        Some(KeyState {
+            value: Bytes::copy_from_slice(value.as_bytes()),
+            version,
+        })
+    }
+
+    fn incr(offset: i64) -> Record {
+        Record::put(0, offset, b"k", &Op::IncrBy(1).encode()).with_kind(Kind::Op(Op::IncrBy(1)))
+    }
+
+    fn repair(offset: i64, restates: i64, stated: Option<KeyState>) -> Record {
+        let version = stated.as_ref().map(|s| s.version);
+        let record = match &stated {
+            Some(s) => Record::put(0, offset, b"k", &s.value),
+            None => Record::tombstone(0, offset, b"k"),
+        };
+        record.with_kind(Kind::Repair { restates, version })
+    }
+
+    /// Applies `records` in order from `state`, as the view would.
+    fn run(
+        hazards: &mut Hazards,
+        mut state: Option<KeyState>,
+        records: &[Record],
+    ) -> Option<KeyState> {
+        for record in records {
+            state = hazards.resolve(record, state, false).after;
+        }
+        state
+    }
+
+    #[test]
+    fn an_exact_instance_keeps_its_state_and_settles_on_a_true_repair() {
+        let mut hazards = Hazards::new(1);
+        let state = run(&mut hazards, state("5", 0), &[incr(1), incr(2)]);
+        assert_eq!(state, self::state("7", 2));
+        assert!(hazards.is_unsettled(b"k"));
+        // A repair of offset 1 leaves an operation after it: still unsettled.
+        let state = run(&mut hazards, state, &[repair(3, 1, self::state("6", 1))]);
+        assert_eq!(state, self::state("7", 2));
+        assert!(hazards.is_unsettled(b"k"));
+        let state = run(&mut hazards, state, &[repair(4, 3, self::state("7", 2))]);
+        assert_eq!(state, self::state("7", 2));
+        assert!(!hazards.is_unsettled(b"k"));
+        assert_eq!(hazards.len(), 0);
+    }
+
+    #[test]
+    fn an_inexact_instance_is_corrected_by_a_repair_and_reapplies_what_followed() {
+        let mut hazards = Hazards::new(1);
+        hazards.mark_inexact(0);
+        // The base (5 at offset 0) was compacted away: the increments count from nothing.
+        let state = run(&mut hazards, None, &[incr(1), incr(2)]);
+        assert_eq!(state, self::state("2", 2));
+        let state = run(&mut hazards, state, &[repair(3, 1, self::state("6", 1))]);
+        assert_eq!(
+            state,
+            self::state("7", 2),
+            "offset 2 re-applied on the repair"
+        );
+        assert!(hazards.is_unsettled(b"k"));
+    }
+
+    #[test]
+    fn a_stale_repair_never_undoes_a_newer_put_or_delete() {
+        for inexact in [false, true] {
+            let mut hazards = Hazards::new(1);
+            if inexact {
+                hazards.mark_inexact(0);
+            }
+            let state = run(&mut hazards, state("5", 0), &[incr(1)]);
+            let deleted = run(&mut hazards, state, &[Record::tombstone(0, 2, b"k")]);
+            let state = run(&mut hazards, deleted, &[repair(3, 1, self::state("6", 1))]);
+            assert_eq!(state, None, "inexact: {inexact}");
+            assert!(
+                hazards.is_unsettled(b"k"),
+                "a stale repair needs one after it"
+            );
+            let state = run(&mut hazards, state, &[repair(4, 3, None)]);
+            assert_eq!(state, None);
+            assert!(!hazards.is_unsettled(b"k"));
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Read-modify-write on the library API: operations evaluated where their
+//! record lands in the log, puts and deletes that report what they replaced,
+//! and the check that the topic gives the protocol its timing margin
+//! (docs/rmw.md).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::{InFlight, Store, WriteError};
+use crate::{
+    log::{topic::TopicInfo, writer::Receipt},
+    op::{Op, Outcome},
+    record::Outgoing,
+};
+
+/// How long a repair may take at the most once its key needs one: the
+/// backstop's delay and jitter, a write timeout's worth of retries and
+/// slack. The topic's compaction lag and tombstone retention must each be
+/// [`SAFETY_FACTOR`] times this (docs/rmw.md, timing assumptions).
+pub const REPAIR_DEADLINE: Duration = Duration::from_secs(6);
+
+/// How many repair deadlines the lag and the retention must span.
+pub const SAFETY_FACTOR: u32 = 4;
+
+/// The least `min.compaction.lag.ms` and `delete.retention.ms` a topic
+/// must have for read-modify-write commands: 24 s.
+pub const MIN_TIMING_MARGIN: Duration =
+    Duration::from_secs(REPAIR_DEADLINE.as_secs() * SAFETY_FACTOR as u64);
+
+/// Why the topic's settings refuse read-modify-write, if they do.
+pub fn timing_refusal(topic: &str, info: &TopicInfo) -> Option<String> {
+    let setting = |name: &str, value: Duration| {
+        format!(
+            "topic '{topic}' has {name}={} ms, under the {} ms the protocol needs so that \
+             nothing is compacted before it is repaired (docs/rmw.md). Fix: `kafka-configs \
+             --bootstrap-server <broker> --alter --entity-type topics --entity-name {topic} \
+             --add-config {name}={}` (or more)",
+            value.as_millis(),
+            MIN_TIMING_MARGIN.as_millis(),
+            MIN_TIMING_MARGIN.as_millis(),
+        )
+    };
+    if info.min_compaction_lag < MIN_TIMING_MARGIN {
+        return Some(setting("min.compaction.lag.ms", info.min_compaction_lag));
+    }
+    if info.delete_retention < MIN_TIMING_MARGIN {
+        return Some(setting("delete.retention.ms", info.delete_retention));
+    }
+    None
+}
+
+/// A write whose outcome the caller wanted, and where it landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub receipt: Receipt,
+    pub outcome: Outcome,
+}
+
+impl Store {
+    /// Runs `op` on `key`: writes an operation record and returns its
+    /// outcome, evaluated at the record's offset as on every instance. The
+    /// log's order is the linearization order.
+    pub async fn apply_op(&self, key: &[u8], op: Op) -> Result<Applied, WriteError> {
+        self.validate(key, op_value(&op))?;
+        if let Some(refusal) = &self.shared.rmw_refusal {
+            return Err(WriteError::Unsafe(refusal.clone()));
+        }
+        self.write_awaited(Outgoing::op(Bytes::copy_from_slice(key), &op))
+            .await
+    }
+
+    /// Puts `value` (or deletes, `None`) and returns what it replaced:
+    /// `GETSET`, `GETDEL`, `SET … GET`. The record is a plain put or
+    /// tombstone; only the reply waits for this instance to apply it.
+    pub async fn replace(&self, key: &[u8], value: Option<Bytes>) -> Result<Applied, WriteError> {
+        self.validate(key, value.as_deref())?;
+        self.write_awaited(Outgoing::plain(Bytes::copy_from_slice(key), value))
+            .await
+    }
+
+    /// The operation limits every instance evaluates with: this instance's
+    /// value bound, carried in the record.
+    pub fn max_value_len(&self) -> u64 {
+        self.shared.config.max_value_bytes as u64
+    }
+
+    async fn write_awaited(&self, mut record: Outgoing) -> Result<Applied, WriteError> {
+        if self
+            .shared
+            .closed
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Err(WriteError::Closed);
+        }
+        // Only an instance that holds the whole log can compute a reply that
+        // agrees with every other instance's.
+        if !self.is_ready() {
+            let progress = self.progress();
+            return Err(WriteError::NotReady(format!(
+                "applied offsets {:?} of {:?}",
+                progress.positions, progress.bootstrap.targets
+            )));
+        }
+        let _in_flight = InFlight::enter(&self.shared.in_flight);
+        let view = &self.shared.view;
+        let (id, outcome) = view.register_waiter();
+        record.id = Some(id);
+        let receipt = match self.shared.writer.send_record(record).await {
+            Ok(receipt) => receipt,
+            Err(error) => {
+                view.forget_waiter(id);
+                return Err(error.into());
+            }
+        };
+        let unknown = |reason: String| WriteError::OutcomeUnknown {
+            partition: receipt.partition,
+            offset: receipt.offset,
+            reason,
+        };
+        let timeout = self.shared.config.read_timeout;
+        match tokio::time::timeout(timeout, outcome).await {
+            Ok(Ok(delivered)) if delivered.exact => Ok(Applied {
+                receipt,
+                outcome: delivered.outcome,
+            }),
+            Ok(Ok(_)) => Err(unknown(
+                "this instance skipped compacted offsets before it and is catching up".into(),
+            )),
+            Ok(Err(_closed)) => Err(unknown("the store closed".into())),
+            Err(_elapsed) => {
+                view.forget_waiter(id);
+                Err(unknown(format!(
+                    "this instance did not apply it within {timeout:?} (--read-timeout)"
+                )))
+            }
+        }
+    }
+}
+
+/// The value an operation may store at most, for validation.
+fn op_value(op: &Op) -> Option<&[u8]> {
+    match op {
+        Op::Set { value, .. } => Some(value),
+        Op::Append { suffix, .. } => Some(suffix),
+        Op::SetRange { bytes, .. } => Some(bytes),
+        _ => None,
+    }
+}
+
+impl Store {
+    /// Runs a multi-key batch atomically: its steps run, in order, only if
+    /// every condition holds where its record lands in the log. The record
+    /// is keyed by the first key the batch writes (else its first key), and
+    /// every key must be in that key's partition: on a topic of more than
+    /// one partition, all keys must be the same key (kafkv does not compute
+    /// the producer's partitioner to prove two keys share a partition).
+    pub async fn apply_batch(&self, batch: crate::op::Batch) -> Result<Applied, WriteError> {
+        let keys = batch.keys();
+        let anchor = batch
+            .steps
+            .iter()
+            .find(|(_, op)| op.is_some())
+            .map(|(key, _)| key)
+            .or(keys.first().copied())
+            .cloned()
+            .ok_or(crate::store::InputError::EmptyBatch)?;
+        for key in &keys {
+            self.validate(key, None)?;
+        }
+        for (_, op) in &batch.steps {
+            if let Some(op) = op {
+                self.validate(&anchor, op_value(op))?;
+            }
+        }
+        if self.partitions() > 1 && keys.iter().any(|key| **key != anchor) {
+            return Err(crate::store::InputError::CrossPartition {
+                partitions: self.partitions(),
+            }
+            .into());
+        }
+        if let Some(refusal) = &self.shared.rmw_refusal {
+            return Err(WriteError::Unsafe(refusal.clone()));
+        }
+        self.write_awaited(Outgoing::op(anchor, &Op::Batch(batch)))
+            .await
+    }
+}
