@@ -19,6 +19,21 @@ use crate::{
     state::Change,
 };
 
+/// Why the stretch cannot be read as changes.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    /// An operation record's value is an operation, not the key's value,
+    /// and this reader has no state to evaluate it on (docs/rmw.md): the
+    /// watch ends `lagged`, and its client starts again from a snapshot.
+    #[error(
+        "partition {partition} offset {offset} is a read-modify-write operation, which only the \
+         view can evaluate"
+    )]
+    Operation { partition: i32, offset: i64 },
+}
+
 /// Changes read ahead of the watcher.
 const READ_AHEAD: usize = 1024;
 const POLL: Duration = Duration::from_millis(100);
@@ -29,7 +44,7 @@ pub fn read_range(
     config: &StoreConfig,
     from: Vec<i64>,
     to: Vec<i64>,
-) -> Result<mpsc::Receiver<Result<Change, KafkaError>>, KafkaError> {
+) -> Result<mpsc::Receiver<Result<Change, HistoryError>>, KafkaError> {
     let consumer: BaseConsumer = client_config(config, &assign_only_consumer(config)).create()?;
     let mut assignment = TopicPartitionList::new();
     for (p, (from, to)) in from.iter().zip(&to).enumerate() {
@@ -53,7 +68,7 @@ fn read(
     consumer: BaseConsumer,
     from: &[i64],
     to: &[i64],
-    sender: &mpsc::Sender<Result<Change, KafkaError>>,
+    sender: &mpsc::Sender<Result<Change, HistoryError>>,
 ) {
     let mut done: Vec<bool> = from.iter().zip(to).map(|(f, t)| f >= t).collect();
     while !done.iter().all(|d| *d) {
@@ -74,7 +89,7 @@ fn read(
                 continue;
             }
             Err(error) => {
-                let _ = sender.blocking_send(Err(error));
+                let _ = sender.blocking_send(Err(error.into()));
                 return;
             }
         };
@@ -91,6 +106,14 @@ fn read(
             }
             continue;
         }
+        if let record::Kind::Op(_) = record.kind {
+            let _ = sender.blocking_send(Err(HistoryError::Operation {
+                partition: record.partition,
+                offset,
+            }));
+            return;
+        }
+        // A plain record or a repair: either states the key's value.
         if sender.blocking_send(Ok(Change::from(&record))).is_err() {
             return;
         }

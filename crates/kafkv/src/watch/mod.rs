@@ -218,7 +218,7 @@ enum Source {
     Live(ChangeReceiver),
     /// Reading the topic up to `target`, then live again.
     Log {
-        changes: mpsc::Receiver<Result<Change, KafkaError>>,
+        changes: mpsc::Receiver<Result<Change, history::HistoryError>>,
         target: Vec<i64>,
     },
     Ended,
