@@ -31,7 +31,10 @@ pub(crate) mod table;
 #[cfg(test)]
 mod tests;
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::Duration,
+};
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
@@ -106,6 +109,30 @@ pub struct Delivered {
     pub exact: bool,
 }
 
+/// A record this instance wrote and the broker acknowledged, as the fast
+/// path needs it: what it does to which key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acknowledged {
+    /// A put (`Some`) or delete.
+    Plain { key: Bytes, value: Option<Bytes> },
+    /// A single-key operation.
+    Op { key: Bytes, op: Op },
+    /// A repair: on an exact view it changes no key.
+    Repair,
+    /// Anything else (a batch, a repair): the fast path stops at it.
+    Other,
+}
+
+/// A writer's slot for its record's outcome.
+#[derive(Debug)]
+enum Waiter {
+    /// The writer waits for the consumer to apply the record.
+    Reply(oneshot::Sender<Delivered>),
+    /// The writer was answered at acknowledgement with this outcome; the
+    /// consumer's must be the same (checked, and an error if not).
+    Check(Outcome),
+}
+
 /// What a repair restates, read consistently: the key's state as of `restates`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepairStatement {
@@ -133,7 +160,11 @@ pub struct View {
     /// table and the positions at a batch boundary. Taken before `inner`.
     hazards: Mutex<Hazards>,
     /// Writers waiting for their record's outcome, by `kafkv.id`.
-    waiters: Mutex<HashMap<u64, oneshot::Sender<Delivered>>>,
+    waiters: Mutex<HashMap<u64, Waiter>>,
+    /// Per partition, this instance's acknowledged records that the consumer
+    /// has not applied yet, by offset (the fast path: docs/rmw.md). Taken
+    /// after `hazards` and `inner`.
+    tail: Mutex<Vec<BTreeMap<i64, Acknowledged>>>,
     /// Where keys needing a repair are reported (none until a repairer runs).
     repair_hints: Mutex<Option<mpsc::UnboundedSender<RepairHint>>>,
     /// The `kafkv.id`s of this instance's records carry this in their top 32 bits.
@@ -162,6 +193,7 @@ impl View {
             ),
             hazards: Mutex::new(Hazards::new(partitions)),
             waiters: Mutex::new(HashMap::new()),
+            tail: Mutex::new(vec![BTreeMap::new(); partitions]),
             repair_hints: Mutex::new(None),
             id_prefix: u64::from(fastrand::u32(..)) << 32,
             next_id: std::sync::atomic::AtomicU32::new(0),
@@ -178,7 +210,7 @@ impl View {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let id = self.id_prefix | u64::from(seq);
         let (tx, rx) = oneshot::channel();
-        self.waiters.lock().insert(id, tx);
+        self.waiters.lock().insert(id, Waiter::Reply(tx));
         (id, rx)
     }
 
@@ -295,6 +327,21 @@ impl View {
         self.table.overhead_bytes()
     }
 
+    /// Notes a repair this instance wrote, acknowledged at `(partition,
+    /// offset)`, so the fast path knows that offset.
+    pub fn acknowledge_repair(&self, partition: i32, offset: i64) {
+        let _hazards = self.hazards.lock();
+        let inner = self.inner.read();
+        if inner
+            .positions
+            .get(partition as usize)
+            .is_some_and(|p| offset >= *p)
+            && let Some(tail) = self.tail.lock().get_mut(partition as usize)
+        {
+            tail.insert(offset, Acknowledged::Repair);
+        }
+    }
+
     /// Records a write the broker acknowledged at `(partition, offset)`, so reads
     /// see it before the consumer gets there.
     pub fn acknowledge(&self, key: &[u8], value: Option<Bytes>, partition: i32, offset: i64) {
@@ -306,6 +353,11 @@ impl View {
             // The consumer already applied it (and maybe something newer).
             return;
         }
+        if let Some(tail) = self.tail.lock().get_mut(partition as usize) {
+            let key = Bytes::copy_from_slice(key);
+            let value = value.clone();
+            tail.insert(offset, Acknowledged::Plain { key, value });
+        }
         inner.overlay.insert(
             key,
             Acked {
@@ -314,6 +366,87 @@ impl View {
                 offset,
             },
         );
+    }
+
+    /// The fast path (docs/rmw.md): the outcome of this instance's record
+    /// `record` (waited on under `id`), acknowledged at `(partition,
+    /// offset)`, computed now if this view knows every record before it —
+    /// the ones it applied, then its own acknowledged ones, with no offset
+    /// between them unknown. The view then reads the record's effect at once
+    /// (the overlay), and the consumer checks its own outcome against this
+    /// one when it gets there. `None`: wait for the consumer.
+    pub fn outcome_at_ack(
+        &self,
+        id: u64,
+        record: Acknowledged,
+        partition: i32,
+        offset: i64,
+    ) -> Result<Option<Outcome>, StateError> {
+        let hazards = self.hazards.lock();
+        let mut inner = self.inner.write();
+        let Some(position) = inner.positions.get(partition as usize).copied() else {
+            return Ok(None);
+        };
+        if offset < position {
+            // Applied already: the consumer delivered the outcome.
+            return Ok(None);
+        }
+        let mut tails = self.tail.lock();
+        let tail = &mut tails[partition as usize];
+        tail.insert(offset, record.clone());
+        let known = tail.range(position..offset).count() as i64 == offset - position;
+        let key = match &record {
+            Acknowledged::Plain { key, .. } | Acknowledged::Op { key, .. } => key,
+            Acknowledged::Repair | Acknowledged::Other => return Ok(None),
+        };
+        if !known || hazards.is_inexact_partition(partition) {
+            return Ok(None);
+        }
+        let mut state = self.table.get(key)?.map(|v| KeyState {
+            value: v.value,
+            version: v.offset,
+        });
+        for (at, earlier) in tail.range(position..offset) {
+            state = match earlier {
+                Acknowledged::Plain { key: k, value } if k == key => {
+                    value.clone().map(|value| KeyState {
+                        value,
+                        version: *at,
+                    })
+                }
+                Acknowledged::Op { key: k, op } if k == key => {
+                    op.evaluate(state.as_ref(), *at).1.after
+                }
+                Acknowledged::Other => return Ok(None),
+                _ => state,
+            };
+        }
+        let outcome = match &record {
+            Acknowledged::Plain { value, .. } => {
+                let after = value.clone().map(|value| KeyState {
+                    value,
+                    version: offset,
+                });
+                Outcome::replaced(state, after)
+            }
+            Acknowledged::Op { op, .. } => op.evaluate(state.as_ref(), offset).1,
+            Acknowledged::Repair | Acknowledged::Other => return Ok(None),
+        };
+        if outcome.after != outcome.before {
+            let value = outcome.after.as_ref().map(|state| state.value.clone());
+            inner.overlay.insert(
+                key,
+                Acked {
+                    value,
+                    partition,
+                    offset,
+                },
+            );
+        }
+        self.waiters
+            .lock()
+            .insert(id, Waiter::Check(outcome.clone()));
+        Ok(Some(outcome))
     }
 
     /// Applies the consumer's events in order, publishes the applied changes
@@ -459,11 +592,31 @@ impl View {
             }
         }
         drop(hazards);
+        {
+            let mut tails = self.tail.lock();
+            for (tail, position) in tails.iter_mut().zip(&self.inner.read().positions) {
+                if tail.first_key_value().is_some_and(|(at, _)| at < position) {
+                    *tail = tail.split_off(position);
+                }
+            }
+        }
         if !delivered.is_empty() {
             let mut waiters = self.waiters.lock();
-            for (id, outcome) in delivered {
-                if let Some(waiter) = waiters.remove(&id) {
-                    let _ = waiter.send(outcome);
+            for (id, delivered) in delivered {
+                match waiters.remove(&id) {
+                    Some(Waiter::Reply(waiter)) => {
+                        let _ = waiter.send(delivered);
+                    }
+                    Some(Waiter::Check(answered)) if answered != delivered.outcome => {
+                        metrics::counter!("kafkv_fast_path_mismatches_total").increment(1);
+                        tracing::error!(
+                            ?answered,
+                            applied = ?delivered.outcome,
+                            "a read-modify-write was answered at acknowledgement with another \
+                             outcome than the log gives; please report this"
+                        );
+                    }
+                    _ => {}
                 }
             }
         }

@@ -704,3 +704,63 @@ fn an_operation_publishes_the_keys_new_value_and_a_refused_one_nothing() {
     assert_eq!(batch.changes[0].value.as_deref(), Some(&b"2"[..]));
     assert_eq!(batch.changes[0].offset, 0);
 }
+
+#[test]
+fn the_fast_path_answers_at_acknowledgement_only_when_every_earlier_offset_is_known() {
+    use crate::op::Op;
+    let view = View::in_memory(vec![0]);
+    apply(&view, vec![put(0, 0, "n", "5")]);
+    let incr = |key: &str| Acknowledged::Op {
+        key: Bytes::copy_from_slice(key.as_bytes()),
+        op: Op::IncrBy(1),
+    };
+    // Offset 1, right after everything applied: answered now, and readable.
+    let (id, mut delivered) = view.register_waiter();
+    let outcome = view
+        .outcome_at_ack(id, incr("n"), 0, 1)
+        .unwrap()
+        .expect("known");
+    assert_eq!(
+        outcome.after.as_ref().unwrap().value,
+        Bytes::from_static(b"6")
+    );
+    assert_eq!(value(&view, "n").as_deref(), Some("6"));
+    // Its own plain put at 2 is known too; an increment at 3 counts from it.
+    view.acknowledge(b"n", Some(Bytes::from_static(b"10")), 0, 2);
+    let (id3, _) = view.register_waiter();
+    let outcome = view
+        .outcome_at_ack(id3, incr("n"), 0, 3)
+        .unwrap()
+        .expect("known");
+    assert_eq!(outcome.after.unwrap().value, Bytes::from_static(b"11"));
+    // Offset 4 was someone else's: an increment at 5 waits for the consumer.
+    let (id5, mut waiting) = view.register_waiter();
+    assert_eq!(view.outcome_at_ack(id5, incr("n"), 0, 5).unwrap(), None);
+    // The consumer agrees with what was answered, and delivers the rest.
+    let record = |offset, id| {
+        let mut record = Record::put(0, offset, b"n", &Op::IncrBy(1).encode())
+            .with_kind(Kind::Op(Op::IncrBy(1)));
+        record.id = Some(id);
+        Event::Record(record)
+    };
+    apply(
+        &view,
+        vec![
+            record(1, id),
+            put(0, 2, "n", "10"),
+            record(3, id3),
+            put(0, 4, "n", "100"),
+            record(5, id5),
+        ],
+    );
+    assert!(
+        delivered.try_recv().is_err(),
+        "answered already: nothing to deliver"
+    );
+    let last = waiting.try_recv().unwrap();
+    assert_eq!(
+        last.outcome.after.unwrap().value,
+        Bytes::from_static(b"101")
+    );
+    assert_eq!(value(&view, "n").as_deref(), Some("101"));
+}

@@ -102,6 +102,9 @@ pub(super) async fn run(shared: Weak<Shared>, mut hints: mpsc::UnboundedReceiver
             match shared.writer.send_record(record).await {
                 Ok(receipt) => {
                     metrics::counter!("kafkv_repairs_written_total").increment(1);
+                    shared
+                        .view
+                        .acknowledge_repair(receipt.partition, receipt.offset);
                     in_flight.insert(key, (receipt.partition, receipt.offset));
                 }
                 Err(error) => {

@@ -11,7 +11,8 @@ use super::{InFlight, Store, WriteError};
 use crate::{
     log::{topic::TopicInfo, writer::Receipt},
     op::{Op, Outcome},
-    record::Outgoing,
+    record::{Kind, Outgoing},
+    state::Acknowledged,
 };
 
 /// How long a repair may take at the most once its key needs one: the
@@ -106,6 +107,18 @@ impl Store {
         let view = &self.shared.view;
         let (id, outcome) = view.register_waiter();
         record.id = Some(id);
+        let acknowledged = match &record.kind {
+            Kind::Plain => Acknowledged::Plain {
+                key: record.key.clone(),
+                value: record.value.clone(),
+            },
+            Kind::Op(Op::Batch(_)) => Acknowledged::Other,
+            Kind::Op(op) => Acknowledged::Op {
+                key: record.key.clone(),
+                op: op.clone(),
+            },
+            Kind::Repair { .. } => Acknowledged::Repair,
+        };
         let receipt = match self.shared.writer.send_record(record).await {
             Ok(receipt) => receipt,
             Err(error) => {
@@ -118,6 +131,13 @@ impl Store {
             offset: receipt.offset,
             reason,
         };
+        // The fast path: every record before this one is known here.
+        match view.outcome_at_ack(id, acknowledged, receipt.partition, receipt.offset) {
+            Ok(Some(outcome)) => return Ok(Applied { receipt, outcome }),
+            Ok(None) => {}
+            // The table could not be read: the consumer will tell.
+            Err(error) => tracing::warn!(%error, "could not evaluate a write at acknowledgement"),
+        }
         let timeout = self.shared.config.read_timeout;
         match tokio::time::timeout(timeout, outcome).await {
             Ok(Ok(delivered)) if delivered.exact => Ok(Applied {
