@@ -1,8 +1,10 @@
 //! The HTTP front end (axum): the v1 API ([`v1`]), the reference service's
 //! routes ([`reference`]) and operations endpoints ([`ops`]). Handlers are thin
 //! adapters over [`Store`]; `error.rs` maps the store's errors to status
-//! codes, this file owns the error body, auth and the request metrics.
+//! codes, [`conditional`] owns ETags and write preconditions, this file owns
+//! the error body, auth and the request metrics.
 
+mod conditional;
 mod error;
 mod ops;
 mod reference;
@@ -57,7 +59,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/v1/kv/{*key}",
-            get(v1::get).put(v1::put).delete(v1::delete),
+            get(v1::get).put(v1::put).delete(v1::delete).post(v1::post),
         )
         .route("/v1/watch", get(watch::watch))
         .route("/livez", get(ops::livez))

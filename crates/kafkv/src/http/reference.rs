@@ -1,19 +1,25 @@
 //! The reference Kotlin service's routes, drop-in compatible in shape:
 //! `POST /put {"key","value"}`, `GET /keys/{key}`, `DELETE /keys/{key}`, with
 //! `{"message": "..."}` errors. One deliberate difference: a missing key answers
-//! 404 (the reference answers 400).
+//! 404 (the reference answers 400). `GET /keys/{key}` also carries the key's
+//! version as `ETag`, as `GET /v1/kv/{key}` does.
 
 use axum::{
     Json,
     body::Body,
     extract::State,
     http::{HeaderMap, StatusCode, Uri, header},
+    response::{IntoResponse, Response},
 };
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, AppState, Shape, path_key, read_body};
+use super::{
+    ApiError, AppState, Shape,
+    conditional::{Etag, with_etag},
+    path_key, read_body,
+};
 use crate::{error::InputError, store::Consistency};
 
 const PREFIX: &str = "/keys/";
@@ -86,7 +92,7 @@ pub async fn put(
     Ok(Json(json!({ "key": key, "value": value })))
 }
 
-pub async fn get(State(state): State<AppState>, uri: Uri) -> Result<Json<Value>, ApiError> {
+pub async fn get(State(state): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
     let key = path_key(uri.path(), PREFIX);
     let shown = String::from_utf8_lossy(&key).into_owned();
     let found = state
@@ -103,7 +109,11 @@ pub async fn get(State(state): State<AppState>, uri: Uri) -> Result<Json<Value>,
             ),
         )
     })?;
-    Ok(Json(json!({ "key": shown, "value": value })))
+    let etag = Etag::new(found.partition, found.offset);
+    Ok(with_etag(
+        Json(json!({ "key": shown, "value": value })).into_response(),
+        Some(etag),
+    ))
 }
 
 pub async fn delete(State(state): State<AppState>, uri: Uri) -> Result<Json<Value>, ApiError> {

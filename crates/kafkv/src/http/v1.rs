@@ -2,8 +2,15 @@
 //!
 //! - `PUT /v1/kv/{key}` stores the raw body; `DELETE` writes a tombstone; both
 //!   answer `{"partition","offset"}` once the broker acknowledged the record.
-//! - `GET /v1/kv/{key}` answers the raw value, with `x-kafkv-partition` and
-//!   `x-kafkv-offset`; `?consistency=strong` first catches up with the topic.
+//!   With `If-Match` / `If-None-Match: *` they are conditional: an operation
+//!   record whose condition the log decides, 412 when it did not hold
+//!   ([`conditional`](super::conditional)).
+//! - `GET /v1/kv/{key}` answers the raw value, with `x-kafkv-partition`,
+//!   `x-kafkv-offset` and the version as `ETag`; `?consistency=strong` first
+//!   catches up with the topic.
+//! - `POST /v1/kv/{key}/incr?by=N` (or `?by_float=X`) adds to a number
+//!   stored as decimal text, as Redis's `INCRBY` (`INCRBYFLOAT`); 409 when
+//!   the value is not a number or the sum would not fit.
 //! - `GET /v1/kv?prefix=&start_after=&cursor=&limit=` pages through keys in
 //!   byte order. Keys in the path and query are percent-decoded to raw bytes.
 //!   In the JSON, a key or value that is valid UTF-8 is a string under `key` /
@@ -15,7 +22,7 @@ use axum::{
     Json,
     body::Body,
     extract::State,
-    http::{HeaderMap, HeaderValue, StatusCode, Uri},
+    http::{HeaderMap, HeaderValue, StatusCode, Uri, header},
     response::{IntoResponse, Response},
 };
 use base64::{
@@ -24,8 +31,16 @@ use base64::{
 };
 use serde_json::{Map, Value, json};
 
-use super::{ApiError, AppState, path_key, read_body};
-use crate::{error::InputError, store::Consistency};
+use super::{
+    ApiError, AppState,
+    conditional::{self, Etag, Precondition, with_etag},
+    path_key, read_body,
+};
+use crate::{
+    error::InputError,
+    op::{Condition, Op, parse_f64},
+    store::{Applied, Consistency},
+};
 
 const PREFIX: &str = "/v1/kv/";
 const DEFAULT_PAGE: usize = 100;
@@ -51,6 +66,10 @@ pub async fn get(State(state): State<AppState>, uri: Uri) -> Result<Response, Ap
             );
             headers.insert("x-kafkv-partition", found.partition.into());
             headers.insert("x-kafkv-offset", found.offset.into());
+            headers.insert(
+                header::ETAG,
+                Etag::new(found.partition, found.offset).header(),
+            );
             Ok(response)
         }
     }
@@ -63,22 +82,132 @@ pub async fn put(
     body: Body,
 ) -> Result<Response, ApiError> {
     let key = path_key(uri.path(), PREFIX);
-    // Check the key before reading a possibly large body.
+    // Check the key and the headers before reading a possibly large body.
     state.store.validate(&key, None)?;
+    let precondition = conditional::precondition(&headers)?;
     let max = state.store.config().max_value_bytes;
     let value = read_body(&headers, body, max, "--max-value-bytes").await?;
-    let receipt = state.store.put(&key, value).await?;
-    Ok(written(receipt.partition, receipt.offset))
+    let Some(precondition) = precondition else {
+        let receipt = state.store.put(&key, value).await?;
+        let etag = Etag::new(receipt.partition, receipt.offset);
+        return Ok(with_etag(
+            written(receipt.partition, receipt.offset),
+            Some(etag),
+        ));
+    };
+    conditional_write(&state, &key, precondition, |when| Op::Set { value, when }).await
 }
 
-pub async fn delete(State(state): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let key = path_key(uri.path(), PREFIX);
-    let receipt = state.store.delete(&key).await?;
-    Ok(written(receipt.partition, receipt.offset))
+    let Some(precondition) = conditional::precondition(&headers)? else {
+        let receipt = state.store.delete(&key).await?;
+        return Ok(written(receipt.partition, receipt.offset));
+    };
+    conditional_write(&state, &key, precondition, |when| Op::Delete { when }).await
+}
+
+/// A put or delete that happens only if `precondition` holds where its
+/// record lands in the log: 200 with the new version's `ETag` (none once
+/// deleted), or 412 with the version it found.
+async fn conditional_write(
+    state: &AppState,
+    key: &[u8],
+    precondition: Precondition,
+    op: impl FnOnce(Condition) -> Op,
+) -> Result<Response, ApiError> {
+    let when = match conditional::condition(&state.store, key, precondition)? {
+        Ok(when) => when,
+        Err(refused) => return Ok(refused),
+    };
+    let Applied { receipt, outcome } = state.store.apply_op(key, op(when)).await?;
+    let partition = receipt.partition;
+    if !outcome.applied {
+        let current = conditional::etag_of(partition, outcome.before.as_ref());
+        return Ok(conditional::failed(precondition, current));
+    }
+    let etag = conditional::etag_of(partition, outcome.after.as_ref());
+    Ok(with_etag(written(partition, receipt.offset), etag))
 }
 
 fn written(partition: i32, offset: i64) -> Response {
     Json(json!({ "partition": partition, "offset": offset })).into_response()
+}
+
+/// `POST /v1/kv/{key}/incr`: the only `POST` on a key, so the key is the
+/// path before the last `/incr` (its own slashes may stay unencoded).
+pub async fn post(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Some(path) = uri.path().strip_suffix("/incr") else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "the only POST on a key is POST /v1/kv/{key}/incr",
+        ));
+    };
+    let key = path_key(path, PREFIX);
+    if conditional::precondition(&headers)?.is_some() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "an increment takes no If-Match or If-None-Match: it applies to whatever \
+             value the key holds where its record lands in the log",
+        ));
+    }
+    let query = Query::parse(uri.query())?;
+    let op = match (query.text("by")?, query.text("by_float")?) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "send by or by_float, not both",
+            ));
+        }
+        (None, None) => Op::IncrBy(1),
+        (Some(by), None) => Op::IncrBy(by.parse().map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("by must be a signed 64-bit integer, not '{by}'"),
+            )
+        })?),
+        (None, Some(by)) => match parse_f64(by.as_bytes()).filter(|by| by.is_finite()) {
+            Some(by) => Op::IncrByFloat(by),
+            None => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("by_float must be a finite number, not '{by}'"),
+                ));
+            }
+        },
+    };
+    let Applied { receipt, outcome } = state.store.apply_op(&key, op).await?;
+    let partition = receipt.partition;
+    if let Some(error) = outcome.error {
+        // Redis's meaning and words; the key keeps its value and version.
+        let current = conditional::etag_of(partition, outcome.before.as_ref());
+        let refused = ApiError::new(
+            StatusCode::CONFLICT,
+            format!("{error}; the key is unchanged"),
+        );
+        return Ok(with_etag(refused.into_response(), current));
+    }
+    let after = outcome
+        .after
+        .expect("an increment that succeeded stores a value");
+    let text = std::str::from_utf8(&after.value).expect("a number's decimal text");
+    let value = match text.parse::<i64>() {
+        Ok(integer) => Value::from(integer),
+        Err(_) => Value::from(text.parse::<f64>().expect("a float's decimal text")),
+    };
+    let etag = Etag::new(partition, after.version);
+    Ok(with_etag(
+        Json(json!({ "value": value })).into_response(),
+        Some(etag),
+    ))
 }
 
 pub async fn scan(State(state): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
