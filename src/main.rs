@@ -146,6 +146,20 @@ struct ServeArgs {
     /// How long shutdown waits for in-flight requests.
     #[arg(long, env = "KAFKV_DRAIN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
+    /// How soon after its own read-modify-write operation this instance writes
+    /// the key's repair (docs/rmw.md) [default: the library's, 10 ms]. Hidden:
+    /// tuning for tests.
+    #[arg(long, hide = true, value_parser = humantime::parse_duration)]
+    repair_delay: Option<Duration>,
+    /// How long this instance waits before repairing another instance's
+    /// unrepaired operation, plus up to as much again of jitter (docs/rmw.md)
+    /// [default: the library's, 2 s]. Hidden: tuning for tests.
+    #[arg(long, hide = true, value_parser = humantime::parse_duration)]
+    repair_backstop: Option<Duration>,
+    /// Test hook: this instance never writes repairs, standing for a writer
+    /// killed between its operation and its repair. Never for production.
+    #[arg(long, hide = true)]
+    no_repairs: bool,
 }
 
 #[cfg(feature = "embedded-broker")]
@@ -208,11 +222,17 @@ impl ServeArgs {
             delete_retention: self.delete_retention,
             watch_buffer: self.watch_buffer,
             watch_window_bytes: self.watch_window_bytes,
+            repairs: !self.no_repairs,
             state: match self.state {
                 StateKind::Memory => StateConfig::Memory,
                 StateKind::Disk => StateConfig::Disk(self.data_dir.clone()),
             },
             ..StoreConfig::new(self.brokers.clone().unwrap_or_default())
+        };
+        let store = StoreConfig {
+            repair_delay: self.repair_delay.unwrap_or(store.repair_delay),
+            repair_backstop: self.repair_backstop.unwrap_or(store.repair_backstop),
+            ..store
         };
         let kafka = match self.brokers {
             Some(brokers) => KafkaSource::External(brokers),

@@ -230,6 +230,21 @@ pub async fn state_of(store: &Store) -> BTreeMap<Vec<u8>, Vec<u8>> {
         .collect()
 }
 
+/// A `redis` crate connection to a RESP front end at `address`, with
+/// timeouts fit for a loaded test machine (the crate's defaults are 1 s to
+/// connect and 500 ms per reply). An error, not a panic: a test that kills
+/// instances tells "down" from "answered".
+pub async fn redis_connection(
+    address: std::net::SocketAddr,
+) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(30)))
+        .set_response_timeout(Some(Duration::from_secs(30)));
+    redis::Client::open(format!("redis://{address}/"))?
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+}
+
 pub fn client(brokers: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", brokers);

@@ -70,6 +70,10 @@ pub enum Op {
     Set { value: Bytes, when: Condition },
     /// A delete that happens only when `when` holds.
     Delete { when: Condition },
+    /// Only in a batch: the key takes `source`'s value, as it is at this
+    /// step, when `when` holds (`RENAME`, `COPY`); nothing if `source` is
+    /// absent.
+    CopyFrom { source: Bytes, when: Condition },
     /// Several keys at once (`MULTI`/`EXEC` after `WATCH`, `MSETNX`): the
     /// steps run in order only if every condition holds; see [`Batch`].
     Batch(Batch),
@@ -90,11 +94,16 @@ impl Batch {
     /// Every key the batch reads or writes, first seen first.
     pub fn keys(&self) -> Vec<&Bytes> {
         let mut keys: Vec<&Bytes> = Vec::new();
+        let sources = self.steps.iter().filter_map(|(_, op)| match op {
+            Some(Op::CopyFrom { source, .. }) => Some(source),
+            _ => None,
+        });
         for key in self
             .conditions
             .iter()
             .map(|(key, _)| key)
             .chain(self.steps.iter().map(|(key, _)| key))
+            .chain(sources)
         {
             if !keys.contains(&key) {
                 keys.push(key);
@@ -106,7 +115,8 @@ impl Batch {
     /// Evaluates the batch at `offset` on `states` (every key of
     /// [`Batch::keys`], as it is just before the record), which it leaves as
     /// the batch leaves them: whether the conditions held, and each step's
-    /// outcome (none when they did not hold).
+    /// outcome — or, when they did not hold, each condition's (its key's
+    /// state, and whether it held).
     pub fn evaluate(
         &self,
         states: &mut Vec<(Bytes, Option<KeyState>)>,
@@ -118,18 +128,43 @@ impl Batch {
                 .find(|(k, _)| k == key)
                 .and_then(|(_, state)| state.clone())
         };
-        let held = self
+        let verdicts: Vec<Outcome> = self
             .conditions
             .iter()
-            .all(|(key, when)| when.holds(state_of(states, key).as_ref()));
-        if !held {
-            return (false, Vec::new());
+            .map(|(key, when)| {
+                let state = state_of(states, key);
+                Outcome {
+                    applied: when.holds(state.as_ref()),
+                    ..Outcome::replaced(state.clone(), state)
+                }
+            })
+            .collect();
+        if verdicts.iter().any(|verdict| !verdict.applied) {
+            return (false, verdicts);
         }
         let mut outcomes = Vec::with_capacity(self.steps.len());
         for (key, op) in &self.steps {
             let before = state_of(states, key);
             let outcome = match op {
                 None => Outcome::replaced(before.clone(), before),
+                Some(Op::CopyFrom { source, when }) => {
+                    let copied = state_of(states, source);
+                    let op = match copied {
+                        Some(copied) => Op::Set {
+                            value: copied.value,
+                            when: *when,
+                        },
+                        // Nothing to copy: a condition that never holds.
+                        None => Op::Delete {
+                            when: Condition::Version(i64::MIN),
+                        },
+                    };
+                    let (_, outcome) = op.evaluate(before.as_ref(), offset);
+                    if let Some((_, state)) = states.iter_mut().find(|(k, _)| k == key) {
+                        *state = outcome.after.clone();
+                    }
+                    outcome
+                }
                 Some(op) => {
                     let (_, outcome) = op.evaluate(before.as_ref(), offset);
                     if let Some((_, state)) = states.iter_mut().find(|(k, _)| k == key) {
@@ -330,7 +365,7 @@ impl Op {
                 Effect::Unchanged
             }),
             // Evaluated on all its keys by `Batch::evaluate`, never here.
-            Op::Batch(_) => Ok(Effect::Unchanged),
+            Op::Batch(_) | Op::CopyFrom { .. } => Ok(Effect::Unchanged),
         }
     }
 }
@@ -432,6 +467,11 @@ impl Op {
                 out.put_u8(b'd');
                 put_condition(&mut out, *when);
             }
+            Op::CopyFrom { source, when } => {
+                out.put_u8(b'c');
+                put_condition(&mut out, *when);
+                out.put_slice(source);
+            }
             Op::Batch(batch) => {
                 out.put_u8(b'B');
                 out.put_u32(batch.conditions.len() as u32);
@@ -516,6 +556,13 @@ impl Op {
             b'd' => Op::Delete {
                 when: get_condition(&mut buf)?,
             },
+            b'c' => {
+                let when = get_condition(&mut buf)?;
+                Op::CopyFrom {
+                    source: Bytes::copy_from_slice(buf),
+                    when,
+                }
+            }
             b'B' => {
                 let mut conditions = Vec::new();
                 for _ in 0..get_u32(&mut buf)? {
@@ -764,8 +811,10 @@ mod tests {
             (Bytes::from_static(b"a"), Some(state("1", 4))),
             (Bytes::from_static(b"b"), None),
         ];
-        let (held, outcomes) = batch.evaluate(&mut stale, 7);
-        assert!(!held && outcomes.is_empty());
+        let (held, verdicts) = batch.evaluate(&mut stale, 7);
+        assert!(!held);
+        assert_eq!(verdicts.len(), 1, "one verdict per condition");
+        assert!(!verdicts[0].applied);
         assert_eq!(stale[0].1, Some(state("1", 4)), "nothing written");
     }
 
@@ -812,6 +861,13 @@ mod tests {
                         Some(Op::Set {
                             value: Bytes::from_static(b"x"),
                             when: Condition::Always,
+                        }),
+                    ),
+                    (
+                        Bytes::from_static(b"c"),
+                        Some(Op::CopyFrom {
+                            source: Bytes::from_static(b"a"),
+                            when: Condition::Absent,
                         }),
                     ),
                 ],

@@ -39,25 +39,37 @@ pub(crate) async fn recover(
     let targets: Vec<i64> = watermarks.iter().map(|(_, high)| *high).collect();
     let limits = (config.watch_buffer, config.watch_window_bytes);
     let (config, topic) = (config.clone(), topic.clone());
-    let (table, positions) =
+    let (table, positions, fresh) =
         tokio::task::spawn_blocking(move || open_table(&config, &topic, &watermarks))
             .await
             .expect("opening the table panicked")?;
-    Ok(View::new(table, positions, targets).with_change_limits(limits.0, limits.1))
+    let view = View::new(table, positions.clone(), targets).with_change_limits(limits.0, limits.1);
+    if fresh {
+        // A log that no longer starts at 0 lost its first records to
+        // compaction (or deletion): the ready rule's gap (docs/rmw.md). The
+        // bootstrap target, the end offset as of now, is the rule's target.
+        for (p, start) in positions.iter().enumerate() {
+            if *start > 0 {
+                view.mark_skipped(p as i32);
+            }
+        }
+    }
+    Ok(view)
 }
 
 /// The view's table and the offsets it holds everything below: a valid disk
 /// checkpoint's, or each partition's log start for memory and for a disk
 /// state being rebuilt (nothing below it exists, and starting there keeps an
-/// empty partition whose records were deleted at its end).
+/// empty partition whose records were deleted at its end); and whether the
+/// table starts empty at the log start (`true`) rather than at a checkpoint.
 fn open_table(
     config: &StoreConfig,
     topic: &TopicInfo,
     watermarks: &Watermarks,
-) -> Result<(Box<dyn Table>, Vec<i64>)> {
+) -> Result<(Box<dyn Table>, Vec<i64>, bool)> {
     let start: Vec<i64> = watermarks.iter().map(|(low, _)| (*low).max(0)).collect();
     let StateConfig::Disk(dir) = &config.state else {
-        return Ok((Box::<MemoryTable>::default(), start));
+        return Ok((Box::<MemoryTable>::default(), start, true));
     };
     let path = StateConfig::disk_path(dir, &config.topic);
     let (table, checkpoint) = DiskTable::open(&path)?;
@@ -68,7 +80,7 @@ fn open_table(
             match stale_checkpoint(&checkpoint, topic, watermarks, SystemTime::now()) {
                 None => {
                     info!(%path, positions = ?checkpoint.positions, "resuming from the disk checkpoint");
-                    return Ok((Box::new(table), checkpoint.positions));
+                    return Ok((Box::new(table), checkpoint.positions, false));
                 }
                 Some(reason) => {
                     warn!(%path, %reason, "rebuilding the disk state from the beginning of the topic");
@@ -83,7 +95,7 @@ fn open_table(
         positions: start.clone(),
         saved_at: None,
     })?;
-    Ok((Box::new(table), start))
+    Ok((Box::new(table), start, true))
 }
 
 /// Why resuming from `checkpoint` could miss or resurrect records, if it

@@ -42,6 +42,9 @@ pub enum Frame {
     Integer(i64),
     Bulk(Bytes),
     Null,
+    /// A null array (`*-1` in RESP2): the reply of an `EXEC` whose watched
+    /// keys changed.
+    NullArray,
     Array(Vec<Frame>),
     /// RESP3 map; a flat array of pairs in RESP2.
     Map(Vec<(Frame, Frame)>),
@@ -79,8 +82,9 @@ impl Frame {
                 out.put_slice(bytes);
                 out.put_slice(b"\r\n");
             }
-            Frame::Null if resp3 => out.put_slice(b"_\r\n"),
+            Frame::Null | Frame::NullArray if resp3 => out.put_slice(b"_\r\n"),
             Frame::Null => out.put_slice(b"$-1\r\n"),
+            Frame::NullArray => out.put_slice(b"*-1\r\n"),
             Frame::Array(items) => {
                 header(out, b'*', items.len());
                 for item in items {
@@ -530,6 +534,8 @@ mod tests {
         };
         assert_eq!(encode(Frame::Null, false), &b"$-1\r\n"[..]);
         assert_eq!(encode(Frame::Null, true), &b"_\r\n"[..]);
+        assert_eq!(encode(Frame::NullArray, false), &b"*-1\r\n"[..]);
+        assert_eq!(encode(Frame::NullArray, true), &b"_\r\n"[..]);
         let map = Frame::Map(vec![(Frame::bulk("a"), Frame::Integer(1))]);
         assert_eq!(encode(map.clone(), false), &b"*2\r\n$1\r\na\r\n:1\r\n"[..]);
         assert_eq!(encode(map, true), &b"%1\r\n$1\r\na\r\n:1\r\n"[..]);

@@ -337,7 +337,7 @@ async fn exec_watched(queued: Vec<Command>, session: &mut Session) -> Frame {
         .collect();
     let batch = Batch { conditions, steps };
     match session.store.apply_batch(batch).await {
-        Ok(applied) if !applied.outcome.applied => Frame::Null,
+        Ok(applied) if !applied.outcome.applied => Frame::NullArray,
         Ok(applied) => {
             let mut outcomes = applied.outcome.steps.into_iter();
             Frame::Array(

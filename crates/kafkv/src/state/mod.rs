@@ -52,7 +52,7 @@ pub(crate) use table::Table;
 pub use table::{StateError, Versioned, disk::Checkpoint};
 
 use crate::{
-    op::{Batch, KeyState, Op, Outcome},
+    op::{Batch, Condition, KeyState, Op, Outcome},
     record::{Kind, Record},
 };
 use hazards::{Hazards, Pending};
@@ -265,6 +265,13 @@ impl View {
     /// Keys whose newest record is not self-contained (for metrics and tests).
     pub fn unsettled_keys(&self) -> usize {
         self.hazards.lock().unsettled().count()
+    }
+
+    /// The view starts after offsets of `partition` that no longer exist
+    /// (the log starts above 0): it is not exact there until it reaches its
+    /// bootstrap target (docs/rmw.md, the ready rule).
+    pub fn mark_skipped(&self, partition: i32) {
+        self.hazards.lock().mark_inexact(partition);
     }
 
     /// After the consumer skipped offsets of `partition`: bootstrap is not
@@ -732,12 +739,24 @@ impl View {
         let own = self.is_own(record.id);
         let mut replaced = Vec::new();
         for ((key, (_, before)), (_, after)) in keys.iter().zip(befores).zip(states) {
-            let ops: Vec<Op> = multi
+            let mut ops: Vec<Op> = multi
                 .steps
                 .iter()
                 .filter(|(step_key, op)| step_key == key && op.is_some())
                 .filter_map(|(_, op)| op.clone())
                 .collect();
+            if ops.iter().any(|op| matches!(op, Op::CopyFrom { .. })) {
+                // The value came from another key, whose state then a repair
+                // of this one cannot bring back: re-apply the result.
+                let when = Condition::Always;
+                ops = vec![match &after {
+                    Some(state) => Op::Set {
+                        value: state.value.clone(),
+                        when,
+                    },
+                    None => Op::Delete { when },
+                }];
+            }
             if ops.is_empty() && *key != record.key() {
                 continue;
             }

@@ -83,7 +83,7 @@ fn group(name: &str) -> &'static str {
         | "setnx" | "setrange" | "msetnx" => "string",
         "getbit" | "setbit" => "bitmap",
         "del" | "exists" | "keys" | "object" | "randomkey" | "scan" | "touch" | "type"
-        | "unlink" => "generic",
+        | "unlink" | "rename" | "renamenx" | "copy" => "generic",
         "auth" | "client" | "echo" | "hello" | "ping" | "quit" | "select" => "connection",
         "multi" | "exec" | "discard" | "watch" | "unwatch" => "transactions",
         "subscribe" | "psubscribe" | "unsubscribe" | "punsubscribe" | "publish" | "pubsub" => {
@@ -116,7 +116,7 @@ fn key_positions(name: &str) -> (i64, i64, i64) {
         "get" | "getbit" | "getrange" | "substr" | "set" | "strlen" | "type" | "append"
         | "decr" | "decrby" | "getdel" | "getset" | "incr" | "incrby" | "incrbyfloat"
         | "setbit" | "setnx" | "setrange" => (1, 1, 1),
-        "lcs" => (1, 2, 1),
+        "lcs" | "rename" | "renamenx" | "copy" => (1, 2, 1),
         "del" | "unlink" | "exists" | "touch" | "mget" | "watch" => (1, -1, 1),
         "mset" | "msetnx" => (1, -1, 2),
         _ => (0, 0, 0),

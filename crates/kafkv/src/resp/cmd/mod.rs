@@ -244,6 +244,7 @@ commands! {
     }
     write {
         Append(append::Append),
+        Copy(copy::Copy),
         Del(del::Del),
         Flush(flush::Flush),
         GetSet(getset::GetSet),
@@ -251,6 +252,7 @@ commands! {
         IncrByFloat(incrbyfloat::IncrByFloat),
         MSet(mset::MSet),
         MSetNx(msetnx::MSetNx),
+        Rename(rename::Rename),
         Set(set::Set),
         SetBit(setbit::SetBit),
         SetRange(setrange::SetRange),
