@@ -74,13 +74,7 @@ pub(super) async fn run(shared: Weak<Shared>, mut hints: mpsc::UnboundedReceiver
                 continue;
             };
             if !shared.view.is_bootstrapped() {
-                due.insert(
-                    key,
-                    Due {
-                        at: now + RETRY_DELAY,
-                        partition,
-                    },
-                );
+                retry_later(&mut due, key, partition);
                 continue;
             }
             let statement = match shared.view.repair_statement(&key, partition) {
@@ -88,13 +82,7 @@ pub(super) async fn run(shared: Weak<Shared>, mut hints: mpsc::UnboundedReceiver
                 Ok(None) => continue,
                 Err(error) => {
                     warn!(%error, "could not read a key to repair it; retrying");
-                    due.insert(
-                        key,
-                        Due {
-                            at: now + RETRY_DELAY,
-                            partition,
-                        },
-                    );
+                    retry_later(&mut due, key, partition);
                     continue;
                 }
             };
@@ -109,17 +97,16 @@ pub(super) async fn run(shared: Weak<Shared>, mut hints: mpsc::UnboundedReceiver
                 }
                 Err(error) => {
                     warn!(%error, "could not write a repair; retrying");
-                    due.insert(
-                        key,
-                        Due {
-                            at: Instant::now() + RETRY_DELAY,
-                            partition,
-                        },
-                    );
+                    retry_later(&mut due, key, partition);
                 }
             }
         }
     }
+}
+
+fn retry_later(due: &mut HashMap<Bytes, Due>, key: Bytes, partition: i32) {
+    let at = Instant::now() + RETRY_DELAY;
+    due.insert(key, Due { at, partition });
 }
 
 fn schedule(
