@@ -4,10 +4,13 @@
 //! needs a repair).
 //!
 //! Invariants:
-//! - A key has an entry exactly when its newest applied record is not
-//!   self-contained (an operation, or a repair that does not state the
-//!   key's current state), or when its partition is *inexact* and the entry
-//!   remembers where the key was last stated whole.
+//! - A key has an unsettled entry exactly when its newest applied record is
+//!   not self-contained (an operation, a repair that does not state the
+//!   key's current state, or a stale repair). A key an operation touched, or
+//!   any key of an inexact partition, keeps a settled entry (a *marker*) for
+//!   [`MARKER_WINDOW_MS`] of record time after it was last stated whole: its
+//!   base, without which a stale repair arriving after a delete could not
+//!   be told from a current one (an absent key has no version).
 //! - An *exact* partition (no offset of it was ever skipped since this view
 //!   started, or since it last caught up with its target after a skip)
 //!   holds the true state of every key: a repair, which restates a true
@@ -73,6 +76,32 @@ struct Entry {
     settled: bool,
     /// The newest operation was written by this instance.
     own: bool,
+    /// When (record time, ms) the key was last stated whole, for sweeping
+    /// settled entries after [`MARKER_WINDOW`].
+    at: Option<i64>,
+}
+
+/// How long (in record time) a settled key's base is remembered after an
+/// operation touched it: a repair restating an offset before it can only be
+/// written by an instance lagging that far behind, and the topic's tombstone
+/// retention (at least `MIN_TIMING_MARGIN`, 10 minutes by default with
+/// `--min-compaction-lag`) must outlast it too (docs/rmw.md).
+pub const MARKER_WINDOW_MS: i64 = 10 * 60 * 1000;
+
+/// How often (in record time) settled entries older than the window are swept.
+const SWEEP_EVERY_MS: i64 = 10 * 1000;
+
+impl Entry {
+    /// A key stated whole by the plain `record` (settled), remembered for its base.
+    fn marker(record: &Record) -> Self {
+        Self {
+            partition: record.partition,
+            base: Some(record.offset),
+            settled: true,
+            at: record.timestamp,
+            ..Self::default()
+        }
+    }
 }
 
 /// What applying one record did.
@@ -91,6 +120,8 @@ pub(crate) struct Hazards {
     /// Per partition: a compaction gap was skipped and the view has not yet
     /// caught up with the target set then.
     inexact: Vec<bool>,
+    /// The record time of the last sweep.
+    swept_at: i64,
 }
 
 impl Hazards {
@@ -98,15 +129,22 @@ impl Hazards {
         Self {
             entries: HashMap::new(),
             inexact: vec![false; partitions],
+            swept_at: 0,
         }
     }
 
     /// A plain put or delete in an exact partition, whose writer does not
     /// wait: it settles its key.
     pub fn resolve_plain(&mut self, record: &Record) {
-        if !self.entries.is_empty() {
-            self.entries.remove(record.key());
+        if self.entries.is_empty() {
+            return;
         }
+        // A key an operation touched keeps its base (a marker) for a while,
+        // so a stale repair arriving later is known as stale.
+        if let Some(entry) = self.entries.get_mut(record.key()) {
+            *entry = Entry::marker(record);
+        }
+        self.sweep(record.timestamp);
     }
 
     pub fn is_inexact_partition(&self, partition: i32) -> bool {
@@ -134,8 +172,27 @@ impl Hazards {
         if let Some(slot) = self.inexact.get_mut(partition as usize) {
             *slot = false;
         }
-        self.entries
-            .retain(|_, entry| entry.partition != partition || !entry.settled);
+    }
+
+    /// Forgets settled entries stated whole more than [`MARKER_WINDOW_MS`]
+    /// before `now` (a record's time), at most every [`SWEEP_EVERY_MS`].
+    fn sweep(&mut self, now: Option<i64>) {
+        let Some(now) = now else {
+            return;
+        };
+        if now < self.swept_at + SWEEP_EVERY_MS {
+            return;
+        }
+        self.swept_at = now;
+        let inexact = &self.inexact;
+        self.entries.retain(|_, entry| {
+            !entry.settled
+                || inexact
+                    .get(entry.partition as usize)
+                    .copied()
+                    .unwrap_or(false)
+                || entry.at.is_none_or(|at| now - at < MARKER_WINDOW_MS)
+        });
     }
 
     /// Keys whose newest record is not self-contained, with whether this
@@ -167,17 +224,9 @@ impl Hazards {
                 if inexact {
                     // Remember where the key was stated whole: a repair
                     // restating an earlier offset must not undo this.
-                    self.entries.insert(
-                        key.into(),
-                        Entry {
-                            partition: record.partition,
-                            base: Some(offset),
-                            settled: true,
-                            ..Entry::default()
-                        },
-                    );
+                    self.entries.insert(key.into(), Entry::marker(record));
                 } else {
-                    self.entries.remove(key);
+                    self.resolve_plain(record);
                 }
                 Resolved {
                     outcome: Outcome::replaced(before, after.clone()),
@@ -224,19 +273,23 @@ impl Hazards {
                         after = op.reapply(after, *at);
                     }
                 }
-                let settled = after == stated;
-                if !settled || inexact {
-                    self.entries.insert(
-                        key.into(),
-                        Entry {
-                            partition: record.partition,
-                            base: if applies { Some(*restates) } else { base },
-                            pending: if settled { Vec::new() } else { pending },
-                            settled,
-                            own: false,
-                        },
-                    );
-                }
+                // A stale repair is never self-contained, even when what it
+                // states happens to be the key's state: once compaction keeps
+                // it alone, a view that read a newer record before a gap would
+                // ignore it (the model's counterexample, docs/rmw.md).
+                let settled = applies && after == stated;
+                self.entries.insert(
+                    key.into(),
+                    Entry {
+                        partition: record.partition,
+                        base: if applies { Some(*restates) } else { base },
+                        pending: if settled { Vec::new() } else { pending },
+                        settled,
+                        own: false,
+                        at: record.timestamp,
+                    },
+                );
+                self.sweep(record.timestamp);
                 Resolved {
                     outcome: Outcome::replaced(before, after.clone()),
                     after,
@@ -270,12 +323,6 @@ impl Hazards {
         }
         entry.settled = false;
         entry.own = own;
-    }
-
-    /// Keys kept.
-    #[cfg(test)]
-    pub fn len(&self) -> usize {
-        self.entries.len()
     }
 }
 
@@ -328,7 +375,7 @@ mod tests {
         let state = run(&mut hazards, state, &[repair(4, 3, self::state("7", 2))]);
         assert_eq!(state, self::state("7", 2));
         assert!(!hazards.is_unsettled(b"k"));
-        assert_eq!(hazards.len(), 0);
+        assert_eq!(hazards.unsettled().count(), 0);
     }
 
     #[test]
@@ -366,5 +413,66 @@ mod tests {
             assert_eq!(state, None);
             assert!(!hazards.is_unsettled(b"k"));
         }
+    }
+
+    // The model's counterexample (docs/rmw.md): a failed condition, a put, a
+    // delete, then a lagging repair of the first offset stating "absent" —
+    // which matches the state, yet must not count as self-contained: a view
+    // that read the put before a compaction gap would ignore it as stale and
+    // keep the put's value.
+    #[test]
+    fn a_stale_repair_stays_unsettled_even_when_it_matches() {
+        for inexact in [false, true] {
+            let mut hazards = Hazards::new(1);
+            if inexact {
+                hazards.mark_inexact(0);
+            }
+            let nx = Op::Set {
+                value: Bytes::from_static(b"v"),
+                when: crate::op::Condition::Present,
+            };
+            let failed = Record::put(0, 0, b"k", &nx.encode()).with_kind(Kind::Op(nx));
+            let state = run(&mut hazards, None, &[failed]);
+            let state = run(&mut hazards, state, &[Record::put(0, 1, b"k", b"1")]);
+            let state = run(&mut hazards, state, &[Record::tombstone(0, 2, b"k")]);
+            let state = run(&mut hazards, state, &[repair(3, 0, None)]);
+            assert_eq!(state, None);
+            assert!(hazards.is_unsettled(b"k"), "inexact: {inexact}");
+            let state = run(&mut hazards, state, &[repair(4, 3, None)]);
+            assert_eq!(state, None);
+            assert!(!hazards.is_unsettled(b"k"), "inexact: {inexact}");
+        }
+    }
+
+    #[test]
+    fn markers_are_swept_after_the_window_but_unsettled_keys_never() {
+        let mut hazards = Hazards::new(1);
+        let at = |record: Record, ms| record.with_timestamp(Some(ms));
+        run(&mut hazards, state("1", 0), &[at(incr(1), 1_000)]);
+        run(
+            &mut hazards,
+            None,
+            &[at(Record::tombstone(0, 2, b"k"), 2_000)],
+        );
+        run(
+            &mut hazards,
+            None,
+            &[at(
+                Record::put(0, 3, b"u", &Op::IncrBy(1).encode()).with_kind(Kind::Op(Op::IncrBy(1))),
+                3_000,
+            )],
+        );
+        assert_eq!(hazards.entries.len(), 2, "k's marker and u's hazard");
+        let late = 2_000 + MARKER_WINDOW_MS;
+        run(
+            &mut hazards,
+            None,
+            &[at(Record::put(0, 4, b"other", b"x"), late)],
+        );
+        assert!(!hazards.entries.contains_key(&b"k"[..]), "k's marker swept");
+        assert!(
+            hazards.is_unsettled(b"u"),
+            "an unsettled key is never swept"
+        );
     }
 }
