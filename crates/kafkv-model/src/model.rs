@@ -1,0 +1,921 @@
+//! The `stateright::Model` of one partition: configuration, state, the
+//! nondeterministic steps (read, client operation, repair, fresh start,
+//! crash, compaction), the properties (a)–(c) with `sometimes` witnesses,
+//! and a readable rendering of paths.
+//!
+//! Time is not modelled. Every step may happen at any moment; the timing
+//! assumptions of docs/rmw.md appear only as limits on what compaction may
+//! remove ([`Assumptions`]): the compaction lag bounds the cleanable point
+//! (see [`Lag`]), tombstone retention bounds which tombstones may go. The
+//! ready rule is an instance rule, switchable here too because the docs list
+//! it among the assumptions the protocol needs.
+//!
+//! # Bounds
+//!
+//! Client operations, repairs and crashes are bounded to keep the state
+//! space finite; compaction is not (it only removes records, so it runs out
+//! by itself). Property (c) does not lean on the repair bound: it is checked
+//! in every state after the last client operation by running the protocol
+//! on to the end (every live instance reads everything, then repairs what it
+//! finds hazardous, in rounds) with an allowance of repairs far above what
+//! the protocol needs.
+//!
+//! Two reductions keep the bounds useful without hiding behaviour: the two
+//! writers are interchangeable, so a state and its mirror image are explored
+//! once ([`RmwModel::canonical`]), and a state's identity ignores what can no
+//! longer influence anything (see the `Hash` impls).
+
+use std::fmt::Write as _;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
+use stateright::{Model, Path, Property};
+
+use crate::instance::{Instance, Role, Rules, event};
+use crate::log::{
+    Body, Lag, MAX_RECORDS, Record, compact, every_key_self_contained, lag_limit, newest_of,
+    reference_before, reference_reply, self_contained,
+};
+use crate::spec::{ClientOp, Entry, Key, KvSpec, MAX_KEYS, Offset, OpKind, Reply};
+
+/// Tombstone retention (docs/rmw.md, assumption 2), as a condition on the
+/// state when compaction removes a tombstone at offset `t`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Retention {
+    /// Any tombstone that is the newest of its key below the cleanable point
+    /// may go.
+    Off,
+    /// Only once every live instance's position is past `t`: no repair
+    /// restating an offset before `t` can still be written. Not enough: one
+    /// already written may be the key's newest record.
+    ReadPast,
+    /// `ReadPast`, and the key's newest record (full log) is self-contained:
+    /// a repair restating an offset before `t` has been repaired in turn.
+    ReadPastAndSettled,
+}
+
+/// The timing assumptions of docs/rmw.md, each switchable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Assumptions {
+    /// Compaction lag: how far the cleanable point may go.
+    pub lag: Lag,
+    /// Which tombstones compaction may remove.
+    pub tombstone_retention: Retention,
+    /// On a gap, an instance's target becomes the current end and it is not
+    /// ready until it reaches it. Off: a gap changes nothing (a fresh
+    /// instance still bootstraps to the end offset it saw at start).
+    pub ready_rule: bool,
+}
+
+impl Assumptions {
+    /// All three, as docs/rmw.md states them.
+    pub const ALL: Assumptions = Assumptions {
+        lag: Lag::Covering,
+        tombstone_retention: Retention::ReadPastAndSettled,
+        ready_rule: true,
+    };
+}
+
+/// What one model run explores.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Config {
+    /// 1 or 2 keys.
+    pub keys: u8,
+    /// Instances running from offset 0 that serve client operations (≥ 2).
+    pub writers: u8,
+    /// Whether a fresh instance may bootstrap at some point.
+    pub fresh: bool,
+    /// Total client operations.
+    pub ops: u8,
+    /// What a client may ask, on any key.
+    pub menu: Vec<OpKind>,
+    /// Repairs appended in a run (at any time, by any ready instance whose
+    /// newest record of the key is not self-contained).
+    pub repairs: u8,
+    /// Writer crashes (at least one writer always stays alive).
+    pub crashes: u8,
+    /// Whether the fresh instance may start before compaction removed
+    /// anything.
+    pub fresh_early: bool,
+    /// Explore a state and its mirror image (writers swapped) once. Off
+    /// only to test the reduction.
+    pub symmetry: bool,
+    pub assumptions: Assumptions,
+    pub rules: Rules,
+}
+
+impl Config {
+    /// Every kind of operation with values that make each condition both
+    /// succeed and fail: PUT 1, DEL, INCR, SETNX 1, CAS 1→2.
+    pub fn full_menu() -> Vec<OpKind> {
+        vec![
+            OpKind::Put(1),
+            OpKind::Del,
+            OpKind::Incr,
+            OpKind::SetNx(1),
+            OpKind::Cas { expect: 1, new: 2 },
+        ]
+    }
+
+    /// The protocol of docs/rmw.md with all assumptions: 2 writers and a
+    /// fresh instance, `keys` keys and `ops` client operations from the full
+    /// menu, 2 repairs, 1 crash, compaction whenever it changes the log.
+    /// The fresh instance starts only once compaction has removed something
+    /// (before that, bootstrapping is reading an exact log, which the
+    /// writers already do; `fresh_early` lifts this).
+    pub fn protocol(keys: u8, ops: u8) -> Self {
+        Config {
+            keys,
+            writers: 2,
+            fresh: true,
+            ops,
+            menu: Self::full_menu(),
+            repairs: 2,
+            crashes: 1,
+            fresh_early: false,
+            symmetry: true,
+            assumptions: Assumptions::ALL,
+            rules: Rules::PROTOCOL,
+        }
+    }
+
+    fn instances(&self) -> usize {
+        usize::from(self.writers) + usize::from(self.fresh)
+    }
+
+    /// How many repairs property (c) lets the protocol write after the last
+    /// client operation before it calls them endless. When every instance
+    /// reads everything before repairing, one round of repairs restates the
+    /// final state and the next round finds nothing to do; a round is at
+    /// most one repair per instance and key, so two rounds suffice. Twice
+    /// that leaves a wide margin.
+    pub fn drain_bound(&self) -> usize {
+        4 * self.instances() * usize::from(self.keys)
+    }
+}
+
+/// A client operation's ghost record: who wrote it, where, and the reply
+/// its client got (if any yet).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct OpRecord {
+    pub writer: u8,
+    pub at: Offset,
+    pub op: ClientOp,
+    pub reply: Option<Reply>,
+}
+
+/// The state: the full log with the presence mask, the instances, the
+/// client operations with the linearizability tester, and counters.
+///
+/// `Hash` (the checker's state identity) leaves out the ghost `events`:
+/// they only feed `sometimes` properties and influence no step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct State {
+    /// Every record ever appended; offset = index.
+    /// Shared between states until one appends (most steps do not).
+    pub log: Arc<Vec<Record>>,
+    /// Bit `o`: the record at `o` is still in the current log.
+    pub present: u64,
+    /// Writers first, then the fresh instance.
+    pub insts: Vec<Instance>,
+    /// Client operations in issue order; index = op id = tester thread id.
+    pub ops: Vec<OpRecord>,
+    pub repairs: u8,
+    pub crashes: u8,
+    /// Ghost events ([`event`]) of the step that led here (reset at every
+    /// step, so a `sometimes` witness is recorded once, not in every
+    /// descendant state).
+    pub events: u16,
+    /// Shared between states until an invocation or return.
+    pub tester: Arc<LinearizabilityTester<u8, KvSpec>>,
+    /// `tester.is_consistent()`, recomputed whenever the tester records an
+    /// invocation or a return (a function of `tester`, so not hashed).
+    pub linearizable: bool,
+    /// Ghost: the name each writer slot had at the start (see
+    /// [`RmwModel::canonical`]); only for printing paths.
+    pub names: Vec<u8>,
+}
+
+impl Hash for State {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.log.hash(h);
+        self.present.hash(h);
+        self.insts.hash(h);
+        self.ops.hash(h);
+        self.repairs.hash(h);
+        self.crashes.hash(h);
+        self.tester.hash(h);
+    }
+}
+
+impl State {
+    fn is_present(&self, o: usize) -> bool {
+        self.present & (1 << o) != 0
+    }
+
+    /// The first record of the current log at or after `from`.
+    fn next_present(&self, from: usize) -> Option<usize> {
+        (from..self.log.len()).find(|&x| self.is_present(x))
+    }
+}
+
+/// One primitive step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// Instance reads its next record (or finds the rest of the log gone).
+    Read(u8),
+    /// A ready writer appends a client operation.
+    Issue { by: u8, op: ClientOp },
+    /// A ready instance appends `REPAIR(key, pos - 1, its state)`.
+    Repair { by: u8, key: Key },
+    /// The fresh instance bootstraps from the start of the current log.
+    Start,
+    /// A writer crashes for good.
+    Crash(u8),
+    /// Compaction with cleanable point `upto`, with or without removing
+    /// the tombstones whose retention allows it.
+    Compact { upto: u8, tombstones: bool },
+}
+
+/// A small, fixed hasher for the symmetry reduction's summaries (the
+/// standard one costs more than the rest of a step).
+struct Fx(u64);
+
+impl Hasher for Fx {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+}
+
+/// The model: a configuration.
+#[derive(Clone, Debug)]
+pub struct RmwModel {
+    pub cfg: Config,
+}
+
+/// Property names; tests look discoveries up by these.
+pub mod names {
+    pub const STATE: &str = "(a) a ready instance holds the log's value and version";
+    pub const LINEARIZABLE: &str = "(b) replies are linearizable";
+    pub const REPLIES: &str = "(b) each reply is the log's evaluation at its offset";
+    pub const SETTLE: &str = "(c) after the last operation repairs stop, every key self-contained";
+    pub const FRESH_AFTER_GAP: &str = "fresh instance ready after a gap";
+    pub const WRITER_GAP: &str = "a writer is overtaken by compaction";
+    pub const REAPPLIED: &str = "a repair re-applies pending operations";
+    pub const STALE_IGNORED: &str = "a stale repair is ignored";
+    pub const BASE_REMOVED: &str = "compaction removes a hazardous op's base";
+    pub const TOMBSTONE_REMOVED: &str = "compaction removes a tombstone";
+    pub const REPLY_WITHHELD: &str = "a writer behind a gap withholds its reply";
+    pub const SETTLED_AFTER_CRASH: &str = "all settled after a writer crashed";
+}
+
+impl RmwModel {
+    pub fn new(cfg: Config) -> Self {
+        assert!((1..=MAX_KEYS as u8).contains(&cfg.keys));
+        assert!(cfg.writers >= 2, "at least two writers");
+        assert!(!cfg.menu.is_empty());
+        let most = usize::from(cfg.ops) + usize::from(cfg.repairs) + cfg.drain_bound() + 1;
+        assert!(most <= MAX_RECORDS, "log would outgrow the offset masks");
+        RmwModel { cfg }
+    }
+
+    fn is_writer(&self, i: usize) -> bool {
+        i < usize::from(self.cfg.writers)
+    }
+
+    fn fresh_index(&self) -> Option<usize> {
+        self.cfg.fresh.then_some(usize::from(self.cfg.writers))
+    }
+
+    /// Whether tombstone retention lets the tombstone at `t` go.
+    fn tombstone_expired(&self, s: &State, sc: u64, t: Offset) -> bool {
+        let retention = self.cfg.assumptions.tombstone_retention;
+        if retention == Retention::Off {
+            return true;
+        }
+        let past = s
+            .insts
+            .iter()
+            .filter(|i| i.alive && i.started)
+            .all(|i| i.pos > t);
+        let key = s.log[usize::from(t)].key;
+        let settled = retention == Retention::ReadPast
+            || newest_of(&s.log, key).is_some_and(|o| sc & (1 << o) != 0);
+        past && settled
+    }
+
+    /// The presence mask after compacting with cleanable point `upto`;
+    /// `sc` is `self_contained(&s.log, self.cfg.rules.stale_is_hazard)`.
+    fn compacted(&self, s: &State, sc: u64, upto: usize, tombstones: bool) -> u64 {
+        compact(&s.log, s.present, upto, |t| {
+            tombstones && self.tombstone_expired(s, sc, t)
+        })
+    }
+
+    /// Instance `i` reads its next record: the first record of the current
+    /// log at or after its position. `track`: report a reply to the tester.
+    fn read(&self, s: &mut State, i: usize, track: bool) {
+        let end = s.log.len();
+        let pos = usize::from(s.insts[i].pos);
+        let next = s.next_present(pos);
+        if next.unwrap_or(end) > pos {
+            // A gap: compaction removed what this instance had not read.
+            let inst = &mut s.insts[i];
+            inst.crossed_gap = true;
+            if self.cfg.assumptions.ready_rule {
+                inst.target = end as Offset;
+            }
+            if self.is_writer(i) {
+                s.events |= event::WRITER_GAP;
+            }
+        }
+        let Some(x) = next else {
+            // The rest of the log is gone; the consumer's position moves to
+            // the end offset.
+            s.insts[i].pos = end as Offset;
+            return;
+        };
+        let at = x as Offset;
+        let inst = &mut s.insts[i];
+        let ready_here = at >= inst.target;
+        let reply = inst.apply(
+            i as u8,
+            &s.log,
+            at,
+            ready_here,
+            &self.cfg.rules,
+            &mut s.events,
+        );
+        inst.pos = at + 1;
+        if inst.role == Role::Fresh && inst.crossed_gap && !ready_here && inst.ready() {
+            s.events |= event::FRESH_READY_AFTER_GAP;
+        }
+        if let Some((id, reply)) = reply
+            && track
+        {
+            s.ops[usize::from(id)].reply = Some(reply);
+            Arc::make_mut(&mut s.tester)
+                .on_return(id, reply)
+                .expect("one return per invocation");
+            s.linearizable = s.tester.is_consistent();
+        }
+    }
+
+    /// Instance `i` appends a repair of `key`: its position minus one and
+    /// its state there.
+    fn repair(&self, s: &mut State, i: usize, key: Key) {
+        let end = s.log.len();
+        let inst = &mut s.insts[i];
+        let kv = &mut inst.keys[usize::from(key)];
+        Arc::make_mut(&mut s.log).push(Record {
+            key,
+            body: Body::Repair {
+                r: inst.pos - 1,
+                s: kv.state,
+            },
+            by: i as u8,
+            op: None,
+        });
+        s.present |= 1 << end;
+        kv.last_repair = Some(end as Offset);
+        kv.owes_repair = false;
+    }
+
+    fn apply_step(&self, s: &mut State, step: Step) {
+        let end = s.log.len();
+        match step {
+            Step::Read(i) => self.read(s, usize::from(i), true),
+            Step::Issue { by, op } => {
+                let id = s.ops.len() as u8;
+                let body = match op.kind {
+                    OpKind::Put(v) => Body::Put(v),
+                    OpKind::Del => Body::Del,
+                    kind => Body::Op(kind),
+                };
+                Arc::make_mut(&mut s.log).push(Record {
+                    key: op.key,
+                    body,
+                    by,
+                    op: Some(id),
+                });
+                s.present |= 1 << end;
+                let tester = Arc::make_mut(&mut s.tester);
+                tester.on_invoke(id, op).expect("fresh thread id");
+                // PUT and DEL are answered on the produce acknowledgement;
+                // operations when the writer applies them.
+                let reply = op.kind.is_self_contained().then_some(Reply::Ok);
+                if let Some(reply) = reply {
+                    tester.on_return(id, reply).expect("in flight");
+                }
+                s.linearizable = s.tester.is_consistent();
+                s.ops.push(OpRecord {
+                    writer: by,
+                    at: end as Offset,
+                    op,
+                    reply,
+                });
+            }
+            Step::Repair { by, key } => {
+                s.repairs += 1;
+                self.repair(s, usize::from(by), key);
+            }
+            Step::Start => {
+                let f = self.fresh_index().expect("a fresh instance");
+                let inst = &mut s.insts[f];
+                inst.started = true;
+                inst.pos = 0;
+                // Bootstrap: not ready before the end offset seen at start.
+                inst.target = end as Offset;
+            }
+            Step::Crash(w) => {
+                s.crashes += 1;
+                s.insts[usize::from(w)].alive = false;
+            }
+            Step::Compact { upto, tombstones } => {
+                let upto = usize::from(upto);
+                let sc = self_contained(&s.log, self.cfg.rules.stale_is_hazard);
+                let without = self.compacted(s, sc, upto, false);
+                let after = self.compacted(s, sc, upto, tombstones);
+                if after != without {
+                    s.events |= event::TOMBSTONE_REMOVED;
+                }
+                for x in 0..end {
+                    let removed = s.is_present(x) && after & (1 << x) == 0;
+                    let key = s.log[x].key;
+                    let op_survives = (x + 1..end).any(|y| {
+                        after & (1 << y) != 0
+                            && s.log[y].key == key
+                            && matches!(s.log[y].body, Body::Op(_))
+                    });
+                    if removed && op_survives {
+                        s.events |= event::BASE_REMOVED;
+                    }
+                }
+                s.present = after;
+            }
+        }
+    }
+
+    /// The primitive steps enabled in `s`.
+    fn steps(&self, s: &State) -> Vec<Step> {
+        let mut steps = Vec::new();
+        let end = s.log.len();
+        for (i, inst) in s.insts.iter().enumerate() {
+            let can_read = inst.alive && inst.started && usize::from(inst.pos) < end;
+            if can_read {
+                steps.push(Step::Read(i as u8));
+            }
+        }
+        if s.ops.len() < usize::from(self.cfg.ops) {
+            for (w, inst) in s.insts.iter().enumerate() {
+                if !(self.is_writer(w) && inst.alive && inst.ready()) {
+                    continue;
+                }
+                for key in 0..self.cfg.keys {
+                    for &kind in &self.cfg.menu {
+                        steps.push(Step::Issue {
+                            by: w as u8,
+                            op: ClientOp { key, kind },
+                        });
+                    }
+                }
+            }
+        }
+        if s.repairs < self.cfg.repairs && end < MAX_RECORDS {
+            for (i, inst) in s.insts.iter().enumerate() {
+                for key in 0..self.cfg.keys {
+                    if inst.wants_repair(usize::from(key), &self.cfg.rules) {
+                        steps.push(Step::Repair { by: i as u8, key });
+                    }
+                }
+            }
+        }
+        if let Some(f) = self.fresh_index() {
+            let compacted = s.present != (1u64 << s.log.len()) - 1;
+            if !s.insts[f].started && (self.cfg.fresh_early || compacted) {
+                steps.push(Step::Start);
+            }
+        }
+        if s.crashes < self.cfg.crashes {
+            let alive_writers = (0..usize::from(self.cfg.writers))
+                .filter(|&w| s.insts[w].alive)
+                .count();
+            if alive_writers >= 2 {
+                for w in 0..self.cfg.writers {
+                    if s.insts[usize::from(w)].alive {
+                        steps.push(Step::Crash(w));
+                    }
+                }
+            }
+        }
+        // Compaction: each distinct outcome once.
+        let limit = lag_limit(
+            &s.log,
+            self.cfg.assumptions.lag,
+            self.cfg.rules.stale_is_hazard,
+        );
+        let sc = self_contained(&s.log, self.cfg.rules.stale_is_hazard);
+        let mut outcomes = Vec::new();
+        for upto in 1..=limit {
+            for tombstones in [false, true] {
+                let after = self.compacted(s, sc, upto, tombstones);
+                if after != s.present && !outcomes.contains(&after) {
+                    outcomes.push(after);
+                    steps.push(Step::Compact {
+                        upto: upto as u8,
+                        tombstones,
+                    });
+                }
+            }
+        }
+        steps
+    }
+
+    /// No live instance has anything to read or a repair to write, and
+    /// every one is ready: nothing more would happen without new writes.
+    fn quiescent(&self, s: &State) -> bool {
+        let end = s.log.len();
+        s.insts.iter().filter(|i| i.alive && i.started).all(|i| {
+            usize::from(i.pos) == end
+                && i.ready()
+                && (0..usize::from(self.cfg.keys)).all(|k| !i.wants_repair(k, &self.cfg.rules))
+        })
+    }
+
+    /// Symmetry reduction: the writers are interchangeable (same rules,
+    /// same menu, same crash budget; client operations are told apart by
+    /// their op id, not by writer), so of a state and the state with the two
+    /// writers' roles swapped only one needs exploring. Swaps them when the
+    /// second writer's summary (its knowledge, the records and operations it
+    /// wrote) orders before the first's; `names` keeps track of who is who
+    /// for printing. Ties stay as they are, which only explores a few
+    /// symmetric states twice.
+    pub fn canonical(&self, mut s: State) -> State {
+        if !self.cfg.symmetry || self.cfg.writers != 2 {
+            return s;
+        }
+        let summary = |w: u8| {
+            let mut h = Fx(0);
+            s.insts[usize::from(w)].hash(&mut h);
+            let wrote = s
+                .log
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.by == w)
+                .fold(0u64, |m, (o, _)| m | (1 << o));
+            (h.0, wrote)
+        };
+        if summary(1) < summary(0) {
+            s.insts.swap(0, 1);
+            s.names.swap(0, 1);
+            for rec in Arc::make_mut(&mut s.log).iter_mut() {
+                if rec.by < 2 {
+                    rec.by = 1 - rec.by;
+                }
+            }
+            for op in &mut s.ops {
+                op.writer = 1 - op.writer;
+            }
+        }
+        s
+    }
+
+    /// Property (a).
+    fn ready_instances_exact(&self, s: &State) -> bool {
+        s.insts.iter().filter(|i| i.alive && i.ready()).all(|i| {
+            let truth = reference_before(&s.log, usize::from(i.pos));
+            (0..usize::from(self.cfg.keys)).all(|k| i.keys[k].state == truth[k])
+        })
+    }
+
+    /// Property (b), second half.
+    fn replies_match_log(&self, s: &State) -> bool {
+        s.ops
+            .iter()
+            .all(|o| o.reply.is_none() || o.reply == reference_reply(&s.log, o.at))
+    }
+
+    /// Property (c) in a state after the last client operation: run the
+    /// protocol on with every live instance reading everything and then
+    /// writing the repairs it wants (rounds, no budget), and require that
+    /// the repairs stop within [`Config::drain_bound`] and leave every
+    /// key's newest record self-contained. Returns the drained state on
+    /// failure, for the counterexample.
+    pub fn drain(&self, s: &State) -> Result<(), Box<State>> {
+        if self.quiescent(s) {
+            return if every_key_self_contained(
+                &s.log,
+                self.cfg.keys,
+                self.cfg.rules.stale_is_hazard,
+            ) {
+                Ok(())
+            } else {
+                Err(Box::new(s.clone()))
+            };
+        }
+        // The client-side ghost state plays no part here.
+        let mut t = State {
+            log: s.log.clone(),
+            present: s.present,
+            insts: s.insts.clone(),
+            ops: Vec::new(),
+            repairs: s.repairs,
+            crashes: s.crashes,
+            events: 0,
+            tester: Arc::new(LinearizabilityTester::new(KvSpec::default())),
+            linearizable: true,
+            names: s.names.clone(),
+        };
+        let mut written = 0;
+        loop {
+            for i in 0..t.insts.len() {
+                while t.insts[i].alive
+                    && t.insts[i].started
+                    && usize::from(t.insts[i].pos) < t.log.len()
+                {
+                    self.read(&mut t, i, false);
+                }
+            }
+            let mut wrote = false;
+            for i in 0..t.insts.len() {
+                for key in 0..self.cfg.keys {
+                    if t.insts[i].wants_repair(usize::from(key), &self.cfg.rules) {
+                        if written == self.cfg.drain_bound() {
+                            return Err(Box::new(t));
+                        }
+                        self.repair(&mut t, i, key);
+                        written += 1;
+                        wrote = true;
+                    }
+                }
+            }
+            if !wrote {
+                return if every_key_self_contained(
+                    &t.log,
+                    self.cfg.keys,
+                    self.cfg.rules.stale_is_hazard,
+                ) {
+                    Ok(())
+                } else {
+                    Err(Box::new(t))
+                };
+            }
+        }
+    }
+
+    /// Property (c).
+    fn settles(&self, s: &State) -> bool {
+        s.ops.len() < usize::from(self.cfg.ops) || self.drain(s).is_ok()
+    }
+
+    /// A readable account of a path: each step, then the final log and
+    /// instances (and, for a violation of (c), where draining ends).
+    /// Tests print it for every counterexample.
+    pub fn explain(&self, path: &Path<State, Step>) -> String {
+        let mut out = String::new();
+        let steps = path.clone().into_vec();
+        for (n, (state, action)) in steps.iter().enumerate() {
+            if let Some(a) = action {
+                let _ = writeln!(out, "{:>3}. {}", n + 1, self.describe_step(state, *a));
+            }
+        }
+        let last = path.last_state();
+        out.push_str(&self.describe_state(last));
+        if last.ops.len() == usize::from(self.cfg.ops)
+            && let Err(drained) = self.drain(last)
+        {
+            out.push_str("   letting every instance read everything and repair gives:\n");
+            out.push_str(&self.describe_state(&drained));
+        }
+        out
+    }
+
+    /// An instance's name as the path started it: writers are renumbered
+    /// by the symmetry reduction, `State::names` undoes that.
+    fn name(&self, s: &State, i: usize) -> String {
+        if self.is_writer(i) {
+            format!("w{}", s.names[i])
+        } else {
+            "fresh".to_string()
+        }
+    }
+
+    fn describe_step(&self, s: &State, step: Step) -> String {
+        let end = s.log.len();
+        match step {
+            Step::Read(i) => {
+                let i = usize::from(i);
+                let pos = usize::from(s.insts[i].pos);
+                match s.next_present(pos) {
+                    Some(x) if x > pos => format!(
+                        "{} at {pos} finds a gap, reads @{x} {}",
+                        self.name(s, i),
+                        describe_record(&s.log[x])
+                    ),
+                    Some(x) => format!(
+                        "{} reads @{x} {}",
+                        self.name(s, i),
+                        describe_record(&s.log[x])
+                    ),
+                    None => format!(
+                        "{} at {pos} finds the rest gone, moves to {end}",
+                        self.name(s, i)
+                    ),
+                }
+            }
+            Step::Issue { by, op } => {
+                let kind = match op.kind {
+                    OpKind::Put(v) => format!("PUT(k{}, {v})", op.key),
+                    OpKind::Del => format!("DEL(k{})", op.key),
+                    kind => format!("OP(k{}, {kind:?})", op.key),
+                };
+                format!(
+                    "{} appends @{end} {kind} for client op #{}",
+                    self.name(s, usize::from(by)),
+                    s.ops.len()
+                )
+            }
+            Step::Repair { by, key } => {
+                let inst = &s.insts[usize::from(by)];
+                format!(
+                    "{} appends @{end} REPAIR(k{key}, r={}, {})",
+                    self.name(s, usize::from(by)),
+                    inst.pos - 1,
+                    describe_entry(inst.keys[usize::from(key)].state)
+                )
+            }
+            Step::Start => format!("fresh starts (target {end})"),
+            Step::Crash(i) => format!("{} crashes", self.name(s, usize::from(i))),
+            Step::Compact { upto, tombstones } => {
+                let after = self.compacted(
+                    s,
+                    self_contained(&s.log, self.cfg.rules.stale_is_hazard),
+                    usize::from(upto),
+                    tombstones,
+                );
+                let gone: Vec<usize> = (0..end)
+                    .filter(|&x| s.is_present(x) && after & (1 << x) == 0)
+                    .collect();
+                format!(
+                    "compaction below {upto}{} removes {gone:?}",
+                    if tombstones { " (tombstones too)" } else { "" }
+                )
+            }
+        }
+    }
+
+    /// The log (`x` marks removed records, `!` records that are not
+    /// self-contained), the instances and the replies.
+    pub fn describe_state(&self, s: &State) -> String {
+        let mut out = String::from("     log:\n");
+        let sc = self_contained(&s.log, self.cfg.rules.stale_is_hazard);
+        for (o, rec) in s.log.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "       {}{} @{o} {}",
+                if s.is_present(o) { ' ' } else { 'x' },
+                if sc & (1 << o) != 0 { ' ' } else { '!' },
+                describe_record(rec)
+            );
+        }
+        // Writers by their original names, then the fresh instance.
+        let mut order: Vec<usize> = (0..s.insts.len()).collect();
+        order.sort_by_key(|&i| s.names.get(i).copied().unwrap_or(u8::MAX));
+        for i in order {
+            let inst = &s.insts[i];
+            if !inst.started {
+                continue;
+            }
+            let truth = reference_before(&s.log, usize::from(inst.pos));
+            let keys: Vec<String> = (0..usize::from(self.cfg.keys))
+                .map(|k| {
+                    format!(
+                        "k{k}={} (log says {})",
+                        describe_entry(inst.keys[k].state),
+                        describe_entry(truth[k])
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "     {}: {}pos {} target {} {}, {}",
+                self.name(s, i),
+                if inst.alive { "" } else { "crashed, " },
+                inst.pos,
+                inst.target,
+                if inst.ready() { "ready" } else { "not ready" },
+                keys.join(", ")
+            );
+        }
+        for (id, o) in s.ops.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "     op #{id} by {} {:?} on k{} @{}: reply {:?}, log says {:?}",
+                self.name(s, usize::from(o.writer)),
+                o.op.kind,
+                o.op.key,
+                o.at,
+                o.reply,
+                reference_reply(&s.log, o.at)
+            );
+        }
+        out
+    }
+}
+
+fn describe_entry(e: Option<Entry>) -> String {
+    match e {
+        Some(e) => format!("{}v{}", e.val, e.ver),
+        None => "absent".to_string(),
+    }
+}
+
+fn describe_record(r: &Record) -> String {
+    let k = r.key;
+    match r.body {
+        Body::Put(v) => format!("PUT(k{k}, {v})"),
+        Body::Del => format!("DEL(k{k})"),
+        Body::Op(kind) => format!("OP(k{k}, {kind:?})"),
+        Body::Repair { r: at, s } => format!("REPAIR(k{k}, r={at}, {})", describe_entry(s)),
+    }
+}
+
+impl Model for RmwModel {
+    type State = State;
+    type Action = Step;
+
+    fn init_states(&self) -> Vec<State> {
+        let mut insts: Vec<Instance> = (0..self.cfg.writers).map(|_| Instance::writer()).collect();
+        if self.cfg.fresh {
+            insts.push(Instance::fresh());
+        }
+        vec![State {
+            log: Arc::new(Vec::new()),
+            present: 0,
+            insts,
+            ops: Vec::new(),
+            repairs: 0,
+            crashes: 0,
+            events: 0,
+            tester: Arc::new(LinearizabilityTester::new(KvSpec::default())),
+            linearizable: true,
+            names: (0..self.cfg.writers).collect(),
+        }]
+    }
+
+    fn actions(&self, s: &State, actions: &mut Vec<Step>) {
+        actions.extend(self.steps(s));
+    }
+
+    fn next_state(&self, last: &State, step: Step) -> Option<State> {
+        let mut s = last.clone();
+        s.events = 0;
+        self.apply_step(&mut s, step);
+        Some(self.canonical(s))
+    }
+
+    fn properties(&self) -> Vec<Property<Self>> {
+        vec![
+            Property::always(names::STATE, |m: &Self, s: &State| {
+                m.ready_instances_exact(s)
+            }),
+            Property::always(names::LINEARIZABLE, |_, s: &State| s.linearizable),
+            Property::always(names::REPLIES, |m: &Self, s: &State| m.replies_match_log(s)),
+            Property::always(names::SETTLE, |m: &Self, s: &State| m.settles(s)),
+            Property::sometimes(names::FRESH_AFTER_GAP, |_, s: &State| {
+                s.events & event::FRESH_READY_AFTER_GAP != 0
+            }),
+            Property::sometimes(names::WRITER_GAP, |_, s: &State| {
+                s.events & event::WRITER_GAP != 0
+            }),
+            Property::sometimes(names::REAPPLIED, |_, s: &State| {
+                s.events & event::REAPPLIED != 0
+            }),
+            Property::sometimes(names::STALE_IGNORED, |_, s: &State| {
+                s.events & event::STALE_IGNORED != 0
+            }),
+            Property::sometimes(names::BASE_REMOVED, |_, s: &State| {
+                s.events & event::BASE_REMOVED != 0
+            }),
+            Property::sometimes(names::TOMBSTONE_REMOVED, |_, s: &State| {
+                s.events & event::TOMBSTONE_REMOVED != 0
+            }),
+            Property::sometimes(names::REPLY_WITHHELD, |_, s: &State| {
+                s.events & event::REPLY_WITHHELD != 0
+            }),
+            Property::sometimes(names::SETTLED_AFTER_CRASH, |m: &Self, s: &State| {
+                s.crashes > 0
+                    && s.ops.len() == usize::from(m.cfg.ops)
+                    && m.quiescent(s)
+                    && every_key_self_contained(&s.log, m.cfg.keys, m.cfg.rules.stale_is_hazard)
+            }),
+        ]
+    }
+}
