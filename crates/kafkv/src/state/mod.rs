@@ -162,8 +162,9 @@ pub struct View {
     /// Writers waiting for their record's outcome, by `kafkv.id`.
     waiters: Mutex<HashMap<u64, Waiter>>,
     /// Per partition, this instance's acknowledged records that the consumer
-    /// has not applied yet, by offset (the fast path: docs/rmw.md). Taken
-    /// after `hazards` and `inner`.
+    /// has not applied yet, by offset (the fast path: docs/rmw.md).
+    /// Lock order, everywhere: `hazards`, then `inner`, then `tail`; nothing
+    /// is taken while `tail` is held.
     tail: Mutex<Vec<BTreeMap<i64, Acknowledged>>>,
     /// Where keys needing a repair are reported (none until a repairer runs).
     repair_hints: Mutex<Option<mpsc::UnboundedSender<RepairHint>>>,
@@ -579,6 +580,13 @@ impl View {
         }
         self.table.install(applied, &visible);
         inner.positions.clone_from(&positions);
+        // This instance's records the consumer has now applied leave the
+        // fast path's tail (taken after `inner`, as everywhere).
+        for (tail, position) in self.tail.lock().iter_mut().zip(&positions) {
+            if tail.first_key_value().is_some_and(|(at, _)| at < position) {
+                *tail = tail.split_off(position);
+            }
+        }
         if !changes.is_empty() {
             self.changes.publish(ChangeBatch {
                 changes,
@@ -599,14 +607,6 @@ impl View {
             }
         }
         drop(hazards);
-        {
-            let mut tails = self.tail.lock();
-            for (tail, position) in tails.iter_mut().zip(&self.inner.read().positions) {
-                if tail.first_key_value().is_some_and(|(at, _)| at < position) {
-                    *tail = tail.split_off(position);
-                }
-            }
-        }
         if !delivered.is_empty() {
             let mut waiters = self.waiters.lock();
             for (id, delivered) in delivered {

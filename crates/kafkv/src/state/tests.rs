@@ -764,3 +764,37 @@ fn the_fast_path_answers_at_acknowledgement_only_when_every_earlier_offset_is_kn
     );
     assert_eq!(value(&view, "n").as_deref(), Some("101"));
 }
+
+// Regression: applying a batch took the fast path's tail and then the view's
+// read lock, while acknowledging a write held the write lock and took the
+// tail: a write and the consumer deadlocked (seen as a SET that never
+// answered in Redis's suite).
+#[test]
+fn acknowledging_writes_while_the_consumer_applies_never_deadlocks() {
+    let view = std::sync::Arc::new(View::in_memory(vec![0]));
+    let (done, finished) = std::sync::mpsc::channel();
+    let writer = {
+        let view = view.clone();
+        std::thread::spawn(move || {
+            for offset in 0..20_000 {
+                // Ahead of the consumer, so every one reaches the tail.
+                view.acknowledge(b"k", Some(Bytes::from_static(b"v")), 0, 1_000_000 + offset);
+            }
+        })
+    };
+    let consumer = {
+        let view = view.clone();
+        std::thread::spawn(move || {
+            for offset in 0..20_000 {
+                let mut events = vec![put(0, offset, "k", "v")];
+                view.apply(&mut events).unwrap();
+            }
+            done.send(()).unwrap();
+        })
+    };
+    finished
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the consumer finished (no deadlock)");
+    consumer.join().unwrap();
+    writer.join().unwrap();
+}
