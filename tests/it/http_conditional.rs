@@ -53,17 +53,11 @@ async fn put(
     value: &str,
     headers: &[(reqwest::header::HeaderName, &str)],
 ) -> (StatusCode, Option<String>, Value) {
-    let mut request = kv
+    let request = kv
         .http
         .put(kv.url(&format!("/v1/kv/{key}")))
         .body(value.to_owned());
-    for (name, value) in headers {
-        request = request.header(name, *value);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    let etag = etag(&response);
-    (status, etag, response.json().await.unwrap())
+    send(request, headers).await
 }
 
 /// DELETE /v1/kv/{key} with `headers`: status, ETag and JSON body.
@@ -72,7 +66,14 @@ async fn delete(
     key: &str,
     headers: &[(reqwest::header::HeaderName, &str)],
 ) -> (StatusCode, Option<String>, Value) {
-    let mut request = kv.http.delete(kv.url(&format!("/v1/kv/{key}")));
+    send(kv.http.delete(kv.url(&format!("/v1/kv/{key}"))), headers).await
+}
+
+/// Sends `request` with `headers`: status, ETag and JSON body.
+async fn send(
+    mut request: reqwest::RequestBuilder,
+    headers: &[(reqwest::header::HeaderName, &str)],
+) -> (StatusCode, Option<String>, Value) {
     for (name, value) in headers {
         request = request.header(name, *value);
     }
