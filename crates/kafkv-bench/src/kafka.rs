@@ -136,3 +136,57 @@ pub async fn raw_consume(brokers: &str, topic: &str) -> Result<(u64, Duration)> 
     .await
     .expect("raw consumer panicked")
 }
+
+/// A topic's end offsets, asked of the brokers each time: how many records
+/// were ever written to it.
+pub struct EndOffsets {
+    consumer: std::sync::Arc<BaseConsumer>,
+    topic: String,
+    partitions: i32,
+}
+
+impl EndOffsets {
+    /// A client for `topic`, which must exist.
+    pub async fn new(brokers: &str, topic: &str) -> Result<Self> {
+        let config = store_config(brokers, topic);
+        let consumer: BaseConsumer =
+            client_config(&config, &assign_only_consumer(&config)).create()?;
+        let consumer = std::sync::Arc::new(consumer);
+        let (asking, name) = (consumer.clone(), topic.to_owned());
+        let partitions = tokio::task::spawn_blocking(move || {
+            let metadata = asking.fetch_metadata(Some(&name), Duration::from_secs(30))?;
+            Ok::<_, Error>(
+                metadata
+                    .topics()
+                    .iter()
+                    .find(|t| t.name() == name)
+                    .map_or(0, |t| t.partitions().len() as i32),
+            )
+        })
+        .await
+        .expect("metadata request panicked")?;
+        if partitions == 0 {
+            return Err(Error::Failed(format!("topic {topic} has no partitions")));
+        }
+        Ok(Self {
+            consumer,
+            topic: topic.to_owned(),
+            partitions,
+        })
+    }
+
+    /// The sum of the topic's end offsets now.
+    pub async fn total(&self) -> Result<i64> {
+        let (consumer, topic, partitions) =
+            (self.consumer.clone(), self.topic.clone(), self.partitions);
+        tokio::task::spawn_blocking(move || {
+            (0..partitions).try_fold(0, |sum, partition| {
+                let (_, end) =
+                    consumer.fetch_watermarks(&topic, partition, Duration::from_secs(30))?;
+                Ok(sum + end)
+            })
+        })
+        .await
+        .expect("watermark request panicked")
+    }
+}

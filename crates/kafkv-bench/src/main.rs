@@ -21,14 +21,19 @@
 //! - Memory per key: the RSS of a `kafkv serve` child process on an empty
 //!   topic and on one of N distinct keys, beside `redis-server`'s `INFO
 //!   memory` before and after loading the same keys.
+//! - Read-modify-write: INCR beside SET in the same run — latency at one
+//!   client, alone and with another instance writing; throughput, records
+//!   written and a `kafkv serve` child's CPU per request at 50 clients on one
+//!   key — each row with issue 17's goal and whether it was met.
 //!
 //! Each measurement has its own fresh topic, named after the bench's pid.
 //! kafkv is served in this process through `kafkv::service::spawn`, except
-//! in the memory section, which needs it in a process of its own.
+//! where a measurement needs it in a process of its own (memory, idle, cpu,
+//! and rmw's 50-client runs).
 //!
 //! Without `--brokers` it starts `kafkv broker` as a child process on a free
-//! loopback port with a temporary data dir. That, and the memory section's
-//! `kafkv serve`, run the `kafkv` binary beside this one (or `--kafkv-bin`):
+//! loopback port with a temporary data dir. That, and the sections' `kafkv
+//! serve` children, run the `kafkv` binary beside this one (or `--kafkv-bin`):
 //! `cargo build --release` builds it.
 //!
 //! # Layout
@@ -40,7 +45,7 @@
 //! - One file per section: `writes.rs`, `bootstrap.rs`, `redis_peer.rs`
 //!   (resp), `http_load.rs` (http, and the load generator `throughput.rs`
 //!   shares), `throughput.rs`, `memory.rs`, `idle.rs`, `cpu.rs` (with
-//!   `cpu_time.rs`), `watch.rs`.
+//!   `cpu_time.rs`), `watch.rs`, `rmw.rs`.
 
 use std::{
     path::{Path, PathBuf},
@@ -62,6 +67,7 @@ mod kafka;
 mod memory;
 mod redis_peer;
 mod report;
+mod rmw;
 mod throughput;
 mod watch;
 mod writes;
@@ -79,7 +85,7 @@ struct BenchConfig {
     /// Kafka bootstrap servers; without it, a `kafkv broker` process on a free port.
     #[arg(long, env = "KAFKV_BROKERS")]
     brokers: Option<String>,
-    /// The `kafkv` binary run as the broker and as the memory section's `kafkv serve`
+    /// The `kafkv` binary run as the broker and as the sections' `kafkv serve` children
     /// [default: `kafkv` beside this executable; `cargo build --release` builds it].
     #[arg(long, value_name = "PATH")]
     kafkv_bin: Option<PathBuf>,
@@ -99,7 +105,7 @@ struct BenchConfig {
     #[arg(
         long = "only",
         value_delimiter = ',',
-        default_value = "writes,bootstrap,resp,http,throughput,memory,idle,cpu,watch"
+        default_value = "writes,bootstrap,resp,http,throughput,memory,idle,cpu,watch,rmw"
     )]
     sections: Vec<Section>,
     /// redis-benchmark requests per GET test, on each side.
@@ -143,6 +149,10 @@ struct BenchConfig {
     /// Writes per fan-out run of the watch measurement (0, 1 and 100 watchers).
     #[arg(long, default_value_t = 20_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     watch_writes: usize,
+    /// redis-benchmark requests per test (SET, then INCR) at 50 clients on one key in
+    /// the read-modify-write measurement.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    rmw_requests: usize,
 }
 
 /// A group of measurements `--only` can pick.
@@ -170,12 +180,21 @@ enum Section {
     /// beside read visibility, fan-out to 1 and 100 watchers, memory per
     /// idle watcher (no peer).
     Watch,
+    /// Read-modify-write: INCR beside SET at 1 client (alone and with another
+    /// instance writing) and at 50 clients on one key (throughput, records
+    /// per INCR, a `kafkv serve` child's CPU), each with its goal.
+    Rmw,
 }
 
 impl Section {
     /// Sections that start their own broker (and need the kafkv binary).
     fn runs_own_broker(self) -> bool {
         matches!(self, Section::Idle | Section::Cpu)
+    }
+
+    /// Sections that run the kafkv binary (a broker or `kafkv serve`).
+    fn runs_kafkv(self) -> bool {
+        self.runs_own_broker() || matches!(self, Section::Memory | Section::Rmw)
     }
 }
 
@@ -205,9 +224,7 @@ async fn main() -> ExitCode {
 /// Runs every chosen measurement, prints the table and writes the JSON.
 async fn run(config: BenchConfig) -> Result<Report> {
     let kafkv = kafkv_binary(config.kafkv_bin.as_deref())?;
-    let needs_kafkv = config.brokers.is_none()
-        || config.sections.contains(&Section::Memory)
-        || config.sections.iter().any(|s| s.runs_own_broker());
+    let needs_kafkv = config.brokers.is_none() || config.sections.iter().any(|s| s.runs_kafkv());
     if needs_kafkv && !kafkv.is_file() {
         return Err(Error::NoKafkv(kafkv));
     }
@@ -258,6 +275,9 @@ async fn run(config: BenchConfig) -> Result<Report> {
     }
     if config.sections.contains(&Section::Watch) {
         rows.extend(watch::measure(&brokers, run_id, &config).await?);
+    }
+    if config.sections.contains(&Section::Rmw) {
+        rows.extend(rmw::measure(&kafkv, &brokers, run_id, &config).await?);
     }
 
     let report = Report {

@@ -74,9 +74,9 @@ impl RedisServer {
 
 /// One redis-benchmark test's figures.
 pub(crate) struct Figures {
-    rps: f64,
-    p50: f64,
-    p99: f64,
+    pub rps: f64,
+    pub p50: f64,
+    pub p99: f64,
 }
 
 pub async fn compare(brokers: &str, run_id: u32, config: &BenchConfig) -> Result<Vec<Row>> {
@@ -143,13 +143,27 @@ pub(crate) async fn run_benchmark(
     requests: usize,
     pipeline: &str,
 ) -> Result<Figures> {
+    let requests = requests.to_string();
+    let args = [
+        "-n", &requests, "-c", CLIENTS, "-r", KEYSPACE, "-P", pipeline,
+    ];
+    redis_benchmark(port, test, &args, "resp").await
+}
+
+/// `redis-benchmark -t <test> <args> --csv` against `port`, for `section`.
+pub(crate) async fn redis_benchmark(
+    port: u16,
+    test: &str,
+    args: &[&str],
+    section: &'static str,
+) -> Result<Figures> {
     let output = Command::new("redis-benchmark")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args(["-t", test, "-n", &requests.to_string(), "-c", CLIENTS])
-        .args(["-r", KEYSPACE, "-P", pipeline, "--csv"])
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", test])
+        .args(args)
+        .arg("--csv")
         .output()
         .await
-        .map_err(|_| missing("redis-benchmark", "resp"))?;
+        .map_err(|_| missing("redis-benchmark", section))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() || stderr.contains("ERR") || stdout.contains("ERR") {

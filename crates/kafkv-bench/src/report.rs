@@ -48,13 +48,27 @@ pub struct Report {
 impl Report {
     pub fn print_table(&self) {
         println!("\nkafkv bench — broker: {}\n", self.broker);
+        // As wide as the longest label (counted in characters, as `format!` pads).
+        let width = self
+            .rows
+            .iter()
+            .map(|row| row.measurement.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(62);
         println!(
-            "| {:<62} | {:>12} | {:>12} | {:<18} | {:>10} | {:<9} |",
+            "| {:<width$} | {:>12} | {:>12} | {:<18} | {:>10} | {:<9} |",
             "measurement", "kafkv", "peer", "peer is", "kafkv/peer", "unit"
         );
         println!(
-            "|{:-<64}|{:->14}|{:->14}|{:-<20}|{:->12}|{:-<11}|",
-            "", "", "", "", "", ""
+            "|{:-<rule$}|{:->14}|{:->14}|{:-<20}|{:->12}|{:-<11}|",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            rule = width + 2
         );
         for row in &self.rows {
             let ratio = row.kafkv / row.raw;
@@ -64,7 +78,7 @@ impl Report {
                 NO_PEER.to_owned()
             };
             println!(
-                "| {:<62} | {:>12} | {:>12} | {:<18} | {:>10} | {:<9} |",
+                "| {:<width$} | {:>12} | {:>12} | {:<18} | {:>10} | {:<9} |",
                 row.measurement,
                 format_figure(row.kafkv),
                 format_figure(row.raw),

@@ -1,0 +1,566 @@
+//! Read-modify-write (docs/rmw.md): INCR beside SET, each pair measured in
+//! the same run, with issue 17's goals and whether this run met them in the
+//! row labels.
+//!
+//! - **One client, one instance.** kafkv served in this process (RESP) on a
+//!   fresh topic. One connection sends `SET rmw:set`, `INCR rmw:counter`,
+//!   and the store gets a library put, in rotating order, `--writes` of each
+//!   after 100 warm-ups; a SET or INCR is timed from sending it to its reply,
+//!   a put from its acknowledgement until this instance applied it (ack →
+//!   applied: what an INCR waits for beyond a SET, whose reply needs only
+//!   the acknowledgement). Goal: INCR p50 ≤ 1.2 × SET p50.
+//! - **One client, another instance writing.** The same on another fresh
+//!   topic while a second instance in this process puts other keys, one at a
+//!   time, without pause. Goal: INCR p50 ≤ SET p50 + ack → applied p50.
+//! - **50 clients, one key**, against a `kafkv serve --brokers` child
+//!   process, so that its CPU time is its own (`/proc/<pid>/stat`):
+//!   `redis-benchmark -c 50 -n --rmw-requests -t set`, then `-t incr`,
+//!   without `-r`, so every request goes to one key (`key:__rand_int__`,
+//!   `counter:__rand_int__`). After each, the bench waits until the topic's
+//!   end offset has not moved for 0.5 s (the repairs settled). Per run:
+//!   requests per second (goal: INCR ≥ 0.8 × SET); records written per
+//!   acknowledged request, from the topic's end offsets before and after
+//!   (goal: INCR ≤ 1.1); the child's CPU time per 1,000 acknowledged
+//!   requests, settling included (goal: INCR ≤ 1.3 × SET). The counter must
+//!   then read `--rmw-requests`: every INCR was acknowledged once.
+
+use std::{
+    io::Write as _,
+    net::{Ipv4Addr, SocketAddr},
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use kafkv::Store;
+use kafkv_testkit::{ServeProcess, free_port};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufStream},
+    net::{TcpListener, TcpStream},
+    task::JoinHandle,
+};
+
+use crate::{
+    BenchConfig,
+    cpu_time::cpu_seconds,
+    error::{Error, Result},
+    kafka::{EndOffsets, serve, store_config},
+    progress,
+    redis_peer::{Figures, missing, redis_benchmark, which},
+    report::{Row, percentile},
+};
+
+/// Operations of each kind not measured, before the measured ones.
+const WARMUP: usize = 100;
+/// Requests of the warm-up before the 50-client runs.
+const WARMUP_REQUESTS: usize = 1_000;
+/// redis-benchmark's client count in the one-key runs.
+const CLIENTS: &str = "50";
+/// How long the topic's end offset must stay put for the repairs to count
+/// as settled: the writer's repair comes 10 ms after its operation.
+const SETTLE: Duration = Duration::from_millis(500);
+const SETTLE_POLL: Duration = Duration::from_millis(25);
+/// How long one wait (applied, settled, ready) may take before the run fails.
+const PATIENCE: Duration = Duration::from_secs(60);
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+const STOP_GRACE: Duration = Duration::from_secs(30);
+
+pub async fn measure(
+    kafkv: &Path,
+    brokers: &str,
+    run_id: u32,
+    config: &BenchConfig,
+) -> Result<Vec<Row>> {
+    if which("redis-benchmark").is_none() {
+        return Err(missing("redis-benchmark", "rmw"));
+    }
+    let mut rows = one_client(brokers, run_id, config).await?;
+    let dir = std::env::temp_dir().join(format!("kafkv-bench-rmw-{run_id}"));
+    std::fs::create_dir_all(&dir)?;
+    let hot = one_key(kafkv, &dir, brokers, run_id, config).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    rows.extend(hot?);
+    Ok(rows)
+}
+
+/// `label` followed by its goal and whether this run met it.
+fn with_goal(label: &str, goal: &str, met: bool) -> String {
+    let verdict = if met { "met" } else { "NOT met" };
+    format!("{label} [goal {goal}: {verdict}]")
+}
+
+// ---------------------------------------------------------------------------
+// One client.
+
+/// One client's latencies on one instance.
+struct Latencies {
+    set: Vec<Duration>,
+    incr: Vec<Duration>,
+    /// From a put's acknowledgement until this instance applied it.
+    applied: Vec<Duration>,
+}
+
+async fn one_client(brokers: &str, run_id: u32, config: &BenchConfig) -> Result<Vec<Row>> {
+    let value = Bytes::from(vec![b'v'; config.value_bytes]);
+    progress(format!(
+        "rmw: {} SET, INCR and put, 1 client, one instance",
+        config.writes
+    ));
+    let alone = latencies(
+        brokers,
+        &format!("bench-rmw-alone-{run_id}"),
+        false,
+        config.writes,
+        &value,
+    )
+    .await?;
+    progress(format!(
+        "rmw: {} SET, INCR and put, 1 client, another instance writing",
+        config.writes
+    ));
+    let busy = latencies(
+        brokers,
+        &format!("bench-rmw-busy-{run_id}"),
+        true,
+        config.writes,
+        &value,
+    )
+    .await?;
+
+    let p50 = |samples: &[Duration]| percentile(samples, 0.50);
+    let p99 = |samples: &[Duration]| percentile(samples, 0.99);
+    let (incr, set) = (p50(&alone.incr), p50(&alone.set));
+    let (busy_incr, busy_set, busy_applied) = (p50(&busy.incr), p50(&busy.set), p50(&busy.applied));
+    let set_peer = "SET, 1 client";
+    Ok(vec![
+        Row {
+            measurement: with_goal("rmw: INCR p50, 1 client", "≤ 1.2× SET", incr <= 1.2 * set),
+            unit: "ms".into(),
+            kafkv: incr,
+            peer: set_peer.into(),
+            raw: set,
+        },
+        Row {
+            measurement: "rmw: INCR p99, 1 client".into(),
+            unit: "ms".into(),
+            kafkv: p99(&alone.incr),
+            peer: set_peer.into(),
+            raw: p99(&alone.set),
+        },
+        Row::without_peer(
+            "rmw: put ack → applied here p50, 1 client".into(),
+            "ms",
+            p50(&alone.applied),
+        ),
+        Row {
+            measurement: "rmw: INCR p50, 1 client, other instance writing".into(),
+            unit: "ms".into(),
+            kafkv: busy_incr,
+            peer: set_peer.into(),
+            raw: busy_set,
+        },
+        Row::without_peer(
+            "rmw: put ack → applied here p50, other instance writing".into(),
+            "ms",
+            busy_applied,
+        ),
+        Row {
+            measurement: with_goal(
+                "rmw: INCR p50, other instance writing",
+                "≤ SET + applied",
+                busy_incr <= busy_set + busy_applied,
+            ),
+            unit: "ms".into(),
+            kafkv: busy_incr,
+            peer: "SET + applied p50".into(),
+            raw: busy_set + busy_applied,
+        },
+    ])
+}
+
+/// Serves a store on `topic` over RESP in this process and measures one
+/// client's SETs and INCRs, and its puts' ack → applied, interleaved; with
+/// `other_writer`, while a second instance on the topic writes other keys.
+async fn latencies(
+    brokers: &str,
+    topic: &str,
+    other_writer: bool,
+    samples: usize,
+    value: &Bytes,
+) -> Result<Latencies> {
+    let store = Store::open(store_config(brokers, topic)).await?;
+    let here = store.clone();
+    let served = serve(store, Some(TcpListener::bind("127.0.0.1:0").await?)).await?;
+    let mut client = RespClient::connect(served.resp_address().expect("RESP is on")).await?;
+    let other = if other_writer {
+        let store = Store::open(store_config(brokers, topic)).await?;
+        Some(OtherWriter::start(store, value.clone()))
+    } else {
+        None
+    };
+
+    let mut measured = Latencies {
+        set: Vec::with_capacity(samples),
+        incr: Vec::with_capacity(samples),
+        applied: Vec::with_capacity(samples),
+    };
+    let mut increments = 0;
+    for i in 0..WARMUP + samples {
+        let keep = i >= WARMUP;
+        // Rotate the order so that none of the three always follows another.
+        for step in 0..3 {
+            match (i + step) % 3 {
+                0 => {
+                    let started = Instant::now();
+                    let reply = client.call(&[b"SET", b"rmw:set", value]).await?;
+                    let took = started.elapsed();
+                    reply.expect(Reply::Simple("OK".into()))?;
+                    if keep {
+                        measured.set.push(took);
+                    }
+                }
+                1 => {
+                    let started = Instant::now();
+                    let reply = client.call(&[b"INCR", b"rmw:counter"]).await?;
+                    let took = started.elapsed();
+                    increments += 1;
+                    reply.expect(Reply::Integer(increments))?;
+                    if keep {
+                        measured.incr.push(took);
+                    }
+                }
+                _ => {
+                    let receipt = here.put(b"rmw:put", value.clone()).await?;
+                    let acknowledged = Instant::now();
+                    if !here
+                        .wait_for_offset(receipt.partition, receipt.offset, PATIENCE)
+                        .await
+                    {
+                        return Err(Error::Failed("rmw: a put was not applied in time".into()));
+                    }
+                    if keep {
+                        measured.applied.push(acknowledged.elapsed());
+                    }
+                }
+            }
+        }
+    }
+    if let Some(other) = other {
+        let (writes, per_second) = other.stop().await?;
+        progress(format!(
+            "rmw: the other instance wrote {writes} keys meanwhile ({per_second:.0}/s)"
+        ));
+    }
+    served.stop().await;
+    Ok(measured)
+}
+
+/// A second instance putting keys of its own, one at a time, until stopped.
+struct OtherWriter {
+    stop: Arc<AtomicBool>,
+    task: JoinHandle<Result<usize>>,
+    started: Instant,
+}
+
+impl OtherWriter {
+    fn start(store: Store, value: Bytes) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut writes = 0;
+            while !stopped.load(Ordering::Relaxed) {
+                let key = format!("other-{}", writes % 10_000);
+                store.put(key.as_bytes(), value.clone()).await?;
+                writes += 1;
+            }
+            store.close().await;
+            Ok(writes)
+        });
+        Self {
+            stop,
+            task,
+            started: Instant::now(),
+        }
+    }
+
+    /// Stops it: the writes it made, and their rate.
+    async fn stop(self) -> Result<(usize, f64)> {
+        self.stop.store(true, Ordering::Relaxed);
+        let elapsed = self.started.elapsed();
+        let writes = self.task.await.expect("the other writer does not panic")?;
+        Ok((writes, writes as f64 / elapsed.as_secs_f64()))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Fifty clients on one key.
+
+/// One redis-benchmark run on one key, with what it cost.
+struct OneKeyRun {
+    figures: Figures,
+    /// Records the topic grew by, settled.
+    records: i64,
+    /// The `kafkv serve` child's CPU seconds, settling included.
+    cpu: f64,
+    /// `kafkv_repairs_written_total` of the child grew by this much.
+    repairs: f64,
+}
+
+async fn one_key(
+    kafkv: &Path,
+    dir: &Path,
+    brokers: &str,
+    run_id: u32,
+    config: &BenchConfig,
+) -> Result<Vec<Row>> {
+    let requests = config.rmw_requests;
+    let topic = format!("bench-rmw-one-key-{run_id}");
+    let resp_port = free_port()?;
+    progress("rmw: kafkv serve --brokers, 50 clients on one key");
+    let served = ServeProcess::start(
+        kafkv,
+        dir,
+        [
+            "--brokers",
+            brokers,
+            "--topic",
+            &topic,
+            "--resp-listen",
+            &format!("127.0.0.1:{resp_port}"),
+            "--data-dir",
+            "serve",
+        ],
+        READY_TIMEOUT,
+    )
+    .await?;
+    let ends = EndOffsets::new(brokers, &topic).await?;
+    one_key_benchmark(resp_port, "set", WARMUP_REQUESTS).await?;
+    let mut runs = Vec::new();
+    for test in ["set", "incr"] {
+        progress(format!(
+            "rmw: {} x {requests}, 50 clients, one key",
+            test.to_uppercase()
+        ));
+        let run = one_key_run(&served, &ends, resp_port, test, requests).await?;
+        progress(format!(
+            "rmw: {} records, {} repairs, {:.3} CPU-s",
+            run.records, run.repairs, run.cpu
+        ));
+        runs.push(run);
+    }
+    let mut client =
+        RespClient::connect(SocketAddr::from((Ipv4Addr::LOCALHOST, resp_port))).await?;
+    client
+        .call(&[b"GET", b"counter:__rand_int__"])
+        .await?
+        .expect(Reply::Bulk(Some(requests.to_string().into_bytes())))?;
+    drop(client);
+    tokio::task::spawn_blocking(move || served.terminate(STOP_GRACE))
+        .await
+        .expect("terminate does not panic")?;
+
+    let (set, incr) = (&runs[0], &runs[1]);
+    let per_request = |records: i64| records as f64 / requests as f64;
+    let per_thousand = |cpu: f64| cpu * 1e6 / requests as f64;
+    let records = per_request(incr.records);
+    let (incr_cpu, set_cpu) = (per_thousand(incr.cpu), per_thousand(set.cpu));
+    Ok(vec![
+        Row {
+            measurement: with_goal(
+                "rmw: INCR/s, 50 clients, one key",
+                "≥ 0.8× SET",
+                incr.figures.rps >= 0.8 * set.figures.rps,
+            ),
+            unit: "req/s".into(),
+            kafkv: incr.figures.rps,
+            peer: "SET, 50 clients".into(),
+            raw: set.figures.rps,
+        },
+        Row {
+            measurement: "rmw: INCR p50, 50 clients, one key".into(),
+            unit: "ms".into(),
+            kafkv: incr.figures.p50,
+            peer: "SET, 50 clients".into(),
+            raw: set.figures.p50,
+        },
+        Row {
+            measurement: with_goal("rmw: records per INCR, one key", "≤ 1.1", records <= 1.1),
+            unit: "records".into(),
+            kafkv: records,
+            peer: "SET".into(),
+            raw: per_request(set.records),
+        },
+        Row {
+            measurement: with_goal(
+                "rmw: kafkv CPU per 1,000 INCR",
+                "≤ 1.3× SET",
+                incr_cpu <= 1.3 * set_cpu,
+            ),
+            unit: "CPU-ms".into(),
+            kafkv: incr_cpu,
+            peer: "SET, 50 clients".into(),
+            raw: set_cpu,
+        },
+    ])
+}
+
+/// `redis-benchmark -c 50 -t <test>` without `-r`: every request on one key.
+async fn one_key_benchmark(port: u16, test: &str, requests: usize) -> Result<Figures> {
+    redis_benchmark(
+        port,
+        test,
+        &["-n", &requests.to_string(), "-c", CLIENTS, "-e"],
+        "rmw",
+    )
+    .await
+}
+
+async fn one_key_run(
+    served: &ServeProcess,
+    ends: &EndOffsets,
+    port: u16,
+    test: &str,
+    requests: usize,
+) -> Result<OneKeyRun> {
+    let repairs = repairs_written(served).await?;
+    let before = settled(ends).await?;
+    let cpu = cpu_seconds(served.pid())?;
+    let figures = one_key_benchmark(port, test, requests).await?;
+    let after = settled(ends).await?;
+    Ok(OneKeyRun {
+        figures,
+        records: after - before,
+        cpu: cpu_seconds(served.pid())? - cpu,
+        repairs: repairs_written(served).await? - repairs,
+    })
+}
+
+/// Waits until the topic's end offsets have not moved for [`SETTLE`];
+/// returns their sum.
+async fn settled(ends: &EndOffsets) -> Result<i64> {
+    let deadline = Instant::now() + PATIENCE;
+    let mut last = ends.total().await?;
+    let mut since = Instant::now();
+    while since.elapsed() < SETTLE {
+        if Instant::now() > deadline {
+            return Err(Error::Failed(format!(
+                "rmw: the topic was still growing after {}s",
+                PATIENCE.as_secs()
+            )));
+        }
+        tokio::time::sleep(SETTLE_POLL).await;
+        let now = ends.total().await?;
+        if now != last {
+            (last, since) = (now, Instant::now());
+        }
+    }
+    Ok(last)
+}
+
+/// The child's `kafkv_repairs_written_total` (0 before its first repair).
+async fn repairs_written(served: &ServeProcess) -> Result<f64> {
+    let text = reqwest::get(served.url("/metrics"))
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    Ok(text
+        .lines()
+        .filter_map(|line| line.strip_prefix("kafkv_repairs_written_total"))
+        .filter_map(|rest| rest.split_whitespace().last()?.parse::<f64>().ok())
+        .sum())
+}
+
+// ---------------------------------------------------------------------------
+// A sequential RESP client: one command, then its reply, nothing in between.
+
+/// A reply of the kinds SET, INCR and GET answer with.
+#[derive(Debug, PartialEq, Eq)]
+enum Reply {
+    Simple(String),
+    Integer(i64),
+    Bulk(Option<Vec<u8>>),
+}
+
+impl Reply {
+    fn expect(self, wanted: Reply) -> Result<()> {
+        if self == wanted {
+            Ok(())
+        } else {
+            Err(Error::Failed(format!(
+                "rmw: kafkv answered {self:?}, not {wanted:?}"
+            )))
+        }
+    }
+}
+
+struct RespClient {
+    stream: BufStream<TcpStream>,
+    /// The encoded command, reused.
+    out: Vec<u8>,
+    line: Vec<u8>,
+}
+
+impl RespClient {
+    async fn connect(address: SocketAddr) -> Result<Self> {
+        let stream = TcpStream::connect(address).await?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream: BufStream::new(stream),
+            out: Vec::new(),
+            line: Vec::new(),
+        })
+    }
+
+    /// Sends one command and reads its reply; an error reply is an error.
+    async fn call(&mut self, args: &[&[u8]]) -> Result<Reply> {
+        self.out.clear();
+        write!(self.out, "*{}\r\n", args.len())?;
+        for arg in args {
+            write!(self.out, "${}\r\n", arg.len())?;
+            self.out.extend_from_slice(arg);
+            self.out.extend_from_slice(b"\r\n");
+        }
+        self.stream.write_all(&self.out).await?;
+        self.stream.flush().await?;
+        self.line.clear();
+        self.stream.read_until(b'\n', &mut self.line).await?;
+        let unexpected = |line: &[u8]| {
+            Error::Failed(format!(
+                "rmw: unexpected RESP reply {:?}",
+                String::from_utf8_lossy(line)
+            ))
+        };
+        let line = self
+            .line
+            .strip_suffix(b"\r\n")
+            .ok_or_else(|| unexpected(&self.line))?;
+        let text = String::from_utf8_lossy(&line[1.min(line.len())..]).into_owned();
+        match line.first() {
+            Some(b'+') => Ok(Reply::Simple(text)),
+            Some(b':') => text
+                .parse()
+                .map(Reply::Integer)
+                .map_err(|_| unexpected(line)),
+            Some(b'$') => {
+                let len: i64 = text.parse().map_err(|_| unexpected(line))?;
+                if len < 0 {
+                    return Ok(Reply::Bulk(None));
+                }
+                let mut body = vec![0; len as usize + 2];
+                self.stream.read_exact(&mut body).await?;
+                body.truncate(len as usize);
+                Ok(Reply::Bulk(Some(body)))
+            }
+            Some(b'-') => Err(Error::Failed(format!(
+                "rmw: kafkv answered {:?} with an error: {text}",
+                String::from_utf8_lossy(args[0])
+            ))),
+            _ => Err(unexpected(line)),
+        }
+    }
+}
