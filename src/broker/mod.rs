@@ -88,7 +88,7 @@ pub enum BrokerError {
     DataDir { path: PathBuf, reason: String },
     #[error("embedded broker failed to start: {0}")]
     Start(String),
-    #[error("could not create the key index in {path}: {reason}")]
+    #[error("could not create kafkv's indexes in {path}: {reason}")]
     Index { path: PathBuf, reason: String },
     #[error(
         "embedded broker did not accept connections on {0} within {1:?}; \
