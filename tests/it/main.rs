@@ -12,6 +12,7 @@ mod failures;
 mod groups;
 mod harness;
 mod http_conditional;
+mod http_txn;
 mod record_format;
 mod resp;
 mod restart;

@@ -41,7 +41,7 @@ impl Etag {
     }
 
     /// The inside of a quoted tag this API issued, `<partition>:<offset>`.
-    fn parse_opaque(text: &str) -> Option<Etag> {
+    pub(super) fn parse_opaque(text: &str) -> Option<Etag> {
         let (partition, offset) = text.split_once(':')?;
         let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
         if !digits(partition) || !digits(offset) {

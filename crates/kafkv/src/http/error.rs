@@ -13,6 +13,7 @@ fn input_status(error: &InputError) -> StatusCode {
         }
         InputError::KeyTooLarge { .. }
         | InputError::ValueTooLarge { .. }
+        | InputError::BatchTooLarge { .. }
         | InputError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
     }
 }

@@ -1,7 +1,7 @@
 //! The HTTP front end (axum): the v1 API ([`v1`]), the reference service's
-//! routes ([`reference`]) and operations endpoints ([`ops`]). Handlers are thin
-//! adapters over [`Store`]; `error.rs` maps the store's errors to status
-//! codes, [`conditional`] owns ETags and write preconditions, this file owns
+//! routes ([`reference`]), multi-key transactions ([`txn`]) and operations
+//! endpoints ([`ops`]). Handlers are thin adapters over [`Store`]; `error.rs`
+//! maps the store's errors to status codes, [`conditional`] owns ETags and write preconditions, this file owns
 //! the error body, auth and the request metrics.
 
 mod conditional;
@@ -9,6 +9,7 @@ mod error;
 mod ops;
 mod reference;
 mod v1;
+mod txn;
 mod watch;
 
 use std::time::Instant;
@@ -61,6 +62,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/kv/{*key}",
             get(v1::get).put(v1::put).delete(v1::delete).post(v1::post),
         )
+        .route("/v1/txn", post(txn::txn))
         .route("/v1/watch", get(watch::watch))
         .route("/livez", get(ops::livez))
         .route("/readyz", get(ops::readyz))

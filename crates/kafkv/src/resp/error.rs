@@ -26,6 +26,7 @@ impl ErrorReply for InputError {
             | InputError::EmptyBatch
             | InputError::KeyTooLarge { .. }
             | InputError::ValueTooLarge { .. }
+            | InputError::BatchTooLarge { .. }
             | InputError::BodyTooLarge { .. } => "ERR",
         }
     }

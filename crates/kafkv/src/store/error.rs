@@ -26,6 +26,11 @@ pub enum InputError {
          {partitions}: use a single key, or a topic with one partition"
     )]
     CrossPartition { partitions: i32 },
+    #[error(
+        "a multi-key operation is one record, and this one encodes to {len} bytes, over the \
+         limit of {max} bytes (--max-value-bytes): split it"
+    )]
+    BatchTooLarge { len: usize, max: usize },
 }
 
 /// Why a put or delete failed ([`Store::put`](super::Store::put),

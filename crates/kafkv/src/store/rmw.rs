@@ -202,7 +202,14 @@ impl Store {
         if let Some(refusal) = &self.shared.rmw_refusal {
             return Err(WriteError::Unsafe(refusal.clone()));
         }
-        self.write_awaited(Outgoing::op(anchor, &Op::Batch(batch)))
-            .await
+        let record = Outgoing::op(anchor, &Op::Batch(batch));
+        // The whole batch is one record: bound it as a value is bounded, so
+        // that it is refused here, nothing written, rather than by the broker.
+        let len = record.value.as_ref().map_or(0, |value| value.len());
+        let max = self.shared.config.max_value_bytes;
+        if len > max {
+            return Err(crate::store::InputError::BatchTooLarge { len, max }.into());
+        }
+        self.write_awaited(record).await
     }
 }
