@@ -19,6 +19,7 @@
 //!   when it is absolute (`sqlite:///a/b` opens `$PWD/a/b`), so kafkv hands it
 //!   a path relative to the working directory, whatever the user gave.
 
+mod append_time;
 mod database;
 mod long_poll;
 mod maintenance;

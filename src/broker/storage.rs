@@ -11,6 +11,9 @@
 //!   epoch (and on InitProducerId with an existing id), which kills its storage
 //!   task. Kafka accepts the bump; so does this wrapper, by recording the epoch
 //!   before tansu sees the batch.
+//! - **Append time** ([`super::append_time`]): a topic created with
+//!   `message.timestamp.type=LogAppendTime` gets the broker's clock on every
+//!   produced batch, as Kafka does; tansu keeps the producer's.
 //! - **Calls that would panic** (`DeleteRecords`) are answered with an error
 //!   code instead of reaching tansu's `todo!()`.
 //! - **Health**: tansu's storage is one task; once it has died every call fails
@@ -54,7 +57,11 @@ use tansu_storage::{
 use tokio::sync::{RwLock, watch};
 use tracing::{info, warn};
 
-use super::{database::Database, long_poll::LongPoll};
+use super::{
+    append_time::{self, TimestampTypes},
+    database::Database,
+    long_poll::LongPoll,
+};
 
 /// Why the embedded broker cannot serve any more, once it cannot.
 pub type Failure = Option<String>;
@@ -124,6 +131,7 @@ struct Shared {
     /// Per producer id, the highest epoch known to be in tansu's
     /// `producer_epoch` table, so only a new epoch costs a query.
     epochs: parking_lot::Mutex<HashMap<i64, i16>>,
+    timestamp_types: TimestampTypes,
 }
 
 impl fmt::Debug for KafkvStorage {
@@ -142,6 +150,7 @@ impl KafkvStorage {
                 long_poll: LongPoll::new(fetch_hold),
                 health: Health::new(),
                 epochs: parking_lot::Mutex::new(HashMap::new()),
+                timestamp_types: TimestampTypes::default(),
             }),
         }
     }
@@ -161,6 +170,40 @@ impl KafkvStorage {
         operation
             .await
             .inspect_err(|e| self.shared.health.observe(e))
+    }
+
+    /// Whether `topic` is `message.timestamp.type=LogAppendTime`. A lookup
+    /// that fails is not remembered, and counts as the producer's time, as
+    /// tansu would store it anyway.
+    async fn appends_at_broker_time(&self, topic: &str) -> bool {
+        let types = &self.shared.timestamp_types;
+        if let Some(known) = types.known(topic) {
+            return known;
+        }
+        let keys = [append_time::TIMESTAMP_TYPE.to_owned()];
+        let described = self
+            .call(
+                self.inner
+                    .describe_config(topic, ConfigResource::Topic, Some(&keys)),
+            )
+            .await;
+        match described {
+            Ok(result) => {
+                let value = result
+                    .configs
+                    .iter()
+                    .flatten()
+                    .find(|config| config.name == append_time::TIMESTAMP_TYPE)
+                    .and_then(|config| config.value.as_deref());
+                let append = append_time::is_append_time(value);
+                types.remember(topic, append);
+                append
+            }
+            Err(error) => {
+                warn!(topic, %error, "embedded broker: could not read message.timestamp.type");
+                false
+            }
+        }
     }
 
     /// Makes tansu's `producer_epoch` table know `epoch` for `producer` when
@@ -203,6 +246,7 @@ impl Storage for KafkvStorage {
     }
 
     async fn create_topic(&self, topic: CreatableTopic, validate_only: bool) -> Result<uuid::Uuid> {
+        self.shared.timestamp_types.forget(&topic.name);
         self.call(self.inner.create_topic(topic, validate_only))
             .await
     }
@@ -211,8 +255,12 @@ impl Storage for KafkvStorage {
         &self,
         resource: AlterConfigsResource,
     ) -> Result<AlterConfigsResourceResponse> {
-        self.call(self.inner.incremental_alter_resource(resource))
-            .await
+        let name = resource.resource_name.clone();
+        let altered = self
+            .call(self.inner.incremental_alter_resource(resource))
+            .await;
+        self.shared.timestamp_types.forget(&name);
+        altered
     }
 
     /// tansu 0.6 has `todo!()` here, which would kill its storage task: refuse
@@ -245,7 +293,12 @@ impl Storage for KafkvStorage {
     }
 
     async fn delete_topic(&self, topic: &TopicId) -> Result<ErrorCode> {
-        self.call(self.inner.delete_topic(topic)).await
+        let deleted = self.call(self.inner.delete_topic(topic)).await;
+        match topic {
+            TopicId::Name(name) => self.shared.timestamp_types.forget(name),
+            TopicId::Id(_) => self.shared.timestamp_types.forget_all(),
+        }
+        deleted
     }
 
     async fn brokers(&self) -> Result<Vec<DescribeClusterBroker>> {
@@ -262,6 +315,11 @@ impl Storage for KafkvStorage {
             self.accept_epoch(batch.producer_id, batch.producer_epoch)
                 .await;
         }
+        let batch = if self.appends_at_broker_time(topition.topic()).await {
+            append_time::stamp(batch, now_millis())
+        } else {
+            batch
+        };
         let offset = self
             .call(self.inner.produce(transaction_id, topition, batch))
             .await?;
@@ -529,4 +587,12 @@ impl Storage for KafkvStorage {
     async fn ping(&self) -> Result<()> {
         self.call(self.inner.ping()).await
     }
+}
+
+/// The broker's clock, in milliseconds since the epoch, as Kafka stamps
+/// `LogAppendTime` batches.
+fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64)
 }

@@ -339,6 +339,8 @@ pub struct RawRecord {
     pub offset: i64,
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
+    /// Milliseconds since the epoch, as the broker reports it.
+    pub timestamp: Option<i64>,
 }
 
 /// Every record in the topic up to its current end offsets, per partition in order.
@@ -377,6 +379,7 @@ pub async fn read_topic(brokers: &str, topic: &str) -> Vec<RawRecord> {
                     offset: message.offset(),
                     key: message.key().map(<[u8]>::to_vec),
                     value: message.payload().map(<[u8]>::to_vec),
+                    timestamp: message.timestamp().to_millis(),
                 });
             }
         }

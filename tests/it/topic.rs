@@ -134,3 +134,61 @@ async fn a_created_topic_carries_the_compaction_lag_and_tombstone_retention() {
         );
     }
 }
+
+/// A topic kafkv creates takes record times from the broker's clock
+/// (`message.timestamp.type=LogAppendTime`), so a producer whose clock is an
+/// hour behind cannot make a record look old to compaction; a topic created
+/// without it keeps the producer's time, as Kafka does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_created_topic_stamps_records_with_the_brokers_clock() {
+    use rdkafka::{producer::FutureRecord, util::Timeout};
+
+    use crate::harness::{create_plain_topic, producer, read_topic};
+
+    let kafka = Kafka::start().await;
+    let brokers = kafka.brokers();
+    let stamped = unique_topic("append-time");
+    let store = Store::open(kafka.config(&stamped)).await.unwrap();
+    store.close().await;
+    assert_eq!(
+        topic_setting(&brokers, &stamped, "message.timestamp.type")
+            .await
+            .as_deref(),
+        Some("LogAppendTime")
+    );
+    let plain = unique_topic("create-time");
+    create_plain_topic(&brokers, &plain, 1).await;
+
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let an_hour_ago = now() - 3_600_000;
+    let producer = producer(&brokers);
+    let before = now();
+    for topic in [&stamped, &plain] {
+        producer
+            .send(
+                FutureRecord::<str, str>::to(topic)
+                    .key("k")
+                    .payload("v")
+                    .timestamp(an_hour_ago),
+                Timeout::After(Duration::from_secs(30)),
+            )
+            .await
+            .unwrap();
+    }
+    let after = now();
+
+    let record = &read_topic(&brokers, &stamped).await[0];
+    let time = record.timestamp.unwrap();
+    // The broker's clock is this machine's: the append happened in between.
+    assert!(
+        (before - 1_000..=after + 1_000).contains(&time),
+        "stamped {time}, expected within [{before}, {after}] (the producer said {an_hour_ago})"
+    );
+    let record = &read_topic(&brokers, &plain).await[0];
+    assert_eq!(record.timestamp, Some(an_hour_ago));
+}

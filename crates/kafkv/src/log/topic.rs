@@ -86,7 +86,11 @@ pub async fn ensure(config: &StoreConfig) -> Result<TopicInfo> {
     let new_topic = NewTopic::new(topic, config.partitions, replication)
         .set("cleanup.policy", "compact")
         .set("min.compaction.lag.ms", &lag_ms)
-        .set("delete.retention.ms", &retention_ms);
+        .set("delete.retention.ms", &retention_ms)
+        // Record times from the broker's clock, not each producer's: compaction
+        // measures min.compaction.lag.ms on them, and operations read them as
+        // "now" (docs/rmw.md, "Timing").
+        .set("message.timestamp.type", "LogAppendTime");
     let created = admin
         .create_topics([&new_topic], &options)
         .await
@@ -269,6 +273,20 @@ async fn check_compacted(
         delete_retention: millis("delete.retention.ms").unwrap_or(DEFAULT_DELETE_RETENTION),
         min_compaction_lag: millis("min.compaction.lag.ms").unwrap_or(Duration::ZERO),
     };
+    let timestamp_type = resource
+        .get("message.timestamp.type")
+        .and_then(|entry| entry.value.clone())
+        .unwrap_or_else(|| "CreateTime".to_owned());
+    if timestamp_type != "LogAppendTime" {
+        warn!(
+            %topic,
+            timestamp_type,
+            "the topic's record times come from each producer's clock \
+             (message.timestamp.type={timestamp_type}); compaction and read-modify-write \
+             operations rely on them, so keep producers' clocks in sync, or set \
+             message.timestamp.type=LogAppendTime on the topic"
+        );
+    }
     if policy.split(',').any(|p| p.trim() == "compact") {
         return Ok(retention);
     }
