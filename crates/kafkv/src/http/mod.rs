@@ -8,8 +8,8 @@ mod conditional;
 mod error;
 mod ops;
 mod reference;
-mod v1;
 mod txn;
+mod v1;
 mod watch;
 
 use std::time::Instant;

@@ -123,6 +123,25 @@ pub enum Acknowledged {
     Other,
 }
 
+/// One of this instance's acknowledged records in the fast path's tail.
+#[derive(Debug, Clone)]
+struct TailEntry {
+    record: Acknowledged,
+    /// The writer still waiting for this record's outcome, when it could not
+    /// be answered at acknowledgement (an earlier offset was unknown then).
+    /// Whoever fills the last unknown offset before it answers it.
+    waiting: Option<u64>,
+}
+
+impl TailEntry {
+    fn known(record: Acknowledged) -> Self {
+        Self {
+            record,
+            waiting: None,
+        }
+    }
+}
+
 /// A writer's slot for its record's outcome.
 #[derive(Debug)]
 enum Waiter {
@@ -163,9 +182,9 @@ pub struct View {
     waiters: Mutex<HashMap<u64, Waiter>>,
     /// Per partition, this instance's acknowledged records that the consumer
     /// has not applied yet, by offset (the fast path: docs/rmw.md).
-    /// Lock order, everywhere: `hazards`, then `inner`, then `tail`; nothing
-    /// is taken while `tail` is held.
-    tail: Mutex<Vec<BTreeMap<i64, Acknowledged>>>,
+    /// Lock order, everywhere: `hazards`, then `inner`, then `tail`, then
+    /// `waiters`.
+    tail: Mutex<Vec<BTreeMap<i64, TailEntry>>>,
     /// Where keys needing a repair are reported (none until a repairer runs).
     repair_hints: Mutex<Option<mpsc::UnboundedSender<RepairHint>>>,
     /// The `kafkv.id`s of this instance's records carry this in their top 32 bits.
@@ -338,15 +357,16 @@ impl View {
     /// Notes a repair this instance wrote, acknowledged at `(partition,
     /// offset)`, so the fast path knows that offset.
     pub fn acknowledge_repair(&self, partition: i32, offset: i64) {
-        let _hazards = self.hazards.lock();
-        let inner = self.inner.read();
+        let hazards = self.hazards.lock();
+        let mut inner = self.inner.write();
         if inner
             .positions
             .get(partition as usize)
             .is_some_and(|p| offset >= *p)
-            && let Some(tail) = self.tail.lock().get_mut(partition as usize)
         {
-            tail.insert(offset, Acknowledged::Repair);
+            let mut tails = self.tail.lock();
+            tails[partition as usize].insert(offset, TailEntry::known(Acknowledged::Repair));
+            self.answer_known(&hazards, &mut inner, &mut tails, partition, None);
         }
     }
 
@@ -361,11 +381,16 @@ impl View {
             // The consumer already applied it (and maybe something newer).
             return;
         }
-        if let Some(tail) = self.tail.lock().get_mut(partition as usize) {
-            let key = Bytes::copy_from_slice(key);
-            let value = value.clone();
-            tail.insert(offset, Acknowledged::Plain { key, value });
-        }
+        let unblocks = {
+            let mut tails = self.tail.lock();
+            let Some(tail) = tails.get_mut(partition as usize) else {
+                return;
+            };
+            let (key, value) = (Bytes::copy_from_slice(key), value.clone());
+            tail.insert(offset, TailEntry::known(Acknowledged::Plain { key, value }));
+            tail.range(offset..)
+                .any(|(_, entry)| entry.waiting.is_some())
+        };
         inner.overlay.insert(
             key,
             Acked {
@@ -374,6 +399,16 @@ impl View {
                 offset,
             },
         );
+        // This put may have been the last unknown offset before a waiting
+        // operation: answer it now, with the locks in order. Plain writes
+        // with no operation waiting never take `hazards`.
+        if unblocks {
+            drop(inner);
+            let hazards = self.hazards.lock();
+            let mut inner = self.inner.write();
+            let mut tails = self.tail.lock();
+            self.answer_known(&hazards, &mut inner, &mut tails, partition, None);
+        }
     }
 
     /// The fast path (docs/rmw.md): the outcome of this instance's record
@@ -399,23 +434,115 @@ impl View {
             // Applied already: the consumer delivered the outcome.
             return Ok(None);
         }
+        let answerable = matches!(record, Acknowledged::Plain { .. } | Acknowledged::Op { .. });
         let mut tails = self.tail.lock();
-        let tail = &mut tails[partition as usize];
-        tail.insert(offset, record.clone());
-        let known = tail.range(position..offset).count() as i64 == offset - position;
-        let key = match &record {
+        tails[partition as usize].insert(
+            offset,
+            TailEntry {
+                record,
+                waiting: answerable.then_some(id),
+            },
+        );
+        Ok(self.answer_known(&hazards, &mut inner, &mut tails, partition, Some(id)))
+    }
+
+    /// Answers every writer waiting in `partition`'s tail whose record now
+    /// has every earlier offset known (applied, or this instance's own
+    /// acknowledged records with none missing between), in offset order,
+    /// and makes each answer readable at once (the overlay). Acknowledgements
+    /// come back in offset order but their writers run in any order, so the
+    /// record that fills the last unknown offset answers the ones after it.
+    /// The outcome of the writer `own` is returned rather than sent; the
+    /// consumer later checks each answer against its own.
+    fn answer_known(
+        &self,
+        hazards: &Hazards,
+        inner: &mut Inner,
+        tails: &mut [BTreeMap<i64, TailEntry>],
+        partition: i32,
+        own: Option<u64>,
+    ) -> Option<Outcome> {
+        if hazards.is_inexact_partition(partition) {
+            return None;
+        }
+        let position = *inner.positions.get(partition as usize)?;
+        let tail = tails.get_mut(partition as usize)?;
+        // The waiting entries reachable from `position` without a gap.
+        let ready: Vec<(i64, u64)> = tail
+            .range(position..)
+            .zip(position..)
+            .take_while(|((at, _), expected)| *at == expected)
+            .filter_map(|((at, entry), _)| Some((*at, entry.waiting?)))
+            .collect();
+        let mut answered_own = None;
+        for (at, id) in ready {
+            let outcome = match self.outcome_in_tail(tail, position, at) {
+                Ok(Some(outcome)) => outcome,
+                // A record the fast path cannot follow (a batch): the
+                // consumer answers this one and every later one.
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::warn!(%error, "could not evaluate a write at acknowledgement");
+                    break;
+                }
+            };
+            if let Some(entry) = tail.get_mut(&at) {
+                entry.waiting = None;
+            }
+            if outcome.after != outcome.before
+                && let Some(TailEntry {
+                    record: Acknowledged::Plain { key, .. } | Acknowledged::Op { key, .. },
+                    ..
+                }) = tail.get(&at)
+            {
+                let value = outcome.after.as_ref().map(|state| state.value.clone());
+                inner.overlay.insert(
+                    key,
+                    Acked {
+                        value,
+                        partition,
+                        offset: at,
+                    },
+                );
+            }
+            let mut waiters = self.waiters.lock();
+            if Some(id) == own {
+                waiters.insert(id, Waiter::Check(outcome.clone()));
+                answered_own = Some(outcome);
+            } else if let Some(Waiter::Reply(reply)) = waiters.remove(&id) {
+                waiters.insert(id, Waiter::Check(outcome.clone()));
+                let _ = reply.send(Delivered {
+                    outcome,
+                    exact: true,
+                });
+            }
+        }
+        answered_own
+    }
+
+    /// The outcome of the tail's record at `offset`, every offset from
+    /// `position` to it being in the tail: the key's applied state, then
+    /// this instance's records before it. `None` for a record the fast path
+    /// does not answer, or one after a record it cannot follow.
+    fn outcome_in_tail(
+        &self,
+        tail: &BTreeMap<i64, TailEntry>,
+        position: i64,
+        offset: i64,
+    ) -> Result<Option<Outcome>, StateError> {
+        let Some(entry) = tail.get(&offset) else {
+            return Ok(None);
+        };
+        let key = match &entry.record {
             Acknowledged::Plain { key, .. } | Acknowledged::Op { key, .. } => key,
             Acknowledged::Repair | Acknowledged::Other => return Ok(None),
         };
-        if !known || hazards.is_inexact_partition(partition) {
-            return Ok(None);
-        }
         let mut state = self.table.get(key)?.map(|v| KeyState {
             value: v.value,
             version: v.offset,
         });
         for (at, earlier) in tail.range(position..offset) {
-            state = match earlier {
+            state = match &earlier.record {
                 Acknowledged::Plain { key: k, value } if k == key => {
                     value.clone().map(|value| KeyState {
                         value,
@@ -429,32 +556,17 @@ impl View {
                 _ => state,
             };
         }
-        let outcome = match &record {
+        Ok(match &entry.record {
             Acknowledged::Plain { value, .. } => {
                 let after = value.clone().map(|value| KeyState {
                     value,
                     version: offset,
                 });
-                Outcome::replaced(state, after)
+                Some(Outcome::replaced(state, after))
             }
-            Acknowledged::Op { op, .. } => op.evaluate(state.as_ref(), offset).1,
-            Acknowledged::Repair | Acknowledged::Other => return Ok(None),
-        };
-        if outcome.after != outcome.before {
-            let value = outcome.after.as_ref().map(|state| state.value.clone());
-            inner.overlay.insert(
-                key,
-                Acked {
-                    value,
-                    partition,
-                    offset,
-                },
-            );
-        }
-        self.waiters
-            .lock()
-            .insert(id, Waiter::Check(outcome.clone()));
-        Ok(Some(outcome))
+            Acknowledged::Op { op, .. } => Some(op.evaluate(state.as_ref(), offset).1),
+            Acknowledged::Repair | Acknowledged::Other => None,
+        })
     }
 
     /// Applies the consumer's events in order, publishes the applied changes

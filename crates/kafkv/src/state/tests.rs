@@ -798,3 +798,52 @@ fn acknowledging_writes_while_the_consumer_applies_never_deadlocks() {
     consumer.join().unwrap();
     writer.join().unwrap();
 }
+
+#[test]
+fn an_operation_acknowledged_before_an_earlier_own_record_is_answered_when_that_one_is() {
+    use crate::op::Op;
+    let view = View::in_memory(vec![0]);
+    apply(&view, vec![put(0, 0, "n", "5")]);
+    let incr = || Acknowledged::Op {
+        key: Bytes::from_static(b"n"),
+        op: Op::IncrBy(1),
+    };
+    // The writer of offset 2 runs first: offset 1 is not known yet.
+    let (id2, mut waiting2) = view.register_waiter();
+    assert_eq!(view.outcome_at_ack(id2, incr(), 0, 2).unwrap(), None);
+    assert!(waiting2.try_recv().is_err());
+    // Offset 1's writer answers itself and, in offset order, offset 2's.
+    let (id1, _) = view.register_waiter();
+    let first = view
+        .outcome_at_ack(id1, incr(), 0, 1)
+        .unwrap()
+        .expect("known");
+    assert_eq!(first.after.unwrap().value, Bytes::from_static(b"6"));
+    let second = waiting2.try_recv().expect("answered by offset 1's writer");
+    assert!(second.exact);
+    assert_eq!(
+        second.outcome.after.unwrap().value,
+        Bytes::from_static(b"7")
+    );
+    assert_eq!(value(&view, "n").as_deref(), Some("7"));
+
+    // A plain put acknowledged late unblocks an operation after it too.
+    let (id4, mut waiting4) = view.register_waiter();
+    assert_eq!(view.outcome_at_ack(id4, incr(), 0, 4).unwrap(), None);
+    view.acknowledge(b"n", Some(Bytes::from_static(b"100")), 0, 3);
+    let fourth = waiting4
+        .try_recv()
+        .expect("answered by the put's acknowledgement");
+    assert_eq!(
+        fourth.outcome.after.unwrap().value,
+        Bytes::from_static(b"101")
+    );
+    assert_eq!(value(&view, "n").as_deref(), Some("101"));
+
+    // An unknown offset (another instance's record at 6) still stops it:
+    // offset 7 waits for the consumer.
+    let (id7, mut waiting7) = view.register_waiter();
+    assert_eq!(view.outcome_at_ack(id7, incr(), 0, 7).unwrap(), None);
+    view.acknowledge(b"other", Some(Bytes::from_static(b"x")), 0, 5);
+    assert!(waiting7.try_recv().is_err(), "offset 6 is unknown");
+}
