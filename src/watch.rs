@@ -1,5 +1,8 @@
 //! `kafkv watch`: follows a kafkv instance's change stream (`GET /v1/watch`)
-//! and prints one JSON line per event on stdout. When the connection drops,
+//! and prints one JSON line per event on stdout: the SSE event's kind as
+//! `event`, then its data (`key`, `value`, `op` — what made the change, e.g.
+//! `incrby` —, `partition`, `offset`, `timestamp`, `token`), e.g.
+//! `{"event":"put","key":"n","op":"incrby","value":"3",…}`. When the connection drops,
 //! or the server ends the stream (`lagged`, a restart), it reconnects with
 //! the last token it printed, so nothing is missed or repeated; a refused
 //! request (a malformed, foreign or expired token, a wrong auth token) ends
@@ -122,14 +125,19 @@ async fn follow(
                 if let Some(next) = data.get("token").and_then(Value::as_str) {
                     *token = Some(next.to_owned());
                 }
-                let mut line = Map::new();
-                line.insert("event".into(), kind.into());
-                line.extend(data);
-                println!("{}", Value::Object(line));
+                println!("{}", line(kind, data));
             }
         }
     }
     Ok(())
+}
+
+/// The JSON line printed for an event: its kind as `event`, then its data.
+fn line(kind: String, data: Map<String, Value>) -> Value {
+    let mut line = Map::new();
+    line.insert("event".into(), kind.into());
+    line.extend(data);
+    Value::Object(line)
 }
 
 /// An SSE block's `event:` and JSON `data:`; `None` for a keep-alive comment.
@@ -161,5 +169,22 @@ mod tests {
         assert_eq!(kind, "put");
         assert_eq!(data["key"], "k");
         assert!(parse_event(":\n\n").is_none());
+    }
+
+    #[test]
+    fn a_line_keeps_the_events_operation() {
+        let (kind, data) = parse_event(
+            "id: t2\nevent: put\ndata: {\"key\":\"n\",\"op\":\"incrby\",\"value\":\"3\"}\n\n",
+        )
+        .unwrap();
+        let line = line(kind, data);
+        assert_eq!(
+            (
+                line["event"].as_str(),
+                line["op"].as_str(),
+                line["value"].as_str()
+            ),
+            (Some("put"), Some("incrby"), Some("3"))
+        );
     }
 }

@@ -772,6 +772,82 @@ async fn keyspace_notifications_for_set_mset_del_unlink_in_resp2_and_resp3() {
     kv.stop().await;
 }
 
+/// Each write's notifications name what it did as Redis 7 does, on the
+/// keyspace channel (the event) and the keyevent channel (the key), with
+/// `RENAME` as `rename_from` then `rename_to`; a refused or failed write
+/// sends none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyspace_notifications_name_the_operation_as_redis_7_does() {
+    let (_kafka, kv) = kafkv().await;
+    let client = redis::Client::open(format!("redis://{}/", kv.resp)).unwrap();
+    let mut pubsub = client.get_async_pubsub().await.unwrap();
+    pubsub.psubscribe("__keyspace@0__:op:*").await.unwrap();
+    pubsub.psubscribe("__keyevent@0__:*").await.unwrap();
+    let mut messages = pubsub.on_message();
+
+    let mut c = connect(&format!("redis://{}/", kv.resp)).await;
+    for (command, refused) in [
+        ("INCR op:n", false),
+        ("INCRBY op:n 5", false),
+        ("DECR op:n", false),
+        ("INCRBYFLOAT op:n 0.5", false),
+        ("APPEND op:s ab", false),
+        ("SETRANGE op:s 1 X", false),
+        ("SETBIT op:b 1 1", false),
+        // op:s exists: refused, and no notification.
+        ("SET op:s v NX", false),
+        // Not an integer: an error, and no notification.
+        ("INCR op:s", true),
+        ("RENAME op:s op:t", false),
+        ("COPY op:t op:u", false),
+        ("GETDEL op:u", false),
+        ("MSETNX op:m1 1 op:m2 2", false),
+        ("SET op:end x", false),
+    ] {
+        let mut args = command.split(' ');
+        let mut cmd = redis::cmd(args.next().unwrap());
+        cmd.arg(args.collect::<Vec<_>>());
+        let reply: redis::RedisResult<Value> = cmd.query_async(&mut c).await;
+        assert_eq!(reply.is_err(), refused, "{command}: {reply:?}");
+    }
+
+    let keyspace = |key: &str, event: &str| {
+        (
+            "__keyspace@0__:op:*".to_owned(),
+            format!("__keyspace@0__:op:{key}"),
+            event.to_owned(),
+        )
+    };
+    let keyevent = |event: &str, key: &str| {
+        (
+            "__keyevent@0__:*".to_owned(),
+            format!("__keyevent@0__:{event}"),
+            format!("op:{key}"),
+        )
+    };
+    let expected: Vec<_> = [
+        ("n", "incrby"),
+        ("n", "incrby"),
+        ("n", "incrby"),
+        ("n", "incrbyfloat"),
+        ("s", "append"),
+        ("s", "setrange"),
+        ("b", "setbit"),
+        ("s", "rename_from"),
+        ("t", "rename_to"),
+        ("u", "copy_to"),
+        ("u", "del"),
+        ("m1", "set"),
+        ("m2", "set"),
+        ("end", "set"),
+    ]
+    .into_iter()
+    .flat_map(|(key, event)| [keyspace(key, event), keyevent(event, key)])
+    .collect();
+    assert_eq!(notifications(&mut messages, expected.len()).await, expected);
+    kv.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribe_mode_allows_only_what_redis_allows_and_publish_is_refused() {
     let (_kafka, kv) = kafkv().await;

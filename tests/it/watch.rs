@@ -512,6 +512,128 @@ async fn sse_snapshot_then_changes_resume_with_last_event_id_after_a_restart() {
     kv.stop().await;
 }
 
+/// Each `put` and `delete` names the operation that made it (Redis's
+/// keyspace event name) beside the key's resulting value, over SSE and in
+/// the library; read back from the topic, plain records are `set` and `del`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_name_the_operation_that_made_them() {
+    let kafka = Kafka::start().await;
+    let mut config = kafka.config(&unique_topic("watch-op"));
+    // Resuming always reads the topic.
+    config.watch_window_bytes = 0;
+    let kv = Kafkv::start(config).await;
+    let response = kv
+        .http
+        .get(kv.url("/v1/watch?prefix=w%2F"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut watch = kv
+        .store
+        .watch(WatchOptions {
+            prefix: Bytes::from_static(b"w/"),
+            ..WatchOptions::default()
+        })
+        .await
+        .unwrap();
+    let timeouts = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(PATIENCE))
+        .set_response_timeout(Some(PATIENCE));
+    let mut conn = redis::Client::open(format!("redis://{}/", kv.resp))
+        .unwrap()
+        .get_multiplexed_async_connection_with_config(&timeouts)
+        .await
+        .unwrap();
+    for command in [
+        "INCRBY w/n 2",
+        "APPEND w/s hi",
+        "RENAME w/s w/t",
+        "DEL w/t",
+        "SET w/end x",
+    ] {
+        let mut args = command.split(' ');
+        let mut cmd = redis::cmd(args.next().unwrap());
+        cmd.arg(args.collect::<Vec<_>>());
+        let _: redis::Value = cmd.query_async(&mut conn).await.unwrap();
+    }
+
+    let events = read_sse(response, |e| e.data["key"] == "w/end").await;
+    let got: Vec<(&str, &str, &str, Option<&str>)> = events
+        .iter()
+        .map(|e| {
+            (
+                e.event.as_str(),
+                e.data["op"].as_str().unwrap_or_default(),
+                e.data["key"].as_str().unwrap_or_default(),
+                e.data["value"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("put", "incrby", "w/n", Some("2")),
+            ("put", "append", "w/s", Some("hi")),
+            ("delete", "rename_from", "w/s", None),
+            ("put", "rename_to", "w/t", Some("hi")),
+            ("delete", "del", "w/t", None),
+            ("put", "set", "w/end", Some("x")),
+        ]
+    );
+
+    let mut ops = Vec::new();
+    let mut tokens = Vec::new();
+    while ops.len() < 6 {
+        let event = next(&mut watch).await;
+        if let Some(record) = event.record() {
+            ops.push(record.op.expect("a change names its operation").name());
+            tokens.push(event.token().expect("a change carries a token").clone());
+        }
+    }
+    assert_eq!(
+        ops,
+        ["incrby", "append", "rename_from", "rename_to", "del", "set"]
+    );
+    // The rename is one record: its first event's token resumes at it, its
+    // last one's after it.
+    assert_eq!(
+        tokens[2].positions()[0] + 1,
+        tokens[3].positions()[0],
+        "rename_from resumes at the rename, rename_to after it"
+    );
+    let token = tokens[3].clone();
+
+    // From the topic (no window): the plain records after the rename, and
+    // any repair the repairer wrote meanwhile, each stating a value: `set`
+    // or `del`.
+    let mut resumed = kv.store.watch(after(&token)).await.unwrap();
+    assert!(resumed.is_reading_log());
+    let mut from_log = Vec::new();
+    loop {
+        let event = next(&mut resumed).await;
+        let Some(record) = event.record() else {
+            continue;
+        };
+        let key = String::from_utf8(record.key.to_vec()).unwrap();
+        let op = record.op.expect("a change names its operation").name();
+        assert_eq!(
+            op,
+            if record.value.is_some() { "set" } else { "del" },
+            "{key}"
+        );
+        from_log.push((event.kind(), op, key));
+        if from_log.last().unwrap().2 == "w/end" {
+            break;
+        }
+    }
+    assert!(
+        from_log.contains(&("delete", "del", "w/t".to_owned())),
+        "{from_log:?}"
+    );
+    kv.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_token_is_410_over_http() {
     let kafka = Kafka::start().await;

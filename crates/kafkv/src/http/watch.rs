@@ -7,7 +7,10 @@
 //! resume token (snapshot entries have none: a snapshot cannot be resumed
 //! halfway), `event:` its kind (`put`, `delete`, `snapshot-end`, `progress`,
 //! `lagged`) and `data:` JSON with keys and values encoded as the scan API
-//! does (a UTF-8 string, else `key_base64` / `value_base64`). A comment is
+//! does (a UTF-8 string, else `key_base64` / `value_base64`); a `put` or
+//! `delete` from the change stream also has `op`, what made it, named as
+//! Redis names its keyspace-notification event (`set`, `del`, `incrby`,
+//! `append`, `rename_from`, …; snapshot entries have none). A comment is
 //! sent every 15 s so proxies keep the connection. 400 for a malformed or
 //! foreign token, 410 for an expired one, 503 while bootstrapping.
 
@@ -117,6 +120,9 @@ fn sse_event(event: &WatchEvent) -> Event {
         encode_into(&mut data, "key", record.key);
         if let Some(value) = record.value {
             encode_into(&mut data, "value", value);
+        }
+        if let Some(op) = record.op {
+            data.insert("op".into(), op.name().into());
         }
         data.insert("partition".into(), record.partition.into());
         data.insert("offset".into(), record.offset.into());

@@ -4,12 +4,15 @@
 //! channel and pattern that `PUBSUB` reports ([`Registry`]).
 //!
 //! kafkv has no message bus: the only channels that carry anything are
-//! Redis's keyspace channels, `__keyspace@0__:<key>` (message `set` or
-//! `del`) and `__keyevent@0__:set|del` (message: the key). Like a watch,
-//! they follow what the consumer applies, so every instance notifies of
-//! every instance's writes, in log order per partition. Like Redis's, they
-//! are fire-and-forget: a subscriber that falls behind the change feed is
-//! disconnected (Redis does the same past its pub/sub output buffer limit).
+//! Redis's keyspace channels, `__keyspace@0__:<key>` (message: the event,
+//! e.g. `set`, `del`, `incrby`, `rename_from`) and `__keyevent@0__:<event>`
+//! (message: the key), with Redis 7's event names ([`ChangeOp::name`]). Like
+//! a watch, they follow what the consumer applies, so every instance
+//! notifies of every instance's writes, in log order per partition, and a
+//! record that changed nothing (a refused `SET NX`, a repair restating the
+//! value) notifies nothing. Like Redis's, they are fire-and-forget: a
+//! subscriber that falls behind the change feed is disconnected (Redis does
+//! the same past its pub/sub output buffer limit).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -18,17 +21,50 @@ use bytes::{BufMut, Bytes, BytesMut};
 use parking_lot::Mutex;
 
 use super::{frame::Frame, glob};
-use crate::state::{ChangeBatch, ChangeReceiver};
+use crate::state::{ChangeBatch, ChangeOp, ChangeReceiver};
 
 const KEYSPACE: &[u8] = b"__keyspace@0__:";
-const KEYEVENT_SET: &[u8] = b"__keyevent@0__:set";
-const KEYEVENT_DEL: &[u8] = b"__keyevent@0__:del";
 
-/// What `CONFIG GET notify-keyspace-events` answers: generic (`g`: del) and
-/// string (`$`: set) events, on keyspace (`K`) and keyevent (`E`) channels,
-/// in Redis's canonical order. Always on: they cost nothing unless someone
-/// subscribes.
+/// What `CONFIG GET notify-keyspace-events` answers: generic (`g`: `del`,
+/// `rename_from`, `rename_to`, `copy_to`) and string (`$`: `set`, `incrby`,
+/// `incrbyfloat`, `append`, `setrange`, `setbit`) events, on keyspace (`K`)
+/// and keyevent (`E`) channels, in Redis's canonical order. Always on: they
+/// cost nothing unless someone subscribes.
 pub const NOTIFY_KEYSPACE_EVENTS: &str = "g$KE";
+
+/// The `notify-keyspace-events` class Redis files an event under.
+fn class(op: ChangeOp) -> u8 {
+    match op {
+        ChangeOp::Del | ChangeOp::RenameFrom | ChangeOp::RenameTo | ChangeOp::CopyTo => b'g',
+        ChangeOp::Set
+        | ChangeOp::IncrBy
+        | ChangeOp::IncrByFloat
+        | ChangeOp::Append
+        | ChangeOp::SetRange
+        | ChangeOp::SetBit => b'$',
+    }
+}
+
+/// Whether `flag` (a class, `K` or `E`) is on.
+fn notifies(flag: u8) -> bool {
+    NOTIFY_KEYSPACE_EVENTS.as_bytes().contains(&flag)
+}
+
+/// `__keyevent@0__:<event>`.
+fn keyevent_channel(op: ChangeOp) -> &'static [u8] {
+    match op {
+        ChangeOp::Set => b"__keyevent@0__:set",
+        ChangeOp::Del => b"__keyevent@0__:del",
+        ChangeOp::IncrBy => b"__keyevent@0__:incrby",
+        ChangeOp::IncrByFloat => b"__keyevent@0__:incrbyfloat",
+        ChangeOp::Append => b"__keyevent@0__:append",
+        ChangeOp::SetRange => b"__keyevent@0__:setrange",
+        ChangeOp::SetBit => b"__keyevent@0__:setbit",
+        ChangeOp::RenameFrom => b"__keyevent@0__:rename_from",
+        ChangeOp::RenameTo => b"__keyevent@0__:rename_to",
+        ChangeOp::CopyTo => b"__keyevent@0__:copy_to",
+    }
+}
 
 /// Subscriber counts across every connection of this front end.
 #[derive(Debug, Default)]
@@ -170,21 +206,26 @@ impl Subscriptions {
         self.changes.recv().await.ok()
     }
 
-    /// The messages `batch` makes for these subscriptions, in log order.
+    /// The messages `batch` makes for these subscriptions, in log order:
+    /// per change, the keyspace message, then the keyevent one (as Redis
+    /// sends them).
     pub fn messages(&self, batch: &ChangeBatch) -> Vec<Frame> {
         let mut out = Vec::new();
         for change in &batch.changes {
-            let (event, keyevent) = match change.value {
-                Some(_) => (&b"set"[..], KEYEVENT_SET),
-                None => (&b"del"[..], KEYEVENT_DEL),
-            };
-            let mut keyspace = BytesMut::with_capacity(KEYSPACE.len() + change.key.len());
-            keyspace.put_slice(KEYSPACE);
-            keyspace.put_slice(&change.key);
-            let keyspace = keyspace.freeze();
-            let event = Bytes::from_static(event);
-            self.deliver(&keyspace, &event, &mut out);
-            self.deliver(&Bytes::from_static(keyevent), &change.key, &mut out);
+            if !notifies(class(change.op)) {
+                continue;
+            }
+            if notifies(b'K') {
+                let mut keyspace = BytesMut::with_capacity(KEYSPACE.len() + change.key.len());
+                keyspace.put_slice(KEYSPACE);
+                keyspace.put_slice(&change.key);
+                let event = Bytes::from_static(change.op.name().as_bytes());
+                self.deliver(&keyspace.freeze(), &event, &mut out);
+            }
+            if notifies(b'E') {
+                let keyevent = Bytes::from_static(keyevent_channel(change.op));
+                self.deliver(&keyevent, &change.key, &mut out);
+            }
         }
         out
     }
@@ -228,4 +269,88 @@ pub fn confirmation(verb: &str, name: Frame, count: usize) -> Frame {
         name,
         Frame::Integer(count as i64),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Change;
+
+    /// Every event kafkv sends is in a class `notify-keyspace-events` has
+    /// on, under its Redis name on both kinds of channel.
+    #[test]
+    fn every_event_is_on_and_its_keyevent_channel_carries_its_name() {
+        for op in ChangeOp::ALL {
+            assert!(notifies(class(op)), "{op:?}");
+            assert_eq!(
+                keyevent_channel(op),
+                [&b"__keyevent@0__:"[..], op.name().as_bytes()].concat(),
+                "{op:?}"
+            );
+        }
+        assert_eq!(class(ChangeOp::IncrBy), b'$');
+        assert_eq!(class(ChangeOp::RenameFrom), b'g');
+    }
+
+    fn change(key: &str, value: Option<&str>, op: ChangeOp) -> Change {
+        Change {
+            key: Bytes::copy_from_slice(key.as_bytes()),
+            value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+            op,
+            partition: 0,
+            offset: 0,
+            timestamp: None,
+        }
+    }
+
+    /// `(channel, message)` of each `message` push, `(pattern, channel,
+    /// message)` rendered with the pattern first for `pmessage`.
+    fn rendered(frames: &[Frame]) -> Vec<Vec<String>> {
+        frames
+            .iter()
+            .map(|frame| match frame {
+                Frame::Push(parts) => parts
+                    .iter()
+                    .map(|part| match part {
+                        Frame::Bulk(bytes) => String::from_utf8(bytes.to_vec()).unwrap(),
+                        other => panic!("a bulk string, not {other:?}"),
+                    })
+                    .collect(),
+                other => panic!("a push, not {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn notifications_name_the_operation_on_both_channels() {
+        let (_sender, receiver) = tokio::sync::broadcast::channel(1);
+        let mut subs = Subscriptions::new(receiver, Arc::default());
+        subs.subscribe(Kind::Pattern, Bytes::from_static(b"__keyspace@0__:*"));
+        subs.subscribe(Kind::Channel, Bytes::from_static(b"__keyevent@0__:incrby"));
+        subs.subscribe(
+            Kind::Pattern,
+            Bytes::from_static(b"__keyevent@0__:rename_*"),
+        );
+        let batch = ChangeBatch {
+            changes: vec![
+                change("n", Some("1"), ChangeOp::IncrBy),
+                change("a", None, ChangeOp::RenameFrom),
+                change("b", Some("v"), ChangeOp::RenameTo),
+            ],
+            positions: vec![3],
+        };
+        let ks = "__keyspace@0__:*";
+        let rename = "__keyevent@0__:rename_*";
+        assert_eq!(
+            rendered(&subs.messages(&batch)),
+            [
+                vec!["pmessage", ks, "__keyspace@0__:n", "incrby"],
+                vec!["message", "__keyevent@0__:incrby", "n"],
+                vec!["pmessage", ks, "__keyspace@0__:a", "rename_from"],
+                vec!["pmessage", rename, "__keyevent@0__:rename_from", "a"],
+                vec!["pmessage", ks, "__keyspace@0__:b", "rename_to"],
+                vec!["pmessage", rename, "__keyevent@0__:rename_to", "b"],
+            ]
+        );
+    }
 }

@@ -21,7 +21,10 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::broadcast;
 
-use crate::record::Record;
+use crate::{
+    op::{Batch, Op},
+    record::{Kind, Record},
+};
 
 /// What one applied record did to its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +32,8 @@ pub struct Change {
     pub key: Bytes,
     /// The new value; `None`: the key was deleted (a tombstone).
     pub value: Option<Bytes>,
+    /// What produced the new value (Redis's keyspace-notification event).
+    pub op: ChangeOp,
     pub partition: i32,
     pub offset: i64,
     /// The record's timestamp in milliseconds since the epoch, where the
@@ -37,13 +42,186 @@ pub struct Change {
 }
 
 impl From<&Record> for Change {
+    /// A record that states its key's value itself: a plain put or delete,
+    /// or a repair (its value is the key's, not an operation).
     fn from(record: &Record) -> Self {
         Change {
             key: Bytes::copy_from_slice(record.key()),
             value: record.value().map(Bytes::copy_from_slice),
+            op: ChangeOp::of(&record.kind, record.key(), record.value()),
             partition: record.partition,
             offset: record.offset,
             timestamp: record.timestamp,
+        }
+    }
+}
+
+impl Change {
+    /// The new state `state` (a put at the key's version, or a tombstone)
+    /// that `record`, an operation or a repair, left one of its keys in,
+    /// reported at the record's own place in the log.
+    pub(super) fn replaced(record: &Record, state: &Record) -> Self {
+        Change {
+            key: Bytes::copy_from_slice(state.key()),
+            value: state.value().map(Bytes::copy_from_slice),
+            op: ChangeOp::of(&record.kind, state.key(), state.value()),
+            partition: record.partition,
+            offset: record.offset,
+            timestamp: record.timestamp,
+        }
+    }
+}
+
+/// What changed a key, named as Redis 7 names the keyspace-notification
+/// event of the command that does it ([`ChangeOp::name`]). Only a record that
+/// changed its key is a change, so a refused condition (`SET NX` on an
+/// existing key, `RENAME` of a missing key) or a repair that restates what
+/// the view holds has no name: it makes no change at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChangeOp {
+    /// A plain put (`SET`, `GETSET`, `MSET`, `PUT`), a conditional one
+    /// (`SET NX|XX`, `MSETNX`, compare-and-set), or a repair that corrected
+    /// this view's value.
+    Set,
+    /// A tombstone (`DEL`, `UNLINK`, `GETDEL`, `DELETE`), a conditional
+    /// delete, or a repair that corrected this view to absent.
+    Del,
+    /// `INCR`, `INCRBY`, `DECR`, `DECRBY`.
+    IncrBy,
+    IncrByFloat,
+    Append,
+    SetRange,
+    SetBit,
+    /// `RENAME`'s source key, now absent.
+    RenameFrom,
+    /// `RENAME`'s destination, now holding the source's value.
+    RenameTo,
+    /// `COPY`'s destination.
+    CopyTo,
+}
+
+impl ChangeOp {
+    pub const ALL: [ChangeOp; 10] = [
+        ChangeOp::Set,
+        ChangeOp::Del,
+        ChangeOp::IncrBy,
+        ChangeOp::IncrByFloat,
+        ChangeOp::Append,
+        ChangeOp::SetRange,
+        ChangeOp::SetBit,
+        ChangeOp::RenameFrom,
+        ChangeOp::RenameTo,
+        ChangeOp::CopyTo,
+    ];
+
+    /// The event name, exactly as Redis 7 publishes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ChangeOp::Set => "set",
+            ChangeOp::Del => "del",
+            ChangeOp::IncrBy => "incrby",
+            ChangeOp::IncrByFloat => "incrbyfloat",
+            ChangeOp::Append => "append",
+            ChangeOp::SetRange => "setrange",
+            ChangeOp::SetBit => "setbit",
+            ChangeOp::RenameFrom => "rename_from",
+            ChangeOp::RenameTo => "rename_to",
+            ChangeOp::CopyTo => "copy_to",
+        }
+    }
+
+    /// What a record of `kind` did to `key` (its own key, or for a batch
+    /// any key it wrote), which it left holding `value` (`None`: deleted).
+    /// This is the one place that names changes.
+    pub fn of(kind: &Kind, key: &[u8], value: Option<&[u8]>) -> ChangeOp {
+        match kind {
+            // A record stating the value itself: a put or a delete.
+            Kind::Plain | Kind::Repair { .. } => ChangeOp::stated(value),
+            Kind::Op(Op::Batch(batch)) => ChangeOp::in_batch(batch, key, value),
+            Kind::Op(op) if Self::could_leave(op, value) => ChangeOp::of_step(op),
+            Kind::Op(_) => ChangeOp::stated(value),
+        }
+    }
+
+    fn stated(value: Option<&[u8]>) -> ChangeOp {
+        match value {
+            Some(_) => ChangeOp::Set,
+            None => ChangeOp::Del,
+        }
+    }
+
+    /// The name of one operation (alone, or a step of a batch) that changed
+    /// its key.
+    fn of_step(op: &Op) -> ChangeOp {
+        match op {
+            Op::IncrBy(_) => ChangeOp::IncrBy,
+            Op::IncrByFloat(_) => ChangeOp::IncrByFloat,
+            Op::Append { .. } => ChangeOp::Append,
+            Op::SetRange { .. } => ChangeOp::SetRange,
+            Op::SetBit { .. } => ChangeOp::SetBit,
+            Op::Set { .. } => ChangeOp::Set,
+            Op::Delete { .. } => ChangeOp::Del,
+            Op::CopyFrom { .. } => ChangeOp::CopyTo,
+            // Never a step; named per key by `in_batch`.
+            Op::Batch(_) => ChangeOp::Set,
+        }
+    }
+
+    /// Whether `op` can have left its key holding `value`: only a delete
+    /// leaves it absent, and a put leaves its own value.
+    fn could_leave(op: &Op, value: Option<&[u8]>) -> bool {
+        match (op, value) {
+            (Op::Delete { .. }, deleted) => deleted.is_none(),
+            (_, None) => false,
+            (Op::Set { value: put, .. }, Some(value)) => put[..] == *value,
+            (_, Some(_)) => true,
+        }
+    }
+
+    /// What a batch did to `key`: its last step on the key that can have
+    /// left it as it is (a later step on it whose condition failed changed
+    /// nothing). `RENAME` is the batch `[to ← CopyFrom(from), from ←
+    /// Delete]`: the delete of a key copied from earlier in the batch is
+    /// `rename_from`, and a copy whose source is deleted later is
+    /// `rename_to`; any other copy is `COPY`'s `copy_to`.
+    ///
+    /// A batch is one change per key, so a transaction that writes a key
+    /// twice reports the last write only; and a failed step that could
+    /// have left the key as it is (an `INCR` that found no integer, after a
+    /// `SET` of the key in the same transaction) lends it its name.
+    fn in_batch(batch: &Batch, key: &[u8], value: Option<&[u8]>) -> ChangeOp {
+        let steps = &batch.steps;
+        let last = steps
+            .iter()
+            .enumerate()
+            .rev()
+            .find_map(|(i, (k, op))| match op {
+                Some(op) if k == key && Self::could_leave(op, value) => Some((i, op)),
+                _ => None,
+            });
+        match last {
+            Some((i, Op::Delete { .. })) => {
+                let copied = steps[..i].iter().any(
+                    |(_, op)| matches!(op, Some(Op::CopyFrom { source, .. }) if source == key),
+                );
+                if copied {
+                    ChangeOp::RenameFrom
+                } else {
+                    ChangeOp::Del
+                }
+            }
+            Some((i, Op::CopyFrom { source, .. })) => {
+                let moved = steps[i + 1..]
+                    .iter()
+                    .any(|(k, op)| k == source && matches!(op, Some(Op::Delete { .. })));
+                if moved {
+                    ChangeOp::RenameTo
+                } else {
+                    ChangeOp::CopyTo
+                }
+            }
+            Some((_, op)) => ChangeOp::of_step(op),
+            None => ChangeOp::stated(value),
         }
     }
 }

@@ -42,7 +42,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use changes::ChangeFeed;
 pub use changes::{
-    Change, ChangeBatch, ChangeReceiver, DEFAULT_CHANGE_CAPACITY, DEFAULT_RECENT_BYTES,
+    Change, ChangeBatch, ChangeOp, ChangeReceiver, DEFAULT_CHANGE_CAPACITY, DEFAULT_RECENT_BYTES,
     RecentChanges,
 };
 use overlay::{Acked, Overlay};
@@ -655,14 +655,13 @@ impl View {
             if watched {
                 match &effect {
                     Effect::Same => changes.push(Change::from(&record)),
-                    // The keys' new states, at the record's own place in the log.
-                    Effect::Replace(states) => changes.extend(states.iter().map(|state| Change {
-                        key: Bytes::copy_from_slice(state.key()),
-                        value: state.value().map(Bytes::copy_from_slice),
-                        partition: record.partition,
-                        offset: record.offset,
-                        timestamp: record.timestamp,
-                    })),
+                    // The keys' new states, at the record's own place in the
+                    // log, named after what the record did to each.
+                    Effect::Replace(states) => {
+                        changes.extend(states.iter().map(|state| Change::replaced(&record, state)))
+                    }
+                    // Nothing changed (a refused condition, a repair that
+                    // restates what this view holds): nothing to report.
                     Effect::None => {}
                 }
             }

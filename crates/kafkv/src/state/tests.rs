@@ -799,6 +799,313 @@ fn acknowledging_writes_while_the_consumer_applies_never_deadlocks() {
     writer.join().unwrap();
 }
 
+/// `(key, event name, value)` of each change of `batch`.
+fn named(batch: &ChangeBatch) -> Vec<(String, &'static str, Option<String>)> {
+    let text = |b: &Bytes| String::from_utf8(b.to_vec()).unwrap();
+    batch
+        .changes
+        .iter()
+        .map(|c| (text(&c.key), c.op.name(), c.value.as_ref().map(text)))
+        .collect()
+}
+
+fn change(
+    key: &str,
+    name: &'static str,
+    value: Option<&str>,
+) -> (String, &'static str, Option<String>) {
+    (key.into(), name, value.map(str::to_owned))
+}
+
+/// Each operation's change carries Redis 7's keyspace event name for the
+/// command that writes it, with the key's resulting value; one that
+/// changes nothing (a refused condition, an error, an empty `SETRANGE`, a
+/// delete of an absent key) is no change.
+#[test]
+fn changes_are_named_as_redis_names_the_keyspace_event() {
+    use crate::op::{Condition, Op};
+    let bytes = |s: &'static str| Bytes::from_static(s.as_bytes());
+    on_both_backends(vec![0], |view| {
+        let (mut rx, _) = view.subscribe_changes();
+        apply(
+            view,
+            vec![
+                put(0, 0, "s", "a"),
+                op(0, 1, "n", Op::IncrBy(2)),
+                op(0, 2, "n", Op::IncrBy(-1)),
+                op(0, 3, "f", Op::IncrByFloat(0.5)),
+                op(
+                    0,
+                    4,
+                    "s",
+                    Op::Append {
+                        suffix: bytes("b"),
+                        max_len: 100,
+                    },
+                ),
+                op(
+                    0,
+                    5,
+                    "s",
+                    Op::SetRange {
+                        offset: 0,
+                        bytes: bytes("X"),
+                        max_len: 100,
+                    },
+                ),
+                op(
+                    0,
+                    6,
+                    "bits",
+                    Op::SetBit {
+                        offset: 1,
+                        bit: true,
+                        max_len: 100,
+                    },
+                ),
+                // SET NX on an existing key: refused.
+                op(
+                    0,
+                    7,
+                    "s",
+                    Op::Set {
+                        value: bytes("c"),
+                        when: Condition::Absent,
+                    },
+                ),
+                op(
+                    0,
+                    8,
+                    "s",
+                    Op::Set {
+                        value: bytes("d"),
+                        when: Condition::Present,
+                    },
+                ),
+                op(
+                    0,
+                    9,
+                    "n",
+                    Op::Delete {
+                        when: Condition::Present,
+                    },
+                ),
+                op(
+                    0,
+                    10,
+                    "gone",
+                    Op::Delete {
+                        when: Condition::Always,
+                    },
+                ),
+                // Not an integer: an error.
+                op(0, 11, "s", Op::IncrBy(1)),
+                op(
+                    0,
+                    12,
+                    "s",
+                    Op::SetRange {
+                        offset: 3,
+                        bytes: Bytes::new(),
+                        max_len: 100,
+                    },
+                ),
+                del(0, 13, "f"),
+            ],
+        );
+        let batch = rx.try_recv().unwrap();
+        assert_eq!(
+            named(&batch),
+            vec![
+                change("s", "set", Some("a")),
+                change("n", "incrby", Some("2")),
+                change("n", "incrby", Some("1")),
+                change("f", "incrbyfloat", Some("0.5")),
+                change("s", "append", Some("ab")),
+                change("s", "setrange", Some("Xb")),
+                change("bits", "setbit", Some("@")),
+                change("s", "set", Some("d")),
+                change("n", "del", None),
+                change("f", "del", None),
+            ]
+        );
+    });
+}
+
+/// A batch reports each key it changed, named after the step that did:
+/// `RENAME` is `rename_from` then `rename_to`, `COPY` `copy_to`, `MSETNX`
+/// a `set` per key, a transaction each command's own name; a batch whose
+/// conditions fail changes and reports nothing.
+#[test]
+fn a_batch_names_each_key_it_changed() {
+    use crate::op::{Batch, Condition, Op};
+    let key = |s: &str| Bytes::copy_from_slice(s.as_bytes());
+    let always = Condition::Always;
+    let rename = |from: &str, to: &str| {
+        Op::Batch(Batch {
+            conditions: vec![(key(from), Condition::Present)],
+            steps: vec![
+                (
+                    key(to),
+                    Some(Op::CopyFrom {
+                        source: key(from),
+                        when: always,
+                    }),
+                ),
+                (key(from), Some(Op::Delete { when: always })),
+            ],
+        })
+    };
+    let copy = |from: &str, to: &str, replace: bool| {
+        let mut conditions = vec![(key(from), Condition::Present)];
+        if !replace {
+            conditions.push((key(to), Condition::Absent));
+        }
+        Op::Batch(Batch {
+            conditions,
+            steps: vec![(
+                key(to),
+                Some(Op::CopyFrom {
+                    source: key(from),
+                    when: always,
+                }),
+            )],
+        })
+    };
+    let msetnx = Op::Batch(Batch {
+        conditions: vec![
+            (key("m1"), Condition::Absent),
+            (key("m2"), Condition::Absent),
+        ],
+        steps: vec![
+            (
+                key("m1"),
+                Some(Op::Set {
+                    value: key("v1"),
+                    when: always,
+                }),
+            ),
+            (
+                key("m2"),
+                Some(Op::Set {
+                    value: key("v2"),
+                    when: always,
+                }),
+            ),
+        ],
+    });
+    // EXEC after WATCH x: INCR x, INCR x, DEL c, APPEND y !, GET c, and a
+    // SET NX y that its APPEND made fail.
+    let exec = Op::Batch(Batch {
+        conditions: vec![(key("x"), Condition::Absent)],
+        steps: vec![
+            (key("x"), Some(Op::IncrBy(1))),
+            (key("x"), Some(Op::IncrBy(1))),
+            (key("c"), Some(Op::Delete { when: always })),
+            (
+                key("y"),
+                Some(Op::Append {
+                    suffix: key("!"),
+                    max_len: 100,
+                }),
+            ),
+            (key("c"), None),
+            (
+                key("y"),
+                Some(Op::Set {
+                    value: key("no"),
+                    when: Condition::Absent,
+                }),
+            ),
+        ],
+    });
+    on_both_backends(vec![0], |view| {
+        apply(view, vec![put(0, 0, "a", "1"), put(0, 1, "c", "3")]);
+        let (mut rx, _) = view.subscribe_changes();
+        apply(
+            view,
+            vec![
+                op(0, 2, "a", rename("a", "b")),
+                // a is gone now: refused.
+                op(0, 3, "a", rename("a", "z")),
+                // c exists and no REPLACE: refused.
+                op(0, 4, "b", copy("b", "c", false)),
+                op(0, 5, "b", copy("b", "d", true)),
+                op(0, 6, "m1", msetnx.clone()),
+                // m1 exists now: refused.
+                op(0, 7, "m1", msetnx.clone()),
+                op(0, 8, "x", exec.clone()),
+            ],
+        );
+        let batch = rx.try_recv().unwrap();
+        assert_eq!(
+            named(&batch),
+            vec![
+                change("a", "rename_from", None),
+                change("b", "rename_to", Some("1")),
+                change("d", "copy_to", Some("1")),
+                change("m1", "set", Some("v1")),
+                change("m2", "set", Some("v2")),
+                change("x", "incrby", Some("2")),
+                change("c", "del", None),
+                change("y", "append", Some("!")),
+            ]
+        );
+        assert!(rx.try_recv().is_err());
+    });
+}
+
+/// A repair restating what an exact view holds changes nothing and is no
+/// change; on an inexact view, one that corrects the value is reported as
+/// the `set` or `del` it amounts to.
+#[test]
+fn a_repair_is_a_change_only_where_it_corrects_the_view() {
+    use crate::op::Op;
+    let repair = |o: i64, k: &str, value: Option<&str>, restates: i64, version: Option<i64>| {
+        let record = match value {
+            Some(value) => Record::put(0, o, k.as_bytes(), value.as_bytes()),
+            None => Record::tombstone(0, o, k.as_bytes()),
+        };
+        Event::Record(record.with_kind(Kind::Repair { restates, version }))
+    };
+    on_both_backends(vec![0], |view| {
+        let (mut rx, _) = view.subscribe_changes();
+        apply(view, vec![op(0, 0, "n", Op::IncrBy(1))]);
+        assert_eq!(
+            named(&rx.try_recv().unwrap()),
+            vec![change("n", "incrby", Some("1"))]
+        );
+        // Exact: the repair states what the view holds.
+        apply(view, vec![repair(1, "n", Some("1"), 0, Some(0))]);
+        assert!(rx.try_recv().is_err(), "an idle repair is no change");
+        assert_eq!(value(view, "n").as_deref(), Some("1"));
+    });
+
+    // Inexact: the view started after offsets compaction removed.
+    let view = View::in_memory(vec![10]);
+    view.mark_skipped(0);
+    let (mut rx, _) = view.subscribe_changes();
+    apply(&view, vec![put(0, 2, "gone", "stale"), put(0, 3, "k", "v")]);
+    rx.try_recv().unwrap();
+    apply(
+        &view,
+        vec![
+            repair(5, "fixed", Some("7"), 4, Some(4)),
+            repair(6, "gone", None, 4, None),
+            // What the view holds already: no change.
+            repair(7, "k", Some("v"), 4, Some(3)),
+        ],
+    );
+    assert_eq!(
+        named(&rx.try_recv().unwrap()),
+        vec![
+            change("fixed", "set", Some("7")),
+            change("gone", "del", None)
+        ]
+    );
+    assert!(rx.try_recv().is_err());
+}
+
 #[test]
 fn an_operation_acknowledged_before_an_earlier_own_record_is_answered_when_that_one_is() {
     use crate::op::Op;

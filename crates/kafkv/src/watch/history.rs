@@ -113,7 +113,9 @@ fn read(
             }));
             return;
         }
-        // A plain record or a repair: either states the key's value.
+        // A plain record or a repair: either states the key's value, so the
+        // change is a `set` or a `del` (an operation's own name comes with
+        // its evaluation, which only the view does).
         if sender.blocking_send(Ok(Change::from(&record))).is_err() {
             return;
         }

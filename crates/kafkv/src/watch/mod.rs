@@ -9,7 +9,11 @@
 //!   yields the same events, in log order within each partition.
 //! - **Exactly once after the start point**: every applied record after the
 //!   start is delivered once. Each event's token resumes right after it, on
-//!   this instance or another. A token within the recent window (see
+//!   this instance or another. A record that changed several keys
+//!   (`RENAME`, `MSETNX`, `EXEC`) is an event per key, all at its offset;
+//!   the tokens of all but the last resume at the record itself, so resuming
+//!   from one repeats that record's earlier events instead of missing its
+//!   later ones. A token within the recent window (see
 //!   `state/changes.rs`) replays from memory; an older one reads the topic
 //!   with a consumer of its own (`history.rs`), where compaction may have
 //!   left only the latest value of a key changed since: intermediate values
@@ -27,6 +31,11 @@
 //!   never slows the consumer, writes or other watches.
 //! - **Progress**: with nothing to deliver for `progress_every`, a
 //!   `Progress` event carries the current token.
+//! - **Operation**: a `Put` or `Delete` names what made it ([`ChangeOp`]:
+//!   `set`, `del`, `incrby`, `rename_to`, …, as Redis names keyspace
+//!   events), with the key's resulting value. Read back from the topic, a
+//!   plain record or a repair is a `set` or `del`; an operation record there
+//!   cannot be evaluated without the view, so the watch ends `Lagged`.
 
 mod history;
 pub mod token;
@@ -41,6 +50,8 @@ use tokio::{
 };
 
 pub use self::token::{Token, TokenError};
+/// What made a change, as a `Put` or `Delete` reports it.
+pub use crate::state::ChangeOp;
 use crate::{
     config::StoreConfig,
     state::{Change, ChangeBatch, ChangeReceiver, StateError, View},
@@ -85,19 +96,24 @@ impl Default for WatchOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WatchEvent {
     /// The key was set. Snapshot entries are puts too, without a token (a
-    /// snapshot cannot be resumed halfway) or timestamp.
+    /// snapshot cannot be resumed halfway), timestamp or operation.
     Put {
         key: Bytes,
         /// `None` when the watch was opened without values.
         value: Option<Bytes>,
+        /// What set it (`set`, `incrby`, `append`, `rename_to`, …); `None`
+        /// for a snapshot entry.
+        op: Option<ChangeOp>,
         partition: i32,
         offset: i64,
         timestamp: Option<i64>,
         token: Option<Token>,
     },
-    /// The key was deleted (a tombstone).
+    /// The key was deleted (a tombstone, or the source of a rename).
     Delete {
         key: Bytes,
+        /// What deleted it: `del` or `rename_from`.
+        op: ChangeOp,
         partition: i32,
         offset: i64,
         timestamp: Option<i64>,
@@ -131,6 +147,7 @@ impl WatchEvent {
             WatchEvent::Put {
                 key,
                 value,
+                op,
                 partition,
                 offset,
                 timestamp,
@@ -138,12 +155,14 @@ impl WatchEvent {
             } => Some(EventRecord {
                 key,
                 value: value.as_ref(),
+                op: *op,
                 partition: *partition,
                 offset: *offset,
                 timestamp: *timestamp,
             }),
             WatchEvent::Delete {
                 key,
+                op,
                 partition,
                 offset,
                 timestamp,
@@ -151,6 +170,7 @@ impl WatchEvent {
             } => Some(EventRecord {
                 key,
                 value: None,
+                op: Some(*op),
                 partition: *partition,
                 offset: *offset,
                 timestamp: *timestamp,
@@ -178,6 +198,9 @@ impl WatchEvent {
 pub struct EventRecord<'a> {
     pub key: &'a Bytes,
     pub value: Option<&'a Bytes>,
+    /// What made the change (its Redis keyspace-notification event name is
+    /// [`ChangeOp::name`]); `None` for a snapshot entry.
+    pub op: Option<ChangeOp>,
     pub partition: i32,
     pub offset: i64,
     pub timestamp: Option<i64>,
@@ -273,6 +296,7 @@ impl Watch {
                     watch.pending.push_back(WatchEvent::Put {
                         key,
                         value: watch.values.then_some(entry.value),
+                        op: None,
                         partition: entry.partition,
                         offset: entry.offset,
                         timestamp: None,
@@ -322,7 +346,7 @@ impl Watch {
                 Source::Log { changes, target } => {
                     tokio::select! {
                         received = changes.recv() => match received {
-                            Some(Ok(change)) => self.apply_change(&change),
+                            Some(Ok(change)) => self.apply_change(&change, false),
                             Some(Err(error)) => {
                                 tracing::warn!(%error, "a watch could not read the topic; it ends");
                                 return self.end_lagged();
@@ -425,8 +449,14 @@ impl Watch {
     }
 
     fn apply_batch(&mut self, batch: &ChangeBatch) {
-        for change in &batch.changes {
-            self.apply_change(change);
+        let mut changes = batch.changes.iter().peekable();
+        while let Some(change) = changes.next() {
+            // A record that changed several keys (`RENAME`, `MSETNX`, a
+            // transaction) is a change per key, all at its offset.
+            let more = changes.peek().is_some_and(|next| {
+                (next.partition, next.offset) == (change.partition, change.offset)
+            });
+            self.apply_change(change, more);
         }
         self.advance_to(&batch.positions);
     }
@@ -439,7 +469,12 @@ impl Watch {
         }
     }
 
-    fn apply_change(&mut self, change: &Change) {
+    /// Queues the event for `change` if it is after the cursor and under
+    /// the prefix. `more`: the record made more changes after this one (it
+    /// changed several keys), so the cursor stays at the record until its
+    /// last: a token from before then resumes at the record, repeating its
+    /// first changes rather than missing its others.
+    fn apply_change(&mut self, change: &Change, more: bool) {
         let Some(cursor) = self.cursor.get_mut(change.partition as usize) else {
             return;
         };
@@ -447,7 +482,11 @@ impl Watch {
             // Delivered already, or before the start point.
             return;
         }
-        *cursor = change.offset + 1;
+        *cursor = if more {
+            change.offset
+        } else {
+            change.offset + 1
+        };
         if !change.key.starts_with(&self.prefix) {
             return;
         }
@@ -456,6 +495,7 @@ impl Watch {
             Some(value) => WatchEvent::Put {
                 key: change.key.clone(),
                 value: self.values.then(|| value.clone()),
+                op: Some(change.op),
                 partition: change.partition,
                 offset: change.offset,
                 timestamp: change.timestamp,
@@ -463,6 +503,7 @@ impl Watch {
             },
             None => WatchEvent::Delete {
                 key: change.key.clone(),
+                op: change.op,
                 partition: change.partition,
                 offset: change.offset,
                 timestamp: change.timestamp,

@@ -25,7 +25,7 @@ impl Publish {
         Frame::error(
             "ERR kafkv has no message bus: PUBLISH is not supported. Its channels carry the \
              store's own changes only: SUBSCRIBE __keyspace@0__:<key> or \
-             __keyevent@0__:set|del (or PSUBSCRIBE a pattern of them)",
+             __keyevent@0__:<event> (set, del, incrby, ...; or PSUBSCRIBE a pattern of them)",
         )
     }
 }
