@@ -8,7 +8,11 @@
 //! itself (tansu's own run is switched off in [`super::storage`]):
 //!
 //! - a record with a newer record for the same key in its partition is
-//!   removed once its timestamp is at least `min.compaction.lag.ms` old;
+//!   removed once both are at least `min.compaction.lag.ms` old: Kafka only
+//!   cleans below its first uncleanable offset, so the record that supersedes
+//!   another must itself be past the lag. The read-modify-write protocol
+//!   relies on exactly that (docs/rmw.md, "Timing"): a put superseded only by
+//!   a fresh, not yet repaired operation must stay;
 //! - a tombstone that is the newest record for its key is removed once it is
 //!   at least `delete.retention.ms` old (and never before the lag).
 //!
@@ -45,13 +49,18 @@ const COMPACTED_RECORDS: &str = "
 const NEWER_RECORD_FOR_KEY: &str = "EXISTS (SELECT 1 FROM record n
      WHERE n.topition = r.topition AND n.k = r.k AND n.offset_id > r.offset_id)";
 
+/// A newer record of the key that is itself past the lag (`?1` is now).
+const CLEANABLE_NEWER_RECORD_FOR_KEY: &str = "EXISTS (SELECT 1 FROM record n
+     WHERE n.topition = r.topition AND n.k = r.k AND n.offset_id > r.offset_id
+       AND n.timestamp <= ?1 - coalesce(CAST(lag.value AS INTEGER), 0))";
+
 fn superseded_sql() -> String {
     format!(
         "DELETE FROM record WHERE (topition, offset_id) IN (
            SELECT r.topition, r.offset_id FROM {COMPACTED_RECORDS}
            WHERE r.k IS NOT NULL
              AND r.timestamp <= ?1 - coalesce(CAST(lag.value AS INTEGER), 0)
-             AND {NEWER_RECORD_FOR_KEY})"
+             AND {CLEANABLE_NEWER_RECORD_FOR_KEY})"
     )
 }
 

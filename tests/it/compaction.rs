@@ -26,6 +26,33 @@ fn compact_at_once(brokers: &str, topic: &str) -> StoreConfig {
     }
 }
 
+/// A compacted topic with the given lag and tombstone retention whose records
+/// keep their producers' timestamps (`message.timestamp.type=CreateTime`).
+async fn create_compacted_create_time_topic(
+    brokers: &str,
+    topic: &str,
+    lag: Duration,
+    retention: Duration,
+) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+        crate::harness::client(brokers).create().unwrap();
+    let (lag, retention) = (
+        lag.as_millis().to_string(),
+        retention.as_millis().to_string(),
+    );
+    let topic = NewTopic::new(topic, 1, TopicReplication::Fixed(1))
+        .set("cleanup.policy", "compact")
+        .set("min.compaction.lag.ms", &lag)
+        .set("delete.retention.ms", &retention)
+        .set("message.timestamp.type", "CreateTime");
+    let created = admin
+        .create_topics([&topic], &AdminOptions::new())
+        .await
+        .unwrap();
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+}
+
 fn millis_ago(ago: Duration) -> i64 {
     (SystemTime::now() - ago)
         .duration_since(UNIX_EPOCH)
@@ -39,24 +66,24 @@ async fn compaction_keeps_records_younger_than_the_lag_and_tombstones_younger_th
     let broker = BrokerProcess::start_with(Duration::from_millis(200)).await;
     let brokers = broker.address();
     let topic = unique_topic("lag-and-retention");
-    // kafkv creates the topic with these two settings.
-    let config = StoreConfig {
-        min_compaction_lag: HOUR,
-        delete_retention: 2 * HOUR,
-        ..test_config(&brokers, &topic)
-    };
-    let creator = Kafkv::start(config.clone()).await;
-    creator.stop().await;
+    // The test writes history with the producer's timestamps, so its topic
+    // keeps them (CreateTime), unlike one kafkv creates.
+    create_compacted_create_time_topic(&brokers, &topic, HOUR, 2 * HOUR).await;
+    let config = test_config(&brokers, &topic);
 
     // Record ages come from their timestamps, as in Kafka, so the test
     // writes history instead of waiting for it.
-    let history: [(&str, Option<&str>, Duration); 9] = [
+    let history: [(&str, Option<&str>, Duration); 11] = [
         // Superseded and older than the lag: removed.
         ("old", Some("old-1"), 3 * HOUR),
         ("old", Some("old-2"), 3 * HOUR - Duration::from_secs(1)),
         // Superseded but younger than the lag: kept.
         ("young", Some("young-1"), Duration::from_secs(5)),
         ("young", Some("young-2"), Duration::ZERO),
+        // Older than the lag, but superseded only by a record younger than
+        // it (beyond Kafka's first uncleanable offset): kept.
+        ("pending", Some("pending-1"), 3 * HOUR),
+        ("pending", Some("pending-2"), Duration::from_secs(5)),
         // A value and its tombstone, both older than the retention: both removed.
         ("gone", Some("gone-1"), 5 * HOUR),
         ("gone", None, 5 * HOUR - Duration::from_secs(1)),
@@ -95,7 +122,7 @@ async fn compaction_keeps_records_younger_than_the_lag_and_tombstones_younger_th
     // Maintenance runs every 200 ms; one run removes all four at once.
     eventually(
         "compaction removed the records past their limits",
-        || async { read_topic(&brokers, &topic).await.len() == 5 },
+        || async { read_topic(&brokers, &topic).await.len() == 7 },
     )
     .await;
     assert_eq!(
@@ -104,6 +131,8 @@ async fn compaction_keeps_records_younger_than_the_lag_and_tombstones_younger_th
             ("old".to_owned(), Some("old-2".to_owned())),
             ("young".to_owned(), Some("young-1".to_owned())),
             ("young".to_owned(), Some("young-2".to_owned())),
+            ("pending".to_owned(), Some("pending-1".to_owned())),
+            ("pending".to_owned(), Some("pending-2".to_owned())),
             ("deleted".to_owned(), None),
             ("fresh-delete".to_owned(), None),
         ],
@@ -118,6 +147,7 @@ async fn compaction_keeps_records_younger_than_the_lag_and_tombstones_younger_th
         BTreeMap::from([
             (b"old".to_vec(), b"old-2".to_vec()),
             (b"young".to_vec(), b"young-2".to_vec()),
+            (b"pending".to_vec(), b"pending-2".to_vec()),
         ])
     );
     fresh.stop().await;
