@@ -76,9 +76,26 @@ struct Entry {
     settled: bool,
     /// The newest operation was written by this instance.
     own: bool,
+    /// The newest hazardous record is a batch recorded under another key.
+    /// That key's repair must be in the log before this one's: Kafka removes
+    /// this key's records (a repair tombstone included) by this key alone,
+    /// while the batch survives until a newer record of *its* key is
+    /// cleanable (docs/rmw.md, "Limits").
+    elsewhere: bool,
     /// When (record time, ms) the key was last stated whole, for sweeping
     /// settled entries after [`MARKER_WINDOW`].
     at: Option<i64>,
+}
+
+/// A key whose newest record is not self-contained, as the repairer needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unsettled<'a> {
+    pub key: &'a [u8],
+    pub partition: i32,
+    /// This instance wrote the newest operation.
+    pub own: bool,
+    /// The newest hazardous record is a batch recorded under another key.
+    pub elsewhere: bool,
 }
 
 /// How long (in record time) a settled key's base is remembered after an
@@ -197,11 +214,16 @@ impl Hazards {
 
     /// Keys whose newest record is not self-contained, with whether this
     /// instance wrote the newest operation.
-    pub fn unsettled(&self) -> impl Iterator<Item = (&[u8], i32, bool)> {
+    pub fn unsettled(&self) -> impl Iterator<Item = Unsettled<'_>> {
         self.entries
             .iter()
             .filter(|(_, entry)| !entry.settled)
-            .map(|(key, entry)| (&key[..], entry.partition, entry.own))
+            .map(|(key, entry)| Unsettled {
+                key,
+                partition: entry.partition,
+                own: entry.own,
+                elsewhere: entry.elsewhere,
+            })
     }
 
     /// Whether `key`'s newest record is not self-contained.
@@ -242,6 +264,7 @@ impl Hazards {
                     before.as_ref(),
                     Pending::Op(op.clone()),
                     own,
+                    false,
                 );
                 Resolved {
                     after: outcome.after.clone(),
@@ -262,6 +285,7 @@ impl Hazards {
                     None => before.as_ref().map(|state| state.version),
                 };
                 let mut after = before.clone();
+                let elsewhere = entry.as_ref().is_some_and(|entry| entry.elsewhere);
                 let mut pending = entry.map(|entry| entry.pending).unwrap_or_default();
                 let applies = base.is_none_or(|base| base <= *restates);
                 if applies {
@@ -286,6 +310,7 @@ impl Hazards {
                         pending: if settled { Vec::new() } else { pending },
                         settled,
                         own: false,
+                        elsewhere: elsewhere && !settled,
                         at: record.timestamp,
                     },
                 );
@@ -299,8 +324,9 @@ impl Hazards {
     }
 
     /// `key` is touched by a hazardous record at `offset` (an operation, or
-    /// a batch that writes it or is keyed by it); `before` is its state
-    /// just before.
+    /// a batch that writes it or is keyed by it; `elsewhere`: keyed by
+    /// another key); `before` is its state just before.
+    #[allow(clippy::too_many_arguments)]
     pub fn record_hazard(
         &mut self,
         key: &[u8],
@@ -309,6 +335,7 @@ impl Hazards {
         before: Option<&KeyState>,
         pending: Pending,
         own: bool,
+        elsewhere: bool,
     ) {
         let entry = self.entries.entry(key.into()).or_insert_with(|| Entry {
             partition,
@@ -323,6 +350,7 @@ impl Hazards {
         }
         entry.settled = false;
         entry.own = own;
+        entry.elsewhere = elsewhere;
     }
 }
 

@@ -98,6 +98,20 @@ pub struct RepairHint {
     pub partition: i32,
     /// This instance wrote the operation: repair it soon.
     pub own: bool,
+    /// The key's newest hazardous record is a batch recorded under another
+    /// key, whose repair goes first.
+    pub after_record_key: bool,
+}
+
+impl From<hazards::Unsettled<'_>> for RepairHint {
+    fn from(unsettled: hazards::Unsettled<'_>) -> Self {
+        Self {
+            key: Bytes::copy_from_slice(unsettled.key),
+            partition: unsettled.partition,
+            own: unsettled.own,
+            after_record_key: unsettled.elsewhere,
+        }
+    }
 }
 
 /// A record's outcome as its writer receives it.
@@ -246,12 +260,8 @@ impl View {
     pub fn set_repair_hints(&self, hints: mpsc::UnboundedSender<RepairHint>) {
         let mut slot = self.repair_hints.lock();
         // Every key already unsettled is reported at once, so none is missed.
-        for (key, partition, own) in self.hazards.lock().unsettled() {
-            let _ = hints.send(RepairHint {
-                key: Bytes::copy_from_slice(key),
-                partition,
-                own,
-            });
+        for unsettled in self.hazards.lock().unsettled() {
+            let _ = hints.send(unsettled.into());
         }
         *slot = Some(hints);
     }
@@ -878,6 +888,7 @@ impl View {
                 before.as_ref(),
                 Pending::Steps { held, ops },
                 own,
+                *key != record.key(),
             );
             if after != before {
                 let state = match &after {
@@ -912,12 +923,8 @@ impl View {
         let Some(hints) = hints.as_ref() else {
             return;
         };
-        for (key, partition, own) in hazards.unsettled() {
-            let _ = hints.send(RepairHint {
-                key: Bytes::copy_from_slice(key),
-                partition,
-                own,
-            });
+        for unsettled in hazards.unsettled() {
+            let _ = hints.send(unsettled.into());
         }
     }
 

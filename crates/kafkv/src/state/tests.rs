@@ -1154,3 +1154,41 @@ fn an_operation_acknowledged_before_an_earlier_own_record_is_answered_when_that_
     view.acknowledge(b"other", Some(Bytes::from_static(b"x")), 0, 5);
     assert!(waiting7.try_recv().is_err(), "offset 6 is unknown");
 }
+
+#[test]
+fn a_batchs_other_keys_are_repaired_after_its_record_key() {
+    use crate::op::{Batch, Condition, Op};
+    let view = View::in_memory(vec![0]);
+    let (hints, mut received) = mpsc::unbounded_channel();
+    view.set_repair_hints(hints);
+    let set = |value: &'static str| {
+        Some(Op::Set {
+            value: Bytes::from_static(value.as_bytes()),
+            when: Condition::Always,
+        })
+    };
+    let msetnx = Op::Batch(Batch {
+        conditions: vec![
+            (Bytes::from_static(b"m1"), Condition::Absent),
+            (Bytes::from_static(b"m2"), Condition::Absent),
+        ],
+        steps: vec![
+            (Bytes::from_static(b"m1"), set("v1")),
+            (Bytes::from_static(b"m2"), set("v2")),
+        ],
+    });
+    let record = Record::put(0, 0, b"m1", &msetnx.encode()).with_kind(Kind::Op(msetnx));
+    apply(&view, vec![Event::Record(record)]);
+    let mut reported = Vec::new();
+    while let Ok(hint) = received.try_recv() {
+        reported.push((hint.key, hint.after_record_key));
+    }
+    reported.sort();
+    assert_eq!(
+        reported,
+        [
+            (Bytes::from_static(b"m1"), false),
+            (Bytes::from_static(b"m2"), true)
+        ]
+    );
+}

@@ -8,6 +8,14 @@
 //! repair), later and with jitter for anyone else's (the backstop, in case
 //! their writer died). A key is not repaired again until its last repair
 //! has been applied here, and not at all while this instance is not ready.
+//!
+//! Order: a key whose newest hazardous record is a multi-key batch recorded
+//! under another key is repaired after every due repair of its partition's
+//! other keys, the batch's own key among them (pulled forward if it was not
+//! due yet), so the record key's repair has the lower offset. Kafka removes
+//! a key's repair tombstone by that key alone, and the batch only once a
+//! newer record of its own key is cleanable; in that order the batch goes
+//! first (docs/rmw.md, "Limits").
 
 use std::{
     collections::HashMap,
@@ -37,6 +45,7 @@ const RETRY_DELAY: Duration = Duration::from_secs(1);
 struct Due {
     at: Instant,
     partition: i32,
+    after_record_key: bool,
 }
 
 /// Runs until the store is dropped (its hint channel closes) or closed.
@@ -63,18 +72,17 @@ pub(super) async fn run(shared: Weak<Shared>, mut hints: mpsc::UnboundedReceiver
             schedule(&shared, &mut due, &mut in_flight, hint);
             continue;
         }
-        let now = Instant::now();
-        let ready: Vec<Bytes> = due
-            .iter()
-            .filter(|(_, d)| d.at <= now)
-            .map(|(key, _)| key.clone())
-            .collect();
-        for key in ready {
-            let Some(Due { partition, .. }) = due.remove(&key) else {
+        for key in ready(&due, Instant::now()) {
+            let Some(Due {
+                partition,
+                after_record_key,
+                ..
+            }) = due.remove(&key)
+            else {
                 continue;
             };
             if !shared.view.is_bootstrapped() {
-                retry_later(&mut due, key, partition);
+                retry_later(&mut due, key, partition, after_record_key);
                 continue;
             }
             let statement = match shared.view.repair_statement(&key, partition) {
@@ -82,7 +90,7 @@ pub(super) async fn run(shared: Weak<Shared>, mut hints: mpsc::UnboundedReceiver
                 Ok(None) => continue,
                 Err(error) => {
                     warn!(%error, "could not read a key to repair it; retrying");
-                    retry_later(&mut due, key, partition);
+                    retry_later(&mut due, key, partition, after_record_key);
                     continue;
                 }
             };
@@ -97,16 +105,42 @@ pub(super) async fn run(shared: Weak<Shared>, mut hints: mpsc::UnboundedReceiver
                 }
                 Err(error) => {
                     warn!(%error, "could not write a repair; retrying");
-                    retry_later(&mut due, key, partition);
+                    retry_later(&mut due, key, partition, after_record_key);
                 }
             }
         }
     }
 }
 
-fn retry_later(due: &mut HashMap<Bytes, Due>, key: Bytes, partition: i32) {
+/// The keys to repair now, in the order to write them: those due, plus,
+/// in a partition where a key repaired after a batch's record key is due,
+/// every other key scheduled there; keys repaired after a record key last.
+fn ready(due: &HashMap<Bytes, Due>, now: Instant) -> Vec<Bytes> {
+    let waiting_partitions: Vec<i32> = due
+        .values()
+        .filter(|d| d.at <= now && d.after_record_key)
+        .map(|d| d.partition)
+        .collect();
+    let mut ready: Vec<(&Bytes, &Due)> = due
+        .iter()
+        .filter(|(_, d)| {
+            d.at <= now || (!d.after_record_key && waiting_partitions.contains(&d.partition))
+        })
+        .collect();
+    ready.sort_by_key(|(_, d)| d.after_record_key);
+    ready.into_iter().map(|(key, _)| key.clone()).collect()
+}
+
+fn retry_later(due: &mut HashMap<Bytes, Due>, key: Bytes, partition: i32, after_record_key: bool) {
     let at = Instant::now() + RETRY_DELAY;
-    due.insert(key, Due { at, partition });
+    due.insert(
+        key,
+        Due {
+            at,
+            partition,
+            after_record_key,
+        },
+    );
 }
 
 fn schedule(
@@ -140,10 +174,14 @@ fn schedule(
     };
     let at = Instant::now() + delay;
     due.entry(hint.key)
-        .and_modify(|d| d.at = d.at.min(at))
+        .and_modify(|d| {
+            d.at = d.at.min(at);
+            d.after_record_key = hint.after_record_key;
+        })
         .or_insert(Due {
             at,
             partition: hint.partition,
+            after_record_key: hint.after_record_key,
         });
 }
 
@@ -151,5 +189,40 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn due(at: Instant, partition: i32, after_record_key: bool) -> Due {
+        Due {
+            at,
+            partition,
+            after_record_key,
+        }
+    }
+
+    #[test]
+    fn a_batch_record_keys_repair_is_written_before_its_other_keys() {
+        let now = Instant::now();
+        let later = now + Duration::from_millis(5);
+        let key = |k: &str| Bytes::copy_from_slice(k.as_bytes());
+        // The batch's other key fell due a moment before its record key.
+        let mut scheduled = HashMap::from([
+            (key("other"), due(now, 0, true)),
+            (key("anchor"), due(later, 0, false)),
+            // Not due, and in another partition: stays scheduled.
+            (key("elsewhere"), due(later, 1, false)),
+        ]);
+        assert_eq!(ready(&scheduled, now), [key("anchor"), key("other")]);
+
+        // Nothing repaired after a record key is due: only what is due goes.
+        scheduled.remove(&key("other"));
+        assert_eq!(ready(&scheduled, now), Vec::<Bytes>::new());
+        let mut both = ready(&scheduled, later);
+        both.sort();
+        assert_eq!(both, [key("anchor"), key("elsewhere")]);
     }
 }
