@@ -9,8 +9,10 @@
 //!
 //! **Headers.** The names under [`HEADER_PREFIX`] (`kafkv.`) are kafkv's
 //! (see docs/rmw.md for what each record means):
-//! - `kafkv.op` (`1`): an operation record; the value is the encoded
-//!   [`Op`], evaluated by every instance at the record's offset.
+//! - `kafkv.op` (`1`, or `1:<id>` with the `kafkv.id` below folded in, which
+//!   spares the embedded broker a header row per operation): an operation
+//!   record; the value is the encoded [`Op`], evaluated by every instance at
+//!   the record's offset.
 //! - `kafkv.repair` (an offset, decimal) with `kafkv.version` (decimal,
 //!   absent for a deleted key): a repair, restating the key's state as of
 //!   that offset; its value is the key's value then (null: absent).
@@ -115,9 +117,13 @@ impl Outgoing {
                 value: Some(value.as_bytes()),
             }));
         };
+        let mut id = self.id;
         match &self.kind {
             Kind::Plain => {}
-            Kind::Op(_) => add(OP_HEADER, "1".into()),
+            Kind::Op(_) => match id.take() {
+                Some(id) => add(OP_HEADER, format!("1:{id:x}")),
+                None => add(OP_HEADER, "1".into()),
+            },
             Kind::Repair { restates, version } => {
                 add(REPAIR_HEADER, restates.to_string());
                 if let Some(version) = version {
@@ -125,7 +131,7 @@ impl Outgoing {
                 }
             }
         }
-        if let Some(id) = self.id {
+        if let Some(id) = id {
             add(ID_HEADER, format!("{id:x}"));
         }
         match headers {
@@ -258,7 +264,16 @@ pub fn decode(message: &impl Message) -> Decoded {
             let text = header.value.and_then(|v| std::str::from_utf8(v).ok());
             let parsed = match header.key {
                 OP_HEADER => {
-                    op = text == Some("1");
+                    let (flag, hex) = match text.map(|t| t.split_once(':')) {
+                        Some(Some((flag, hex))) => (Some(flag), Some(hex)),
+                        Some(None) => (text, None),
+                        None => (None, None),
+                    };
+                    op = flag == Some("1");
+                    if let Some(hex) = hex {
+                        id = u64::from_str_radix(hex, 16).ok();
+                        op = op && id.is_some();
+                    }
                     op
                 }
                 REPAIR_HEADER => {
@@ -353,7 +368,30 @@ mod tests {
         };
         let mut outgoing = Outgoing::op(key.clone(), &op);
         outgoing.id = Some(0xabc);
+        // One header for both: the embedded broker stores a row per header.
+        let headers = outgoing.to_kafka("t").headers.unwrap();
+        assert_eq!(headers.count(), 1);
+        assert_eq!(headers.get(0).value, Some(&b"1:abc"[..]));
         let Decoded::Record(record) = round_trip(&outgoing) else {
+            panic!("an operation")
+        };
+        assert_eq!(
+            (record.kind, record.id),
+            (Kind::Op(op.clone()), Some(0xabc))
+        );
+        // As an earlier kafkv wrote it: the id in a header of its own.
+        let earlier = OwnedHeaders::new()
+            .insert(Header {
+                key: "kafkv.op",
+                value: Some("1"),
+            })
+            .insert(Header {
+                key: "kafkv.id",
+                value: Some("abc"),
+            });
+        let encoded = op.encode();
+        let Decoded::Record(record) = decode(&message(Some(b"k"), Some(&encoded), Some(earlier)))
+        else {
             panic!("an operation")
         };
         assert_eq!((record.kind, record.id), (Kind::Op(op), Some(0xabc)));
@@ -403,6 +441,13 @@ mod tests {
         assert!(matches!(decode(&no_version), Decoded::Unsupported { .. }));
         let bad_offset = message(Some(b"k"), None, Some(header("kafkv.repair", "x")));
         assert!(matches!(decode(&bad_offset), Decoded::Unsupported { .. }));
+        let encoded = Op::IncrBy(1).encode();
+        let bad_id = message(
+            Some(b"k"),
+            Some(&encoded),
+            Some(header("kafkv.op", "1:xyz")),
+        );
+        assert!(matches!(decode(&bad_id), Decoded::Unsupported { .. }));
     }
 
     #[test]

@@ -145,6 +145,10 @@ struct TailEntry {
     /// be answered at acknowledgement (an earlier offset was unknown then).
     /// Whoever fills the last unknown offset before it answers it.
     waiting: Option<u64>,
+    /// The key's state right after this record, once the fast path has
+    /// computed it: the next operation on the key starts from it instead of
+    /// evaluating every earlier one again (a hot key has many in flight).
+    after: Option<Option<KeyState>>,
 }
 
 impl TailEntry {
@@ -152,6 +156,7 @@ impl TailEntry {
         Self {
             record,
             waiting: None,
+            after: None,
         }
     }
 }
@@ -451,6 +456,7 @@ impl View {
             TailEntry {
                 record,
                 waiting: answerable.then_some(id),
+                after: None,
             },
         );
         Ok(self.answer_known(&hazards, &mut inner, &mut tails, partition, Some(id)))
@@ -498,6 +504,7 @@ impl View {
             };
             if let Some(entry) = tail.get_mut(&at) {
                 entry.waiting = None;
+                entry.after = Some(outcome.after.clone());
             }
             if outcome.after != outcome.before
                 && let Some(TailEntry {
@@ -547,11 +554,44 @@ impl View {
             Acknowledged::Plain { key, .. } | Acknowledged::Op { key, .. } => key,
             Acknowledged::Repair | Acknowledged::Other => return Ok(None),
         };
-        let mut state = self.table.get(key)?.map(|v| KeyState {
-            value: v.value,
-            version: v.offset,
-        });
-        for (at, earlier) in tail.range(position..offset) {
+        let earlier = tail.range(position..offset);
+        if earlier
+            .clone()
+            .any(|(_, e)| matches!(e.record, Acknowledged::Other))
+        {
+            return Ok(None);
+        }
+        // Start from the newest earlier record of the key whose resulting
+        // state is known (a put states it), else from the applied table.
+        let same_key = |e: &TailEntry| match &e.record {
+            Acknowledged::Plain { key: k, .. } | Acknowledged::Op { key: k, .. } => k == key,
+            _ => false,
+        };
+        let start = earlier
+            .clone()
+            .rev()
+            .find_map(|(at, e)| match (&e.record, &e.after) {
+                (_, Some(after)) if same_key(e) => Some((*at, after.clone())),
+                (Acknowledged::Plain { key: k, value }, _) if k == key => Some((
+                    *at,
+                    value.clone().map(|value| KeyState {
+                        value,
+                        version: *at,
+                    }),
+                )),
+                _ => None,
+            });
+        let (from, mut state) = match start {
+            Some((at, state)) => (at + 1, state),
+            None => (
+                position,
+                self.table.get(key)?.map(|v| KeyState {
+                    value: v.value,
+                    version: v.offset,
+                }),
+            ),
+        };
+        for (at, earlier) in tail.range(from..offset) {
             state = match &earlier.record {
                 Acknowledged::Plain { key: k, value } if k == key => {
                     value.clone().map(|value| KeyState {

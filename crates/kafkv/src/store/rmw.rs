@@ -133,17 +133,25 @@ impl Store {
         };
         // The fast path: every record before this one is known here.
         match view.outcome_at_ack(id, acknowledged, receipt.partition, receipt.offset) {
-            Ok(Some(outcome)) => return Ok(Applied { receipt, outcome }),
+            Ok(Some(outcome)) => {
+                metrics::counter!("kafkv_rmw_replies_total", "at" => "acknowledgement").increment(1);
+                return Ok(Applied { receipt, outcome });
+            }
             Ok(None) => {}
             // The table could not be read: the consumer will tell.
             Err(error) => tracing::warn!(%error, "could not evaluate a write at acknowledgement"),
         }
         let timeout = self.shared.config.read_timeout;
         match tokio::time::timeout(timeout, outcome).await {
-            Ok(Ok(delivered)) if delivered.exact => Ok(Applied {
-                receipt,
-                outcome: delivered.outcome,
-            }),
+            Ok(Ok(delivered)) if delivered.exact => {
+                // Answered by the consumer, or by the acknowledgement of an
+                // earlier own record that completed what this one needed.
+                metrics::counter!("kafkv_rmw_replies_total", "at" => "later").increment(1);
+                Ok(Applied {
+                    receipt,
+                    outcome: delivered.outcome,
+                })
+            }
             Ok(Ok(_)) => Err(unknown(
                 "this instance skipped compacted offsets before it and is catching up".into(),
             )),
