@@ -134,7 +134,8 @@ impl Store {
         // The fast path: every record before this one is known here.
         match view.outcome_at_ack(id, acknowledged, receipt.partition, receipt.offset) {
             Ok(Some(outcome)) => {
-                metrics::counter!("kafkv_rmw_replies_total", "at" => "acknowledgement").increment(1);
+                metrics::counter!("kafkv_rmw_replies_total", "at" => "acknowledgement")
+                    .increment(1);
                 return Ok(Applied { receipt, outcome });
             }
             Ok(None) => {}
