@@ -9,15 +9,31 @@
 //! the record it applies (one of the current, compacted log) and the OP
 //! records it applied before (their offsets are in `pending`; a real
 //! instance keeps those operations itself).
+//!
+//! A batch is applied as `state/mod.rs` (`resolve_batch`) and
+//! `state/hazards.rs` (`Pending::Steps`) do: evaluated once on the
+//! instance's states of all its keys; every key it writes, and its record
+//! key, get it as a pending, hazardous newest record; what is kept to
+//! re-apply on top of a later repair of one of those keys is whether its
+//! conditions held *here* (they may be on other keys, whose past states a
+//! repair of this key cannot bring back) and this key's writes — or, for a
+//! key it copied into, the state it left that key in. An instance that had
+//! lost the base of a key the conditions read keeps a wrong verdict, so a
+//! repair restating an offset before the batch does not settle a key
+//! ([`Rules::repair_covers_batches`]); one restating an offset after it
+//! drops the batch.
 
 use std::hash::{Hash, Hasher};
 
 use crate::log::{Body, Record};
-use crate::spec::{Entry, MAX_KEYS, Offset, Reply, eval};
+use crate::spec::{
+    Batch, Entry, Key, MAX_KEYS, Offset, OpKind, Reply, Val, Write, eval, eval_batch,
+};
 
 /// The protocol's own rules. [`Rules::PROTOCOL`] is docs/rmw.md (including
-/// the two rules the model added to it: `stale_is_hazard` and
-/// `reply_only_when_ready`); every other value drops one rule to show that
+/// the rules the model added to it: `stale_is_hazard`,
+/// `reply_only_when_ready`, and for batches `anchor_repair_first` and
+/// `repair_covers_batches`); every other value drops one rule to show that
 /// the model notices.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Rules {
@@ -44,6 +60,31 @@ pub struct Rules {
     /// equals what it restates. Off: repairs never settle a key, so
     /// instances repair forever (a repair rule that never stops).
     pub repairs_settle: bool,
+    /// A batch is hazardous (pending, newest record not self-contained,
+    /// repaired) for every key it writes as well as its record key. Off:
+    /// only for its record key, as for a single-key operation; the other
+    /// keys it writes just take their new state. The lag then waits for
+    /// repairs of the record key only (what the protocol repairs is what
+    /// the lag covers).
+    pub repair_every_written_key: bool,
+    /// Anchor first: which repairs of a key wait for the instance's repair
+    /// of another key — the record key (anchor) of a batch that wrote it —
+    /// so that the anchor's repair lands first (`store/repairer.rs` writes
+    /// it before the other keys', pulling it forward if it is not due yet).
+    /// Then, when compaction removes a repair tombstone of the other key,
+    /// the batch below it goes too.
+    pub anchor_repair_first: AnchorFirst,
+    /// A repair settles its key only if no batch touching the key lies
+    /// between the offset it restates and the repair: re-applied on top of a
+    /// repair, a batch keeps the verdict its conditions got where this
+    /// instance first evaluated it, and an instance that had lost the base
+    /// of a key those conditions read got it wrong (a lagging instance's
+    /// repair restating an offset before the batch then carries the wrong
+    /// verdict into a reader's state). Such a repair is hazardous: it is
+    /// repaired again, as of an offset after the batch, which drops the
+    /// batch from every reader's pending operations. Off: judged by the
+    /// state alone, as for a single-key operation.
+    pub repair_covers_batches: bool,
 }
 
 impl Rules {
@@ -55,7 +96,32 @@ impl Rules {
         backstop: true,
         reply_only_when_ready: true,
         repairs_settle: true,
+        repair_every_written_key: true,
+        anchor_repair_first: AnchorFirst::SinceSettled,
+        repair_covers_batches: true,
     };
+}
+
+/// Which repairs wait for an anchor's repair ([`Rules::anchor_repair_first`]).
+/// A key is *held* when the instance's record of it says a batch recorded
+/// under another key touched it ([`KeyView::elsewhere`]); a held key is not
+/// repaired while the instance wants to repair another key that is not held
+/// (with two keys both held — batches anchored on each other — neither
+/// waits, as the repairer's sort does).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AnchorFirst {
+    /// Repairs in any order.
+    Off,
+    /// Held while the key's *newest* hazardous record is such a batch: an
+    /// operation of the key itself after the batch releases it. This is
+    /// `hazards.rs` as written (`record_hazard` overwrites
+    /// `Entry::elsewhere`); a failed CAS of the other key after the batch
+    /// then lets its repair tombstone land before the anchor's
+    /// (`tests/protocol.rs` replays the counterexample).
+    NewestHazard,
+    /// Held from such a batch until the key is settled or stated whole (a
+    /// PUT or DEL), whatever operations of the key follow the batch.
+    SinceSettled,
 }
 
 /// Ghost events, recorded in the state so `sometimes` properties can show
@@ -77,6 +143,11 @@ pub mod event {
     pub const REPLY_WITHHELD: u16 = 1 << 5;
     /// The fresh instance became ready after finding a gap.
     pub const FRESH_READY_AFTER_GAP: u16 = 1 << 6;
+    /// A repair of a key re-applied a batch recorded under another key.
+    pub const BATCH_REAPPLIED: u16 = 1 << 7;
+    /// Compaction removed a batch record that wrote a key other than its
+    /// record key (that key's state now rests on its own records).
+    pub const BATCH_SUPERSEDED: u16 = 1 << 8;
 }
 
 /// An instance's knowledge of one key.
@@ -87,8 +158,9 @@ pub struct KeyView {
     /// The offset as of which `state` was last stated whole (a PUT's or
     /// DEL's offset, or an applied repair's `r`); `None` if never stated.
     pub base: Option<Offset>,
-    /// Bit `o` set: the OP at offset `o` is after `base` (re-applied on top
-    /// of a repair). The operation itself is read from that record.
+    /// Bit `o` set: the OP at offset `o` (a batch too) is after `base`
+    /// (re-applied on top of a repair). The operation itself is read from
+    /// that record.
     pub pending: u64,
     /// Whether the newest record of the key this instance applied is
     /// self-contained (true before any record).
@@ -98,6 +170,12 @@ pub struct KeyView {
     /// Only without the backstop: this instance wrote an operation on the
     /// key and has not repaired it yet.
     pub owes_repair: bool,
+    /// A batch recorded under another key touched the key (`hazards.rs`,
+    /// `Entry::elsewhere`), and the key is held behind that key's repair:
+    /// set by such a batch; cleared by a PUT or DEL and by a repair that
+    /// settles the key; under [`AnchorFirst::NewestHazard`] also by any
+    /// other hazardous record of the key.
+    pub elsewhere: bool,
 }
 
 impl Default for KeyView {
@@ -109,6 +187,7 @@ impl Default for KeyView {
             newest_sc: true,
             last_repair: None,
             owes_repair: false,
+            elsewhere: false,
         }
     }
 }
@@ -124,8 +203,9 @@ pub enum Role {
 ///
 /// `Hash` (the model checker's state identity) leaves out what can no
 /// longer influence anything: the ghost `crossed_gap`, everything of a
-/// crashed instance, a target already reached, and a `last_repair` the
-/// instance has read past.
+/// crashed instance, a target already reached, a `last_repair` the
+/// instance has read past, and what it keeps of batches no key has pending
+/// any more.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Instance {
     pub role: Role,
@@ -141,6 +221,14 @@ pub struct Instance {
     /// Ghost: it found a gap at least once.
     pub crossed_gap: bool,
     pub keys: [KeyView; MAX_KEYS],
+    /// Bit `o` set: the batch at offset `o`'s conditions held when this
+    /// instance evaluated it (`Pending::Steps::held`, the same for all its
+    /// keys).
+    pub held: u64,
+    /// For a key a batch copied into: (the batch's offset, the key, the
+    /// value the batch left it with, or `None` for absent), as this
+    /// instance computed it. Empty unless the menu has a copying batch.
+    pub copied: Vec<(Offset, Key, Option<Val>)>,
 }
 
 impl Hash for Instance {
@@ -154,6 +242,7 @@ impl Hash for Instance {
         self.pos.hash(h);
         // Once reached, the target no longer matters (positions only grow).
         (self.pos < self.target).then_some(self.target).hash(h);
+        let mut pending = 0;
         for kv in &self.keys {
             kv.state.hash(h);
             kv.base.hash(h);
@@ -161,6 +250,14 @@ impl Hash for Instance {
             kv.newest_sc.hash(h);
             kv.last_repair.filter(|&o| o >= self.pos).hash(h);
             kv.owes_repair.hash(h);
+            kv.elsewhere.hash(h);
+            pending |= kv.pending;
+        }
+        (self.held & pending).hash(h);
+        for &(o, k, v) in &self.copied {
+            if self.keys[usize::from(k)].pending & (1 << o) != 0 {
+                (o, k, v).hash(h);
+            }
         }
     }
 }
@@ -176,6 +273,8 @@ impl Instance {
             target: 0,
             crossed_gap: false,
             keys: Default::default(),
+            held: 0,
+            copied: Vec::new(),
         }
     }
 
@@ -208,6 +307,18 @@ impl Instance {
             && (rules.backstop || kv.owes_repair)
     }
 
+    /// Whether the instance writes a repair of `key` now: it wants to, and
+    /// anchor first ([`Rules::anchor_repair_first`]) does not hold it back
+    /// behind a repair of another key it wants to write first.
+    pub fn may_repair(&self, key: usize, rules: &Rules) -> bool {
+        self.wants_repair(key, rules)
+            && !(rules.anchor_repair_first != AnchorFirst::Off
+                && self.keys[key].elsewhere
+                && (0..MAX_KEYS).any(|other| {
+                    other != key && !self.keys[other].elsewhere && self.wants_repair(other, rules)
+                }))
+    }
+
     /// Applies the record at offset `at` of `log` (a record of the current
     /// log). `ready_here`: whether the instance is ready at the moment it
     /// applies it (its position, `at`, reached its target). Returns the
@@ -222,6 +333,9 @@ impl Instance {
         events: &mut u16,
     ) -> Option<(u8, Reply)> {
         let rec = log[usize::from(at)];
+        if rec.batch().is_some() {
+            return self.apply_batch(me, &rec, at, ready_here, rules, events);
+        }
         let kv = &mut self.keys[usize::from(rec.key)];
         match rec.body {
             Body::Put(_) | Body::Del => {
@@ -233,6 +347,7 @@ impl Instance {
                 kv.pending = 0;
                 kv.newest_sc = true;
                 kv.owes_repair = false;
+                kv.elsewhere = false;
                 None
             }
             Body::Op(kind) => {
@@ -240,6 +355,9 @@ impl Instance {
                 kv.state = next;
                 kv.pending |= 1 << at;
                 kv.newest_sc = false;
+                if rules.anchor_repair_first == AnchorFirst::NewestHazard {
+                    kv.elsewhere = false;
+                }
                 if rec.by != me {
                     return None;
                 }
@@ -255,6 +373,7 @@ impl Instance {
                 }
             }
             Body::Repair { r, s } => {
+                let pending_before = kv.pending;
                 let current = kv.base.is_none_or(|b| b <= r);
                 let applied = current || !rules.ignore_stale_repairs;
                 if applied {
@@ -270,22 +389,127 @@ impl Instance {
                             if after_r & (1 << o) == 0 {
                                 continue;
                             }
-                            let Body::Op(kind) = log[usize::from(o)].body else {
-                                unreachable!("pending bits mark OP records only")
+                            let pending = log[usize::from(o)];
+                            kv.state = match pending.body {
+                                Body::Op(OpKind::Batch(batch)) => {
+                                    if pending.key != rec.key {
+                                        *events |= event::BATCH_REAPPLIED;
+                                    }
+                                    let held = self.held & (1 << o) != 0;
+                                    let copied = &self.copied;
+                                    reapply_steps(&batch, held, copied, rec.key, kv.state, o)
+                                }
+                                Body::Op(kind) => eval(kind, kv.state, o).0,
+                                _ => unreachable!("pending bits mark OP records only"),
                             };
-                            kv.state = eval(kind, kv.state, o).0;
                         }
                     }
                 } else {
                     *events |= event::STALE_IGNORED;
                 }
-                kv.newest_sc =
-                    rules.repairs_settle && kv.state == s && (current || !rules.stale_is_hazard);
+                let batch_after_r = (0..at).any(|o| {
+                    pending_before & (1 << o) != 0 && o > r && log[usize::from(o)].batch().is_some()
+                });
+                kv.newest_sc = rules.repairs_settle
+                    && kv.state == s
+                    && (current || !rules.stale_is_hazard)
+                    && !(rules.repair_covers_batches && batch_after_r);
                 if kv.newest_sc {
                     kv.owes_repair = false;
+                    kv.elsewhere = false;
                 }
                 None
             }
         }
     }
+
+    /// Applies the batch `rec` at `at` (see the module docs): evaluated on
+    /// this instance's states of all keys; each key of
+    /// [`Record::hazard_keys`] gets it as a pending, hazardous newest
+    /// record. Replies whether the conditions held, to the writer.
+    fn apply_batch(
+        &mut self,
+        me: u8,
+        rec: &Record,
+        at: Offset,
+        ready_here: bool,
+        rules: &Rules,
+        events: &mut u16,
+    ) -> Option<(u8, Reply)> {
+        let batch = rec.batch().expect("a batch record");
+        let mut states = self.keys.map(|kv| kv.state);
+        let held = eval_batch(batch, &mut states, at);
+        if held {
+            self.held |= 1 << at;
+        }
+        let own = rec.by == me;
+        let hazards = rec.hazard_keys(rules.repair_every_written_key);
+        for (k, kv) in self.keys.iter_mut().enumerate() {
+            kv.state = states[k];
+            if hazards & (1 << k) == 0 {
+                continue;
+            }
+            kv.pending |= 1 << at;
+            kv.newest_sc = false;
+            if k != usize::from(rec.key) {
+                kv.elsewhere = true;
+            } else if rules.anchor_repair_first == AnchorFirst::NewestHazard {
+                kv.elsewhere = false;
+            }
+            if own && !rules.backstop {
+                kv.owes_repair = true;
+            }
+            if batch.copies_into(k as Key) {
+                self.copied.push((at, k as Key, states[k].map(|e| e.val)));
+            }
+        }
+        if !own {
+            return None;
+        }
+        let id = rec.op.expect("a client record carries its op id");
+        let reply = Reply::Bool(held);
+        if ready_here || !rules.reply_only_when_ready {
+            Some((id, reply))
+        } else {
+            *events |= event::REPLY_WITHHELD;
+            None
+        }
+    }
+}
+
+/// Re-applies the batch at offset `at` to `key`'s `state` on top of a
+/// repair, as `Pending::Steps::reapply` does: nothing if its conditions did
+/// not hold where this instance evaluated it; else `key`'s writes in order,
+/// or, for a key the batch copied into, the state this instance computed
+/// for it then (`state/mod.rs` keeps a `Set` of that value, or a `Delete`,
+/// instead of the copy: the source's state at `at` is not at hand later).
+fn reapply_steps(
+    batch: &Batch,
+    held: bool,
+    copied: &[(Offset, Key, Option<Val>)],
+    key: Key,
+    mut state: Option<Entry>,
+    at: Offset,
+) -> Option<Entry> {
+    if !held {
+        return state;
+    }
+    if batch.copies_into(key) {
+        let &(_, _, val) = copied
+            .iter()
+            .find(|&&(o, k, _)| o == at && k == key)
+            .expect("a copy's result is kept when the batch is applied");
+        return val.map(|val| Entry { val, ver: at });
+    }
+    for &(k, write) in batch.steps.iter().flatten() {
+        if k != key {
+            continue;
+        }
+        state = match write {
+            Write::Set(val) => Some(Entry { val, ver: at }),
+            Write::Del => None,
+            Write::Copy(_) => unreachable!("handled above"),
+        };
+    }
+    state
 }

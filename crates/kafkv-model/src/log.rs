@@ -11,8 +11,15 @@
 //! log means, only restate it. Judging every instance against this, rather
 //! than against what an exact instance computes, also catches a protocol
 //! whose repairs would corrupt instances that saw the whole log.
+//!
+//! Two notions of "a key's records" live here, and batches are where they
+//! part: compaction keeps the newest record per *record key* (Kafka knows
+//! nothing else), while the protocol's "newest record of a key" is the
+//! newest record that *touches* it ([`Record::touches`]), which includes a
+//! batch keyed by another key that writes it.
 
-use crate::spec::{Entry, Key, MAX_KEYS, Offset, OpKind, Reply, Val, eval};
+use crate::instance::Rules;
+use crate::spec::{Batch, Entry, Key, MAX_KEYS, Offset, OpKind, Reply, Val, eval, eval_batch};
 
 /// The most records a log may hold: offsets index `u64` masks.
 pub const MAX_RECORDS: usize = 64;
@@ -25,7 +32,8 @@ pub enum Body {
     /// `k` absent. Self-contained; a tombstone (null value).
     Del,
     /// An operation evaluated at its offset on the state before it. Never
-    /// self-contained. Never `OpKind::Put` or `OpKind::Del`.
+    /// self-contained. Never `OpKind::Put` or `OpKind::Del`. A batch is one
+    /// such record, keyed by its anchor, evaluated on all its keys.
     Op(OpKind),
     /// Restates `s`, the key's state after every record up to offset `r`.
     /// A tombstone when `s` is absent.
@@ -52,6 +60,39 @@ impl Record {
     pub fn is_tombstone(&self) -> bool {
         matches!(self.body, Body::Del | Body::Repair { s: None, .. })
     }
+
+    /// The batch this record carries, if any.
+    pub fn batch(&self) -> Option<&Batch> {
+        match &self.body {
+            Body::Op(OpKind::Batch(b)) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// Bit `k` set: the record is part of key `k`'s history for the
+    /// protocol — its own key, and every key a batch writes.
+    pub fn touched(&self) -> u8 {
+        let own = 1 << self.key;
+        self.batch().map_or(own, |b| own | b.writes())
+    }
+
+    pub fn touches(&self, key: Key) -> bool {
+        self.touched() & (1 << key) != 0
+    }
+
+    /// Bit `k` set: if the record is hazardous, it is so for key `k` — the
+    /// keys the protocol repairs after it (docs/rmw.md, "Multi-key
+    /// batches": every key a batch writes and the key it is recorded
+    /// under). `every_written: false` is the broken variant
+    /// ([`crate::Rules::repair_every_written_key`]) that treats a batch as
+    /// hazardous for its record key only.
+    pub fn hazard_keys(&self, every_written: bool) -> u8 {
+        if every_written {
+            self.touched()
+        } else {
+            1 << self.key
+        }
+    }
 }
 
 /// Per-key states of the reference evaluation.
@@ -60,6 +101,9 @@ pub type KeyStates = [Option<Entry>; MAX_KEYS];
 /// The reference step: the key states after `rec` at offset `at`, and the
 /// reply a client record's operation gets there. Repairs change nothing.
 pub fn reference_step(states: &mut KeyStates, rec: &Record, at: Offset) -> Option<Reply> {
+    if let Some(batch) = rec.batch() {
+        return Some(Reply::Bool(eval_batch(batch, states, at)));
+    }
     let slot = &mut states[usize::from(rec.key)];
     let kind = match rec.body {
         Body::Put(v) => OpKind::Put(v),
@@ -89,20 +133,29 @@ pub fn reference_reply(log: &[Record], at: Offset) -> Option<Reply> {
 }
 
 /// Which records are self-contained, judged on the full log as exact
-/// instances see it: PUT and DEL always, OP never, a repair when it is
-/// applied (not stale: no self-contained statement of its key newer than
-/// its `r` precedes it) and the key's state right after it equals what it
-/// restates — then a reader that sees only this record of the key, or
-/// applies it on top of older knowledge, ends up where exact instances are.
+/// instances see it: PUT and DEL always, OP never (a batch for none of the
+/// keys it touches), a repair when it is applied (not stale: no
+/// self-contained statement of its key newer than its `r` precedes it), no
+/// batch touching its key lies between its `r` and itself, and the key's
+/// state right after it equals what it restates — then a reader that sees
+/// only this record of the key, or applies it on top of older knowledge,
+/// ends up where exact instances are.
 ///
-/// `stale_is_hazard: false` judges a stale repair by its state alone (the
-/// rule docs/rmw.md first had; the model shows why it is wrong).
+/// `rules.stale_is_hazard: false` judges a stale repair by its state alone
+/// (the rule docs/rmw.md first had; the model shows why it is wrong), and
+/// `rules.repair_covers_batches: false` ignores the batches after `r` (a
+/// reader re-applies them with the verdict it got, which may be wrong).
 /// Bit `o` of the result is set when the record at `o` is self-contained.
-pub fn self_contained(log: &[Record], stale_is_hazard: bool) -> u64 {
+pub fn self_contained(log: &[Record], rules: &Rules) -> u64 {
     let mut states = KeyStates::default();
     let mut bases: [Option<Offset>; MAX_KEYS] = [None; MAX_KEYS];
     let mut mask = 0u64;
     for (at, rec) in log.iter().enumerate() {
+        let batch_after = |r: Offset, k: Key| {
+            log[usize::from(r) + 1..at]
+                .iter()
+                .any(|x| x.batch().is_some() && x.touches(k))
+        };
         reference_step(&mut states, rec, at as Offset);
         let k = usize::from(rec.key);
         let sc = match rec.body {
@@ -116,7 +169,9 @@ pub fn self_contained(log: &[Record], stale_is_hazard: bool) -> u64 {
                 if !stale {
                     bases[k] = Some(r);
                 }
-                !(stale && stale_is_hazard) && states[k] == s
+                !(stale && rules.stale_is_hazard)
+                    && states[k] == s
+                    && !(rules.repair_covers_batches && batch_after(r, rec.key))
             }
         };
         if sc {
@@ -126,71 +181,128 @@ pub fn self_contained(log: &[Record], stale_is_hazard: bool) -> u64 {
     mask
 }
 
-/// The offset of the newest record of `key` in the full log.
+/// The offset of the newest record of the full log that touches `key` (a
+/// record keyed by it, or a batch writing it): what instances call the
+/// key's newest record.
 pub fn newest_of(log: &[Record], key: Key) -> Option<Offset> {
-    log.iter().rposition(|r| r.key == key).map(|o| o as Offset)
+    log.iter()
+        .rposition(|r| r.touches(key))
+        .map(|o| o as Offset)
 }
 
-/// Whether the newest record of every key (full log) is self-contained: a
-/// reader that finds only each key's newest record then holds the truth.
-pub fn every_key_self_contained(log: &[Record], keys: u8, stale_is_hazard: bool) -> bool {
-    let sc = self_contained(log, stale_is_hazard);
+/// Whether the newest record touching every key (full log) is
+/// self-contained: a reader that finds only each key's newest record then
+/// holds the truth. A batch is never self-contained, so a key a batch keyed
+/// by another key wrote is settled only by a later record of its own.
+pub fn every_key_self_contained(log: &[Record], keys: u8, rules: &Rules) -> bool {
+    let sc = self_contained(log, rules);
     (0..keys).all(|k| newest_of(log, k).is_none_or(|o| sc & (1 << o) != 0))
 }
 
 /// How the compaction-lag assumption is stated (docs/rmw.md, assumption 1).
+///
+/// A hazardous record `h` of key `k` is *covered* once the log holds, after
+/// it, a record keyed by `k` that is either a repair restating an offset at
+/// or after `h` (the writer's and the backstop's repairs: written after
+/// applying `h`, repeated while the key is unsettled) or self-contained (a
+/// PUT, a DEL, or a repair that settles the key, whatever offset it
+/// restates). A self-contained record counts because the protocol stops
+/// repairing a key whose newest record is self-contained, so no later
+/// repair need ever come, and Kafka's lag, which is time alone, passes `h`
+/// all the same. Within the repair deadline of `h`, one of the two is in
+/// the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Lag {
     /// No lag: any cleanable point.
     Off,
     /// The cleanable point may not pass a hazardous record unless *some*
-    /// repair of its key was appended after it, whatever offset that repair
-    /// restates. Too weak: a lagging instance's repair can restate an offset
-    /// before the hazard (the model finds the loss).
+    /// repair (or self-contained record) of its key was appended after it,
+    /// whatever offset that repair restates. Too weak: a lagging instance's
+    /// repair can restate an offset before the hazard (the model finds the
+    /// loss).
     AnyLaterRepair,
-    /// The cleanable point may not pass a hazardous record unless a repair
-    /// of its key restating an offset at or after it (`r >= h`) was appended.
-    /// This is what "had time to be repaired" means: the writer, or any
-    /// instance's backstop, repairs only after applying the hazard, so its
-    /// `r` is at or after it; and it repeats while the newest is hazardous.
+    /// The cleanable point may not pass a hazardous record that is not
+    /// covered (for a batch: for every key it is hazardous for). This is
+    /// docs/rmw.md's first wording of assumption 1 ("every hazardous record
+    /// up to the one that superseded it already has its repair"), and too
+    /// weak for batches: see [`Lag::Margin`].
     Covering,
+    /// `Covering`, plus what the lag being *a wide margin* above the repair
+    /// deadline gives beyond the cleanable point. The lag is time-based:
+    /// when the cleanable point passes a hazard `h`, `h` is older than the
+    /// lag; `h`'s first covering record came within the deadline of `h`, so
+    /// every record appended before it is younger than `h` by less than the
+    /// deadline, hence older than lag − deadline (more than the deadline
+    /// when the lag exceeds twice it), hence covered too. So: no hazard
+    /// appended before the first covering record of a hazard below the
+    /// cleanable point may be uncovered. Single-key operations do not need
+    /// this; a batch evaluated on another key's wrong state does (its own
+    /// key's repair cannot bring the other key's state back).
+    Margin,
 }
 
 /// The highest cleanable point the lag allows: compaction may touch records
-/// below the returned offset only. Hazards are judged on the full log.
-pub fn lag_limit(log: &[Record], lag: Lag, stale_is_hazard: bool) -> usize {
+/// below the returned offset only. Hazards are judged on the full log; a
+/// hazardous record is one per key of [`Record::hazard_keys`]
+/// (`rules.repair_every_written_key`).
+pub fn lag_limit(log: &[Record], lag: Lag, rules: &Rules) -> usize {
     if lag == Lag::Off {
         return log.len();
     }
-    let sc = self_contained(log, stale_is_hazard);
-    for (h, rec) in log.iter().enumerate() {
-        if sc & (1 << h) != 0 {
-            continue;
-        }
-        let repaired = log[h + 1..].iter().any(|later| {
-            later.key == rec.key
-                && match later.body {
-                    Body::Repair { r, .. } => lag == Lag::AnyLaterRepair || usize::from(r) >= h,
-                    _ => false,
-                }
-        });
-        if !repaired {
-            return h;
-        }
+    let sc = self_contained(log, rules);
+    // Each hazard (offset, key) with the offset of its first covering record
+    // (`None`: not covered yet), in offset order.
+    let hazards = log.iter().enumerate().flat_map(|(h, rec)| {
+        let keys = if sc & (1 << h) != 0 {
+            0
+        } else {
+            rec.hazard_keys(rules.repair_every_written_key)
+        };
+        (0..MAX_KEYS as Key)
+            .filter(move |k| keys & (1 << k) != 0)
+            .map(move |k| {
+                let cover = (h + 1..log.len()).find(|&y| {
+                    log[y].key == k
+                        && (sc & (1 << y) != 0
+                            || match log[y].body {
+                                Body::Repair { r, .. } => {
+                                    lag == Lag::AnyLaterRepair || usize::from(r) >= h
+                                }
+                                _ => false,
+                            })
+                });
+                (h, cover)
+            })
+    });
+    let hazards: Vec<(usize, Option<usize>)> = hazards.collect();
+    // Covering: not past the first hazard without its covering record.
+    let open = hazards
+        .iter()
+        .find(|(_, cover)| cover.is_none())
+        .map_or(log.len(), |&(h, _)| h);
+    if lag != Lag::Margin {
+        return open;
     }
-    log.len()
+    // Margin: passing hazard `h` also requires every hazard before `h`'s
+    // first covering record to be covered, i.e. that record to be at or
+    // below `open`; the first hazard whose cover lies beyond stops it.
+    hazards
+        .iter()
+        .take_while(|&&(h, _)| h < open)
+        .find(|(_, cover)| cover.is_some_and(|c| c > open))
+        .map_or(open, |&(h, _)| h)
 }
 
 /// Kafka's cleaner with cleanable point `c`: among present records below
 /// `c`, remove every one that has a newer present record of its key also
 /// below `c`; then remove the surviving tombstones below `c` for which
-/// `may_drop_tombstone(offset)` says retention has passed. Returns the new
-/// presence mask.
+/// `may_drop_tombstone(offset, kept)` says retention has passed (`kept`:
+/// the presence mask after the first half). Returns the new presence mask.
 pub fn compact(
     log: &[Record],
     present: u64,
     c: usize,
-    may_drop_tombstone: impl Fn(Offset) -> bool,
+    may_drop_tombstone: impl Fn(Offset, u64) -> bool,
 ) -> u64 {
     let mut out = present;
     for x in 0..c {
@@ -202,8 +314,9 @@ pub fn compact(
             out &= !(1 << x);
         }
     }
+    let kept = out;
     for (x, rec) in log.iter().enumerate().take(c) {
-        if out & (1 << x) != 0 && rec.is_tombstone() && may_drop_tombstone(x as Offset) {
+        if out & (1 << x) != 0 && rec.is_tombstone() && may_drop_tombstone(x as Offset, kept) {
             out &= !(1 << x);
         }
     }
@@ -233,11 +346,11 @@ mod tests {
         ];
         let all = 0b1111;
         // Below 3: key 0 at 0 is superseded by 2; key 1 stays.
-        assert_eq!(compact(&log, all, 3, |_| false), 0b1110);
+        assert_eq!(compact(&log, all, 3, |_, _| false), 0b1110);
         // The surviving tombstone at 2 goes when retention allows.
-        assert_eq!(compact(&log, all, 3, |_| true), 0b1010);
+        assert_eq!(compact(&log, all, 3, |_, _| true), 0b1010);
         // Below 4 the put at 3 supersedes 2 as well.
-        assert_eq!(compact(&log, all, 4, |_| false), 0b1010);
+        assert_eq!(compact(&log, all, 4, |_, _| false), 0b1010);
     }
 
     #[test]
@@ -261,12 +374,15 @@ mod tests {
                 },
             ),
         ];
-        assert_eq!(self_contained(&log, true), 0b1001);
-        assert_eq!(lag_limit(&log[..3], Lag::Covering, true), 1);
-        assert_eq!(lag_limit(&log[..3], Lag::AnyLaterRepair, true), 2);
-        assert_eq!(lag_limit(&log, Lag::Covering, true), 4);
-        assert!(every_key_self_contained(&log, 1, true));
-        assert!(!every_key_self_contained(&log[..3], 1, true));
+        assert_eq!(self_contained(&log, &Rules::PROTOCOL), 0b1001);
+        assert_eq!(lag_limit(&log[..3], Lag::Covering, &Rules::PROTOCOL), 1);
+        assert_eq!(
+            lag_limit(&log[..3], Lag::AnyLaterRepair, &Rules::PROTOCOL),
+            2
+        );
+        assert_eq!(lag_limit(&log, Lag::Covering, &Rules::PROTOCOL), 4);
+        assert!(every_key_self_contained(&log, 1, &Rules::PROTOCOL));
+        assert!(!every_key_self_contained(&log[..3], 1, &Rules::PROTOCOL));
         assert_eq!(reference_reply(&log, 1), Some(Reply::Int(2)));
     }
 
@@ -281,8 +397,95 @@ mod tests {
             rec(0, Body::Del),
             rec(0, Body::Repair { r: 0, s: None }),
         ];
-        assert_eq!(self_contained(&log, true), 0b0110);
-        assert_eq!(self_contained(&log, false), 0b1110);
-        assert_eq!(lag_limit(&log, Lag::Covering, true), 3);
+        assert_eq!(self_contained(&log, &Rules::PROTOCOL), 0b0110);
+        let judged_by_state = Rules {
+            stale_is_hazard: false,
+            ..Rules::PROTOCOL
+        };
+        assert_eq!(self_contained(&log, &judged_by_state), 0b1110);
+        assert_eq!(lag_limit(&log, Lag::Covering, &Rules::PROTOCOL), 3);
+    }
+
+    /// A batch keyed by k1 and decided by k0 is hazardous for k1 only (it
+    /// writes nothing else), and touches k1 only; `Lag::Margin` keeps the
+    /// cleanable point before the hazard of k0 whose first repair lands
+    /// after the unrepaired batch, where `Lag::Covering` lets it pass.
+    #[test]
+    fn a_batch_is_a_hazard_of_every_key_it_writes() {
+        let batch = rec(1, Body::Op(OpKind::Batch(Batch::cross_cas(2, 1))));
+        assert_eq!(batch.touched(), 0b10);
+        assert_eq!(batch.hazard_keys(true), 0b10);
+        let log = [
+            rec(0, Body::Put(1)),
+            rec(0, Body::Op(OpKind::Cas { expect: 1, new: 2 })),
+            batch,
+            rec(
+                0,
+                Body::Repair {
+                    r: 1,
+                    s: Some(Entry { val: 2, ver: 1 }),
+                },
+            ),
+        ];
+        assert_eq!(reference_reply(&log, 2), Some(Reply::Bool(true)));
+        assert_eq!(newest_of(&log, 1), Some(2));
+        assert!(!every_key_self_contained(&log, 2, &Rules::PROTOCOL));
+        assert_eq!(lag_limit(&log, Lag::Covering, &Rules::PROTOCOL), 2);
+        assert_eq!(lag_limit(&log, Lag::Margin, &Rules::PROTOCOL), 1);
+        let msetnx = rec(0, Body::Op(OpKind::Batch(Batch::msetnx(1))));
+        assert_eq!(msetnx.hazard_keys(true), 0b11);
+        assert_eq!(msetnx.hazard_keys(false), 0b01);
+        assert_eq!(newest_of(&[msetnx], 1), Some(0));
+    }
+
+    /// A later PUT or DEL of the key covers a hazard (nobody repairs a key
+    /// whose newest record is self-contained), and so does a repair that
+    /// settles it whatever it restates.
+    #[test]
+    fn a_self_contained_record_covers_a_hazard() {
+        let log = [
+            rec(0, Body::Put(1)),
+            rec(0, Body::Op(OpKind::SetNx(2))),
+            rec(0, Body::Del),
+        ];
+        assert_eq!(lag_limit(&log[..2], Lag::Covering, &Rules::PROTOCOL), 1);
+        assert_eq!(lag_limit(&log, Lag::Covering, &Rules::PROTOCOL), 3);
+        // A lagging repair restating offset 0 after the failed SETNX
+        // matches the state after it: it settles the key.
+        let lagging = rec(
+            0,
+            Body::Repair {
+                r: 0,
+                s: Some(Entry { val: 1, ver: 0 }),
+            },
+        );
+        let log = [log[0], log[1], lagging];
+        assert_eq!(self_contained(&log, &Rules::PROTOCOL), 0b101);
+        assert_eq!(lag_limit(&log, Lag::Covering, &Rules::PROTOCOL), 3);
+    }
+
+    /// The same lagging repair after a failed MSETNX does not settle: a
+    /// batch lies between what it restates and itself.
+    #[test]
+    fn a_repair_before_a_batch_does_not_settle() {
+        let lagging = rec(
+            0,
+            Body::Repair {
+                r: 0,
+                s: Some(Entry { val: 1, ver: 0 }),
+            },
+        );
+        let log = [
+            rec(0, Body::Put(1)),
+            rec(0, Body::Op(OpKind::Batch(Batch::msetnx(1)))),
+            lagging,
+        ];
+        assert_eq!(self_contained(&log, &Rules::PROTOCOL), 0b001);
+        let by_state = Rules {
+            repair_covers_batches: false,
+            ..Rules::PROTOCOL
+        };
+        assert_eq!(self_contained(&log, &by_state), 0b101);
+        assert_eq!(lag_limit(&log, Lag::Covering, &Rules::PROTOCOL), 1);
     }
 }

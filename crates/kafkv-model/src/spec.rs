@@ -1,10 +1,12 @@
-//! The client's view: the operations a client may ask for, what each one
-//! does to a key, and the sequential specification ([`KvSpec`]) that
-//! stateright's `LinearizabilityTester` checks replies against.
+//! The client's view: the operations a client may ask for (single-key ones
+//! and multi-key [`Batch`]es), what each one does to the keys, and the
+//! sequential specification ([`KvSpec`]) that stateright's
+//! `LinearizabilityTester` checks replies against.
 //!
 //! Two definitions of an operation's meaning live here on purpose:
-//! [`eval`] is what the log does at an offset (it also sets versions), and
-//! [`KvSpec`] is the plain map a client believes it talks to. They are
+//! [`eval`] and [`eval_batch`] are what the log does at an offset (they also
+//! set versions), and [`KvSpec`] is the plain map a client believes it
+//! talks to. They are
 //! written separately so that a mistake in one is not copied into the other;
 //! the unit tests below hold them to the same answers.
 
@@ -21,6 +23,10 @@ pub type Offset = u8;
 /// How many keys the model supports; fixed-size arrays of this length hold
 /// per-key data without allocating.
 pub const MAX_KEYS: usize = 2;
+
+/// The most writes a [`Batch`] holds (enough for MSETNX on two keys and for
+/// RENAME's copy and delete).
+pub const MAX_STEPS: usize = 2;
 
 /// A present key: its value and its version, the offset of the record that
 /// last changed it (docs/rmw.md, "version").
@@ -50,6 +56,9 @@ pub enum OpKind {
     /// `k := new` only if `k` is present with value `expect`; replies
     /// whether it wrote.
     Cas { expect: Val, new: Val },
+    /// A multi-key batch: one `OP` record keyed by its anchor
+    /// ([`Batch::anchor`]); the client op's key is that anchor.
+    Batch(Batch),
 }
 
 impl OpKind {
@@ -58,6 +67,146 @@ impl OpKind {
     pub fn is_self_contained(self) -> bool {
         matches!(self, OpKind::Put(_) | OpKind::Del)
     }
+}
+
+/// A batch's condition on one key, tested on the key's state just before
+/// the record (the implementation's `op::Condition`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Cond {
+    /// No condition on this key.
+    Always,
+    /// The key has no value (MSETNX, `exists: false`, WATCH of an absent key).
+    Absent,
+    /// The key has a value (RENAME's and COPY's source, `exists: true`).
+    Present,
+    /// The key is present with this value. It stands in for the
+    /// implementation's version condition (WATCH, a transaction's
+    /// `compare.version`) for the reason [`OpKind::Cas`] compares values:
+    /// the sequential spec knows no offsets. What a version test would add
+    /// (telling apart two states with the same value) is not checked through
+    /// replies; property (a) still compares every ready instance's versions
+    /// with the log's.
+    Is(Val),
+}
+
+impl Cond {
+    pub fn holds(self, cur: Option<Val>) -> bool {
+        match self {
+            Cond::Always => true,
+            Cond::Absent => cur.is_none(),
+            Cond::Present => cur.is_some(),
+            Cond::Is(v) => cur == Some(v),
+        }
+    }
+}
+
+/// One write of a batch (the implementation's `Op::Set` and `Op::Delete`
+/// with `Condition::Always`, and `Op::CopyFrom`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Write {
+    Set(Val),
+    Del,
+    /// The key takes the value the other key has at this step (COPY,
+    /// RENAME); nothing when that key is absent.
+    Copy(Key),
+}
+
+/// An atomic multi-key operation (`op::Batch`: MSETNX, EXEC after WATCH, an
+/// HTTP transaction, COPY, RENAME): conditions on any keys, tested on the
+/// state just before its offset, then its writes in order, all at the
+/// batch's offset — only if every condition holds. Its reply is whether the
+/// conditions held.
+///
+/// Its keys are fixed (a menu of batches is not instantiated per key as the
+/// single-key menu is): with single-key operations on every key, the keys
+/// are interchangeable, so one orientation of each batch loses nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Batch {
+    /// The condition on each key (index = key).
+    pub when: [Cond; MAX_KEYS],
+    /// The writes, in order.
+    pub steps: [Option<(Key, Write)>; MAX_STEPS],
+}
+
+impl Batch {
+    /// MSETNX k0 v k1 v: both keys set only if both are absent; recorded
+    /// under k0.
+    pub const fn msetnx(v: Val) -> Self {
+        Batch {
+            when: [Cond::Absent, Cond::Absent],
+            steps: [Some((0, Write::Set(v))), Some((1, Write::Set(v)))],
+        }
+    }
+
+    /// A cross-key compare-and-set: `k1 := new` only if `k0` holds
+    /// `expect` (a transaction comparing k0 and putting k1). Recorded
+    /// under k1, the key it writes, but decided by k0.
+    pub const fn cross_cas(expect: Val, new: Val) -> Self {
+        Batch {
+            when: [Cond::Is(expect), Cond::Always],
+            steps: [Some((1, Write::Set(new))), None],
+        }
+    }
+
+    /// RENAME k0 k1: if k0 is present, k1 takes its value and k0 is
+    /// deleted; recorded under k1, the first key it writes.
+    pub const fn rename() -> Self {
+        Batch {
+            when: [Cond::Present, Cond::Always],
+            steps: [Some((1, Write::Copy(0))), Some((0, Write::Del))],
+        }
+    }
+
+    /// The key the record is keyed by (`Store::apply_batch`): the first key
+    /// a step writes, else the first key with a condition.
+    pub fn anchor(&self) -> Key {
+        if let Some((k, _)) = self.steps.iter().flatten().next() {
+            return *k;
+        }
+        (0..MAX_KEYS as Key)
+            .find(|&k| self.when[usize::from(k)] != Cond::Always)
+            .expect("a batch names at least one key")
+    }
+
+    /// Bit `k` set: a step writes key `k` (whether or not the conditions
+    /// hold where it lands — the set is fixed by the record).
+    pub fn writes(&self) -> u8 {
+        self.steps.iter().flatten().fold(0, |m, (k, _)| m | 1 << k)
+    }
+
+    /// Whether a step copies another key's value into `key`: then the
+    /// implementation keeps, to re-apply on top of a repair of `key`, the
+    /// state the batch left `key` in rather than the copy.
+    pub fn copies_into(&self, key: Key) -> bool {
+        self.steps
+            .iter()
+            .flatten()
+            .any(|&(k, w)| k == key && matches!(w, Write::Copy(_)))
+    }
+}
+
+/// Evaluates `batch` at offset `at` on `states`, every key's state just
+/// before `at`, which it leaves as the batch leaves them (`Batch::evaluate`):
+/// returns whether the conditions held. A written key gets version `at`.
+pub fn eval_batch(batch: &Batch, states: &mut [Option<Entry>; MAX_KEYS], at: Offset) -> bool {
+    let held = (0..MAX_KEYS).all(|k| batch.when[k].holds(states[k].map(|e| e.val)));
+    if held {
+        for &(k, write) in batch.steps.iter().flatten() {
+            let k = usize::from(k);
+            states[k] = match write {
+                Write::Set(val) => Some(Entry { val, ver: at }),
+                Write::Del => None,
+                Write::Copy(src) => match states[usize::from(src)] {
+                    Some(e) => Some(Entry {
+                        val: e.val,
+                        ver: at,
+                    }),
+                    None => states[k],
+                },
+            };
+        }
+    }
+    held
 }
 
 /// What a client gets back.
@@ -78,9 +227,10 @@ pub struct ClientOp {
     pub kind: OpKind,
 }
 
-/// Evaluates `kind` at offset `at` on the key's state just before `at`:
-/// the key's new state and the reply. A write sets version `at`; a failed
-/// condition changes nothing (docs/rmw.md, the `OP` row).
+/// Evaluates the single-key `kind` at offset `at` on the key's state just
+/// before `at`: the key's new state and the reply. A write sets version
+/// `at`; a failed condition changes nothing (docs/rmw.md, the `OP` row).
+/// A batch is evaluated on all its keys by [`eval_batch`] instead.
 pub fn eval(kind: OpKind, cur: Option<Entry>, at: Offset) -> (Option<Entry>, Reply) {
     let write = |val| Some(Entry { val, ver: at });
     match kind {
@@ -98,6 +248,7 @@ pub fn eval(kind: OpKind, cur: Option<Entry>, at: Offset) -> (Option<Entry>, Rep
             Some(e) if e.val == expect => (write(new), Reply::Bool(true)),
             _ => (cur, Reply::Bool(false)),
         },
+        OpKind::Batch(_) => unreachable!("a batch is evaluated by eval_batch"),
     }
 }
 
@@ -141,6 +292,26 @@ impl SequentialSpec for KvSpec {
                     *slot = Some(new);
                 }
                 Reply::Bool(wrote)
+            }
+            OpKind::Batch(batch) => {
+                let vals = &mut self.vals;
+                let held = (0..MAX_KEYS).all(|k| match batch.when[k] {
+                    Cond::Always => true,
+                    Cond::Absent => vals[k].is_none(),
+                    Cond::Present => vals[k].is_some(),
+                    Cond::Is(v) => vals[k] == Some(v),
+                });
+                if held {
+                    for (k, write) in batch.steps.into_iter().flatten() {
+                        let new = match write {
+                            Write::Set(v) => Some(v),
+                            Write::Del => None,
+                            Write::Copy(src) => vals[usize::from(src)].or(vals[usize::from(k)]),
+                        };
+                        vals[usize::from(k)] = new;
+                    }
+                }
+                Reply::Bool(held)
             }
         }
     }
@@ -189,5 +360,43 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `eval_batch` and `KvSpec` agree on the batches of the model's menu
+    /// from every pair of key states, and a batch writes (at its own
+    /// offset) exactly the keys its steps name, and only when it held.
+    #[test]
+    fn eval_batch_agrees_with_the_spec() {
+        let states = [None, Some(1), Some(2)];
+        for batch in [Batch::msetnx(1), Batch::cross_cas(1, 2), Batch::rename()] {
+            for a in states {
+                for b in states {
+                    let mut spec = KvSpec { vals: [a, b] };
+                    let want = spec.invoke(&ClientOp {
+                        key: batch.anchor(),
+                        kind: OpKind::Batch(batch),
+                    });
+                    let entry = |v: Option<Val>| v.map(|val| Entry { val, ver: 0 });
+                    let before = [entry(a), entry(b)];
+                    let mut after = before;
+                    let held = eval_batch(&batch, &mut after, 5);
+                    assert_eq!(Reply::Bool(held), want, "{batch:?} on {a:?} {b:?}");
+                    for k in 0..MAX_KEYS {
+                        assert_eq!(after[k].map(|e| e.val), spec.vals[k]);
+                        let written = held && batch.writes() & (1 << k) != 0;
+                        if !written {
+                            assert_eq!(after[k], before[k]);
+                        } else if after[k].is_some() && after[k] != before[k] {
+                            assert_eq!(after[k].map(|e| e.ver), Some(5));
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(Batch::msetnx(1).anchor(), 0);
+        assert_eq!(Batch::cross_cas(1, 2).anchor(), 1);
+        assert_eq!(Batch::rename().anchor(), 1);
+        assert_eq!(Batch::rename().writes(), 0b11);
+        assert_eq!(Batch::cross_cas(1, 2).writes(), 0b10);
     }
 }

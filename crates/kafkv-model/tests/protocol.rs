@@ -12,7 +12,8 @@ use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use kafkv_model::{Config, Lag, Retention, RmwModel, State, Step, names};
+use kafkv_model::spec::{Batch, ClientOp, Cond, OpKind, Write};
+use kafkv_model::{AnchorFirst, Config, Lag, Retention, RmwModel, State, Step, names};
 use stateright::Path;
 use stateright::{Checker, HasDiscoveries, Model};
 
@@ -123,6 +124,263 @@ fn protocol_fresh_instance_may_start_any_time() {
     );
 }
 
+// Multi-key batches (docs/rmw.md, "Multi-key batches"), on two keys, with
+// the lag as a margin and the cleanable point outside anchor windows
+// (`Assumptions::BATCHES`), and the protocol's rules for batches: repairs
+// for every key a batch writes, anchor first, and no settling by a repair
+// restating an offset before a batch. Each is dropped below.
+
+/// Every kind of batch — MSETNX k0 k1 (keyed by k0), "k1 := 2 if k0 is 1"
+/// (keyed by k1, decided by k0), RENAME k0 k1 (keyed by k1, copies k0 and
+/// deletes it) — next to plain PUT and DEL. Two client operations are
+/// enough for a batch record to be superseded in its own key while another
+/// key rests on it, and for a repair of one key to re-apply it.
+fn batches_two_ops() -> Config {
+    Config::with_batches(2, vec![OpKind::Put(1), OpKind::Del], Config::batch_menu())
+}
+
+/// A batch decided by a key whose base a reader lost: a PUT and a CAS of
+/// k0, then "k1 := 1 if k0 is 2". A reader that skipped the PUT evaluates
+/// the CAS on nothing and the batch on that, and a later repair of k0
+/// cannot fix what the batch did (or did not do) to k1: only k1's own
+/// repair can. Three operations, so one repair and no crash.
+fn batch_decided_by_a_lost_base() -> Config {
+    let menu = vec![OpKind::Put(1), OpKind::Cas { expect: 1, new: 2 }];
+    let mut cfg = Config::with_batches(3, menu, vec![Batch::cross_cas(2, 1)]);
+    cfg.repairs = 1;
+    cfg.crashes = 0;
+    cfg
+}
+
+const BATCH_WITNESSES: [&str; 2] = [names::BATCH_REAPPLIED, names::BATCH_SUPERSEDED];
+
+#[test]
+fn protocol_batches_two_keys_two_ops() {
+    let witnesses: Vec<&str> = WITNESSES.iter().chain(&BATCH_WITNESSES).copied().collect();
+    holds(
+        "batches: 2 keys, 2 ops (PUT, DEL, 3 batches), 2 repairs, 1 crash",
+        batches_two_ops(),
+        &witnesses,
+    );
+}
+
+#[test]
+fn protocol_batch_decided_by_a_key_whose_base_is_lost() {
+    holds(
+        "batches: 2 keys, 3 ops (PUT, CAS, cross-key CAS), 1 repair",
+        batch_decided_by_a_lost_base(),
+        &[
+            names::FRESH_AFTER_GAP,
+            names::WRITER_GAP,
+            names::REAPPLIED,
+            names::BASE_REMOVED,
+            names::REPLY_WITHHELD,
+        ],
+    );
+}
+
+#[test]
+fn a_batch_must_be_repaired_for_every_key_it_writes() {
+    // Repaired (and so covered by the lag) for its record key only, the
+    // batch goes when that key's repair supersedes it, and the other key's
+    // write goes with it.
+    let mut cfg = batches_two_ops();
+    cfg.rules.repair_every_written_key = false;
+    fails(
+        "a batch repaired for its record key only",
+        cfg,
+        names::STATE,
+    );
+}
+
+#[test]
+fn lag_up_to_the_superseding_record_is_not_enough_for_batches() {
+    // The lag's first half only (docs/rmw.md, assumption 1 (i)): every
+    // hazard below the cleanable point is covered. A batch just after it,
+    // decided on a state only a later repair of another key corrects, may
+    // still be unrepaired; the reader's target does not wait for it.
+    let mut cfg = batch_decided_by_a_lost_base();
+    cfg.assumptions.lag = Lag::Covering;
+    fails(
+        "batches, lag up to the superseding record",
+        cfg,
+        names::STATE,
+    );
+}
+
+#[test]
+fn a_batch_record_keys_repair_must_come_first() {
+    // Repairs in any order: k1's repair tombstone (after a failed MSETNX
+    // keyed by k0) lands before k0's. Kafka removes it by k1's records
+    // alone once it is below the cleanable point, while the batch stays
+    // until a newer k0 record is below it too: with the cleanable point
+    // between the two repairs, a reader applies the batch's write to k1
+    // again, and nothing of k1 follows to undo it.
+    let mut cfg = batches_two_ops();
+    cfg.rules.anchor_repair_first = AnchorFirst::Off;
+    fails("batches, repairs in any order", cfg, names::STATE);
+}
+
+#[test]
+fn a_plain_delete_in_an_anchor_window_brings_a_written_key_back() {
+    // Anchor first orders the protocol's own repairs, not clients: a DEL of
+    // k1 between an MSETNX (keyed by k0) and k0's repair is removed once
+    // its retention ends, and with the cleanable point stopped between the
+    // DEL and k0's repair, the batch stays and a reader sets k1 again.
+    let mut cfg = batches_two_ops();
+    cfg.assumptions.cleanable_point_outside_anchor_windows = false;
+    fails(
+        "batches, cleanable point inside an anchor window",
+        cfg,
+        names::STATE,
+    );
+}
+
+#[test]
+fn a_repair_before_a_batch_must_not_settle_its_key() {
+    // A lagging instance's repairs restate an offset before the second
+    // MSETNX and match the state after it. Judged by the state alone they
+    // settle both keys, so nobody repairs after the batch, and the lag lets
+    // the cleanable point pass it; a reader that lost the first MSETNX
+    // evaluates the second on absent keys (it holds there) and re-applies
+    // that verdict on top of each repair.
+    let mut cfg = batches_two_ops();
+    cfg.rules.repair_covers_batches = false;
+    fails(
+        "batches, a repair before a batch settles",
+        cfg,
+        names::STATE,
+    );
+}
+
+/// Anchor first as `hazards.rs` first had it: a key waits for the anchor's
+/// repair only while the batch is its *newest* hazardous record. A failed
+/// CAS of k1 after a failed MSETNX (keyed by k0) releases k1, whose repair
+/// tombstone lands before k0's; compaction stopped between them removes it
+/// and leaves the batch, and a reader that lost k0's PUT sets k1 to 1. The
+/// search for this needs three operations and two repairs (about 30 M
+/// states, minutes), so the test replays the counterexample it found, step
+/// by step, and checks that holding k1 until it is settled
+/// ([`AnchorFirst::SinceSettled`]) disables the misordered repair.
+#[test]
+fn an_operation_after_a_batch_must_not_release_its_key() {
+    let mut cfg = Config::with_batches(
+        3,
+        vec![OpKind::Put(1), OpKind::Cas { expect: 1, new: 2 }],
+        vec![Batch::msetnx(1)],
+    );
+    cfg.crashes = 0;
+    cfg.symmetry = false;
+    cfg.rules.anchor_repair_first = AnchorFirst::NewestHazard;
+    let (w0, w1, fresh) = (0, 1, 2);
+    let op = |key, kind| Step::Issue {
+        by: w0,
+        op: ClientOp { key, kind },
+    };
+    let steps = [
+        op(0, OpKind::Put(1)),
+        Step::Read(w1),
+        op(0, OpKind::Batch(Batch::msetnx(1))),
+        Step::Read(w1),
+        op(1, OpKind::Cas { expect: 1, new: 2 }),
+        Step::Read(w1),
+        Step::Repair { by: w1, key: 1 },
+        Step::Repair { by: w1, key: 0 },
+        Step::Read(w1),
+        Step::Compact {
+            upto: 4,
+            tombstones: false,
+        },
+        Step::Read(w0),
+        Step::Read(w0),
+        Step::Compact {
+            upto: 4,
+            tombstones: true,
+        },
+        Step::Start,
+        Step::Read(fresh),
+        Step::Read(fresh),
+    ];
+    let model = RmwModel::new(cfg.clone());
+    let init = model.init_states().remove(0);
+    let path = Path::from_actions(&model, init.clone(), &steps).expect("every step enabled");
+    show(&format!(
+        "\n== anchor first by the newest hazard only: replayed counterexample:\n{}",
+        model.explain(&path)
+    ));
+    assert!(!(model.property(names::STATE).condition)(
+        &model,
+        path.last_state()
+    ));
+
+    // Holding k1 until it is settled: w1 must repair k0 first.
+    cfg.rules.anchor_repair_first = AnchorFirst::SinceSettled;
+    let model = RmwModel::new(cfg);
+    assert!(Path::from_actions(&model, init.clone(), &steps[..6]).is_some());
+    assert!(Path::from_actions(&model, init.clone(), &steps[..7]).is_none());
+    let k0_first = [&steps[..6], &[steps[7], steps[6]]].concat();
+    assert!(Path::from_actions(&model, init, &k0_first).is_some());
+}
+
+/// A limit of anchor first (docs/rmw.md, "Limits"): two batches anchored on
+/// each other — MSETNX k0 k1 (keyed by k0) and MSETNX k1 k0 (keyed by k1),
+/// both failing after a PUT of k0 — hold both keys, so neither waits and
+/// k1's repair tombstone lands before k0's repair. Compaction stopped
+/// between the two removes the tombstone and the second batch (superseded
+/// by it) and keeps the first; a reader that lost the PUT evaluates the
+/// first MSETNX on absent keys and sets k1. Found with three operations
+/// and two repairs (15 M states); replayed here.
+#[test]
+fn batches_anchored_on_each_other_are_not_ordered() {
+    let reversed = Batch {
+        when: [Cond::Absent, Cond::Absent],
+        steps: [Some((1, Write::Set(2))), Some((0, Write::Set(2)))],
+    };
+    let mut cfg = Config::with_batches(3, vec![OpKind::Put(1)], vec![Batch::msetnx(1), reversed]);
+    cfg.crashes = 0;
+    cfg.symmetry = false;
+    let (w0, w1, fresh) = (0, 1, 2);
+    let op = |key, kind| Step::Issue {
+        by: w0,
+        op: ClientOp { key, kind },
+    };
+    let steps = [
+        op(0, OpKind::Put(1)),
+        Step::Read(w1),
+        op(0, OpKind::Batch(Batch::msetnx(1))),
+        Step::Read(w1),
+        op(1, OpKind::Batch(reversed)),
+        Step::Read(w1),
+        Step::Repair { by: w1, key: 1 },
+        Step::Repair { by: w1, key: 0 },
+        Step::Read(w1),
+        Step::Compact {
+            upto: 4,
+            tombstones: false,
+        },
+        Step::Read(w0),
+        Step::Read(w0),
+        Step::Compact {
+            upto: 4,
+            tombstones: true,
+        },
+        Step::Start,
+        Step::Read(fresh),
+        Step::Read(fresh),
+    ];
+    let model = RmwModel::new(cfg);
+    let init = model.init_states().remove(0);
+    let path = Path::from_actions(&model, init, &steps).expect("every step enabled");
+    show(&format!(
+        "\n== batches anchored on each other: replayed counterexample:\n{}",
+        model.explain(&path)
+    ));
+    assert!(!(model.property(names::STATE).condition)(
+        &model,
+        path.last_state()
+    ));
+}
+
 // Larger bounds, too slow for every test run: about a minute each in
 // release (`cargo test -p kafkv-model --release -- --ignored`), 1-2 GB.
 
@@ -143,6 +401,37 @@ fn deep_two_keys_fresh_from_the_start() {
         "deep: 2 keys, 2 ops, 2 repairs, 1 crash, fresh from the start",
         cfg,
         &WITNESSES,
+    );
+}
+
+#[test]
+#[ignore]
+fn deep_batches_with_every_single_key_operation() {
+    let cfg = Config::with_batches(2, Config::full_menu(), Config::batch_menu());
+    let witnesses: Vec<&str> = WITNESSES.iter().chain(&BATCH_WITNESSES).copied().collect();
+    holds(
+        "deep: batches, 2 keys, 2 ops (full menu, 3 batches), 2 repairs, 1 crash",
+        cfg,
+        &witnesses,
+    );
+}
+
+#[test]
+#[ignore]
+fn deep_batches_three_ops() {
+    let menu = vec![
+        OpKind::Put(1),
+        OpKind::Del,
+        OpKind::Cas { expect: 1, new: 2 },
+    ];
+    let batches = vec![Batch::msetnx(1), Batch::cross_cas(2, 1)];
+    let mut cfg = Config::with_batches(3, menu, batches);
+    cfg.repairs = 1;
+    cfg.crashes = 0;
+    holds(
+        "deep: batches, 2 keys, 3 ops (PUT, DEL, CAS, MSETNX, cross-key CAS), 1 repair",
+        cfg,
+        &WITNESSES[..7],
     );
 }
 

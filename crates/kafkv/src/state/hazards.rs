@@ -301,7 +301,16 @@ impl Hazards {
                 // states happens to be the key's state: once compaction keeps
                 // it alone, a view that read a newer record before a gap would
                 // ignore it (the model's counterexample, docs/rmw.md).
-                let settled = applies && after == stated;
+                // Nor does one that restates an offset before a batch still
+                // pending on the key: the batch is re-applied with the
+                // verdict this instance first gave it, which a lost base may
+                // have made wrong (the model's counterexample
+                // `a_repair_before_a_batch_must_not_settle_its_key`).
+                let settled = applies
+                    && after == stated
+                    && !pending
+                        .iter()
+                        .any(|(_, pending)| matches!(pending, Pending::Steps { .. }));
                 self.entries.insert(
                     key.into(),
                     Entry {
@@ -350,7 +359,10 @@ impl Hazards {
         }
         entry.settled = false;
         entry.own = own;
-        entry.elsewhere = elsewhere;
+        // Sticky until the key is settled or restated by a put or delete: an
+        // operation on the key after the batch does not release it (the
+        // model's `an_operation_after_a_batch_must_not_release_its_key`).
+        entry.elsewhere |= elsewhere;
     }
 }
 
@@ -502,5 +514,50 @@ mod tests {
             hazards.is_unsettled(b"u"),
             "an unsettled key is never swept"
         );
+    }
+
+    #[test]
+    fn a_repair_restating_an_offset_before_a_pending_batch_does_not_settle_its_key() {
+        use crate::op::Condition;
+        let mut hazards = Hazards::new(1);
+        // A batch at 1, recorded under another key, failed its conditions and
+        // left k at 5v0; a repair restating offset 0 states exactly that.
+        let steps = Pending::Steps {
+            held: false,
+            ops: vec![Op::Set {
+                value: Bytes::from_static(b"6"),
+                when: Condition::Always,
+            }],
+        };
+        let five = state("5", 0);
+        hazards.record_hazard(b"k", 0, 1, five.as_ref(), steps, false, true);
+        let after = run(&mut hazards, five.clone(), &[repair(2, 0, five.clone())]);
+        assert_eq!(after, five);
+        assert!(
+            hazards.is_unsettled(b"k"),
+            "the batch after offset 0 is still pending"
+        );
+        // A repair restating the batch's offset settles it.
+        run(&mut hazards, after, &[repair(3, 1, five)]);
+        assert!(!hazards.is_unsettled(b"k"));
+    }
+
+    #[test]
+    fn a_key_written_by_another_keys_batch_waits_for_that_key_until_restated() {
+        let mut hazards = Hazards::new(1);
+        let steps = Pending::Steps {
+            held: true,
+            ops: Vec::new(),
+        };
+        hazards.record_hazard(b"k", 0, 1, None, steps, false, true);
+        // An operation on k itself after the batch does not release it.
+        run(&mut hazards, None, &[incr(2)]);
+        let elsewhere =
+            |hazards: &Hazards| hazards.unsettled().map(|u| u.elsewhere).collect::<Vec<_>>();
+        assert_eq!(elsewhere(&hazards), [true]);
+        // A put restates k whole: released (and settled).
+        hazards.resolve(&Record::put(0, 3, b"k", b"v"), None, false);
+        run(&mut hazards, state("v", 3), &[incr(4)]);
+        assert_eq!(elsewhere(&hazards), [false]);
     }
 }
