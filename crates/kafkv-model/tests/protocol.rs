@@ -253,6 +253,44 @@ fn a_repair_before_a_batch_must_not_settle_its_key() {
     );
 }
 
+/// The tail of both replayed batch counterexamples: w1 repairs k1 (a
+/// tombstone) before k0, compaction stops between the two and later drops
+/// the tombstone, w0 catches up, and a fresh instance bootstraps.
+fn k1_repaired_first_then_a_compacted_bootstrap(w0: u8, w1: u8, fresh: u8) -> [Step; 10] {
+    [
+        Step::Repair { by: w1, key: 1 },
+        Step::Repair { by: w1, key: 0 },
+        Step::Read(w1),
+        Step::Compact {
+            upto: 4,
+            tombstones: false,
+        },
+        Step::Read(w0),
+        Step::Read(w0),
+        Step::Compact {
+            upto: 4,
+            tombstones: true,
+        },
+        Step::Start,
+        Step::Read(fresh),
+        Step::Read(fresh),
+    ]
+}
+
+/// Replays `steps` from `init`, prints the trace, and checks that it ends in
+/// a state the state property rejects.
+fn replays_a_counterexample(model: &RmwModel, init: State, steps: &[Step], what: &str) {
+    let path = Path::from_actions(model, init, steps).expect("every step enabled");
+    show(&format!(
+        "\n== {what}: replayed counterexample:\n{}",
+        model.explain(&path)
+    ));
+    assert!(!(model.property(names::STATE).condition)(
+        model,
+        path.last_state()
+    ));
+}
+
 /// Anchor first as `hazards.rs` first had it: a key waits for the anchor's
 /// repair only while the batch is its *newest* hazardous record. A failed
 /// CAS of k1 after a failed MSETNX (keyed by k0) releases k1, whose repair
@@ -284,34 +322,18 @@ fn an_operation_after_a_batch_must_not_release_its_key() {
         Step::Read(w1),
         op(1, OpKind::Cas { expect: 1, new: 2 }),
         Step::Read(w1),
-        Step::Repair { by: w1, key: 1 },
-        Step::Repair { by: w1, key: 0 },
-        Step::Read(w1),
-        Step::Compact {
-            upto: 4,
-            tombstones: false,
-        },
-        Step::Read(w0),
-        Step::Read(w0),
-        Step::Compact {
-            upto: 4,
-            tombstones: true,
-        },
-        Step::Start,
-        Step::Read(fresh),
-        Step::Read(fresh),
-    ];
+    ]
+    .into_iter()
+    .chain(k1_repaired_first_then_a_compacted_bootstrap(w0, w1, fresh))
+    .collect::<Vec<_>>();
     let model = RmwModel::new(cfg.clone());
     let init = model.init_states().remove(0);
-    let path = Path::from_actions(&model, init.clone(), &steps).expect("every step enabled");
-    show(&format!(
-        "\n== anchor first by the newest hazard only: replayed counterexample:\n{}",
-        model.explain(&path)
-    ));
-    assert!(!(model.property(names::STATE).condition)(
+    replays_a_counterexample(
         &model,
-        path.last_state()
-    ));
+        init.clone(),
+        &steps,
+        "anchor first by the newest hazard only",
+    );
 
     // Holding k1 until it is settled: w1 must repair k0 first.
     cfg.rules.anchor_repair_first = AnchorFirst::SinceSettled;
@@ -351,34 +373,13 @@ fn batches_anchored_on_each_other_are_not_ordered() {
         Step::Read(w1),
         op(1, OpKind::Batch(reversed)),
         Step::Read(w1),
-        Step::Repair { by: w1, key: 1 },
-        Step::Repair { by: w1, key: 0 },
-        Step::Read(w1),
-        Step::Compact {
-            upto: 4,
-            tombstones: false,
-        },
-        Step::Read(w0),
-        Step::Read(w0),
-        Step::Compact {
-            upto: 4,
-            tombstones: true,
-        },
-        Step::Start,
-        Step::Read(fresh),
-        Step::Read(fresh),
-    ];
+    ]
+    .into_iter()
+    .chain(k1_repaired_first_then_a_compacted_bootstrap(w0, w1, fresh))
+    .collect::<Vec<_>>();
     let model = RmwModel::new(cfg);
     let init = model.init_states().remove(0);
-    let path = Path::from_actions(&model, init, &steps).expect("every step enabled");
-    show(&format!(
-        "\n== batches anchored on each other: replayed counterexample:\n{}",
-        model.explain(&path)
-    ));
-    assert!(!(model.property(names::STATE).condition)(
-        &model,
-        path.last_state()
-    ));
+    replays_a_counterexample(&model, init, &steps, "batches anchored on each other");
 }
 
 // Larger bounds, too slow for every test run: about a minute each in
