@@ -27,8 +27,12 @@ use std::hash::{Hash, Hasher};
 
 use crate::log::{Body, Record};
 use crate::spec::{
-    Batch, Entry, Key, MAX_KEYS, Offset, OpKind, Reply, Val, Write, eval, eval_batch,
+    Batch, Entry, Key, MAX_KEYS, Offset, OpKind, Reply, Time, Val, Write, eval_at, eval_batch,
+    sweep,
 };
+
+/// What a batch left a key it copied into: value and expiry, or absent.
+pub type Copied = Option<(Val, Option<Time>)>;
 
 /// The protocol's own rules. [`Rules::PROTOCOL`] is docs/rmw.md (including
 /// the rules the model added to it: `stale_is_hazard`,
@@ -85,6 +89,32 @@ pub struct Rules {
     /// batch from every reader's pending operations. Off: judged by the
     /// state alone, as for a single-key operation.
     pub repair_covers_batches: bool,
+    /// Expiry (docs/expiry.md): every decision is taken at the record's
+    /// timestamp. Off: an instance decides whether a key is expired by its
+    /// own clock when it applies the record (the model's `State::now`).
+    pub decide_at_record_time: bool,
+    /// A relative TTL is resolved against the record's timestamp. Off:
+    /// against the applying instance's clock.
+    pub ttl_from_record_time: bool,
+    /// A sweeper writes a SWEEP, which deletes only a key expired at its
+    /// own timestamp. Off: a plain DEL (docs/expiry.md, option 1).
+    pub conditional_sweep: bool,
+    /// A SWEEP that leaves its key present is hazardous (pending,
+    /// repaired, held by the lag). Off: every SWEEP counts as
+    /// self-contained.
+    pub failed_sweep_is_hazard: bool,
+    /// A sweeper sweeps only keys whose newest record it applied is
+    /// self-contained (settled); unsettled ones are the repairer's.
+    pub sweep_settled_only: bool,
+    /// A SWEEP that finds its key absent settles it (base := its offset,
+    /// as a DEL) only where the instance is ready, its state exact.
+    /// Elsewhere it stays pending like an OP. Off: it settles wherever it
+    /// finds the key absent, and an instance behind a gap that still holds
+    /// an older, expired entry takes a SWEEP that lost to a rewrite it
+    /// never saw for a win, then ignores the repair restating the rewrite
+    /// as stale (the model's answer to docs/expiry.md's inexact-partition
+    /// question).
+    pub sweep_settles_only_when_ready: bool,
 }
 
 impl Rules {
@@ -99,6 +129,12 @@ impl Rules {
         repair_every_written_key: true,
         anchor_repair_first: AnchorFirst::SinceSettled,
         repair_covers_batches: true,
+        decide_at_record_time: true,
+        ttl_from_record_time: true,
+        conditional_sweep: true,
+        failed_sweep_is_hazard: true,
+        sweep_settled_only: true,
+        sweep_settles_only_when_ready: true,
     };
 }
 
@@ -148,6 +184,20 @@ pub mod event {
     /// Compaction removed a batch record that wrote a key other than its
     /// record key (that key's state now rests on its own records).
     pub const BATCH_SUPERSEDED: u16 = 1 << 8;
+    /// A SWEEP was appended that deletes its key (by the log).
+    pub const SWEEP_DELETED: u16 = 1 << 9;
+    /// A SWEEP was appended that finds its key live and changes nothing
+    /// (before its expiry, or after a rewrite).
+    pub const SWEEP_LOST: u16 = 1 << 10;
+    /// A repair re-applied a pending (losing) SWEEP.
+    pub const SWEEP_REPAIRED: u16 = 1 << 11;
+    /// A SET NX PX took a key whose previous entry had expired but was not
+    /// swept (the lock taken over).
+    pub const LOCK_TAKEN_EXPIRED: u16 = 1 << 12;
+    /// The fresh instance applied a SWEEP after finding a gap.
+    pub const FRESH_SWEEP_AFTER_GAP: u16 = 1 << 13;
+    /// An EXPIRE's condition failed on a live key.
+    pub const EXPIRE_REFUSED: u16 = 1 << 14;
 }
 
 /// An instance's knowledge of one key.
@@ -228,7 +278,7 @@ pub struct Instance {
     /// For a key a batch copied into: (the batch's offset, the key, the
     /// value the batch left it with, or `None` for absent), as this
     /// instance computed it. Empty unless the menu has a copying batch.
-    pub copied: Vec<(Offset, Key, Option<Val>)>,
+    pub copied: Vec<(Offset, Key, Copied)>,
 }
 
 impl Hash for Instance {
@@ -321,26 +371,49 @@ impl Instance {
 
     /// Applies the record at offset `at` of `log` (a record of the current
     /// log). `ready_here`: whether the instance is ready at the moment it
-    /// applies it (its position, `at`, reached its target). Returns the
-    /// reply for the instance's own client operation if it answers it.
+    /// applies it (its position, `at`, reached its target). `now`: the
+    /// instance's clock (only the broken rules read it). Returns the reply
+    /// for the instance's own client operation if it answers it.
+    #[allow(clippy::too_many_arguments)]
     pub fn apply(
         &mut self,
         me: u8,
         log: &[Record],
         at: Offset,
         ready_here: bool,
+        now: Time,
         rules: &Rules,
         events: &mut u16,
     ) -> Option<(u8, Reply)> {
         let rec = log[usize::from(at)];
+        // The time each record is decided at, and the time its TTL is
+        // resolved against.
+        let decide = |r: &Record| {
+            if rules.decide_at_record_time {
+                r.ts
+            } else {
+                now
+            }
+        };
+        let base = |r: &Record| {
+            if rules.ttl_from_record_time {
+                r.ts
+            } else {
+                now
+            }
+        };
         if rec.batch().is_some() {
-            return self.apply_batch(me, &rec, at, ready_here, rules, events);
+            return self.apply_batch(me, &rec, at, ready_here, decide(&rec), rules, events);
         }
         let kv = &mut self.keys[usize::from(rec.key)];
         match rec.body {
-            Body::Put(_) | Body::Del => {
+            Body::Put(..) | Body::Del => {
                 kv.state = match rec.body {
-                    Body::Put(val) => Some(Entry { val, ver: at }),
+                    Body::Put(val, ttl) => Some(Entry {
+                        val,
+                        ver: at,
+                        exp: ttl.map(|d| base(&rec).saturating_add(d)),
+                    }),
                     _ => None,
                 };
                 kv.base = Some(at);
@@ -350,8 +423,31 @@ impl Instance {
                 kv.elsewhere = false;
                 None
             }
+            Body::Sweep => {
+                kv.state = sweep(kv.state, decide(&rec));
+                let exact = ready_here || !rules.sweep_settles_only_when_ready;
+                if (kv.state.is_none() && exact) || !rules.failed_sweep_is_hazard {
+                    // Absent after it: a DEL for the protocol.
+                    kv.base = Some(at);
+                    kv.pending = 0;
+                    kv.newest_sc = true;
+                    kv.owes_repair = false;
+                    kv.elsewhere = false;
+                } else {
+                    // Lost: pending like an OP, repaired.
+                    kv.pending |= 1 << at;
+                    kv.newest_sc = false;
+                    if rules.anchor_repair_first == AnchorFirst::NewestHazard {
+                        kv.elsewhere = false;
+                    }
+                    if rec.by == me && !rules.backstop {
+                        kv.owes_repair = true;
+                    }
+                }
+                None
+            }
             Body::Op(kind) => {
-                let (next, reply) = eval(kind, kv.state, at);
+                let (next, reply) = eval_at(kind, kv.state, at, decide(&rec), base(&rec));
                 kv.state = next;
                 kv.pending |= 1 << at;
                 kv.newest_sc = false;
@@ -399,8 +495,14 @@ impl Instance {
                                     let copied = &self.copied;
                                     reapply_steps(&batch, held, copied, rec.key, kv.state, o)
                                 }
-                                Body::Op(kind) => eval(kind, kv.state, o).0,
-                                _ => unreachable!("pending bits mark OP records only"),
+                                Body::Op(kind) => {
+                                    eval_at(kind, kv.state, o, decide(&pending), base(&pending)).0
+                                }
+                                Body::Sweep => {
+                                    *events |= event::SWEEP_REPAIRED;
+                                    sweep(kv.state, decide(&pending))
+                                }
+                                _ => unreachable!("pending bits mark OP and SWEEP records only"),
                             };
                         }
                     }
@@ -427,18 +529,20 @@ impl Instance {
     /// this instance's states of all keys; each key of
     /// [`Record::hazard_keys`] gets it as a pending, hazardous newest
     /// record. Replies whether the conditions held, to the writer.
+    #[allow(clippy::too_many_arguments)]
     fn apply_batch(
         &mut self,
         me: u8,
         rec: &Record,
         at: Offset,
         ready_here: bool,
+        decide: Time,
         rules: &Rules,
         events: &mut u16,
     ) -> Option<(u8, Reply)> {
         let batch = rec.batch().expect("a batch record");
         let mut states = self.keys.map(|kv| kv.state);
-        let held = eval_batch(batch, &mut states, at);
+        let held = eval_batch(batch, &mut states, at, decide);
         if held {
             self.held |= 1 << at;
         }
@@ -460,7 +564,8 @@ impl Instance {
                 kv.owes_repair = true;
             }
             if batch.copies_into(k as Key) {
-                self.copied.push((at, k as Key, states[k].map(|e| e.val)));
+                self.copied
+                    .push((at, k as Key, states[k].map(|e| (e.val, e.exp))));
             }
         }
         if !own {
@@ -486,7 +591,7 @@ impl Instance {
 fn reapply_steps(
     batch: &Batch,
     held: bool,
-    copied: &[(Offset, Key, Option<Val>)],
+    copied: &[(Offset, Key, Copied)],
     key: Key,
     mut state: Option<Entry>,
     at: Offset,
@@ -499,14 +604,18 @@ fn reapply_steps(
             .iter()
             .find(|&&(o, k, _)| o == at && k == key)
             .expect("a copy's result is kept when the batch is applied");
-        return val.map(|val| Entry { val, ver: at });
+        return val.map(|(val, exp)| Entry { val, ver: at, exp });
     }
     for &(k, write) in batch.steps.iter().flatten() {
         if k != key {
             continue;
         }
         state = match write {
-            Write::Set(val) => Some(Entry { val, ver: at }),
+            Write::Set(val) => Some(Entry {
+                val,
+                ver: at,
+                exp: None,
+            }),
             Write::Del => None,
             Write::Copy(_) => unreachable!("handled above"),
         };

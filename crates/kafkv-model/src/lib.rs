@@ -74,6 +74,14 @@
 //! ([`Rules`]): anchor first, and a repair restating an offset before a
 //! batch of its key does not settle the key.
 //!
+//! Expiry (docs/expiry.md, issue 18) adds a broker clock, record
+//! timestamps, TTLs and the SWEEP record, with property (d): removing every
+//! sweeper's record changes no reply and no live state. The design as
+//! written fails property (a) — a stale repair read behind a gap, then a
+//! winning SWEEP — and the test
+//! `a_sweep_read_after_a_stale_repair_behind_a_gap_is_misjudged` replays it;
+//! a protocol rule must close it before expiry is built.
+//!
 //! Each can be switched off; the tests show the counterexample each time.
 //! One more counterexample is a limit of anchor first, not assumed away:
 //! two batches anchored on each other (docs/rmw.md, "Limits"); the regular
@@ -100,7 +108,8 @@
 //! batches and producer retries (a record is appended once, atomically),
 //! broker failures and replication (the log is the committed log), reads
 //! served to clients (property (a) covers what a read would return),
-//! operation errors (no INCR on a non-integer), TTL, version conditions (a
+//! operation errors (no INCR on a non-integer), clocks that step back, the
+//! repairer writing a SWEEP, version conditions (a
 //! batch's value condition stands in for them, see [`spec::Cond::Is`]),
 //! batches with a step that reads, or with more than two writes. An instance
 //! whose remaining records were all compacted away is taken to reach the end

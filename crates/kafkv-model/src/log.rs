@@ -19,7 +19,9 @@
 //! batch keyed by another key that writes it.
 
 use crate::instance::Rules;
-use crate::spec::{Batch, Entry, Key, MAX_KEYS, Offset, OpKind, Reply, Val, eval, eval_batch};
+use crate::spec::{
+    Batch, Entry, Key, MAX_KEYS, Offset, OpKind, Reply, Time, Val, eval, eval_batch, live, sweep,
+};
 
 /// The most records a log may hold: offsets index `u64` masks.
 pub const MAX_RECORDS: usize = 64;
@@ -27,10 +29,16 @@ pub const MAX_RECORDS: usize = 64;
 /// What a record says about its key (docs/rmw.md, "Records").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Body {
-    /// `k := v`, version = own offset. Self-contained.
-    Put(Val),
-    /// `k` absent. Self-contained; a tombstone (null value).
+    /// `k := v`, version = own offset, with a relative TTL (resolved
+    /// against the record's timestamp) or no expiry. Self-contained.
+    Put(Val, Option<Time>),
+    /// `k` absent. Self-contained; a tombstone (null value). A sweeper
+    /// writes one (no client op id) when `Rules::conditional_sweep` is off.
     Del,
+    /// SWEEP: a conditional tombstone, "delete `k` if it is expired at this
+    /// record's timestamp" (docs/expiry.md). Self-contained iff `k` is
+    /// absent after it.
+    Sweep,
     /// An operation evaluated at its offset on the state before it. Never
     /// self-contained. Never `OpKind::Put` or `OpKind::Del`. A batch is one
     /// such record, keyed by its anchor, evaluated on all its keys.
@@ -52,13 +60,29 @@ pub struct Record {
     /// For a client record, the client operation's id (its index in
     /// `State::ops` and its thread id in the linearizability tester).
     pub op: Option<u8>,
+    /// The timestamp: the broker clock when it was appended (compaction
+    /// keeps it).
+    pub ts: Time,
 }
 
 impl Record {
     /// A null-valued record: compaction may remove it even when it is the
     /// newest of its key, once tombstone retention allows.
     pub fn is_tombstone(&self) -> bool {
-        matches!(self.body, Body::Del | Body::Repair { s: None, .. })
+        matches!(
+            self.body,
+            Body::Del | Body::Sweep | Body::Repair { s: None, .. }
+        )
+    }
+
+    /// Written by a sweeper: a SWEEP, or the plain DEL a sweeper writes
+    /// without `Rules::conditional_sweep` (client DELs carry an op id).
+    pub fn is_sweep(&self) -> bool {
+        match self.body {
+            Body::Sweep => true,
+            Body::Del => self.op.is_none(),
+            _ => false,
+        }
     }
 
     /// The batch this record carries, if any.
@@ -102,16 +126,21 @@ pub type KeyStates = [Option<Entry>; MAX_KEYS];
 /// reply a client record's operation gets there. Repairs change nothing.
 pub fn reference_step(states: &mut KeyStates, rec: &Record, at: Offset) -> Option<Reply> {
     if let Some(batch) = rec.batch() {
-        return Some(Reply::Bool(eval_batch(batch, states, at)));
+        return Some(Reply::Bool(eval_batch(batch, states, at, rec.ts)));
     }
     let slot = &mut states[usize::from(rec.key)];
     let kind = match rec.body {
-        Body::Put(v) => OpKind::Put(v),
+        Body::Put(v, None) => OpKind::Put(v),
+        Body::Put(v, Some(ttl)) => OpKind::PutEx(v, ttl),
         Body::Del => OpKind::Del,
         Body::Op(kind) => kind,
+        Body::Sweep => {
+            *slot = sweep(*slot, rec.ts);
+            return None;
+        }
         Body::Repair { .. } => return None,
     };
-    let (next, reply) = eval(kind, *slot, at);
+    let (next, reply) = eval(kind, *slot, at, rec.ts);
     *slot = next;
     Some(reply)
 }
@@ -132,6 +161,27 @@ pub fn reference_reply(log: &[Record], at: Offset) -> Option<Reply> {
     reference_step(&mut states, &log[usize::from(at)], at)
 }
 
+/// Property (d): removing every sweeper's record from the log changes
+/// neither a reply nor the logical state (expired entries dropped at each
+/// record's timestamp) after any record — a SWEEP never changes a decision
+/// (I4), so a key rewritten or given a new expiry before it lands is never
+/// deleted. Holds when timestamps grow with offsets.
+pub fn sweeps_change_nothing(log: &[Record]) -> bool {
+    let mut with = KeyStates::default();
+    let mut without = KeyStates::default();
+    for (at, rec) in log.iter().enumerate() {
+        let at = at as Offset;
+        let reply = reference_step(&mut with, rec, at);
+        if !rec.is_sweep() && reference_step(&mut without, rec, at) != reply {
+            return false;
+        }
+        if with.map(|e| live(e, rec.ts)) != without.map(|e| live(e, rec.ts)) {
+            return false;
+        }
+    }
+    true
+}
+
 /// Which records are self-contained, judged on the full log as exact
 /// instances see it: PUT and DEL always, OP never (a batch for none of the
 /// keys it touches), a repair when it is applied (not stale: no
@@ -140,6 +190,9 @@ pub fn reference_reply(log: &[Record], at: Offset) -> Option<Reply> {
 /// state right after it equals what it restates — then a reader that sees
 /// only this record of the key, or applies it on top of older knowledge,
 /// ends up where exact instances are.
+///
+/// A SWEEP is self-contained iff its key is absent after it (I5), or
+/// always with `rules.failed_sweep_is_hazard: false`.
 ///
 /// `rules.stale_is_hazard: false` judges a stale repair by its state alone
 /// (the rule docs/rmw.md first had; the model shows why it is wrong), and
@@ -159,9 +212,16 @@ pub fn self_contained(log: &[Record], rules: &Rules) -> u64 {
         reference_step(&mut states, rec, at as Offset);
         let k = usize::from(rec.key);
         let sc = match rec.body {
-            Body::Put(_) | Body::Del => {
+            Body::Put(..) | Body::Del => {
                 bases[k] = Some(at as Offset);
                 true
+            }
+            Body::Sweep => {
+                let sc = states[k].is_none() || !rules.failed_sweep_is_hazard;
+                if sc {
+                    bases[k] = Some(at as Offset);
+                }
+                sc
             }
             Body::Op(_) => false,
             Body::Repair { r, s } => {
@@ -333,16 +393,17 @@ mod tests {
             body,
             by: 0,
             op: None,
+            ts: 0,
         }
     }
 
     #[test]
     fn compaction_keeps_the_newest_below_the_cleanable_point() {
         let log = [
-            rec(0, Body::Put(1)),
-            rec(1, Body::Put(1)),
+            rec(0, Body::Put(1, None)),
+            rec(1, Body::Put(1, None)),
             rec(0, Body::Del),
-            rec(0, Body::Put(2)),
+            rec(0, Body::Put(2, None)),
         ];
         let all = 0b1111;
         // Below 3: key 0 at 0 is superseded by 2; key 1 stays.
@@ -356,21 +417,29 @@ mod tests {
     #[test]
     fn repairs_are_judged_and_bound_the_lag() {
         let log = [
-            rec(0, Body::Put(1)),
+            rec(0, Body::Put(1, None)),
             rec(0, Body::Op(OpKind::Incr)),
             // A lagging repair restating offset 0 lands after the INCR.
             rec(
                 0,
                 Body::Repair {
                     r: 0,
-                    s: Some(Entry { val: 1, ver: 0 }),
+                    s: Some(Entry {
+                        val: 1,
+                        ver: 0,
+                        exp: None,
+                    }),
                 },
             ),
             rec(
                 0,
                 Body::Repair {
                     r: 2,
-                    s: Some(Entry { val: 2, ver: 1 }),
+                    s: Some(Entry {
+                        val: 2,
+                        ver: 1,
+                        exp: None,
+                    }),
                 },
             ),
         ];
@@ -393,7 +462,7 @@ mod tests {
     fn a_stale_repair_is_hazardous() {
         let log = [
             rec(0, Body::Op(OpKind::Cas { expect: 1, new: 2 })),
-            rec(0, Body::Put(1)),
+            rec(0, Body::Put(1, None)),
             rec(0, Body::Del),
             rec(0, Body::Repair { r: 0, s: None }),
         ];
@@ -416,14 +485,18 @@ mod tests {
         assert_eq!(batch.touched(), 0b10);
         assert_eq!(batch.hazard_keys(true), 0b10);
         let log = [
-            rec(0, Body::Put(1)),
+            rec(0, Body::Put(1, None)),
             rec(0, Body::Op(OpKind::Cas { expect: 1, new: 2 })),
             batch,
             rec(
                 0,
                 Body::Repair {
                     r: 1,
-                    s: Some(Entry { val: 2, ver: 1 }),
+                    s: Some(Entry {
+                        val: 2,
+                        ver: 1,
+                        exp: None,
+                    }),
                 },
             ),
         ];
@@ -444,7 +517,7 @@ mod tests {
     #[test]
     fn a_self_contained_record_covers_a_hazard() {
         let log = [
-            rec(0, Body::Put(1)),
+            rec(0, Body::Put(1, None)),
             rec(0, Body::Op(OpKind::SetNx(2))),
             rec(0, Body::Del),
         ];
@@ -456,7 +529,11 @@ mod tests {
             0,
             Body::Repair {
                 r: 0,
-                s: Some(Entry { val: 1, ver: 0 }),
+                s: Some(Entry {
+                    val: 1,
+                    ver: 0,
+                    exp: None,
+                }),
             },
         );
         let log = [log[0], log[1], lagging];
@@ -472,11 +549,15 @@ mod tests {
             0,
             Body::Repair {
                 r: 0,
-                s: Some(Entry { val: 1, ver: 0 }),
+                s: Some(Entry {
+                    val: 1,
+                    ver: 0,
+                    exp: None,
+                }),
             },
         );
         let log = [
-            rec(0, Body::Put(1)),
+            rec(0, Body::Put(1, None)),
             rec(0, Body::Op(OpKind::Batch(Batch::msetnx(1)))),
             lagging,
         ];
@@ -487,5 +568,45 @@ mod tests {
         };
         assert_eq!(self_contained(&log, &by_state), 0b101);
         assert_eq!(lag_limit(&log, Lag::Covering, &Rules::PROTOCOL), 1);
+    }
+
+    /// A SWEEP deletes only a key expired at its own timestamp, is
+    /// self-contained exactly then, and changes no decision; a sweeper's
+    /// plain DEL of a key rewritten before it does.
+    #[test]
+    fn a_sweep_is_a_conditional_tombstone() {
+        let at = |key, body, ts| Record {
+            ts,
+            ..rec(key, body)
+        };
+        let put_ex = at(0, Body::Put(1, Some(1)), 0);
+        let rewrite = at(0, Body::Put(2, None), 1);
+        let late = at(0, Body::Sweep, 1);
+        // Expired at 1: the sweep deletes and settles the key.
+        let log = [put_ex, late];
+        assert_eq!(reference_before(&log, 2), [None, None]);
+        assert_eq!(self_contained(&log, &Rules::PROTOCOL), 0b11);
+        assert!(sweeps_change_nothing(&log));
+        // Rewritten first: the sweep loses, is hazardous, changes nothing.
+        let log = [put_ex, rewrite, late];
+        let two = Entry {
+            val: 2,
+            ver: 1,
+            exp: None,
+        };
+        assert_eq!(reference_before(&log, 3)[0], Some(two));
+        assert_eq!(self_contained(&log, &Rules::PROTOCOL), 0b011);
+        assert_eq!(lag_limit(&log, Lag::Covering, &Rules::PROTOCOL), 2);
+        assert!(sweeps_change_nothing(&log));
+        // Before its expiry: nothing.
+        let early = at(0, Body::Sweep, 0);
+        assert_eq!(
+            reference_before(&[put_ex, early], 2)[0].map(|e| e.val),
+            Some(1)
+        );
+        // An unconditional sweep (a sweeper's DEL) deletes the rewrite.
+        let del = at(0, Body::Del, 1);
+        assert!(del.is_sweep());
+        assert!(!sweeps_change_nothing(&[put_ex, rewrite, del]));
     }
 }

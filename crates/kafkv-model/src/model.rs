@@ -36,10 +36,11 @@ use stateright::{Model, Path, Property};
 use crate::instance::{Instance, Role, Rules, event};
 use crate::log::{
     Body, Lag, MAX_RECORDS, Record, compact, every_key_self_contained, lag_limit, newest_of,
-    reference_before, reference_reply, self_contained,
+    reference_before, reference_reply, self_contained, sweeps_change_nothing,
 };
 use crate::spec::{
-    Batch, ClientOp, Cond, Entry, Key, KvSpec, MAX_KEYS, Offset, OpKind, Reply, Write,
+    Batch, ClientOp, Cond, Entry, ExpireWhen, Key, KvSpec, MAX_KEYS, Offset, OpKind, Reply, SpecOp,
+    Time, Write, live,
 };
 
 /// Tombstone retention (docs/rmw.md, assumption 2), as a condition on the
@@ -136,6 +137,13 @@ pub struct Config {
     /// Whether the fresh instance may start before compaction removed
     /// anything.
     pub fresh_early: bool,
+    /// Clock ticks in a run: the broker clock (`State::now`) starts at 0
+    /// and may advance this many times, at any moment. 0: no time.
+    pub ticks: u8,
+    /// SWEEPs appended in a run (by any started instance whose view holds
+    /// the key present with an expiry, at any time — before the expiry
+    /// too).
+    pub sweeps: u8,
     /// Explore a state and its mirror image (writers swapped) once. Off
     /// only to test the reduction.
     pub symmetry: bool,
@@ -173,6 +181,8 @@ impl Config {
             repairs: 2,
             crashes: 1,
             fresh_early: false,
+            ticks: 0,
+            sweeps: 0,
             symmetry: true,
             assumptions: Assumptions::ALL,
             rules: Rules::PROTOCOL,
@@ -199,6 +209,47 @@ impl Config {
         }
     }
 
+    /// Expiry (docs/expiry.md, "The model"): [`Config::protocol`] on
+    /// `keys` keys with `ops` client operations from `menu`, `ticks` clock
+    /// ticks and one SWEEP, one repair and one crash.
+    pub fn expiry(keys: u8, ops: u8, menu: Vec<OpKind>, ticks: u8) -> Self {
+        Config {
+            menu,
+            ticks,
+            sweeps: 1,
+            repairs: 1,
+            ..Self::protocol(keys, ops)
+        }
+    }
+
+    /// The expiry menu: a put with a TTL of 1, a plain put, the lock (SET
+    /// NX PX 1), EXPIRE XX 2, PERSIST and INCR.
+    pub fn expiry_menu() -> Vec<OpKind> {
+        vec![
+            OpKind::PutEx(1, 1),
+            OpKind::Put(2),
+            OpKind::SetNxPx(3, 1),
+            OpKind::Expire {
+                ttl: 2,
+                when: ExpireWhen::Xx,
+            },
+            OpKind::Persist,
+            OpKind::Incr,
+        ]
+    }
+
+    /// The longest TTL the menu can set.
+    pub fn max_ttl(&self) -> Time {
+        self.menu
+            .iter()
+            .map(|k| match *k {
+                OpKind::PutEx(_, t) | OpKind::SetNxPx(_, t) | OpKind::Expire { ttl: t, .. } => t,
+                _ => 0,
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     fn instances(&self) -> usize {
         usize::from(self.writers) + usize::from(self.fresh)
     }
@@ -209,8 +260,9 @@ impl Config {
     /// final state and the next round finds nothing to do; a round is at
     /// most one repair per instance and key, so two rounds suffice. Twice
     /// that leaves a wide margin.
+    /// Sweeps (after the clock passed every expiry) add a round at most.
     pub fn drain_bound(&self) -> usize {
-        4 * self.instances() * usize::from(self.keys)
+        6 * self.instances() * usize::from(self.keys)
     }
 }
 
@@ -242,6 +294,9 @@ pub struct State {
     pub ops: Vec<OpRecord>,
     pub repairs: u8,
     pub crashes: u8,
+    pub sweeps: u8,
+    /// The broker clock: the timestamp of the next record appended.
+    pub now: Time,
     /// Ghost events ([`event`]) of the step that led here (reset at every
     /// step, so a `sometimes` witness is recorded once, not in every
     /// descendant state).
@@ -264,6 +319,8 @@ impl Hash for State {
         self.ops.hash(h);
         self.repairs.hash(h);
         self.crashes.hash(h);
+        self.sweeps.hash(h);
+        self.now.hash(h);
         self.tester.hash(h);
     }
 }
@@ -295,6 +352,11 @@ pub enum Step {
     /// Compaction with cleanable point `upto`, with or without removing
     /// the tombstones whose retention allows it.
     Compact { upto: u8, tombstones: bool },
+    /// The broker clock advances by one.
+    Tick,
+    /// A started instance appends `SWEEP(key)` (a plain DEL without
+    /// `Rules::conditional_sweep`).
+    Sweep { by: u8, key: Key },
 }
 
 /// A small, fixed hasher for the symmetry reduction's summaries (the
@@ -335,6 +397,13 @@ pub mod names {
     pub const SETTLED_AFTER_CRASH: &str = "all settled after a writer crashed";
     pub const BATCH_REAPPLIED: &str = "a repair of a key re-applies a batch recorded under another";
     pub const BATCH_SUPERSEDED: &str = "compaction removes a batch record that wrote another key";
+    pub const SWEEPS: &str = "(d) a sweep never changes a decision";
+    pub const SWEEP_DELETED: &str = "a sweep deletes an expired key";
+    pub const SWEEP_LOST: &str = "a sweep finds its key live and changes nothing";
+    pub const SWEEP_REPAIRED: &str = "a repair re-applies a losing sweep";
+    pub const LOCK_TAKEN_EXPIRED: &str = "SET NX PX takes an expired, unswept lock";
+    pub const FRESH_SWEEP_AFTER_GAP: &str = "the fresh instance applies a sweep after a gap";
+    pub const EXPIRE_REFUSED: &str = "an EXPIRE's condition fails on a live key";
 }
 
 impl RmwModel {
@@ -351,7 +420,11 @@ impl RmwModel {
                 "a batch names a key beyond the configuration"
             );
         }
-        let most = usize::from(cfg.ops) + usize::from(cfg.repairs) + cfg.drain_bound() + 1;
+        let most = usize::from(cfg.ops)
+            + usize::from(cfg.repairs)
+            + usize::from(cfg.sweeps)
+            + cfg.drain_bound()
+            + 1;
         assert!(most <= MAX_RECORDS, "log would outgrow the offset masks");
         RmwModel { cfg }
     }
@@ -399,7 +472,7 @@ impl RmwModel {
             let others = batch.writes() & !(1 << rec.key);
             let write = (b + 1..anchor.min(s.log.len())).find(|&x| {
                 others & (1 << s.log[x].key) != 0
-                    && matches!(s.log[x].body, Body::Put(_) | Body::Del)
+                    && matches!(s.log[x].body, Body::Put(..) | Body::Del | Body::Sweep)
             });
             if let Some(x) = write {
                 windows.push((x, anchor));
@@ -442,11 +515,15 @@ impl RmwModel {
         let at = x as Offset;
         let inst = &mut s.insts[i];
         let ready_here = at >= inst.target;
+        if inst.role == Role::Fresh && inst.crossed_gap && s.log[x].body == Body::Sweep {
+            s.events |= event::FRESH_SWEEP_AFTER_GAP;
+        }
         let reply = inst.apply(
             i as u8,
             &s.log,
             at,
             ready_here,
+            s.now,
             &self.cfg.rules,
             &mut s.events,
         );
@@ -479,10 +556,48 @@ impl RmwModel {
             },
             by: i as u8,
             op: None,
+            ts: s.now,
         });
         s.present |= 1 << end;
         kv.last_repair = Some(end as Offset);
         kv.owes_repair = false;
+    }
+
+    /// Whether instance `i` may sweep `key` (budget and clock aside): it is
+    /// live and started, its view holds the key present with an expiry, and
+    /// (with `sweep_settled_only`) the key is settled there.
+    fn may_sweep(&self, s: &State, i: usize, key: usize) -> bool {
+        let inst = &s.insts[i];
+        let kv = &inst.keys[key];
+        inst.alive
+            && inst.started
+            && kv.state.is_some_and(|e| e.exp.is_some())
+            && (kv.newest_sc || !self.cfg.rules.sweep_settled_only)
+    }
+
+    /// Instance `i` appends a SWEEP of `key` at the current time.
+    fn sweep(&self, s: &mut State, i: usize, key: Key) {
+        let end = s.log.len();
+        let before = reference_before(&s.log, end)[usize::from(key)];
+        let body = if self.cfg.rules.conditional_sweep {
+            Body::Sweep
+        } else {
+            Body::Del
+        };
+        Arc::make_mut(&mut s.log).push(Record {
+            key,
+            body,
+            by: i as u8,
+            op: None,
+            ts: s.now,
+        });
+        s.present |= 1 << end;
+        let after = reference_before(&s.log, end + 1)[usize::from(key)];
+        if after.is_some() {
+            s.events |= event::SWEEP_LOST;
+        } else if before.is_some() {
+            s.events |= event::SWEEP_DELETED;
+        }
     }
 
     fn apply_step(&self, s: &mut State, step: Step) {
@@ -492,7 +607,8 @@ impl RmwModel {
             Step::Issue { by, op } => {
                 let id = s.ops.len() as u8;
                 let body = match op.kind {
-                    OpKind::Put(v) => Body::Put(v),
+                    OpKind::Put(v) => Body::Put(v, None),
+                    OpKind::PutEx(v, ttl) => Body::Put(v, Some(ttl)),
                     OpKind::Del => Body::Del,
                     kind => Body::Op(kind),
                 };
@@ -501,10 +617,25 @@ impl RmwModel {
                     body,
                     by,
                     op: Some(id),
+                    ts: s.now,
                 });
                 s.present |= 1 << end;
+                if matches!(op.kind, OpKind::SetNxPx(..) | OpKind::Expire { .. }) {
+                    let before = reference_before(&s.log, end)[usize::from(op.key)];
+                    let reply = reference_reply(&s.log, end as Offset);
+                    let won = reply == Some(Reply::Bool(true));
+                    if matches!(op.kind, OpKind::SetNxPx(..)) && won && before.is_some() {
+                        s.events |= event::LOCK_TAKEN_EXPIRED;
+                    }
+                    let lv = live(before, s.now).is_some();
+                    if matches!(op.kind, OpKind::Expire { .. }) && !won && lv {
+                        s.events |= event::EXPIRE_REFUSED;
+                    }
+                }
                 let tester = Arc::make_mut(&mut s.tester);
-                tester.on_invoke(id, op).expect("fresh thread id");
+                tester
+                    .on_invoke(id, SpecOp { op, ts: s.now })
+                    .expect("fresh thread id");
                 // PUT and DEL are answered on the produce acknowledgement;
                 // operations when the writer applies them.
                 let reply = op.kind.is_self_contained().then_some(Reply::Ok);
@@ -534,6 +665,11 @@ impl RmwModel {
             Step::Crash(w) => {
                 s.crashes += 1;
                 s.insts[usize::from(w)].alive = false;
+            }
+            Step::Tick => s.now += 1,
+            Step::Sweep { by, key } => {
+                s.sweeps += 1;
+                self.sweep(s, usize::from(by), key);
             }
             Step::Compact { upto, tombstones } => {
                 let upto = usize::from(upto);
@@ -605,6 +741,18 @@ impl RmwModel {
                     }
                 }
             }
+        }
+        if s.sweeps < self.cfg.sweeps && end < MAX_RECORDS {
+            for i in 0..s.insts.len() {
+                for key in 0..self.cfg.keys {
+                    if self.may_sweep(s, i, usize::from(key)) {
+                        steps.push(Step::Sweep { by: i as u8, key });
+                    }
+                }
+            }
+        }
+        if s.now < self.cfg.ticks {
+            steps.push(Step::Tick);
         }
         if let Some(f) = self.fresh_index() {
             let compacted = s.present != (1u64 << s.log.len()) - 1;
@@ -718,7 +866,16 @@ impl RmwModel {
     /// key's newest record self-contained. Returns the drained state on
     /// failure, for the counterexample.
     pub fn drain(&self, s: &State) -> Result<(), Box<State>> {
-        if self.quiescent(s) {
+        let truth = reference_before(&s.log, s.log.len());
+        let volatile = truth.iter().flatten().any(|e| e.exp.is_some())
+            || s.insts.iter().any(|i| {
+                i.alive
+                    && i.started
+                    && i.keys
+                        .iter()
+                        .any(|kv| kv.state.is_some_and(|e| e.exp.is_some()))
+            });
+        if !volatile && self.quiescent(s) {
             return if every_key_self_contained(&s.log, self.cfg.keys, &self.cfg.rules) {
                 Ok(())
             } else {
@@ -733,12 +890,20 @@ impl RmwModel {
             ops: Vec::new(),
             repairs: s.repairs,
             crashes: s.crashes,
+            sweeps: s.sweeps,
+            // The clock runs past every expiry the log can hold.
+            now: s.now.saturating_add(self.cfg.max_ttl()),
             events: 0,
             tester: Arc::new(LinearizabilityTester::new(KvSpec::default())),
             linearizable: true,
             names: s.names.clone(),
         };
         let mut written = 0;
+        let done = |t: &State| {
+            let truth = reference_before(&t.log, t.log.len());
+            every_key_self_contained(&t.log, self.cfg.keys, &self.cfg.rules)
+                && truth.iter().all(|e| live(*e, t.now) == *e)
+        };
         loop {
             for i in 0..t.insts.len() {
                 while t.insts[i].alive
@@ -751,6 +916,17 @@ impl RmwModel {
             let mut wrote = false;
             for i in 0..t.insts.len() {
                 for key in 0..self.cfg.keys {
+                    let due = t.insts[i].keys[usize::from(key)]
+                        .state
+                        .is_some_and(|e| !e.live_at(t.now));
+                    if due && t.insts[i].ready() && self.may_sweep(&t, i, usize::from(key)) {
+                        if written == self.cfg.drain_bound() {
+                            return Err(Box::new(t));
+                        }
+                        self.sweep(&mut t, i, key);
+                        written += 1;
+                        wrote = true;
+                    }
                     if t.insts[i].may_repair(usize::from(key), &self.cfg.rules) {
                         if written == self.cfg.drain_bound() {
                             return Err(Box::new(t));
@@ -762,11 +938,7 @@ impl RmwModel {
                 }
             }
             if !wrote {
-                return if every_key_self_contained(&t.log, self.cfg.keys, &self.cfg.rules) {
-                    Ok(())
-                } else {
-                    Err(Box::new(t))
-                };
+                return if done(&t) { Ok(()) } else { Err(Box::new(t)) };
             }
         }
     }
@@ -834,13 +1006,15 @@ impl RmwModel {
             Step::Issue { by, op } => {
                 let kind = match op.kind {
                     OpKind::Put(v) => format!("PUT(k{}, {v})", op.key),
+                    OpKind::PutEx(v, ttl) => format!("PUT(k{}, {v}, ttl {ttl})", op.key),
                     OpKind::Del => format!("DEL(k{})", op.key),
                     OpKind::Batch(b) => format!("OP(k{}, {})", op.key, describe_batch(&b)),
                     kind => format!("OP(k{}, {kind:?})", op.key),
                 };
                 format!(
-                    "{} appends @{end} {kind} for client op #{}",
+                    "{} appends @{end} {kind} at t={} for client op #{}",
                     self.name(s, usize::from(by)),
+                    s.now,
                     s.ops.len()
                 )
             }
@@ -854,6 +1028,17 @@ impl RmwModel {
                 )
             }
             Step::Start => format!("fresh starts (target {end})"),
+            Step::Tick => format!("the clock ticks to {}", s.now + 1),
+            Step::Sweep { by, key } => format!(
+                "{} appends @{end} {}(k{key}) at t={}",
+                self.name(s, usize::from(by)),
+                if self.cfg.rules.conditional_sweep {
+                    "SWEEP"
+                } else {
+                    "sweeper's DEL"
+                },
+                s.now
+            ),
             Step::Crash(i) => format!("{} crashes", self.name(s, usize::from(i))),
             Step::Compact { upto, tombstones } => {
                 let after = self.compacted(
@@ -876,7 +1061,7 @@ impl RmwModel {
     /// The log (`x` marks removed records, `!` records that are not
     /// self-contained), the instances and the replies.
     pub fn describe_state(&self, s: &State) -> String {
-        let mut out = String::from("     log:\n");
+        let mut out = format!("     log (clock at {}):\n", s.now);
         let sc = self_contained(&s.log, &self.cfg.rules);
         for (o, rec) in s.log.iter().enumerate() {
             let _ = writeln!(
@@ -937,6 +1122,11 @@ impl RmwModel {
 
 fn describe_entry(e: Option<Entry>) -> String {
     match e {
+        Some(Entry {
+            val,
+            ver,
+            exp: Some(x),
+        }) => format!("{val}v{ver} expiring at {x}"),
         Some(e) => format!("{}v{}", e.val, e.ver),
         None => "absent".to_string(),
     }
@@ -967,13 +1157,17 @@ fn describe_batch(b: &Batch) -> String {
 
 fn describe_record(r: &Record) -> String {
     let k = r.key;
-    match r.body {
-        Body::Put(v) => format!("PUT(k{k}, {v})"),
+    let body = match r.body {
+        Body::Put(v, None) => format!("PUT(k{k}, {v})"),
+        Body::Put(v, Some(ttl)) => format!("PUT(k{k}, {v}, ttl {ttl})"),
+        Body::Del if r.is_sweep() => format!("DEL(k{k}) by a sweeper"),
         Body::Del => format!("DEL(k{k})"),
+        Body::Sweep => format!("SWEEP(k{k})"),
         Body::Op(OpKind::Batch(b)) => format!("OP(k{k}, {})", describe_batch(&b)),
         Body::Op(kind) => format!("OP(k{k}, {kind:?})"),
         Body::Repair { r: at, s } => format!("REPAIR(k{k}, r={at}, {})", describe_entry(s)),
-    }
+    };
+    format!("{body} t={}", r.ts)
 }
 
 impl Model for RmwModel {
@@ -992,6 +1186,8 @@ impl Model for RmwModel {
             ops: Vec::new(),
             repairs: 0,
             crashes: 0,
+            sweeps: 0,
+            now: 0,
             events: 0,
             tester: Arc::new(LinearizabilityTester::new(KvSpec::default())),
             linearizable: true,
@@ -1018,6 +1214,7 @@ impl Model for RmwModel {
             Property::always(names::LINEARIZABLE, |_, s: &State| s.linearizable),
             Property::always(names::REPLIES, |m: &Self, s: &State| m.replies_match_log(s)),
             Property::always(names::SETTLE, |m: &Self, s: &State| m.settles(s)),
+            Property::always(names::SWEEPS, |_, s: &State| sweeps_change_nothing(&s.log)),
             Property::sometimes(names::FRESH_AFTER_GAP, |_, s: &State| {
                 s.events & event::FRESH_READY_AFTER_GAP != 0
             }),
@@ -1044,6 +1241,24 @@ impl Model for RmwModel {
             }),
             Property::sometimes(names::BATCH_SUPERSEDED, |_, s: &State| {
                 s.events & event::BATCH_SUPERSEDED != 0
+            }),
+            Property::sometimes(names::SWEEP_DELETED, |_, s: &State| {
+                s.events & event::SWEEP_DELETED != 0
+            }),
+            Property::sometimes(names::SWEEP_LOST, |_, s: &State| {
+                s.events & event::SWEEP_LOST != 0
+            }),
+            Property::sometimes(names::SWEEP_REPAIRED, |_, s: &State| {
+                s.events & event::SWEEP_REPAIRED != 0
+            }),
+            Property::sometimes(names::LOCK_TAKEN_EXPIRED, |_, s: &State| {
+                s.events & event::LOCK_TAKEN_EXPIRED != 0
+            }),
+            Property::sometimes(names::FRESH_SWEEP_AFTER_GAP, |_, s: &State| {
+                s.events & event::FRESH_SWEEP_AFTER_GAP != 0
+            }),
+            Property::sometimes(names::EXPIRE_REFUSED, |_, s: &State| {
+                s.events & event::EXPIRE_REFUSED != 0
             }),
             Property::sometimes(names::SETTLED_AFTER_CRASH, |m: &Self, s: &State| {
                 s.crashes > 0
