@@ -20,7 +20,7 @@
 use std::{path::Path, time::Duration};
 
 use bytes::Bytes;
-use kafkv_testkit::{BrokerProcess, ServeProcess, free_port};
+use kafkv_testkit::{BrokerProcess, free_port};
 
 use crate::{
     BenchConfig,
@@ -31,10 +31,10 @@ use crate::{
     progress,
     redis_peer::{missing, run_benchmark, which},
     report::Row,
+    serve_child::serve_resp,
     throughput::{produce_keys, send},
 };
 
-const READY_TIMEOUT: Duration = Duration::from_secs(120);
 const STOP_GRACE: Duration = Duration::from_secs(30);
 /// redis-benchmark's and the HTTP load's client count.
 const CLIENTS: usize = 50;
@@ -72,22 +72,8 @@ pub async fn measure(kafkv: &Path, run_id: u32, config: &BenchConfig) -> Result<
     let broker_pid = broker.pid().expect("the broker is running");
     let brokers = broker.address();
     let resp_port = free_port()?;
-    let served = ServeProcess::start(
-        kafkv,
-        &dir,
-        [
-            "--brokers",
-            &brokers,
-            "--topic",
-            &format!("bench-cpu-{run_id}"),
-            "--resp-listen",
-            &format!("127.0.0.1:{resp_port}"),
-            "--data-dir",
-            "serve",
-        ],
-        READY_TIMEOUT,
-    )
-    .await?;
+    let topic = format!("bench-cpu-{run_id}");
+    let served = serve_resp(kafkv, &dir, &brokers, &topic, resp_port).await?;
     let pids = [served.pid(), broker_pid];
 
     let mut measured = Vec::new();

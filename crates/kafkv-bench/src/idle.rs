@@ -29,10 +29,9 @@ use crate::{
     error::{Error, Result},
     progress,
     report::{Row, percentile},
+    serve_child::READY_TIMEOUT,
 };
 
-/// How long a child may take to become ready.
-const READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a child may take to stop after SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(30);
 /// How long one write may take to become visible before the run fails.

@@ -68,6 +68,7 @@ mod memory;
 mod redis_peer;
 mod report;
 mod rmw;
+mod serve_child;
 mod throughput;
 mod watch;
 mod writes;

@@ -52,6 +52,7 @@ use crate::{
     progress,
     redis_peer::{Figures, missing, redis_benchmark, which},
     report::{Row, percentile},
+    serve_child::serve_resp,
 };
 
 /// Operations of each kind not measured, before the measured ones.
@@ -66,7 +67,6 @@ const SETTLE: Duration = Duration::from_millis(500);
 const SETTLE_POLL: Duration = Duration::from_millis(25);
 /// How long one wait (applied, settled, ready) may take before the run fails.
 const PATIENCE: Duration = Duration::from_secs(60);
-const READY_TIMEOUT: Duration = Duration::from_secs(120);
 const STOP_GRACE: Duration = Duration::from_secs(30);
 
 pub async fn measure(
@@ -321,22 +321,7 @@ async fn one_key(
     let topic = format!("bench-rmw-one-key-{run_id}");
     let resp_port = free_port()?;
     progress("rmw: kafkv serve --brokers, 50 clients on one key");
-    let served = ServeProcess::start(
-        kafkv,
-        dir,
-        [
-            "--brokers",
-            brokers,
-            "--topic",
-            &topic,
-            "--resp-listen",
-            &format!("127.0.0.1:{resp_port}"),
-            "--data-dir",
-            "serve",
-        ],
-        READY_TIMEOUT,
-    )
-    .await?;
+    let served = serve_resp(kafkv, dir, brokers, &topic, resp_port).await?;
     let ends = EndOffsets::new(brokers, &topic).await?;
     one_key_benchmark(resp_port, "set", WARMUP_REQUESTS).await?;
     let mut runs = Vec::new();
