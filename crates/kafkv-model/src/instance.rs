@@ -115,6 +115,20 @@ pub struct Rules {
     /// as stale (the model's answer to docs/expiry.md's inexact-partition
     /// question).
     pub sweep_settles_only_when_ready: bool,
+    /// A SWEEP names the sweeper's view — `r`, the newest offset it had
+    /// applied, and `e`, the key's expiry there — and only ready instances
+    /// sweep. An instance whose state of the key is absent or no newer
+    /// than `r` applies it as "absent if `e` has passed at the record's
+    /// time" whatever it holds, as it would a DEL; a newer state is
+    /// evaluated as before. The SWEEP settles the key (at a ready
+    /// instance) only when no record touched the key between `r` and it.
+    /// Off: a SWEEP is evaluated on the applying instance's state alone
+    /// and settles wherever it leaves the key absent, and a reader behind
+    /// a gap that holds a wrong, unexpired state (a stale repair's, or an
+    /// INCR it evaluated without its base) keeps the key a winning SWEEP
+    /// deleted, once compaction has removed the record that would have
+    /// corrected it.
+    pub sweep_names_its_view: bool,
 }
 
 impl Rules {
@@ -135,6 +149,7 @@ impl Rules {
         failed_sweep_is_hazard: true,
         sweep_settled_only: true,
         sweep_settles_only_when_ready: true,
+        sweep_names_its_view: true,
     };
 }
 
@@ -215,6 +230,9 @@ pub struct KeyView {
     /// Whether the newest record of the key this instance applied is
     /// self-contained (true before any record).
     pub newest_sc: bool,
+    /// The offset of the newest record touching the key this instance
+    /// applied (a SWEEP settles only if none lies after its `r`).
+    pub newest: Option<Offset>,
     /// Offset of this instance's newest repair of the key.
     pub last_repair: Option<Offset>,
     /// Only without the backstop: this instance wrote an operation on the
@@ -235,6 +253,7 @@ impl Default for KeyView {
             base: None,
             pending: 0,
             newest_sc: true,
+            newest: None,
             last_repair: None,
             owes_repair: false,
             elsewhere: false,
@@ -298,6 +317,7 @@ impl Hash for Instance {
             kv.base.hash(h);
             kv.pending.hash(h);
             kv.newest_sc.hash(h);
+            kv.newest.hash(h);
             kv.last_repair.filter(|&o| o >= self.pos).hash(h);
             kv.owes_repair.hash(h);
             kv.elsewhere.hash(h);
@@ -385,6 +405,27 @@ impl Instance {
         rules: &Rules,
         events: &mut u16,
     ) -> Option<(u8, Reply)> {
+        let reply = self.apply_body(me, log, at, ready_here, now, rules, events);
+        let touched = log[usize::from(at)].touched();
+        for (k, kv) in self.keys.iter_mut().enumerate() {
+            if touched & (1 << k) != 0 {
+                kv.newest = Some(at);
+            }
+        }
+        reply
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn apply_body(
+        &mut self,
+        me: u8,
+        log: &[Record],
+        at: Offset,
+        ready_here: bool,
+        now: Time,
+        rules: &Rules,
+        events: &mut u16,
+    ) -> Option<(u8, Reply)> {
         let rec = log[usize::from(at)];
         // The time each record is decided at, and the time its TTL is
         // resolved against.
@@ -423,10 +464,11 @@ impl Instance {
                 kv.elsewhere = false;
                 None
             }
-            Body::Sweep => {
-                kv.state = sweep(kv.state, decide(&rec));
+            Body::Sweep { r, e } => {
+                let alone = !rules.sweep_names_its_view || kv.newest.is_none_or(|n| n <= r);
+                kv.state = apply_sweep(kv.state, r, e, decide(&rec), rules);
                 let exact = ready_here || !rules.sweep_settles_only_when_ready;
-                if (kv.state.is_none() && exact) || !rules.failed_sweep_is_hazard {
+                if (kv.state.is_none() && exact && alone) || !rules.failed_sweep_is_hazard {
                     // Absent after it: a DEL for the protocol.
                     kv.base = Some(at);
                     kv.pending = 0;
@@ -498,9 +540,9 @@ impl Instance {
                                 Body::Op(kind) => {
                                     eval_at(kind, kv.state, o, decide(&pending), base(&pending)).0
                                 }
-                                Body::Sweep => {
+                                Body::Sweep { r, e } => {
                                     *events |= event::SWEEP_REPAIRED;
-                                    sweep(kv.state, decide(&pending))
+                                    apply_sweep(kv.state, r, e, decide(&pending), rules)
                                 }
                                 _ => unreachable!("pending bits mark OP and SWEEP records only"),
                             };
@@ -588,6 +630,19 @@ impl Instance {
 /// or, for a key the batch copied into, the state this instance computed
 /// for it then (`state/mod.rs` keeps a `Set` of that value, or a `Delete`,
 /// instead of the copy: the source's state at `at` is not at hand later).
+/// A SWEEP `{r, e}` applied at time `t` on `state` (docs/expiry.md).
+/// With [`Rules::sweep_names_its_view`], a state absent or no newer than
+/// the sweeper's view `r` takes it as "absent if `e` has passed at `t`",
+/// whatever it holds (it may be a reader's wrong state behind a gap; the
+/// sweeper's was right); a newer state is evaluated: absent if its own
+/// expiry has passed. Exact instances get the same either way.
+fn apply_sweep(state: Option<Entry>, r: Offset, e: Time, t: Time, rules: &Rules) -> Option<Entry> {
+    match state {
+        Some(x) if rules.sweep_names_its_view && x.ver <= r => (e > t).then_some(x),
+        _ => sweep(state, t),
+    }
+}
+
 fn reapply_steps(
     batch: &Batch,
     held: bool,

@@ -76,11 +76,12 @@
 //!
 //! Expiry (docs/expiry.md, issue 18) adds a broker clock, record
 //! timestamps, TTLs and the SWEEP record, with property (d): removing every
-//! sweeper's record changes no reply and no live state. The design as
-//! written fails property (a) — a stale repair read behind a gap, then a
-//! winning SWEEP — and the test
-//! `a_sweep_read_after_a_stale_repair_behind_a_gap_is_misjudged` replays it;
-//! a protocol rule must close it before expiry is built.
+//! sweeper's record changes no reply and no live state. A SWEEP names the
+//! sweeper's view (`r`, `e`: [`Rules::sweep_names_its_view`]) so that a
+//! reader behind a gap holding a wrong state still deletes, and it settles
+//! its key only when no record touched the key after `r`; without that, a
+//! stale repair read behind a gap followed by a winning SWEEP breaks (a)
+//! (`a_sweep_must_name_the_view_it_deletes`).
 //!
 //! Each can be switched off; the tests show the counterexample each time.
 //! One more counterexample is a limit of anchor first, not assumed away:

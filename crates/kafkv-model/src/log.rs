@@ -36,9 +36,13 @@ pub enum Body {
     /// writes one (no client op id) when `Rules::conditional_sweep` is off.
     Del,
     /// SWEEP: a conditional tombstone, "delete `k` if it is expired at this
-    /// record's timestamp" (docs/expiry.md). Self-contained iff `k` is
-    /// absent after it.
-    Sweep,
+    /// record's timestamp" (docs/expiry.md). It names the sweeper's view:
+    /// `r`, the newest offset the sweeper had applied, and `e`, the expiry
+    /// it saw there. Self-contained iff `k` is absent after it and no
+    /// record touched `k` between `r` and it (with
+    /// `Rules::sweep_names_its_view`; without it, iff `k` is absent after
+    /// it).
+    Sweep { r: Offset, e: Time },
     /// An operation evaluated at its offset on the state before it. Never
     /// self-contained. Never `OpKind::Put` or `OpKind::Del`. A batch is one
     /// such record, keyed by its anchor, evaluated on all its keys.
@@ -71,7 +75,7 @@ impl Record {
     pub fn is_tombstone(&self) -> bool {
         matches!(
             self.body,
-            Body::Del | Body::Sweep | Body::Repair { s: None, .. }
+            Body::Del | Body::Sweep { .. } | Body::Repair { s: None, .. }
         )
     }
 
@@ -79,7 +83,7 @@ impl Record {
     /// without `Rules::conditional_sweep` (client DELs carry an op id).
     pub fn is_sweep(&self) -> bool {
         match self.body {
-            Body::Sweep => true,
+            Body::Sweep { .. } => true,
             Body::Del => self.op.is_none(),
             _ => false,
         }
@@ -134,7 +138,7 @@ pub fn reference_step(states: &mut KeyStates, rec: &Record, at: Offset) -> Optio
         Body::Put(v, Some(ttl)) => OpKind::PutEx(v, ttl),
         Body::Del => OpKind::Del,
         Body::Op(kind) => kind,
-        Body::Sweep => {
+        Body::Sweep { .. } => {
             *slot = sweep(*slot, rec.ts);
             return None;
         }
@@ -191,8 +195,13 @@ pub fn sweeps_change_nothing(log: &[Record]) -> bool {
 /// only this record of the key, or applies it on top of older knowledge,
 /// ends up where exact instances are.
 ///
-/// A SWEEP is self-contained iff its key is absent after it (I5), or
-/// always with `rules.failed_sweep_is_hazard: false`.
+/// A SWEEP is self-contained iff its key is absent after it and no record
+/// touched the key between the sweeper's view `r` and the SWEEP (I5), or
+/// iff absent after it without `rules.sweep_names_its_view`, or always
+/// with `rules.failed_sweep_is_hazard: false`. A reader behind a gap may
+/// hold a wrong state before a SWEEP; it takes the SWEEP as a plain delete
+/// when its state is no newer than `r`, and that is right exactly when no
+/// record between `r` and the SWEEP changed the key.
 ///
 /// `rules.stale_is_hazard: false` judges a stale repair by its state alone
 /// (the rule docs/rmw.md first had; the model shows why it is wrong), and
@@ -204,6 +213,8 @@ pub fn self_contained(log: &[Record], rules: &Rules) -> u64 {
     let mut bases: [Option<Offset>; MAX_KEYS] = [None; MAX_KEYS];
     let mut mask = 0u64;
     for (at, rec) in log.iter().enumerate() {
+        let touched_after =
+            |r: Offset, k: Key| log[usize::from(r) + 1..at].iter().any(|x| x.touches(k));
         let batch_after = |r: Offset, k: Key| {
             log[usize::from(r) + 1..at]
                 .iter()
@@ -216,8 +227,9 @@ pub fn self_contained(log: &[Record], rules: &Rules) -> u64 {
                 bases[k] = Some(at as Offset);
                 true
             }
-            Body::Sweep => {
-                let sc = states[k].is_none() || !rules.failed_sweep_is_hazard;
+            Body::Sweep { r, .. } => {
+                let alone = !rules.sweep_names_its_view || !touched_after(r, rec.key);
+                let sc = (states[k].is_none() && alone) || !rules.failed_sweep_is_hazard;
                 if sc {
                     bases[k] = Some(at as Offset);
                 }
@@ -581,7 +593,7 @@ mod tests {
         };
         let put_ex = at(0, Body::Put(1, Some(1)), 0);
         let rewrite = at(0, Body::Put(2, None), 1);
-        let late = at(0, Body::Sweep, 1);
+        let late = at(0, Body::Sweep { r: 0, e: 1 }, 1);
         // Expired at 1: the sweep deletes and settles the key.
         let log = [put_ex, late];
         assert_eq!(reference_before(&log, 2), [None, None]);
@@ -598,8 +610,24 @@ mod tests {
         assert_eq!(self_contained(&log, &Rules::PROTOCOL), 0b011);
         assert_eq!(lag_limit(&log, Lag::Covering, &Rules::PROTOCOL), 2);
         assert!(sweeps_change_nothing(&log));
+        // Winning, but a record of the key (here a matching repair) lies
+        // between the sweeper's view and the SWEEP: hazardous, since a
+        // reader may hold a state from that record that the SWEEP's
+        // "delete what I saw" does not cover.
+        let one = Entry {
+            val: 1,
+            ver: 0,
+            exp: Some(1),
+        };
+        let repair = at(0, Body::Repair { r: 0, s: Some(one) }, 1);
+        let log = [put_ex, repair, late];
+        assert_eq!(reference_before(&log, 3)[0], None);
+        assert_eq!(self_contained(&log, &Rules::PROTOCOL), 0b011);
+        let mut rules = Rules::PROTOCOL;
+        rules.sweep_names_its_view = false;
+        assert_eq!(self_contained(&log, &rules), 0b111);
         // Before its expiry: nothing.
-        let early = at(0, Body::Sweep, 0);
+        let early = at(0, Body::Sweep { r: 0, e: 1 }, 0);
         assert_eq!(
             reference_before(&[put_ex, early], 2)[0].map(|e| e.val),
             Some(1)

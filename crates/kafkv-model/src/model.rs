@@ -472,7 +472,10 @@ impl RmwModel {
             let others = batch.writes() & !(1 << rec.key);
             let write = (b + 1..anchor.min(s.log.len())).find(|&x| {
                 others & (1 << s.log[x].key) != 0
-                    && matches!(s.log[x].body, Body::Put(..) | Body::Del | Body::Sweep)
+                    && matches!(
+                        s.log[x].body,
+                        Body::Put(..) | Body::Del | Body::Sweep { .. }
+                    )
             });
             if let Some(x) = write {
                 windows.push((x, anchor));
@@ -515,7 +518,10 @@ impl RmwModel {
         let at = x as Offset;
         let inst = &mut s.insts[i];
         let ready_here = at >= inst.target;
-        if inst.role == Role::Fresh && inst.crossed_gap && s.log[x].body == Body::Sweep {
+        if inst.role == Role::Fresh
+            && inst.crossed_gap
+            && matches!(s.log[x].body, Body::Sweep { .. })
+        {
             s.events |= event::FRESH_SWEEP_AFTER_GAP;
         }
         let reply = inst.apply(
@@ -564,13 +570,15 @@ impl RmwModel {
     }
 
     /// Whether instance `i` may sweep `key` (budget and clock aside): it is
-    /// live and started, its view holds the key present with an expiry, and
-    /// (with `sweep_settled_only`) the key is settled there.
+    /// live and started (ready, with `sweep_names_its_view`: the view it
+    /// names must be right), its view holds the key present with an
+    /// expiry, and (with `sweep_settled_only`) the key is settled there.
     fn may_sweep(&self, s: &State, i: usize, key: usize) -> bool {
         let inst = &s.insts[i];
         let kv = &inst.keys[key];
         inst.alive
             && inst.started
+            && (inst.ready() || !self.cfg.rules.sweep_names_its_view)
             && kv.state.is_some_and(|e| e.exp.is_some())
             && (kv.newest_sc || !self.cfg.rules.sweep_settled_only)
     }
@@ -579,8 +587,15 @@ impl RmwModel {
     fn sweep(&self, s: &mut State, i: usize, key: Key) {
         let end = s.log.len();
         let before = reference_before(&s.log, end)[usize::from(key)];
+        let inst = &s.insts[i];
+        let seen = inst.keys[usize::from(key)].state;
         let body = if self.cfg.rules.conditional_sweep {
-            Body::Sweep
+            Body::Sweep {
+                r: inst.pos - 1,
+                e: seen
+                    .and_then(|x| x.exp)
+                    .expect("a sweeper sweeps a key with an expiry"),
+            }
         } else {
             Body::Del
         };
@@ -1162,7 +1177,7 @@ fn describe_record(r: &Record) -> String {
         Body::Put(v, Some(ttl)) => format!("PUT(k{k}, {v}, ttl {ttl})"),
         Body::Del if r.is_sweep() => format!("DEL(k{k}) by a sweeper"),
         Body::Del => format!("DEL(k{k})"),
-        Body::Sweep => format!("SWEEP(k{k})"),
+        Body::Sweep { r, e } => format!("SWEEP(k{k}, r={r}, expiry {e})"),
         Body::Op(OpKind::Batch(b)) => format!("OP(k{k}, {})", describe_batch(&b)),
         Body::Op(kind) => format!("OP(k{k}, {kind:?})"),
         Body::Repair { r: at, s } => format!("REPAIR(k{k}, r={at}, {})", describe_entry(s)),

@@ -630,26 +630,26 @@ fn expiry_one_key() -> Config {
     cfg
 }
 
-/// OPEN: the protocol of docs/expiry.md as written does not hold (a).
-/// A reader behind a gap applies a stale repair it cannot tell is stale
-/// (it lost the PUT with a TTL that superseded the INCR the repair
+/// Without [`Rules::sweep_names_its_view`] (a SWEEP evaluated on the
+/// applying instance's state alone, self-contained wherever it deletes),
+/// (a) fails: a reader behind a gap applies a stale repair it cannot tell
+/// is stale (it lost the PUT with a TTL that superseded the INCR the repair
 /// restates), then evaluates a SWEEP that won in the log on that wrong,
-/// unexpired state: the SWEEP is conditional, so unlike a DEL it does not
+/// unexpired state. Unlike a DEL, a conditional tombstone does not
 /// overwrite what the reader holds, and compaction then removes the PUT,
-/// the repair and the SWEEP. Until a rule fixes this, the full expiry
-/// configuration is a counterexample test; `expiry_one_key_two_ops_holds`
-/// (ignored) is the check to turn on once it is fixed.
+/// the repair and the SWEEP.
 #[test]
-fn a_sweep_read_after_a_stale_repair_behind_a_gap_is_misjudged() {
+fn a_sweep_must_name_the_view_it_deletes() {
+    let mut cfg = expiry_one_key();
+    cfg.rules.sweep_names_its_view = false;
     fails(
-        "expiry protocol as designed",
-        expiry_one_key(),
+        "expiry, a sweep judged by the reader's state",
+        cfg,
         names::STATE,
     );
 }
 
 #[test]
-#[ignore]
 fn expiry_one_key_two_ops_holds() {
     holds_expiry(
         "expiry: 1 key, 2 ops (PUT ttl, PUT, SET NX PX, EXPIRE XX, PERSIST, INCR), \
