@@ -8,6 +8,7 @@ mod cli;
 mod compaction;
 mod convergence;
 mod embedded_broker;
+mod expiry;
 mod failures;
 mod groups;
 mod harness;

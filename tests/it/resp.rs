@@ -860,7 +860,7 @@ async fn subscribe_mode_allows_only_what_redis_allows_and_publish_is_refused() {
         .unwrap();
     expect(
         &mut s,
-        b"*2\r\n$22\r\nnotify-keyspace-events\r\n$4\r\ng$KE\r\n-ERR kafkv has no message bus",
+        b"*2\r\n$22\r\nnotify-keyspace-events\r\n$5\r\ng$xKE\r\n-ERR kafkv has no message bus",
     )
     .await;
     let mut rest = [0u8; 512];

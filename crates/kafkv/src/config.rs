@@ -80,6 +80,12 @@ pub struct StoreConfig {
     /// Whether this instance writes repairs at all. Default true; false only
     /// in tests that stand for a writer dying before its repair.
     pub repairs: bool,
+    /// How soon after a key expires it is swept off the topic (a SWEEP
+    /// tombstone, docs/expiry.md): each ready instance sweeps a due key
+    /// after a delay of its own between a quarter and three quarters of
+    /// this, so that usually one instance sweeps it. Zero: this instance
+    /// never sweeps. Default 1 s.
+    pub expiry_sweep_within: Duration,
 }
 
 /// Where the materialized view lives.
@@ -130,6 +136,7 @@ impl StoreConfig {
             repair_delay: crate::store::repairer::OWN_DELAY,
             repair_backstop: crate::store::repairer::BACKSTOP_DELAY,
             repairs: true,
+            expiry_sweep_within: crate::store::sweeper::DEFAULT_SWEEP_WITHIN,
         }
     }
 

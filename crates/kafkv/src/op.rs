@@ -3,20 +3,143 @@
 //!
 //! An operation record carries the operation, not its result (see
 //! docs/rmw.md): every instance evaluates it with [`Op::evaluate`] at the
-//! record's offset, on the key's state just before it, and so computes the
-//! same new state and the same reply. Evaluation is therefore a pure function
-//! of the operation, the state and the record's offset, with every bound it
-//! checks carried inside the operation (an instance's `--max-value-bytes`
-//! must not change the verdict on another instance).
+//! record's offset and timestamp ([`At`]), on the key's state just before
+//! it, and so computes the same new state and the same reply. Evaluation is
+//! therefore a pure function of the operation, the state and the record's
+//! place in the log, with every bound it checks carried inside the operation
+//! (an instance's `--max-value-bytes` must not change the verdict on another
+//! instance).
+//!
+//! Expiry (docs/expiry.md): a state whose expiry is at or before the
+//! record's timestamp counts as absent in every condition and computation,
+//! but a failed condition or an error leaves the *material* state as it was
+//! (a SWEEP removes it). No instance's own clock enters evaluation.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-/// A key's state as evaluation sees it: the value and its version (the offset
-/// of the record that last changed it).
+/// A key's state as evaluation sees it: the value, its version (the offset
+/// of the record that last changed its value or expiry) and its expiry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyState {
     pub value: Bytes,
     pub version: i64,
+    /// Milliseconds since the Unix epoch at which the key expires; `None`:
+    /// never.
+    pub expires_at: Option<i64>,
+}
+
+impl KeyState {
+    /// A state without an expiry.
+    pub fn new(value: Bytes, version: i64) -> Self {
+        Self {
+            value,
+            version,
+            expires_at: None,
+        }
+    }
+
+    /// Whether the key is expired at `time` (ms since the epoch).
+    pub fn is_expired_at(&self, time: i64) -> bool {
+        self.expires_at.is_some_and(|at| at <= time)
+    }
+}
+
+/// Where a record sits: its offset and its timestamp (ms since the epoch;
+/// the broker's append time on kafkv's topic, 0 when the record has none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct At {
+    pub offset: i64,
+    pub time: i64,
+}
+
+/// `state` as evaluation at `time` sees it: absent once expired.
+pub fn live_at(state: Option<&KeyState>, time: i64) -> Option<&KeyState> {
+    state.filter(|state| !state.is_expired_at(time))
+}
+
+/// The expiry a conditional set leaves (`SET … EX|PX|EXAT|PXAT|KEEPTTL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetExpiry {
+    /// `KEEPTTL`: the live key's expiry, if any.
+    Keep,
+    /// This many milliseconds after the record's timestamp.
+    In(i64),
+    /// At this time (ms since the epoch).
+    At(i64),
+}
+
+/// When to expire a key (`EXPIRE`'s argument, resolved by the front end to
+/// relative or absolute milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deadline {
+    /// This many milliseconds after the record's timestamp (saturating).
+    In(i64),
+    /// At this time (ms since the epoch).
+    At(i64),
+}
+
+impl Deadline {
+    /// The absolute time this deadline means for a record at `time`.
+    pub fn resolve(self, time: i64) -> i64 {
+        match self {
+            Deadline::In(ms) => time.saturating_add(ms),
+            Deadline::At(at) => at,
+        }
+    }
+}
+
+/// `EXPIRE`'s condition, as Redis 7 has it (`NX`, `XX`, `GT`, `LT`, and
+/// `XX` with `GT` or `LT`). For `GT`/`LT` a key without an expiry counts as
+/// expiring never (infinitely late).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpireWhen {
+    Always,
+    Nx,
+    Xx,
+    Gt,
+    Lt,
+    XxGt,
+    XxLt,
+}
+
+impl ExpireWhen {
+    fn holds(self, current: Option<i64>, new: i64) -> bool {
+        let gt = || current.is_some_and(|at| new > at);
+        let lt = || current.is_none_or(|at| new < at);
+        match self {
+            ExpireWhen::Always => true,
+            ExpireWhen::Nx => current.is_none(),
+            ExpireWhen::Xx => current.is_some(),
+            ExpireWhen::Gt | ExpireWhen::XxGt => gt(),
+            ExpireWhen::Lt => lt(),
+            ExpireWhen::XxLt => current.is_some() && lt(),
+        }
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            ExpireWhen::Always => b'a',
+            ExpireWhen::Nx => b'n',
+            ExpireWhen::Xx => b'x',
+            ExpireWhen::Gt => b'g',
+            ExpireWhen::Lt => b'l',
+            ExpireWhen::XxGt => b'G',
+            ExpireWhen::XxLt => b'L',
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Self> {
+        Some(match code {
+            b'a' => ExpireWhen::Always,
+            b'n' => ExpireWhen::Nx,
+            b'x' => ExpireWhen::Xx,
+            b'g' => ExpireWhen::Gt,
+            b'l' => ExpireWhen::Lt,
+            b'G' => ExpireWhen::XxGt,
+            b'L' => ExpireWhen::XxLt,
+            _ => return None,
+        })
+    }
 }
 
 /// The condition of a conditional write.
@@ -66,8 +189,24 @@ pub enum Op {
         bit: bool,
         max_len: u64,
     },
-    /// A put that happens only when `when` holds.
+    /// A put that happens only when `when` holds; it clears any expiry.
     Set { value: Bytes, when: Condition },
+    /// A put that happens only when `when` holds, with an expiry
+    /// (`SET … NX|XX EX …`, `SET … KEEPTTL`).
+    SetEx {
+        value: Bytes,
+        when: Condition,
+        expiry: SetExpiry,
+    },
+    /// `EXPIRE` and friends (and `GETEX` with a time): the live key's
+    /// expiry set to `deadline` when `when` holds; a deadline at or before
+    /// the record's time deletes the key. Nothing for an absent key.
+    Expire {
+        deadline: Deadline,
+        when: ExpireWhen,
+    },
+    /// `PERSIST` (and `GETEX PERSIST`): the live key's expiry removed.
+    Persist,
     /// A delete that happens only when `when` holds.
     Delete { when: Condition },
     /// Only in a batch: the key takes `source`'s value, as it is at this
@@ -120,8 +259,9 @@ impl Batch {
     pub fn evaluate(
         &self,
         states: &mut Vec<(Bytes, Option<KeyState>)>,
-        offset: i64,
+        at: At,
     ) -> (bool, Vec<Outcome>) {
+        // Material states: what a step leaves unchanged stays as it was.
         let state_of = |states: &Vec<(Bytes, Option<KeyState>)>, key: &[u8]| {
             states
                 .iter()
@@ -133,9 +273,10 @@ impl Batch {
             .iter()
             .map(|(key, when)| {
                 let state = state_of(states, key);
+                let live = live_at(state.as_ref(), at.time).cloned();
                 Outcome {
-                    applied: when.holds(state.as_ref()),
-                    ..Outcome::replaced(state.clone(), state)
+                    applied: when.holds(live.as_ref()),
+                    ..Outcome::replaced(live, state)
                 }
             })
             .collect();
@@ -146,27 +287,26 @@ impl Batch {
         for (key, op) in &self.steps {
             let before = state_of(states, key);
             let outcome = match op {
-                None => Outcome::replaced(before.clone(), before),
+                None => Outcome::replaced(live_at(before.as_ref(), at.time).cloned(), before),
                 Some(Op::CopyFrom { source, when }) => {
-                    let copied = state_of(states, source);
+                    // The source's whole state, its expiry included (RENAME
+                    // and COPY carry the TTL); an expired source is absent.
+                    let copied = live_at(state_of(states, source).as_ref(), at.time).cloned();
                     let op = match copied {
-                        Some(copied) => Op::Set {
-                            value: copied.value,
-                            when: *when,
-                        },
+                        Some(copied) => Op::with_expiry(copied.value, *when, copied.expires_at),
                         // Nothing to copy: a condition that never holds.
                         None => Op::Delete {
                             when: Condition::Version(i64::MIN),
                         },
                     };
-                    let (_, outcome) = op.evaluate(before.as_ref(), offset);
+                    let (_, outcome) = op.evaluate(before.as_ref(), at);
                     if let Some((_, state)) = states.iter_mut().find(|(k, _)| k == key) {
                         *state = outcome.after.clone();
                     }
                     outcome
                 }
                 Some(op) => {
-                    let (_, outcome) = op.evaluate(before.as_ref(), offset);
+                    let (_, outcome) = op.evaluate(before.as_ref(), at);
                     if let Some((_, state)) = states.iter_mut().find(|(k, _)| k == key) {
                         *state = outcome.after.clone();
                     }
@@ -204,8 +344,8 @@ pub enum OpError {
 pub enum Effect {
     /// The key keeps its state (a failed condition, an error, an empty `SETRANGE`).
     Unchanged,
-    /// The key now holds this value.
-    Put(Bytes),
+    /// The key now holds this value, expiring at this time (or never).
+    Put(Bytes, Option<i64>),
     /// The key is now absent.
     Delete,
 }
@@ -214,7 +354,10 @@ pub enum Effect {
 /// it wrote, and why not if it could not.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
+    /// The key as the operation saw it: absent if it had expired.
     pub before: Option<KeyState>,
+    /// The key's material state after it (an expired key a failed
+    /// condition left alone is still there, until its SWEEP).
     pub after: Option<KeyState>,
     /// `false`: the condition did not hold, or `error` says why not.
     pub applied: bool,
@@ -242,19 +385,57 @@ impl Outcome {
 pub const REDIS_MAX_STRING: u64 = 512 * 1024 * 1024;
 
 impl Op {
-    /// Evaluates the operation on `state` (the key just before the record at
-    /// `offset`): the effect on the key and the reply.
-    pub fn evaluate(&self, state: Option<&KeyState>, offset: i64) -> (Effect, Outcome) {
-        let result = self.effect(state);
+    /// A conditional put leaving `expires_at` (`None`: no expiry).
+    pub fn with_expiry(value: Bytes, when: Condition, expires_at: Option<i64>) -> Op {
+        match expires_at {
+            None => Op::Set { value, when },
+            Some(at) => Op::SetEx {
+                value,
+                when,
+                expiry: SetExpiry::At(at),
+            },
+        }
+    }
+
+    /// Whether the operation's outcome can depend on the record's time
+    /// beyond its key's expiry: it sets a relative expiry or decides on a
+    /// deadline. Such an operation is answered by the consumer, which knows
+    /// the record's timestamp, never at acknowledgement.
+    pub fn depends_on_time(&self) -> bool {
+        match self {
+            Op::SetEx { .. } | Op::Expire { .. } | Op::Persist => true,
+            Op::Batch(batch) => batch.steps.iter().any(|(_, op)| {
+                op.as_ref()
+                    .is_some_and(|op| op.depends_on_time() || matches!(op, Op::CopyFrom { .. }))
+            }),
+            _ => false,
+        }
+    }
+
+    /// Evaluates the operation on `state` (the key's material state just
+    /// before the record at `at`): the effect on the key and the reply.
+    pub fn evaluate(&self, state: Option<&KeyState>, at: At) -> (Effect, Outcome) {
+        let live = live_at(state, at.time);
+        let result = self.effect(live, at.time);
         let (effect, error) = match result {
+            // A write whose expiry has already passed deletes (Redis does).
+            Ok(Effect::Put(_, Some(expires_at))) if expires_at <= at.time => (
+                if live.is_some() {
+                    Effect::Delete
+                } else {
+                    Effect::Unchanged
+                },
+                None,
+            ),
             Ok(effect) => (effect, None),
             Err(error) => (Effect::Unchanged, Some(error)),
         };
         let after = match &effect {
             Effect::Unchanged => state.cloned(),
-            Effect::Put(value) => Some(KeyState {
+            Effect::Put(value, expires_at) => Some(KeyState {
                 value: value.clone(),
-                version: offset,
+                version: at.offset,
+                expires_at: *expires_at,
             }),
             Effect::Delete => None,
         };
@@ -262,24 +443,31 @@ impl Op {
         // `SETRANGE`) still counts as applied; only a failed condition or an
         // error does not.
         let outcome = Outcome {
-            before: state.cloned(),
+            before: live.cloned(),
             after,
-            applied: error.is_none() && self.condition_held(state),
+            applied: error.is_none() && self.condition_held(live, at.time),
             error,
             steps: Vec::new(),
         };
         (effect, outcome)
     }
 
-    fn condition_held(&self, state: Option<&KeyState>) -> bool {
+    fn condition_held(&self, live: Option<&KeyState>, time: i64) -> bool {
         match self {
-            Op::Set { when, .. } | Op::Delete { when } => when.holds(state),
+            Op::Set { when, .. } | Op::SetEx { when, .. } | Op::Delete { when } => when.holds(live),
+            Op::Expire { deadline, when } => {
+                live.is_some_and(|state| when.holds(state.expires_at, deadline.resolve(time)))
+            }
+            Op::Persist => live.is_some_and(|state| state.expires_at.is_some()),
             _ => true,
         }
     }
 
-    fn effect(&self, state: Option<&KeyState>) -> Result<Effect, OpError> {
+    /// The effect on the live state `state` at `time`.
+    fn effect(&self, state: Option<&KeyState>, time: i64) -> Result<Effect, OpError> {
         let current = state.map(|s| &s.value[..]);
+        // What INCR, APPEND and the like keep, as Redis does.
+        let kept = state.and_then(|s| s.expires_at);
         match self {
             Op::IncrBy(by) => {
                 let value = match current {
@@ -287,7 +475,7 @@ impl Op {
                     Some(bytes) => parse_i64(bytes).ok_or(OpError::NotAnInteger)?,
                 };
                 let sum = value.checked_add(*by).ok_or(OpError::Overflow)?;
-                Ok(Effect::Put(Bytes::from(sum.to_string())))
+                Ok(Effect::Put(Bytes::from(sum.to_string()), kept))
             }
             Op::IncrByFloat(by) => {
                 let value = match current {
@@ -298,7 +486,7 @@ impl Op {
                 if !sum.is_finite() {
                     return Err(OpError::NotFinite);
                 }
-                Ok(Effect::Put(Bytes::from(format_float(sum))))
+                Ok(Effect::Put(Bytes::from(format_float(sum)), kept))
             }
             Op::Append { suffix, max_len } => {
                 let current = current.unwrap_or_default();
@@ -309,7 +497,7 @@ impl Op {
                 let mut value = BytesMut::with_capacity(len as usize);
                 value.put_slice(current);
                 value.put_slice(suffix);
-                Ok(Effect::Put(value.freeze()))
+                Ok(Effect::Put(value.freeze(), kept))
             }
             Op::SetRange {
                 offset,
@@ -331,7 +519,7 @@ impl Op {
                     value.resize(end as usize, 0);
                 }
                 value[*offset as usize..end as usize].copy_from_slice(bytes);
-                Ok(Effect::Put(Bytes::from(value)))
+                Ok(Effect::Put(Bytes::from(value), kept))
             }
             Op::SetBit {
                 offset,
@@ -352,12 +540,36 @@ impl Op {
                 } else {
                     value[byte as usize] &= !mask;
                 }
-                Ok(Effect::Put(Bytes::from(value)))
+                Ok(Effect::Put(Bytes::from(value), kept))
             }
             Op::Set { value, when } => Ok(if when.holds(state) {
-                Effect::Put(value.clone())
+                Effect::Put(value.clone(), None)
             } else {
                 Effect::Unchanged
+            }),
+            Op::SetEx {
+                value,
+                when,
+                expiry,
+            } => Ok(if when.holds(state) {
+                let expires_at = match expiry {
+                    SetExpiry::Keep => kept,
+                    SetExpiry::In(ms) => Some(time.saturating_add(*ms)),
+                    SetExpiry::At(at) => Some(*at),
+                };
+                Effect::Put(value.clone(), expires_at)
+            } else {
+                Effect::Unchanged
+            }),
+            Op::Expire { deadline, when } => Ok(match state {
+                Some(state) if when.holds(state.expires_at, deadline.resolve(time)) => {
+                    Effect::Put(state.value.clone(), Some(deadline.resolve(time)))
+                }
+                _ => Effect::Unchanged,
+            }),
+            Op::Persist => Ok(match state {
+                Some(state) if state.expires_at.is_some() => Effect::Put(state.value.clone(), None),
+                _ => Effect::Unchanged,
             }),
             Op::Delete { when } => Ok(if when.holds(state) && state.is_some() {
                 Effect::Delete
@@ -463,6 +675,41 @@ impl Op {
                 put_condition(&mut out, *when);
                 out.put_slice(value);
             }
+            Op::SetEx {
+                value,
+                when,
+                expiry,
+            } => {
+                out.put_u8(b'S');
+                match expiry {
+                    SetExpiry::Keep => out.put_u8(b'k'),
+                    SetExpiry::In(ms) => {
+                        out.put_u8(b'i');
+                        out.put_i64(*ms);
+                    }
+                    SetExpiry::At(at) => {
+                        out.put_u8(b't');
+                        out.put_i64(*at);
+                    }
+                }
+                put_condition(&mut out, *when);
+                out.put_slice(value);
+            }
+            Op::Expire { deadline, when } => {
+                out.put_u8(b'e');
+                out.put_u8(when.code());
+                match deadline {
+                    Deadline::In(ms) => {
+                        out.put_u8(b'i');
+                        out.put_i64(*ms);
+                    }
+                    Deadline::At(at) => {
+                        out.put_u8(b't');
+                        out.put_i64(*at);
+                    }
+                }
+            }
+            Op::Persist => out.put_u8(b'p'),
             Op::Delete { when } => {
                 out.put_u8(b'd');
                 put_condition(&mut out, *when);
@@ -553,6 +800,33 @@ impl Op {
                     when,
                 }
             }
+            b'S' => {
+                need(buf, 1)?;
+                let expiry = match buf.get_u8() {
+                    b'k' => SetExpiry::Keep,
+                    b'i' if buf.len() >= 8 => SetExpiry::In(buf.get_i64()),
+                    b't' if buf.len() >= 8 => SetExpiry::At(buf.get_i64()),
+                    _ => return Err(DecodeError("unknown expiry")),
+                };
+                let when = get_condition(&mut buf)?;
+                Op::SetEx {
+                    value: Bytes::copy_from_slice(buf),
+                    when,
+                    expiry,
+                }
+            }
+            b'e' => {
+                need(buf, 10)?;
+                let when =
+                    ExpireWhen::from_code(buf.get_u8()).ok_or(DecodeError("unknown condition"))?;
+                let deadline = match buf.get_u8() {
+                    b'i' if buf.len() == 8 => Deadline::In(buf.get_i64()),
+                    b't' if buf.len() == 8 => Deadline::At(buf.get_i64()),
+                    _ => return Err(DecodeError("unknown deadline")),
+                };
+                Op::Expire { deadline, when }
+            }
+            b'p' if buf.is_empty() => Op::Persist,
             b'd' => Op::Delete {
                 when: get_condition(&mut buf)?,
             },
@@ -642,14 +916,146 @@ mod tests {
     use super::*;
 
     fn state(value: &str, version: i64) -> KeyState {
+        KeyState::new(Bytes::copy_from_slice(value.as_bytes()), version)
+    }
+
+    /// At offset 9, time 0.
+    fn after(op: Op, before: Option<KeyState>) -> Outcome {
+        op.evaluate(before.as_ref(), At { offset: 9, time: 0 }).1
+    }
+
+    fn expiring(value: &str, version: i64, expires_at: i64) -> KeyState {
         KeyState {
-            value: Bytes::copy_from_slice(value.as_bytes()),
-            version,
+            expires_at: Some(expires_at),
+            ..state(value, version)
         }
     }
 
-    fn after(op: Op, before: Option<KeyState>) -> Outcome {
-        op.evaluate(before.as_ref(), 9).1
+    fn at(offset: i64, time: i64) -> At {
+        At { offset, time }
+    }
+
+    #[test]
+    fn an_expired_key_is_absent_to_every_decision_but_stays_until_swept() {
+        let old = Some(expiring("5", 1, 100));
+        // INCR counts from 0 and clears nothing it did not see.
+        let (_, outcome) = Op::IncrBy(1).evaluate(old.as_ref(), at(9, 100));
+        assert_eq!(outcome.before, None);
+        assert_eq!(outcome.after, Some(state("1", 9)));
+        // Before the expiry INCR keeps the TTL, as Redis does.
+        let (_, outcome) = Op::IncrBy(1).evaluate(old.as_ref(), at(9, 99));
+        assert_eq!(outcome.after, Some(expiring("6", 9, 100)));
+        // SET NX takes an expired key; SET XX refuses it and leaves the
+        // material state for its SWEEP.
+        let nx = Op::SetEx {
+            value: Bytes::from_static(b"me"),
+            when: Condition::Absent,
+            expiry: SetExpiry::In(500),
+        };
+        let (_, outcome) = nx.evaluate(old.as_ref(), at(9, 100));
+        assert!(outcome.applied);
+        assert_eq!(outcome.after, Some(expiring("me", 9, 600)));
+        let (_, outcome) = nx.evaluate(old.as_ref(), at(9, 99));
+        assert!(!outcome.applied);
+        let xx = Op::Set {
+            value: Bytes::from_static(b"x"),
+            when: Condition::Present,
+        };
+        let (_, outcome) = xx.evaluate(old.as_ref(), at(9, 100));
+        assert!(!outcome.applied);
+        assert_eq!(outcome.after, old, "the material state is left alone");
+        // A version condition on an expired key fails.
+        let cas = Op::Set {
+            value: Bytes::from_static(b"x"),
+            when: Condition::Version(1),
+        };
+        assert!(!cas.evaluate(old.as_ref(), at(9, 100)).1.applied);
+        assert!(cas.evaluate(old.as_ref(), at(9, 99)).1.applied);
+    }
+
+    #[test]
+    fn expire_follows_redis_conditions_and_a_past_deadline_deletes() {
+        let plain = Some(state("v", 1));
+        let volatile = Some(expiring("v", 1, 1000));
+        let expire = |deadline, when| Op::Expire { deadline, when };
+        let run = |op: Op, s: &Option<KeyState>| op.evaluate(s.as_ref(), at(9, 100)).1;
+        // (when, on a key without expiry, on one expiring at 1000, new = 2000)
+        let table = [
+            (ExpireWhen::Always, true, true),
+            (ExpireWhen::Nx, true, false),
+            (ExpireWhen::Xx, false, true),
+            (ExpireWhen::Gt, false, true),
+            (ExpireWhen::Lt, true, false),
+            (ExpireWhen::XxGt, false, true),
+            (ExpireWhen::XxLt, false, false),
+        ];
+        for (when, on_plain, on_volatile) in table {
+            let op = expire(Deadline::At(2000), when);
+            assert_eq!(
+                run(op.clone(), &plain).applied,
+                on_plain,
+                "{when:?} on plain"
+            );
+            assert_eq!(
+                run(op, &volatile).applied,
+                on_volatile,
+                "{when:?} on volatile"
+            );
+        }
+        let outcome = run(expire(Deadline::In(50), ExpireWhen::Always), &plain);
+        assert_eq!(outcome.after, Some(expiring("v", 9, 150)), "new version");
+        // A deadline at or before the record's time deletes, replying 1.
+        let outcome = run(expire(Deadline::At(100), ExpireWhen::Always), &plain);
+        assert!(outcome.applied);
+        assert_eq!(outcome.after, None);
+        // Nothing on an absent or expired key.
+        let outcome = run(expire(Deadline::In(50), ExpireWhen::Always), &None);
+        assert!(!outcome.applied);
+        let expired = Some(expiring("v", 1, 100));
+        assert!(!run(expire(Deadline::In(50), ExpireWhen::Always), &expired).applied);
+        // PERSIST removes a live expiry only.
+        let outcome = run(Op::Persist, &volatile);
+        assert!(outcome.applied);
+        assert_eq!(outcome.after, Some(state("v", 9)));
+        assert!(!run(Op::Persist, &plain).applied);
+        assert!(!run(Op::Persist, &expired).applied);
+        // KEEPTTL keeps the live expiry, and none of an expired key's.
+        let keep = Op::SetEx {
+            value: Bytes::from_static(b"w"),
+            when: Condition::Always,
+            expiry: SetExpiry::Keep,
+        };
+        assert_eq!(
+            run(keep.clone(), &volatile).after,
+            Some(expiring("w", 9, 1000))
+        );
+        assert_eq!(run(keep, &expired).after, Some(state("w", 9)));
+    }
+
+    #[test]
+    fn a_copy_carries_the_expiry_and_an_expired_source_is_absent() {
+        let batch = Batch {
+            conditions: Vec::new(),
+            steps: vec![(
+                Bytes::from_static(b"to"),
+                Some(Op::CopyFrom {
+                    source: Bytes::from_static(b"from"),
+                    when: Condition::Always,
+                }),
+            )],
+        };
+        let mut states = vec![
+            (Bytes::from_static(b"from"), Some(expiring("v", 1, 1000))),
+            (Bytes::from_static(b"to"), None),
+        ];
+        batch.evaluate(&mut states, at(9, 100));
+        assert_eq!(states[1].1, Some(expiring("v", 9, 1000)));
+        let mut states = vec![
+            (Bytes::from_static(b"from"), Some(expiring("v", 1, 100))),
+            (Bytes::from_static(b"to"), None),
+        ];
+        batch.evaluate(&mut states, at(9, 100));
+        assert_eq!(states[1].1, None);
     }
 
     #[test]
@@ -798,7 +1204,7 @@ mod tests {
             (Bytes::from_static(b"a"), Some(state("1", 3))),
             (Bytes::from_static(b"b"), None),
         ];
-        let (held, outcomes) = batch.evaluate(&mut states, 7);
+        let (held, outcomes) = batch.evaluate(&mut states, At { offset: 7, time: 0 });
         assert!(held);
         assert_eq!(outcomes[2].after, Some(state("3", 7)));
         assert_eq!(
@@ -811,7 +1217,7 @@ mod tests {
             (Bytes::from_static(b"a"), Some(state("1", 4))),
             (Bytes::from_static(b"b"), None),
         ];
-        let (held, verdicts) = batch.evaluate(&mut stale, 7);
+        let (held, verdicts) = batch.evaluate(&mut stale, At { offset: 7, time: 0 });
         assert!(!held);
         assert_eq!(verdicts.len(), 1, "one verdict per condition");
         assert!(!verdicts[0].applied);
@@ -848,6 +1254,30 @@ mod tests {
             Op::Delete {
                 when: Condition::Present,
             },
+            Op::SetEx {
+                value: Bytes::from_static(b"v"),
+                when: Condition::Absent,
+                expiry: SetExpiry::In(500),
+            },
+            Op::SetEx {
+                value: Bytes::new(),
+                when: Condition::Present,
+                expiry: SetExpiry::At(-3),
+            },
+            Op::SetEx {
+                value: Bytes::from_static(b"k"),
+                when: Condition::Always,
+                expiry: SetExpiry::Keep,
+            },
+            Op::Expire {
+                deadline: Deadline::In(i64::MAX),
+                when: ExpireWhen::XxLt,
+            },
+            Op::Expire {
+                deadline: Deadline::At(1_700_000_000_000),
+                when: ExpireWhen::Nx,
+            },
+            Op::Persist,
             Op::Batch(Batch {
                 conditions: vec![
                     (Bytes::from_static(b"a"), Condition::Version(3)),

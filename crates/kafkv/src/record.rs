@@ -18,6 +18,13 @@
 //!   that offset; its value is the key's value then (null: absent).
 //! - `kafkv.id` (hex): which write of which instance this is, so the writer
 //!   can be handed the record's outcome when its consumer applies it.
+//! - `kafkv.ttl` (`<ms>:<writer>`) on a put: the key expires `ms` after the
+//!   record's timestamp; `kafkv.expires-at` (`<ms since the epoch>`, with
+//!   `:<writer>` on a put) on a put or a repair: at that time. `<writer>`
+//!   (hex) names the instance that sweeps the key first (docs/expiry.md).
+//! - `kafkv.expired` (`<sweeper>:<r>:<e>`) on a tombstone: a SWEEP, "delete
+//!   the key if it expired", naming the sweeper's view (offset `r`, expiry
+//!   `e`).
 //!
 //! A record carrying any other header inside the prefix was written by a
 //! newer kafkv whose meaning this version cannot honour; applying it as a
@@ -41,6 +48,9 @@ const OP_HEADER: &str = "kafkv.op";
 const REPAIR_HEADER: &str = "kafkv.repair";
 const VERSION_HEADER: &str = "kafkv.version";
 const ID_HEADER: &str = "kafkv.id";
+const TTL_HEADER: &str = "kafkv.ttl";
+const EXPIRES_AT_HEADER: &str = "kafkv.expires-at";
+const EXPIRED_HEADER: &str = "kafkv.expired";
 
 /// What a record is, beyond its key and value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,8 +60,21 @@ pub enum Kind {
     /// An operation, evaluated where it lands.
     Op(Op),
     /// The key's state as of offset `restates`: the record's value (none:
-    /// absent) with `version` (none when absent).
+    /// absent) with `version` (none when absent) and the record's expiry.
     Repair { restates: i64, version: Option<i64> },
+    /// A SWEEP (a tombstone): delete the key if it has expired at the
+    /// record's time, naming the sweeper's view — the newest offset it had
+    /// applied in the partition (`restates`) and the key's expiry there.
+    Sweep { restates: i64, expires_at: i64 },
+}
+
+/// The expiry an outgoing put or repair carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expiry {
+    pub deadline: crate::op::Deadline,
+    /// The writing instance (the top half of its `kafkv.id`s), which sweeps
+    /// the key first; none on a repair.
+    pub writer: Option<u32>,
 }
 
 /// A record as it goes to the topic.
@@ -63,6 +86,8 @@ pub struct Outgoing {
     pub kind: Kind,
     /// Set when the writer waits for the record's outcome (`kafkv.id`).
     pub id: Option<u64>,
+    /// A put's or a repair's expiry.
+    pub expiry: Option<Expiry>,
 }
 
 impl Outgoing {
@@ -73,6 +98,37 @@ impl Outgoing {
             value,
             kind: Kind::Plain,
             id: None,
+            expiry: None,
+        }
+    }
+
+    /// A put of `key` that expires at `deadline`, swept first by `writer`.
+    pub fn put_expiring(
+        key: Bytes,
+        value: Bytes,
+        deadline: crate::op::Deadline,
+        writer: u32,
+    ) -> Self {
+        Self {
+            expiry: Some(Expiry {
+                deadline,
+                writer: Some(writer),
+            }),
+            ..Self::plain(key, Some(value))
+        }
+    }
+
+    /// A SWEEP of `key` by `sweeper`, which had applied its partition up to
+    /// `restates` and saw the key expire at `expires_at`.
+    pub fn sweep(key: Bytes, restates: i64, expires_at: i64, sweeper: u32) -> Self {
+        Self {
+            kind: Kind::Sweep {
+                restates,
+                expires_at,
+            },
+            // The sweeper rides in the id slot's place; see `to_kafka`.
+            id: Some(u64::from(sweeper)),
+            ..Self::plain(key, None)
         }
     }
 
@@ -83,20 +139,25 @@ impl Outgoing {
             value: Some(op.encode()),
             kind: Kind::Op(op.clone()),
             id: None,
+            expiry: None,
         }
     }
 
     /// A repair of `key`: its value and version as of offset `restates`.
     pub fn repair(key: Bytes, restates: i64, state: Option<crate::op::KeyState>) -> Self {
-        let (value, version) = match state {
-            Some(state) => (Some(state.value), Some(state.version)),
-            None => (None, None),
+        let (value, version, expires_at) = match state {
+            Some(state) => (Some(state.value), Some(state.version), state.expires_at),
+            None => (None, None, None),
         };
         Self {
             key,
             value,
             kind: Kind::Repair { restates, version },
             id: None,
+            expiry: expires_at.map(|at| Expiry {
+                deadline: crate::op::Deadline::At(at),
+                writer: None,
+            }),
         }
     }
 
@@ -130,6 +191,26 @@ impl Outgoing {
                     add(VERSION_HEADER, version.to_string());
                 }
             }
+            Kind::Sweep {
+                restates,
+                expires_at,
+            } => {
+                let sweeper = id.take().unwrap_or_default();
+                add(
+                    EXPIRED_HEADER,
+                    format!("{sweeper:x}:{restates}:{expires_at}"),
+                );
+            }
+        }
+        if let Some(Expiry { deadline, writer }) = self.expiry {
+            let (name, ms) = match deadline {
+                crate::op::Deadline::In(ms) => (TTL_HEADER, ms),
+                crate::op::Deadline::At(at) => (EXPIRES_AT_HEADER, at),
+            };
+            match writer {
+                Some(writer) => add(name, format!("{ms}:{writer:x}")),
+                None => add(name, ms.to_string()),
+            }
         }
         if let Some(id) = id {
             add(ID_HEADER, format!("{id:x}"));
@@ -153,6 +234,11 @@ pub struct Record {
     pub kind: Kind,
     /// The writer's `kafkv.id`, when it waits for the outcome.
     pub id: Option<u64>,
+    /// A put's or a repair's expiry, resolved against the record's
+    /// timestamp (ms since the epoch).
+    pub expires_at: Option<i64>,
+    /// The instance named to sweep the key first (a put's `<writer>`).
+    pub sweeper: Option<u32>,
     /// key ‖ value.
     data: Box<[u8]>,
     key_len: u32,
@@ -170,6 +256,8 @@ impl Record {
             timestamp: None,
             kind: Kind::Plain,
             id: None,
+            expires_at: None,
+            sweeper: None,
             data: data.into_boxed_slice(),
             key_len: key_len(key),
             tombstone: false,
@@ -183,6 +271,8 @@ impl Record {
             timestamp: None,
             kind: Kind::Plain,
             id: None,
+            expires_at: None,
+            sweeper: None,
             data: key.into(),
             key_len: key_len(key),
             tombstone: true,
@@ -202,6 +292,24 @@ impl Record {
     pub fn with_id(mut self, id: Option<u64>) -> Self {
         self.id = id;
         self
+    }
+
+    pub fn with_expiry(mut self, expires_at: Option<i64>) -> Self {
+        self.expires_at = expires_at;
+        self
+    }
+
+    /// The record's timestamp as evaluation uses it (0 without one).
+    pub fn time(&self) -> i64 {
+        self.timestamp.unwrap_or(0)
+    }
+
+    /// Where evaluation places this record.
+    pub fn at(&self) -> crate::op::At {
+        crate::op::At {
+            offset: self.offset,
+            time: self.time(),
+        }
     }
 
     pub fn key(&self) -> &[u8] {
@@ -256,6 +364,9 @@ pub fn decode(message: &impl Message) -> Decoded {
         header: header.to_owned(),
     };
     let (mut op, mut repair, mut version, mut id) = (false, None, None, None);
+    // (relative?, ms, writer)
+    let mut expiry: Option<(bool, i64, Option<u32>)> = None;
+    let mut sweep: Option<(u32, i64, i64)> = None;
     if let Some(headers) = message.headers() {
         for header in headers.iter() {
             if !header.key.starts_with(HEADER_PREFIX) {
@@ -288,6 +399,20 @@ pub fn decode(message: &impl Message) -> Decoded {
                     id = text.and_then(|t| u64::from_str_radix(t, 16).ok());
                     id.is_some()
                 }
+                TTL_HEADER | EXPIRES_AT_HEADER if expiry.is_none() => {
+                    expiry = text.and_then(parse_expiry).and_then(|(ms, writer)| {
+                        let relative = header.key == TTL_HEADER;
+                        // A relative TTL is always positive (the front ends
+                        // refuse the rest) and always names its writer.
+                        (!relative || (ms > 0 && writer.is_some()))
+                            .then_some((relative, ms, writer))
+                    });
+                    expiry.is_some()
+                }
+                EXPIRED_HEADER if sweep.is_none() => {
+                    sweep = text.and_then(parse_sweep);
+                    sweep.is_some()
+                }
                 _ => false,
             };
             if !parsed {
@@ -295,6 +420,38 @@ pub fn decode(message: &impl Message) -> Decoded {
             }
         }
     }
+    let timestamp = match message.timestamp() {
+        Timestamp::NotAvailable => None,
+        Timestamp::CreateTime(ms) | Timestamp::LogAppendTime(ms) => Some(ms),
+    };
+    if let Some((sweeper, restates, expires_at)) = sweep {
+        // A SWEEP is a bare tombstone with its one header.
+        if op || repair.is_some() || version.is_some() || id.is_some() || expiry.is_some() {
+            return unsupported(EXPIRED_HEADER);
+        }
+        if message.payload().is_some() {
+            return unsupported(EXPIRED_HEADER);
+        }
+        let kind = Kind::Sweep {
+            restates,
+            expires_at,
+        };
+        let record = Record::tombstone(partition, offset, key)
+            .with_timestamp(timestamp)
+            .with_kind(kind);
+        return Decoded::Record(Record {
+            sweeper: Some(sweeper),
+            ..record
+        });
+    }
+    let (expires_at, sweeper) = match expiry {
+        None => (None, None),
+        // Only a put carries an expiry, and a repair an absolute one.
+        Some(_) if op || message.payload().is_none() => return unsupported(TTL_HEADER),
+        Some((true, _, _)) if repair.is_some() => return unsupported(TTL_HEADER),
+        Some((true, ms, writer)) => (Some(timestamp.unwrap_or(0).saturating_add(ms)), writer),
+        Some((false, at, writer)) => (Some(at), writer),
+    };
     let kind = match (op, repair) {
         (false, None) if version.is_none() => Kind::Plain,
         // A repair of a present key states its version; of an absent one, none.
@@ -307,15 +464,36 @@ pub fn decode(message: &impl Message) -> Decoded {
         },
         _ => return unsupported(VERSION_HEADER),
     };
-    let timestamp = match message.timestamp() {
-        Timestamp::NotAvailable => None,
-        Timestamp::CreateTime(ms) | Timestamp::LogAppendTime(ms) => Some(ms),
-    };
     let record = match message.payload() {
         Some(value) => Record::put(partition, offset, key, value),
         None => Record::tombstone(partition, offset, key),
     };
-    Decoded::Record(record.with_timestamp(timestamp).with_kind(kind).with_id(id))
+    let record = record
+        .with_timestamp(timestamp)
+        .with_kind(kind)
+        .with_id(id)
+        .with_expiry(expires_at);
+    Decoded::Record(Record { sweeper, ..record })
+}
+
+/// `<ms>` or `<ms>:<writer hex>`.
+fn parse_expiry(text: &str) -> Option<(i64, Option<u32>)> {
+    match text.split_once(':') {
+        None => Some((text.parse().ok()?, None)),
+        Some((ms, writer)) => Some((
+            ms.parse().ok()?,
+            Some(u32::from_str_radix(writer, 16).ok()?),
+        )),
+    }
+}
+
+/// `<sweeper hex>:<r>:<e>`.
+fn parse_sweep(text: &str) -> Option<(u32, i64, i64)> {
+    let mut parts = text.splitn(3, ':');
+    let sweeper = u32::from_str_radix(parts.next()?, 16).ok()?;
+    let restates = parts.next()?.parse().ok()?;
+    let expires_at = parts.next()?.parse().ok()?;
+    Some((sweeper, restates, expires_at))
 }
 
 #[cfg(test)]
@@ -395,10 +573,7 @@ mod tests {
             panic!("an operation")
         };
         assert_eq!((record.kind, record.id), (Kind::Op(op), Some(0xabc)));
-        let state = KeyState {
-            value: Bytes::from_static(b"7"),
-            version: 5,
-        };
+        let state = KeyState::new(Bytes::from_static(b"7"), 5);
         let repair = Outgoing::repair(key.clone(), 9, Some(state));
         let Decoded::Record(record) = round_trip(&repair) else {
             panic!("a repair")
@@ -504,5 +679,78 @@ mod tests {
                 header: "kafkv.if-version".into()
             }
         );
+    }
+
+    #[test]
+    fn expiries_and_sweeps_survive_the_wire_and_resolve_against_the_timestamp() {
+        use crate::op::{Deadline, KeyState};
+        let key = Bytes::from_static(b"k");
+        // A relative TTL resolves against the record's timestamp
+        // (1_700_000_000_000 in `message`), and names its writer.
+        let put = Outgoing::put_expiring(
+            key.clone(),
+            Bytes::from_static(b"v"),
+            Deadline::In(500),
+            0xbeef,
+        );
+        let Decoded::Record(record) = round_trip(&put) else {
+            panic!("a put")
+        };
+        assert_eq!(record.kind, Kind::Plain);
+        assert_eq!(record.expires_at, Some(1_700_000_000_500));
+        assert_eq!(record.sweeper, Some(0xbeef));
+        let put =
+            Outgoing::put_expiring(key.clone(), Bytes::from_static(b"v"), Deadline::At(42), 1);
+        let Decoded::Record(record) = round_trip(&put) else {
+            panic!("a put")
+        };
+        assert_eq!(record.expires_at, Some(42));
+        // A repair restates an absolute expiry.
+        let state = KeyState {
+            expires_at: Some(77),
+            ..KeyState::new(Bytes::from_static(b"v"), 5)
+        };
+        let Decoded::Record(record) = round_trip(&Outgoing::repair(key.clone(), 9, Some(state)))
+        else {
+            panic!("a repair")
+        };
+        assert_eq!(record.expires_at, Some(77));
+        // A SWEEP names its sweeper's view.
+        let Decoded::Record(record) = round_trip(&Outgoing::sweep(key.clone(), 41, 77, 0xabc))
+        else {
+            panic!("a sweep")
+        };
+        assert!(record.is_tombstone());
+        assert_eq!(
+            record.kind,
+            Kind::Sweep {
+                restates: 41,
+                expires_at: 77
+            }
+        );
+        assert_eq!(record.sweeper, Some(0xabc));
+        // Refused, never misapplied: an expiry on an operation or a
+        // tombstone, a relative TTL without its writer or not positive, a
+        // SWEEP with a value, an unparsable number.
+        let header = |name: &'static str, value: &'static str| {
+            Some(OwnedHeaders::new().insert(Header {
+                key: name,
+                value: Some(value),
+            }))
+        };
+        for (value, headers) in [
+            (None, header("kafkv.ttl", "5:1")),
+            (Some(&b"v"[..]), header("kafkv.ttl", "5")),
+            (Some(&b"v"[..]), header("kafkv.ttl", "0:1")),
+            (Some(&b"v"[..]), header("kafkv.expires-at", "soon")),
+            (Some(&b"v"[..]), header("kafkv.expired", "1:2:3")),
+            (None, header("kafkv.expired", "1:2")),
+        ] {
+            let decoded = decode(&message(Some(b"k"), value, headers.clone()));
+            assert!(
+                matches!(decoded, Decoded::Unsupported { .. }),
+                "{headers:?} on {value:?}: {decoded:?}"
+            );
+        }
     }
 }

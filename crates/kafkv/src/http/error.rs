@@ -8,9 +8,10 @@ use crate::error::{InputError, ProduceError, ReadError, WriteError};
 
 fn input_status(error: &InputError) -> StatusCode {
     match error {
-        InputError::EmptyKey | InputError::EmptyBatch | InputError::CrossPartition { .. } => {
-            StatusCode::BAD_REQUEST
-        }
+        InputError::EmptyKey
+        | InputError::EmptyBatch
+        | InputError::CrossPartition { .. }
+        | InputError::InvalidExpiry => StatusCode::BAD_REQUEST,
         InputError::KeyTooLarge { .. }
         | InputError::ValueTooLarge { .. }
         | InputError::BatchTooLarge { .. }

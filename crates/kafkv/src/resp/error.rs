@@ -27,7 +27,8 @@ impl ErrorReply for InputError {
             | InputError::KeyTooLarge { .. }
             | InputError::ValueTooLarge { .. }
             | InputError::BatchTooLarge { .. }
-            | InputError::BodyTooLarge { .. } => "ERR",
+            | InputError::BodyTooLarge { .. }
+            | InputError::InvalidExpiry => "ERR",
         }
     }
 }

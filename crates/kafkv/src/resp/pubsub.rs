@@ -26,16 +26,23 @@ use crate::state::{ChangeBatch, ChangeOp, ChangeReceiver};
 const KEYSPACE: &[u8] = b"__keyspace@0__:";
 
 /// What `CONFIG GET notify-keyspace-events` answers: generic (`g`: `del`,
-/// `rename_from`, `rename_to`, `copy_to`) and string (`$`: `set`, `incrby`,
-/// `incrbyfloat`, `append`, `setrange`, `setbit`) events, on keyspace (`K`)
-/// and keyevent (`E`) channels, in Redis's canonical order. Always on: they
-/// cost nothing unless someone subscribes.
-pub const NOTIFY_KEYSPACE_EVENTS: &str = "g$KE";
+/// `rename_from`, `rename_to`, `copy_to`, `expire`, `persist`), string (`$`:
+/// `set`, `incrby`, `incrbyfloat`, `append`, `setrange`, `setbit`) and
+/// expired (`x`: `expired`) events, on keyspace (`K`) and keyevent (`E`)
+/// channels, in Redis's canonical order. Always on: they cost nothing
+/// unless someone subscribes.
+pub const NOTIFY_KEYSPACE_EVENTS: &str = "g$xKE";
 
 /// The `notify-keyspace-events` class Redis files an event under.
 fn class(op: ChangeOp) -> u8 {
     match op {
-        ChangeOp::Del | ChangeOp::RenameFrom | ChangeOp::RenameTo | ChangeOp::CopyTo => b'g',
+        ChangeOp::Del
+        | ChangeOp::RenameFrom
+        | ChangeOp::RenameTo
+        | ChangeOp::CopyTo
+        | ChangeOp::Expire
+        | ChangeOp::Persist => b'g',
+        ChangeOp::Expired => b'x',
         ChangeOp::Set
         | ChangeOp::IncrBy
         | ChangeOp::IncrByFloat
@@ -63,6 +70,9 @@ fn keyevent_channel(op: ChangeOp) -> &'static [u8] {
         ChangeOp::RenameFrom => b"__keyevent@0__:rename_from",
         ChangeOp::RenameTo => b"__keyevent@0__:rename_to",
         ChangeOp::CopyTo => b"__keyevent@0__:copy_to",
+        ChangeOp::Expire => b"__keyevent@0__:expire",
+        ChangeOp::Persist => b"__keyevent@0__:persist",
+        ChangeOp::Expired => b"__keyevent@0__:expired",
     }
 }
 

@@ -98,10 +98,16 @@ pub enum ChangeOp {
     RenameTo,
     /// `COPY`'s destination.
     CopyTo,
+    /// `EXPIRE` and friends, `GETEX` with a time: a new expiry.
+    Expire,
+    /// `PERSIST`, `GETEX PERSIST`: the expiry removed.
+    Persist,
+    /// A SWEEP removed the key once its expiry had passed.
+    Expired,
 }
 
 impl ChangeOp {
-    pub const ALL: [ChangeOp; 10] = [
+    pub const ALL: [ChangeOp; 13] = [
         ChangeOp::Set,
         ChangeOp::Del,
         ChangeOp::IncrBy,
@@ -112,6 +118,9 @@ impl ChangeOp {
         ChangeOp::RenameFrom,
         ChangeOp::RenameTo,
         ChangeOp::CopyTo,
+        ChangeOp::Expire,
+        ChangeOp::Persist,
+        ChangeOp::Expired,
     ];
 
     /// The event name, exactly as Redis 7 publishes it.
@@ -127,6 +136,9 @@ impl ChangeOp {
             ChangeOp::RenameFrom => "rename_from",
             ChangeOp::RenameTo => "rename_to",
             ChangeOp::CopyTo => "copy_to",
+            ChangeOp::Expire => "expire",
+            ChangeOp::Persist => "persist",
+            ChangeOp::Expired => "expired",
         }
     }
 
@@ -137,6 +149,7 @@ impl ChangeOp {
         match kind {
             // A record stating the value itself: a put or a delete.
             Kind::Plain | Kind::Repair { .. } => ChangeOp::stated(value),
+            Kind::Sweep { .. } => ChangeOp::Expired,
             Kind::Op(Op::Batch(batch)) => ChangeOp::in_batch(batch, key, value),
             Kind::Op(op) if Self::could_leave(op, value) => ChangeOp::of_step(op),
             Kind::Op(_) => ChangeOp::stated(value),
@@ -159,7 +172,9 @@ impl ChangeOp {
             Op::Append { .. } => ChangeOp::Append,
             Op::SetRange { .. } => ChangeOp::SetRange,
             Op::SetBit { .. } => ChangeOp::SetBit,
-            Op::Set { .. } => ChangeOp::Set,
+            Op::Set { .. } | Op::SetEx { .. } => ChangeOp::Set,
+            Op::Expire { .. } => ChangeOp::Expire,
+            Op::Persist => ChangeOp::Persist,
             Op::Delete { .. } => ChangeOp::Del,
             Op::CopyFrom { .. } => ChangeOp::CopyTo,
             // Never a step; named per key by `in_batch`.
@@ -172,8 +187,12 @@ impl ChangeOp {
     fn could_leave(op: &Op, value: Option<&[u8]>) -> bool {
         match (op, value) {
             (Op::Delete { .. }, deleted) => deleted.is_none(),
+            // A deadline already past deletes, and Redis names that `del`.
+            (Op::Expire { .. }, None) => false,
             (_, None) => false,
-            (Op::Set { value: put, .. }, Some(value)) => put[..] == *value,
+            (Op::Set { value: put, .. } | Op::SetEx { value: put, .. }, Some(value)) => {
+                put[..] == *value
+            }
             (_, Some(_)) => true,
         }
     }

@@ -29,7 +29,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 
 use crate::{
-    op::{KeyState, Op, Outcome},
+    op::{At, KeyState, Op, Outcome},
     record::{Kind, Record},
 };
 
@@ -45,12 +45,18 @@ pub(crate) enum Pending {
     /// bring back; what the batch did to this key beyond that is restated by
     /// this key's own repair after the batch.
     Steps { held: bool, ops: Vec<Op> },
+    /// A SWEEP that did not settle the key (docs/expiry.md).
+    Sweep { restates: i64, expires_at: i64 },
 }
 
 impl Pending {
-    fn reapply(&self, mut state: Option<KeyState>, at: i64) -> Option<KeyState> {
+    fn reapply(&self, mut state: Option<KeyState>, at: At) -> Option<KeyState> {
         match self {
             Pending::Op(op) => op.evaluate(state.as_ref(), at).1.after,
+            Pending::Sweep {
+                restates,
+                expires_at,
+            } => apply_sweep(state, *restates, *expires_at, at.time),
             Pending::Steps { held: false, .. } => state,
             Pending::Steps { held: true, ops } => {
                 for op in ops {
@@ -70,7 +76,11 @@ struct Entry {
     /// delete's own offset, or the offset an applied repair restates).
     base: Option<i64>,
     /// The operations applied after `base`, in log order.
-    pending: Vec<(i64, Pending)>,
+    pending: Vec<(At, Pending)>,
+    /// The offset of the newest record applied to the key since it has had
+    /// an entry: a SWEEP settles its key only if nothing touched the key
+    /// after the sweeper's view.
+    touched: i64,
     /// Whether the newest record is self-contained (kept only in inexact
     /// partitions, for `base`).
     settled: bool,
@@ -114,6 +124,7 @@ impl Entry {
         Self {
             partition: record.partition,
             base: Some(record.offset),
+            touched: record.offset,
             settled: true,
             at: record.timestamp,
             ..Self::default()
@@ -242,6 +253,7 @@ impl Hazards {
                 let after = record.value().map(|value| KeyState {
                     value: Bytes::copy_from_slice(value),
                     version: offset,
+                    expires_at: record.expires_at,
                 });
                 if inexact {
                     // Remember where the key was stated whole: a repair
@@ -256,11 +268,11 @@ impl Hazards {
                 }
             }
             Kind::Op(op) => {
-                let (_, outcome) = op.evaluate(before.as_ref(), offset);
+                let (_, outcome) = op.evaluate(before.as_ref(), record.at());
                 self.record_hazard(
                     key,
                     record.partition,
-                    offset,
+                    record.at(),
                     before.as_ref(),
                     Pending::Op(op.clone()),
                     own,
@@ -276,6 +288,7 @@ impl Hazards {
                     (Some(value), Some(version)) => Some(KeyState {
                         value: Bytes::copy_from_slice(value),
                         version: *version,
+                        expires_at: record.expires_at,
                     }),
                     _ => None,
                 };
@@ -289,7 +302,7 @@ impl Hazards {
                 let mut pending = entry.map(|entry| entry.pending).unwrap_or_default();
                 let applies = base.is_none_or(|base| base <= *restates);
                 if applies {
-                    pending.retain(|(at, _)| at > restates);
+                    pending.retain(|(at, _)| at.offset > *restates);
                 }
                 if inexact && applies {
                     after = stated.clone();
@@ -317,6 +330,7 @@ impl Hazards {
                         partition: record.partition,
                         base: if applies { Some(*restates) } else { base },
                         pending: if settled { Vec::new() } else { pending },
+                        touched: offset,
                         settled,
                         own: false,
                         elsewhere: elsewhere && !settled,
@@ -324,6 +338,50 @@ impl Hazards {
                     },
                 );
                 self.sweep(record.timestamp);
+                Resolved {
+                    outcome: Outcome::replaced(before, after.clone()),
+                    after,
+                }
+            }
+            Kind::Sweep {
+                restates,
+                expires_at,
+            } => {
+                let after = apply_sweep(before.clone(), *restates, *expires_at, record.time());
+                let entry = self.entries.get(key);
+                // Nothing touched the key after the sweeper's view: its
+                // state is no newer than `restates`, and no record since
+                // (a failed condition, a repair, a delete, another SWEEP)
+                // left a trace. An absent key may have been deleted after
+                // the view, which leaves none: then the SWEEP counts as a
+                // hazard (one repair more, never a wrong state). Entries
+                // outlive a SWEEP's flight: a marker lasts
+                // MARKER_WINDOW_MS of record time, and a SWEEP is appended
+                // within the producer's delivery timeout of its view.
+                let alone = before
+                    .as_ref()
+                    .is_some_and(|state| state.version <= *restates)
+                    && entry.is_none_or(|entry| entry.settled && entry.touched <= *restates);
+                if !inexact && after.is_none() && alone {
+                    // A DEL for the protocol.
+                    if let Some(entry) = self.entries.get_mut(key) {
+                        *entry = Entry::marker(record);
+                    }
+                    self.sweep(record.timestamp);
+                } else {
+                    self.record_hazard(
+                        key,
+                        record.partition,
+                        record.at(),
+                        before.as_ref(),
+                        Pending::Sweep {
+                            restates: *restates,
+                            expires_at: *expires_at,
+                        },
+                        own,
+                        false,
+                    );
+                }
                 Resolved {
                     outcome: Outcome::replaced(before, after.clone()),
                     after,
@@ -340,7 +398,7 @@ impl Hazards {
         &mut self,
         key: &[u8],
         partition: i32,
-        offset: i64,
+        at: At,
         before: Option<&KeyState>,
         pending: Pending,
         own: bool,
@@ -354,9 +412,14 @@ impl Hazards {
             ..Entry::default()
         });
         // A batch retried after a table error resolves its records again.
-        if entry.pending.last().is_none_or(|(at, _)| *at < offset) {
-            entry.pending.push((offset, pending));
+        if entry
+            .pending
+            .last()
+            .is_none_or(|(last, _)| last.offset < at.offset)
+        {
+            entry.pending.push((at, pending));
         }
+        entry.touched = entry.touched.max(at.offset);
         entry.settled = false;
         entry.own = own;
         // Sticky until the key is settled or restated by a put or delete: an
@@ -366,15 +429,133 @@ impl Hazards {
     }
 }
 
+/// A SWEEP naming the sweeper's view (`restates`, `expires_at`) applied at
+/// `time` to `state` (docs/expiry.md, "SWEEP in the protocol"): a state no
+/// newer than the view is deleted when the view's expiry has passed,
+/// whatever it holds — it may be a wrong state behind a gap, which the
+/// SWEEP must overwrite as a DEL would; a newer state is deleted only if its
+/// own expiry has passed. On a view holding the log's state both agree.
+pub(crate) fn apply_sweep(
+    state: Option<KeyState>,
+    restates: i64,
+    expires_at: i64,
+    time: i64,
+) -> Option<KeyState> {
+    match state {
+        Some(state) if state.version <= restates => (expires_at > time).then_some(state),
+        Some(state) => (!state.is_expired_at(time)).then_some(state),
+        None => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn state(value: &str, version: i64) -> Option<KeyState> {
-        Some(KeyState {
-            value: Bytes::copy_from_slice(value.as_bytes()),
+        Some(KeyState::new(
+            Bytes::copy_from_slice(value.as_bytes()),
             version,
+        ))
+    }
+
+    fn expiring(value: &str, version: i64, expires_at: i64) -> Option<KeyState> {
+        state(value, version).map(|s| KeyState {
+            expires_at: Some(expires_at),
+            ..s
         })
+    }
+
+    /// A SWEEP at `offset`, time `time`, by a sweeper that had applied up
+    /// to `restates` and saw the key expire at `expires_at`.
+    fn sweep(offset: i64, time: i64, restates: i64, expires_at: i64) -> Record {
+        Record::tombstone(0, offset, b"k")
+            .with_timestamp(Some(time))
+            .with_kind(Kind::Sweep {
+                restates,
+                expires_at,
+            })
+    }
+
+    #[test]
+    fn a_winning_sweep_settles_without_bookkeeping() {
+        let mut hazards = Hazards::new(1);
+        let after = run(
+            &mut hazards,
+            expiring("v", 3, 100),
+            &[sweep(7, 100, 6, 100)],
+        );
+        assert_eq!(after, None);
+        assert!(!hazards.is_unsettled(b"k"));
+        assert_eq!(hazards.entries.len(), 0, "no entry for a plain expiry");
+    }
+
+    #[test]
+    fn a_losing_sweep_is_a_hazard_and_its_repair_settles() {
+        let mut hazards = Hazards::new(1);
+        // Rewritten after the sweeper's view (version 8 > 6): it stays.
+        let after = run(&mut hazards, state("new", 8), &[sweep(9, 100, 6, 100)]);
+        assert_eq!(after, state("new", 8));
+        assert!(hazards.is_unsettled(b"k"));
+        let after = run(&mut hazards, after, &[repair(10, 9, state("new", 8))]);
+        assert_eq!(after, state("new", 8));
+        assert!(!hazards.is_unsettled(b"k"));
+        // Landed before the expiry: nothing, and a hazard too.
+        let mut hazards = Hazards::new(1);
+        let after = run(&mut hazards, expiring("v", 3, 100), &[sweep(7, 99, 6, 100)]);
+        assert_eq!(after, expiring("v", 3, 100));
+        assert!(hazards.is_unsettled(b"k"));
+    }
+
+    #[test]
+    fn a_sweep_after_a_record_it_did_not_see_is_a_hazard_even_when_it_deletes() {
+        // An operation on the key after the sweeper's view that changed
+        // nothing (a failed SET NX), repaired, then the SWEEP: it deletes,
+        // but a reader that evaluated the operation without its base and
+        // lost the repair to compaction would keep a wrong value, so the
+        // key is repaired once more (docs/expiry.md, I5).
+        let nx = Op::Set {
+            value: Bytes::from_static(b"x"),
+            when: crate::op::Condition::Absent,
+        };
+        let failed_nx = Record::put(0, 7, b"k", &nx.encode())
+            .with_timestamp(Some(50))
+            .with_kind(Kind::Op(nx));
+        let mut hazards = Hazards::new(1);
+        let start = expiring("v", 3, 100);
+        let mut repaired = repair(8, 7, start.clone());
+        repaired.expires_at = Some(100);
+        let after = run(&mut hazards, start, &[failed_nx, repaired]);
+        assert!(!hazards.is_unsettled(b"k"));
+        let after = run(&mut hazards, after, &[sweep(9, 100, 6, 100)]);
+        assert_eq!(after, None);
+        assert!(
+            hazards.is_unsettled(b"k"),
+            "a record lay between r and the SWEEP"
+        );
+        // A SWEEP finding the key already absent may follow a delete it
+        // did not see: a hazard as well.
+        let mut hazards = Hazards::new(1);
+        run(&mut hazards, None, &[sweep(9, 100, 6, 100)]);
+        assert!(hazards.is_unsettled(b"k"));
+    }
+
+    #[test]
+    fn a_sweep_overwrites_a_wrong_state_no_newer_than_its_view() {
+        // The model's counterexample (a_sweep_must_name_the_view_it_deletes):
+        // behind a gap, this view applied a stale repair restating 1v0 with
+        // no expiry (it lost the put with a TTL after it). The SWEEP names
+        // the sweeper's view at offset 2, where the key expired at 100:
+        // version 0 is no newer, so the key goes, as the log says.
+        let mut hazards = Hazards::new(1);
+        hazards.mark_inexact(0);
+        let after = run(&mut hazards, None, &[repair(2, 0, state("1", 0))]);
+        assert_eq!(after, state("1", 0));
+        let after = run(&mut hazards, after, &[sweep(3, 100, 2, 100)]);
+        assert_eq!(after, None);
+        // A state newer than the view is judged by its own expiry.
+        assert_eq!(apply_sweep(state("2", 5), 2, 100, 100), state("2", 5));
+        assert_eq!(apply_sweep(expiring("2", 5, 90), 2, 100, 100), None);
     }
 
     fn incr(offset: i64) -> Record {
@@ -530,7 +711,15 @@ mod tests {
             }],
         };
         let five = state("5", 0);
-        hazards.record_hazard(b"k", 0, 1, five.as_ref(), steps, false, true);
+        hazards.record_hazard(
+            b"k",
+            0,
+            At { offset: 1, time: 0 },
+            five.as_ref(),
+            steps,
+            false,
+            true,
+        );
         let after = run(&mut hazards, five.clone(), &[repair(2, 0, five.clone())]);
         assert_eq!(after, five);
         assert!(
@@ -549,7 +738,7 @@ mod tests {
             held: true,
             ops: Vec::new(),
         };
-        hazards.record_hazard(b"k", 0, 1, None, steps, false, true);
+        hazards.record_hazard(b"k", 0, At { offset: 1, time: 0 }, None, steps, false, true);
         // An operation on k itself after the batch does not release it.
         run(&mut hazards, None, &[incr(2)]);
         let elsewhere =

@@ -49,7 +49,7 @@ use overlay::{Acked, Overlay};
 use progress::Tracker;
 pub use progress::{Bootstrap, Progress};
 pub(crate) use table::Table;
-pub use table::{StateError, Versioned, disk::Checkpoint};
+pub use table::{Due, StateError, Versioned, disk::Checkpoint};
 
 use crate::{
     op::{Batch, Condition, KeyState, Op, Outcome},
@@ -257,6 +257,12 @@ impl View {
         self.waiters.lock().remove(&id);
     }
 
+    /// This instance's id: the top half of its `kafkv.id`s, and the
+    /// `<writer>`/`<sweeper>` its expiring puts and SWEEPs name.
+    pub fn instance_id(&self) -> u32 {
+        (self.id_prefix >> 32) as u32
+    }
+
     fn is_own(&self, id: Option<u64>) -> bool {
         id.is_some_and(|id| id & !0xffff_ffff == self.id_prefix)
     }
@@ -287,14 +293,38 @@ impl View {
         let Some(position) = self.inner.read().positions.get(partition as usize).copied() else {
             return Ok(None);
         };
-        let state = self.table.get(key)?.map(|v| KeyState {
-            value: v.value,
-            version: v.offset,
-        });
+        let state = self.table.get(key)?.map(versioned_state);
         Ok(Some(RepairStatement {
             restates: position - 1,
             state,
         }))
+    }
+
+    /// What a SWEEP of `key` names (docs/expiry.md): the newest offset
+    /// applied in `partition` and the key's expiry, if the key is settled
+    /// and has expired by `upto` (ms since the epoch). `None`: nothing to
+    /// sweep (rewritten, swept, unsettled: the repairer's, or not ready).
+    pub fn sweep_statement(
+        &self,
+        key: &[u8],
+        partition: i32,
+        upto: i64,
+    ) -> Result<Option<(i64, i64)>, StateError> {
+        let hazards = self.hazards.lock();
+        if hazards.is_unsettled(key) || hazards.is_inexact_partition(partition) {
+            return Ok(None);
+        }
+        // With `hazards` held no batch is being applied: the table and the
+        // positions agree.
+        let Some(position) = self.inner.read().positions.get(partition as usize).copied() else {
+            return Ok(None);
+        };
+        Ok(self
+            .table
+            .get(key)?
+            .and_then(|v| v.expires_at)
+            .filter(|at| *at <= upto)
+            .map(|at| (position - 1, at)))
     }
 
     /// Keys whose newest record is not self-contained (for metrics and tests).
@@ -342,24 +372,55 @@ impl View {
         self.tracker.is_bootstrapped()
     }
 
-    /// The current value of `key`, acknowledged writes of this instance included.
+    /// The current value of `key`, acknowledged writes of this instance
+    /// included; a key whose expiry has passed by this machine's clock is
+    /// absent (docs/expiry.md: plain reads use the local clock).
     pub fn get(&self, key: &[u8]) -> Result<Option<Versioned>, StateError> {
         let inner = self.inner.read();
         match inner.overlay.get(key) {
             Some(acked) => Ok(acked.versioned()),
-            None => self.table.get(key),
+            None => Ok(self.table.get(key)?.filter(|v| !v.is_expired_at(now_ms()))),
         }
     }
 
-    /// Number of live keys (acknowledged writes not yet consumed included).
+    /// `key`'s entry as the table holds it, expired or not (for the sweeper
+    /// and the expiry commands' local reads).
+    pub fn get_material(&self, key: &[u8]) -> Result<Option<Versioned>, StateError> {
+        self.table.get(key)
+    }
+
+    /// Number of live keys (acknowledged writes not yet consumed included,
+    /// keys expired by this machine's clock left out).
     pub fn len(&self) -> usize {
         let inner = self.inner.read();
-        let mut len = self.table.len() as isize;
+        let expired = self
+            .table
+            .volatile_counts(now_ms())
+            .map_or(0, |(_, expired)| expired);
+        let mut len = self.table.len() as isize - expired as isize;
         for (key, write) in inner.overlay.iter() {
             let in_table = self.table.contains(key).unwrap_or(false);
             len += write.value.is_some() as isize - in_table as isize;
         }
         len.max(0) as usize
+    }
+
+    /// Keys with an expiry not yet passed, and expired keys not yet swept.
+    pub fn expiry_counts(&self) -> (usize, usize) {
+        self.table
+            .volatile_counts(now_ms())
+            .map_or((0, 0), |(volatile, expired)| (volatile - expired, expired))
+    }
+
+    /// Up to `limit` keys expired by `upto` (ms since the epoch), after
+    /// `cursor`, with the partition position they were read at.
+    pub fn due(
+        &self,
+        upto: i64,
+        cursor: Option<(i64, u64)>,
+        limit: usize,
+    ) -> Result<Vec<Due>, StateError> {
+        self.table.due(upto, cursor, limit)
     }
 
     /// Heap bytes the table holds beyond its entries' own key and value
@@ -572,35 +633,30 @@ impl View {
             .rev()
             .find_map(|(at, e)| match (&e.record, &e.after) {
                 (_, Some(after)) if same_key(e) => Some((*at, after.clone())),
-                (Acknowledged::Plain { key: k, value }, _) if k == key => Some((
-                    *at,
-                    value.clone().map(|value| KeyState {
-                        value,
-                        version: *at,
-                    }),
-                )),
+                (Acknowledged::Plain { key: k, value }, _) if k == key => {
+                    Some((*at, value.clone().map(|value| KeyState::new(value, *at))))
+                }
                 _ => None,
             });
         let (from, mut state) = match start {
             Some((at, state)) => (at + 1, state),
-            None => (
-                position,
-                self.table.get(key)?.map(|v| KeyState {
-                    value: v.value,
-                    version: v.offset,
-                }),
-            ),
+            None => (position, self.table.get(key)?.map(versioned_state)),
         };
+        // Expiry is decided at the record's timestamp, which only the
+        // consumer knows: a key with an expiry is left to it.
+        if state.as_ref().is_some_and(|s| s.expires_at.is_some()) {
+            return Ok(None);
+        }
         for (at, earlier) in tail.range(from..offset) {
             state = match &earlier.record {
                 Acknowledged::Plain { key: k, value } if k == key => {
-                    value.clone().map(|value| KeyState {
-                        value,
-                        version: *at,
-                    })
+                    value.clone().map(|value| KeyState::new(value, *at))
                 }
                 Acknowledged::Op { key: k, op } if k == key => {
-                    op.evaluate(state.as_ref(), *at).1.after
+                    if op.depends_on_time() {
+                        return Ok(None);
+                    }
+                    op.evaluate(state.as_ref(), untimed(*at)).1.after
                 }
                 Acknowledged::Other => return Ok(None),
                 _ => state,
@@ -608,13 +664,11 @@ impl View {
         }
         Ok(match &entry.record {
             Acknowledged::Plain { value, .. } => {
-                let after = value.clone().map(|value| KeyState {
-                    value,
-                    version: offset,
-                });
+                let after = value.clone().map(|value| KeyState::new(value, offset));
                 Some(Outcome::replaced(state, after))
             }
-            Acknowledged::Op { op, .. } => Some(op.evaluate(state.as_ref(), offset).1),
+            Acknowledged::Op { op, .. } if op.depends_on_time() => None,
+            Acknowledged::Op { op, .. } => Some(op.evaluate(state.as_ref(), untimed(offset)).1),
             Acknowledged::Repair | Acknowledged::Other => None,
         })
     }
@@ -844,12 +898,12 @@ impl View {
             } else if resolved.after == before {
                 Effect::None
             } else {
-                let state = match &resolved.after {
-                    Some(state) => {
-                        Record::put(record.partition, state.version, record.key(), &state.value)
-                    }
-                    None => Record::tombstone(record.partition, record.offset, record.key()),
-                };
+                let state = state_record(
+                    record.partition,
+                    record.offset,
+                    record.key(),
+                    &resolved.after,
+                );
                 Effect::Replace(vec![state.with_timestamp(record.timestamp)])
             };
             batch.insert(record.key(), resolved.after);
@@ -870,10 +924,7 @@ impl View {
     ) -> Result<Option<KeyState>, StateError> {
         Ok(match batch.get(key) {
             Some(state) => state.clone(),
-            None => self.table.get(key)?.map(|v| KeyState {
-                value: v.value,
-                version: v.offset,
-            }),
+            None => self.table.get(key)?.map(versioned_state),
         })
     }
 
@@ -896,7 +947,7 @@ impl View {
             states.push((Bytes::copy_from_slice(key), self.state_before(batch, key)?));
         }
         let befores = states.clone();
-        let (held, steps) = multi.evaluate(&mut states, record.offset);
+        let (held, steps) = multi.evaluate(&mut states, record.at());
         let own = self.is_own(record.id);
         let mut replaced = Vec::new();
         for ((key, (_, before)), (_, after)) in keys.iter().zip(befores).zip(states) {
@@ -911,10 +962,7 @@ impl View {
                 // of this one cannot bring back: re-apply the result.
                 let when = Condition::Always;
                 ops = vec![match &after {
-                    Some(state) => Op::Set {
-                        value: state.value.clone(),
-                        when,
-                    },
+                    Some(state) => Op::with_expiry(state.value.clone(), when, state.expires_at),
                     None => Op::Delete { when },
                 }];
             }
@@ -924,17 +972,14 @@ impl View {
             hazards.record_hazard(
                 key,
                 record.partition,
-                record.offset,
+                record.at(),
                 before.as_ref(),
                 Pending::Steps { held, ops },
                 own,
                 *key != record.key(),
             );
             if after != before {
-                let state = match &after {
-                    Some(state) => Record::put(record.partition, state.version, key, &state.value),
-                    None => Record::tombstone(record.partition, record.offset, key),
-                };
+                let state = state_record(record.partition, record.offset, key, &after);
                 replaced.push(state.with_timestamp(record.timestamp));
             }
             batch.insert(key, after);
@@ -1059,7 +1104,43 @@ fn plain_state(record: &Record) -> Option<KeyState> {
     record.value().map(|value| KeyState {
         value: Bytes::copy_from_slice(value),
         version: record.offset,
+        expires_at: record.expires_at,
     })
+}
+
+/// This machine's clock in ms since the Unix epoch: what plain reads judge
+/// expiry by (never what a state change is decided at).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A table entry as evaluation sees it.
+fn versioned_state(v: Versioned) -> KeyState {
+    KeyState {
+        value: v.value,
+        version: v.offset,
+        expires_at: v.expires_at,
+    }
+}
+
+/// What the table receives for a key an operation, repair or SWEEP at
+/// `offset` left in `state`: a put at the key's version with its expiry, or
+/// a tombstone.
+fn state_record(partition: i32, offset: i64, key: &[u8], state: &Option<KeyState>) -> Record {
+    match state {
+        Some(state) => {
+            Record::put(partition, state.version, key, &state.value).with_expiry(state.expires_at)
+        }
+        None => Record::tombstone(partition, offset, key),
+    }
+}
+
+/// The fast path evaluates only records whose outcome does not depend on
+/// time (no expiry anywhere in sight), so any time gives the same result.
+fn untimed(offset: i64) -> crate::op::At {
+    crate::op::At { offset, time: 0 }
 }
 
 /// Where a record sits relative to its partition's position.

@@ -29,6 +29,8 @@ impl Acked {
             value: value.clone(),
             partition: self.partition,
             offset: self.offset,
+            // The fast path answers no write that involves an expiry.
+            expires_at: None,
         })
     }
 }

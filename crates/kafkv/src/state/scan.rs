@@ -5,7 +5,7 @@ use std::ops::Bound;
 
 use bytes::Bytes;
 
-use super::{StateError, Versioned, View, table::Live};
+use super::{StateError, Versioned, View, now_ms, table::Live};
 
 impl View {
     /// Up to `limit` live keys after `start_after` (exclusive) that begin with
@@ -79,6 +79,7 @@ impl View {
                         value: value[..].into(),
                         partition: write.partition,
                         offset: write.offset,
+                        expires_at: None,
                     };
                     if !visit(live) {
                         return false;
@@ -95,9 +96,14 @@ impl View {
         };
         // `false` once the visitor asked to stop (not when the prefix ended).
         let mut wanted = true;
+        let now = now_ms();
         self.table.visit(lower, &mut |entry| {
             if !entry.key.starts_with(prefix) {
                 return false;
+            }
+            if entry.is_expired_at(now) {
+                // Gone for reads the moment it expires; its SWEEP follows.
+                return true;
             }
             wanted = merge(Some(entry));
             wanted
@@ -123,7 +129,7 @@ impl View {
     pub fn scan_from(&self, cursor: u64, count: usize) -> Result<(Vec<Bytes>, u64), StateError> {
         let count = count.max(1);
         let inner = self.inner.read();
-        let (page, next) = self.table.cursor_page(cursor, count)?;
+        let (page, next) = self.table.cursor_page(cursor, count, now_ms())?;
         // An acknowledged delete hides a key the consumer has not removed yet.
         let mut keys: Vec<Bytes> = page
             .into_iter()
@@ -148,6 +154,7 @@ impl View {
     /// has not applied yet are candidates too, each as likely as a key of the
     /// table.
     pub fn random_key(&self) -> Result<Option<Bytes>, StateError> {
+        let now = now_ms();
         let inner = self.inner.read();
         let live = |key: &Bytes| inner.overlay.get(key).is_none_or(|w| w.value.is_some());
         let mut unapplied = Vec::new();
@@ -163,16 +170,16 @@ impl View {
         let bound = self.table.cursor_bound()?;
         if bound > 0 {
             for _ in 0..RANDOM_PICKS {
-                if let Some(key) = self.table.key_at(fastrand::u64(..bound))?
+                if let Some(key) = self.table.key_at(fastrand::u64(..bound), now)?
                     && live(&key)
                 {
                     return Ok(Some(key));
                 }
             }
             for _ in 0..RANDOM_PICKS {
-                let (mut page, _) = self.table.cursor_page(fastrand::u64(..bound), 1)?;
+                let (mut page, _) = self.table.cursor_page(fastrand::u64(..bound), 1, now)?;
                 if page.is_empty() {
-                    page = self.table.cursor_page(0, 1)?.0;
+                    page = self.table.cursor_page(0, 1, now)?.0;
                 }
                 if let Some(key) = page.into_iter().find(live) {
                     return Ok(Some(key));
@@ -182,7 +189,7 @@ impl View {
         // Every pick hit a key an acknowledged delete hides: walk in order.
         let mut cursor = Some(0);
         while let Some(from) = cursor {
-            let (page, next) = self.table.cursor_page(from, 1024)?;
+            let (page, next) = self.table.cursor_page(from, 1024, now)?;
             if let Some(key) = page.into_iter().find(live) {
                 return Ok(Some(key));
             }

@@ -31,6 +31,8 @@ pub enum InputError {
          limit of {max} bytes (--max-value-bytes): split it"
     )]
     BatchTooLarge { len: usize, max: usize },
+    #[error("a time to live must be a positive number of milliseconds")]
+    InvalidExpiry,
 }
 
 /// Why a put or delete failed ([`Store::put`](super::Store::put),

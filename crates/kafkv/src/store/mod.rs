@@ -21,6 +21,7 @@ mod error;
 pub(crate) mod repairer;
 mod rmw;
 mod status;
+pub(crate) mod sweeper;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -131,6 +132,7 @@ impl Store {
         let (hints_tx, hints) = tokio::sync::mpsc::unbounded_channel();
         store.shared.view.set_repair_hints(hints_tx);
         tokio::spawn(repairer::run(Arc::downgrade(&store.shared), hints));
+        tokio::spawn(sweeper::run(Arc::downgrade(&store.shared)));
         Ok(store)
     }
 
@@ -197,6 +199,13 @@ impl Store {
     /// Number of live keys.
     pub fn len(&self) -> usize {
         self.shared.view.len()
+    }
+
+    /// Keys with an expiry that have not expired by this machine's clock
+    /// (`INFO keyspace`'s `expires=`), and keys that have expired and wait
+    /// for their SWEEP to be applied here (docs/expiry.md).
+    pub fn expiry_counts(&self) -> (usize, usize) {
+        self.shared.view.expiry_counts()
     }
 
     pub fn is_empty(&self) -> bool {

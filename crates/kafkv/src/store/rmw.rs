@@ -80,6 +80,35 @@ impl Store {
             .await
     }
 
+    /// Puts `value` expiring at `deadline` (`SET … EX|PX|EXAT|PXAT`,
+    /// `SETEX`, HTTP `?ttl=`): a plain put carrying `kafkv.ttl` or
+    /// `kafkv.expires-at`, which every instance resolves against the
+    /// record's timestamp (docs/expiry.md). It returns once this instance has
+    /// applied it, with what it replaced (the expiry needs the record's time,
+    /// which only the consumer knows). A relative `deadline` must be positive.
+    pub async fn put_expiring(
+        &self,
+        key: &[u8],
+        value: Bytes,
+        deadline: crate::op::Deadline,
+    ) -> Result<Applied, WriteError> {
+        self.validate(key, Some(&value))?;
+        if let Some(refusal) = &self.shared.rmw_refusal {
+            return Err(WriteError::Unsafe(refusal.clone()));
+        }
+        if matches!(deadline, crate::op::Deadline::In(ms) if ms <= 0) {
+            return Err(WriteError::Input(super::InputError::InvalidExpiry));
+        }
+        let writer = self.shared.view.instance_id();
+        self.write_awaited(Outgoing::put_expiring(
+            Bytes::copy_from_slice(key),
+            value,
+            deadline,
+            writer,
+        ))
+        .await
+    }
+
     /// The operation limits every instance evaluates with: this instance's
     /// value bound, carried in the record.
     pub fn max_value_len(&self) -> u64 {
@@ -108,6 +137,10 @@ impl Store {
         let (id, outcome) = view.register_waiter();
         record.id = Some(id);
         let acknowledged = match &record.kind {
+            // A put with an expiry, and a SWEEP, are resolved at the
+            // record's timestamp: only the consumer knows it.
+            Kind::Plain if record.expiry.is_some() => Acknowledged::Other,
+            Kind::Sweep { .. } => Acknowledged::Other,
             Kind::Plain => Acknowledged::Plain {
                 key: record.key.clone(),
                 value: record.value.clone(),
@@ -170,7 +203,7 @@ impl Store {
 /// The value an operation may store at most, for validation.
 fn op_value(op: &Op) -> Option<&[u8]> {
     match op {
-        Op::Set { value, .. } => Some(value),
+        Op::Set { value, .. } | Op::SetEx { value, .. } => Some(value),
         Op::Append { suffix, .. } => Some(suffix),
         Op::SetRange { bytes, .. } => Some(bytes),
         _ => None,

@@ -9,13 +9,17 @@
 //! stable for as long as its key is live, which is what the `SCAN` cursor
 //! relies on ([`MemoryTable::slots_from`]).
 
-use std::{hash::BuildHasher, ops::Bound};
+use std::{
+    collections::{BTreeSet, HashMap},
+    hash::BuildHasher,
+    ops::Bound,
+};
 
 use bytes::Bytes;
 use hashbrown::{DefaultHashBuilder, HashTable};
 use parking_lot::RwLock;
 
-use super::{Live, StateError, Table, Versioned, sorted::SortedIds};
+use super::{Due, Live, StateError, Table, Versioned, sorted::SortedIds};
 use crate::record::Record;
 
 /// One live entry: a single allocation of key ‖ value.
@@ -57,14 +61,23 @@ struct Entries {
     hasher: DefaultHashBuilder,
     sorted: SortedIds,
     live: usize,
+    /// Expiries by slot id: only keys that have one pay for it.
+    expiries: HashMap<u32, i64>,
+    /// The same, ordered by time: what the sweeper and `DBSIZE` walk.
+    by_expiry: BTreeSet<(i64, u32)>,
 }
 
 impl Table for MemoryTable {
     fn get(&self, key: &[u8]) -> Result<Option<Versioned>, StateError> {
-        Ok(self.entries.read().get(key).map(|slot| Versioned {
-            value: Bytes::copy_from_slice(slot.value()),
-            partition: slot.partition,
-            offset: slot.offset,
+        let entries = self.entries.read();
+        Ok(entries.get_id(key).map(|id| {
+            let slot = slot(&entries.slots, id);
+            Versioned {
+                value: Bytes::copy_from_slice(slot.value()),
+                partition: slot.partition,
+                offset: slot.offset,
+                expires_at: entries.expiries.get(&id).copied(),
+            }
         }))
     }
 
@@ -82,12 +95,13 @@ impl Table for MemoryTable {
         visit: &mut dyn FnMut(Live<'_>) -> bool,
     ) -> Result<(), StateError> {
         let entries = self.entries.read();
-        for slot in entries.range_from(lower) {
+        for (id, slot) in entries.range_from(lower) {
             let live = Live {
                 key: slot.key().into(),
                 value: slot.value().into(),
                 partition: slot.partition,
                 offset: slot.offset,
+                expires_at: entries.expiries.get(&id).copied(),
             };
             if !visit(live) {
                 break;
@@ -101,6 +115,7 @@ impl Table for MemoryTable {
         &self,
         cursor: u64,
         count: usize,
+        now: i64,
     ) -> Result<(Vec<Bytes>, Option<u64>), StateError> {
         let entries = self.entries.read();
         let from = usize::try_from(cursor).unwrap_or(usize::MAX);
@@ -108,6 +123,7 @@ impl Table for MemoryTable {
         let page = slots
             .by_ref()
             .take(count)
+            .filter(|(id, _)| !entries.is_expired(*id as u32, now))
             .map(|(_, slot)| Bytes::copy_from_slice(slot.key()))
             .collect();
         Ok((page, slots.next().map(|(id, _)| id as u64)))
@@ -117,14 +133,52 @@ impl Table for MemoryTable {
         Ok(self.entries.read().slots.len() as u64)
     }
 
-    fn key_at(&self, cursor: u64) -> Result<Option<Bytes>, StateError> {
+    fn key_at(&self, cursor: u64, now: i64) -> Result<Option<Bytes>, StateError> {
         let entries = self.entries.read();
-        let slot = usize::try_from(cursor)
-            .ok()
-            .and_then(|id| entries.slots.get(id));
+        let Ok(id) = u32::try_from(cursor) else {
+            return Ok(None);
+        };
+        let slot = entries.slots.get(id as usize);
         Ok(slot
             .and_then(Option::as_ref)
+            .filter(|_| !entries.is_expired(id, now))
             .map(|slot| Bytes::copy_from_slice(slot.key())))
+    }
+
+    fn volatile_counts(&self, now: i64) -> Result<(usize, usize), StateError> {
+        let entries = self.entries.read();
+        let expired = entries
+            .by_expiry
+            .range(..(now.saturating_add(1), 0))
+            .count();
+        Ok((entries.expiries.len(), expired))
+    }
+
+    fn due(
+        &self,
+        upto: i64,
+        after: Option<(i64, u64)>,
+        limit: usize,
+    ) -> Result<Vec<Due>, StateError> {
+        let entries = self.entries.read();
+        let from = match after {
+            Some((at, id)) => Bound::Excluded((at, u32::try_from(id).unwrap_or(u32::MAX))),
+            None => Bound::Unbounded,
+        };
+        Ok(entries
+            .by_expiry
+            .range((from, Bound::Included((upto, u32::MAX))))
+            .take(limit)
+            .map(|&(at, id)| {
+                let slot = slot(&entries.slots, id);
+                Due {
+                    key: Bytes::copy_from_slice(slot.key()),
+                    partition: slot.partition,
+                    expires_at: at,
+                    cursor: (at, u64::from(id)),
+                }
+            })
+            .collect())
     }
 
     /// Nothing to persist.
@@ -151,10 +205,35 @@ impl Table for MemoryTable {
 
 impl Entries {
     fn get(&self, key: &[u8]) -> Option<&Slot> {
+        self.get_id(key).map(|id| slot(&self.slots, id))
+    }
+
+    fn get_id(&self, key: &[u8]) -> Option<u32> {
         let hash = self.hasher.hash_one(key);
         self.index
             .find(hash, |id| slot(&self.slots, *id).key() == key)
-            .map(|id| slot(&self.slots, *id))
+            .copied()
+    }
+
+    fn is_expired(&self, id: u32, now: i64) -> bool {
+        self.expiries.get(&id).is_some_and(|at| *at <= now)
+    }
+
+    /// Sets (or clears) slot `id`'s expiry.
+    fn set_expiry(&mut self, id: u32, expires_at: Option<i64>) {
+        let old = match expires_at {
+            Some(at) => self.expiries.insert(id, at),
+            None => self.expiries.remove(&id),
+        };
+        if old == expires_at {
+            return;
+        }
+        if let Some(old) = old {
+            self.by_expiry.remove(&(old, id));
+        }
+        if let Some(at) = expires_at {
+            self.by_expiry.insert((at, id));
+        }
     }
 
     /// Applies one record: a value replaces the key's entry in place (same
@@ -163,6 +242,16 @@ impl Entries {
     /// acknowledged writes): then it takes a slot past every cursor handed
     /// out, so a SCAN that began while it was readable cannot pass it by.
     fn apply(&mut self, record: Record, visible: bool) {
+        let expires_at = record.expires_at;
+        let id = self.apply_entry(record, visible);
+        if let Some((id, live)) = id {
+            self.set_expiry(id, if live { expires_at } else { None });
+        }
+    }
+
+    /// [`Entries::apply`] without the expiry: the slot the record touched,
+    /// and whether it is live now.
+    fn apply_entry(&mut self, record: Record, visible: bool) -> Option<(u32, bool)> {
         let Entries {
             slots,
             free,
@@ -170,11 +259,15 @@ impl Entries {
             hasher,
             sorted,
             live,
+            ..
         } = self;
         let hash = hasher.hash_one(record.key());
         let found = index.find(hash, |id| slot(slots, *id).key() == record.key());
         match (found.copied(), record.is_tombstone()) {
-            (Some(id), false) => slots[id as usize] = Some(Slot::from(record)),
+            (Some(id), false) => {
+                slots[id as usize] = Some(Slot::from(record));
+                Some((id, true))
+            }
             (None, false) => {
                 let entry = Slot::from(record);
                 let recycled = if visible { None } else { free.pop() };
@@ -189,6 +282,7 @@ impl Entries {
                 slots[id as usize] = Some(entry);
                 index.insert_unique(hash, id, |id| hasher.hash_one(slot(slots, *id).key()));
                 *live += 1;
+                Some((id, true))
             }
             (Some(id), true) => {
                 sorted.remove(record.key(), |id| slot(slots, id).key());
@@ -199,17 +293,18 @@ impl Entries {
                 slots[id as usize] = None;
                 free.push(id);
                 *live -= 1;
+                Some((id, false))
             }
-            (None, true) => {}
+            (None, true) => None,
         }
     }
 
-    /// Live entries in key order from `lower` on.
-    fn range_from<'s>(&'s self, lower: Bound<&[u8]>) -> impl Iterator<Item = &'s Slot> {
+    /// Live entries in key order from `lower` on, with their ids.
+    fn range_from<'s>(&'s self, lower: Bound<&[u8]>) -> impl Iterator<Item = (u32, &'s Slot)> {
         let slots = &self.slots;
         self.sorted
             .range_from(lower, |id| slot(slots, id).key())
-            .map(|id| slot(slots, id))
+            .map(|id| (id, slot(slots, id)))
     }
 
     /// Live entries by slot id from `from` on, with their ids.
@@ -379,13 +474,13 @@ mod tests {
             &table,
             (0..10).map(|i| put(i, &format!("k{i}"), "v")).collect(),
         );
-        let (page, next) = table.cursor_page(0, 4).unwrap();
+        let (page, next) = table.cursor_page(0, 4, 0).unwrap();
         assert_eq!(page.len(), 4);
         assert_eq!(next, Some(4));
-        let (page, next) = table.cursor_page(8, 4).unwrap();
+        let (page, next) = table.cursor_page(8, 4, 0).unwrap();
         assert_eq!(page.len(), 2);
         assert_eq!(next, None);
-        let (page, next) = table.cursor_page(u64::MAX, 4).unwrap();
+        let (page, next) = table.cursor_page(u64::MAX, 4, 0).unwrap();
         assert!(page.is_empty() && next.is_none());
     }
 }

@@ -52,6 +52,25 @@ pub struct Versioned {
     pub value: Bytes,
     pub partition: i32,
     pub offset: i64,
+    /// When the key expires (ms since the epoch); `None`: never.
+    pub expires_at: Option<i64>,
+}
+
+impl Versioned {
+    /// Whether the entry has expired by `now` (ms since the epoch).
+    pub fn is_expired_at(&self, now: i64) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+}
+
+/// A key whose expiry has passed, as the sweeper needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    pub key: Bytes,
+    pub partition: i32,
+    pub expires_at: i64,
+    /// Where the next [`Table::due`] call resumes after this entry.
+    pub cursor: (i64, u64),
 }
 
 /// A live entry as a scan sees it, borrowed from the table where it can be.
@@ -60,6 +79,7 @@ pub(crate) struct Live<'a> {
     pub value: Cow<'a, [u8]>,
     pub partition: i32,
     pub offset: i64,
+    pub expires_at: Option<i64>,
 }
 
 impl Live<'_> {
@@ -71,8 +91,14 @@ impl Live<'_> {
                 value: Bytes::copy_from_slice(&self.value),
                 partition: self.partition,
                 offset: self.offset,
+                expires_at: self.expires_at,
             },
         )
+    }
+
+    /// Whether the entry has expired by `now` (ms since the epoch).
+    pub fn is_expired_at(&self, now: i64) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
     }
 }
 
@@ -112,19 +138,36 @@ pub(crate) trait Table: Send + Sync + fmt::Debug {
 
     /// Up to `count` live keys at or after the `SCAN` cursor `cursor`, and the
     /// cursor of the key after them (`None` at the end). A key keeps its
-    /// cursor for as long as it is live.
+    /// cursor for as long as it is live. Keys expired by `now` are left out
+    /// of the page (they still count towards `count`, as in Redis).
     fn cursor_page(
         &self,
         cursor: u64,
         count: usize,
+        now: i64,
     ) -> Result<(Vec<Bytes>, Option<u64>), StateError>;
 
     /// A cursor above every cursor a live key holds now (0 when empty): the
     /// range `RANDOMKEY` picks from.
     fn cursor_bound(&self) -> Result<u64, StateError>;
 
-    /// The live key holding exactly `cursor`, if one does.
-    fn key_at(&self, cursor: u64) -> Result<Option<Bytes>, StateError>;
+    /// The live key holding exactly `cursor`, if one does and it has not
+    /// expired by `now`.
+    fn key_at(&self, cursor: u64, now: i64) -> Result<Option<Bytes>, StateError>;
+
+    /// How many entries have an expiry, and how many of those have expired
+    /// by `now` (still in the table until their SWEEP is applied).
+    fn volatile_counts(&self, now: i64) -> Result<(usize, usize), StateError>;
+
+    /// Up to `limit` entries expired by `upto`, earliest first, after the
+    /// cursor of the last one a previous call returned (`None`: from the
+    /// start).
+    fn due(
+        &self,
+        upto: i64,
+        after: Option<(i64, u64)>,
+        limit: usize,
+    ) -> Result<Vec<Due>, StateError>;
 
     /// Step 1 of applying `records` (new to this table, in log order per
     /// partition): persist them with `positions` (the next offset per
