@@ -359,20 +359,21 @@ async fn every_command(kv: &Kafkv, resp3: bool) {
     let other_db: redis::RedisResult<()> = redis::cmd("SELECT").arg(1).query_async(&mut c).await;
     assert!(other_db.unwrap_err().to_string().contains("out of range"));
 
-    // An expiry option is refused by name until kafkv has expiry.
-    let unsupported: redis::RedisResult<()> = redis::cmd("SET")
+    // SET takes an expiry, and TTL reads it back.
+    let () = redis::cmd("SET")
         .arg(key("x"))
         .arg("1")
         .arg("EX")
         .arg("10")
         .query_async(&mut c)
-        .await;
-    assert!(
-        unsupported
-            .unwrap_err()
-            .to_string()
-            .contains("not supported by kafkv")
-    );
+        .await
+        .unwrap();
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(key("x"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!((9..=10).contains(&ttl), "TTL {ttl}");
     let unknown: redis::RedisResult<()> = redis::cmd("LPUSH")
         .arg(key("list"))
         .arg("a")

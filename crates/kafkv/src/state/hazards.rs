@@ -262,8 +262,11 @@ impl Hazards {
                 } else {
                     self.resolve_plain(record);
                 }
+                // What a put replaced, as GETSET and `SET … GET` answer:
+                // absent if it had expired at the record's time.
+                let replaced = crate::op::live_at(before.as_ref(), record.time()).cloned();
                 Resolved {
-                    outcome: Outcome::replaced(before, after.clone()),
+                    outcome: Outcome::replaced(replaced, after.clone()),
                     after,
                 }
             }

@@ -383,12 +383,6 @@ impl View {
         }
     }
 
-    /// `key`'s entry as the table holds it, expired or not (for the sweeper
-    /// and the expiry commands' local reads).
-    pub fn get_material(&self, key: &[u8]) -> Result<Option<Versioned>, StateError> {
-        self.table.get(key)
-    }
-
     /// Number of live keys (acknowledged writes not yet consumed included,
     /// keys expired by this machine's clock left out).
     pub fn len(&self) -> usize {

@@ -80,10 +80,11 @@ fn group(name: &str) -> &'static str {
     match name {
         "get" | "getrange" | "lcs" | "mget" | "mset" | "set" | "strlen" | "substr" | "append"
         | "decr" | "decrby" | "getdel" | "getset" | "incr" | "incrby" | "incrbyfloat"
-        | "setnx" | "setrange" | "msetnx" => "string",
+        | "setnx" | "setrange" | "msetnx" | "setex" | "psetex" | "getex" => "string",
         "getbit" | "setbit" => "bitmap",
         "del" | "exists" | "keys" | "object" | "randomkey" | "scan" | "touch" | "type"
-        | "unlink" | "rename" | "renamenx" | "copy" => "generic",
+        | "unlink" | "rename" | "renamenx" | "copy" | "expire" | "pexpire" | "expireat"
+        | "pexpireat" | "ttl" | "pttl" | "expiretime" | "pexpiretime" | "persist" => "generic",
         "auth" | "client" | "echo" | "hello" | "ping" | "quit" | "select" => "connection",
         "multi" | "exec" | "discard" | "watch" | "unwatch" => "transactions",
         "subscribe" | "psubscribe" | "unsubscribe" | "punsubscribe" | "publish" | "pubsub" => {
@@ -115,7 +116,10 @@ fn key_positions(name: &str) -> (i64, i64, i64) {
     match name {
         "get" | "getbit" | "getrange" | "substr" | "set" | "strlen" | "type" | "append"
         | "decr" | "decrby" | "getdel" | "getset" | "incr" | "incrby" | "incrbyfloat"
-        | "setbit" | "setnx" | "setrange" => (1, 1, 1),
+        | "setbit" | "setnx" | "setrange" | "setex" | "psetex" | "getex" | "expire" | "pexpire"
+        | "expireat" | "pexpireat" | "ttl" | "pttl" | "expiretime" | "pexpiretime" | "persist" => {
+            (1, 1, 1)
+        }
         "lcs" | "rename" | "renamenx" | "copy" => (1, 2, 1),
         "del" | "unlink" | "exists" | "touch" | "mget" | "watch" => (1, -1, 1),
         "mset" | "msetnx" => (1, -1, 2),

@@ -29,7 +29,7 @@ impl Exists {
         super::Batched {
             steps: self.keys.into_iter().map(|key| (key, None)).collect(),
             reply: Box::new(|outcomes| {
-                Frame::Integer(outcomes.iter().filter(|o| o.after.is_some()).count() as i64)
+                Frame::Integer(outcomes.iter().filter(|o| o.before.is_some()).count() as i64)
             }),
         }
     }

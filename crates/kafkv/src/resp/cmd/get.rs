@@ -23,7 +23,7 @@ impl Get {
 
     pub fn batched(self) -> super::Batched {
         super::Batched::one(self.key, None, |outcome| {
-            outcome.after.map_or(Frame::Null, |state| Frame::Bulk(state.value))
+            outcome.before.map_or(Frame::Null, |state| Frame::Bulk(state.value))
         })
     }
 

@@ -155,7 +155,10 @@ impl Info {
             text.push_str("# Keyspace\r\n");
             let keys = status.keys;
             if keys > 0 {
-                let _ = write!(text, "db0:keys={keys},expires=0,avg_ttl=0\r\n");
+                // kafkv keeps no running sum of TTLs: avg_ttl is 0, as Redis
+                // reports before it has sampled any.
+                let (expires, _expired) = store.expiry_counts();
+                let _ = write!(text, "db0:keys={keys},expires={expires},avg_ttl=0\r\n");
             }
             text.push_str("\r\n");
         }

@@ -22,7 +22,7 @@ impl MGet {
                 Frame::Array(
                     outcomes
                         .into_iter()
-                        .map(|o| o.after.map_or(Frame::Null, |state| Frame::Bulk(state.value)))
+                        .map(|o| o.before.map_or(Frame::Null, |state| Frame::Bulk(state.value)))
                         .collect(),
                 )
             }),

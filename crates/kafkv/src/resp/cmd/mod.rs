@@ -8,6 +8,7 @@
 //!
 //! Adding a command is a new file and one line in the `commands!` list below.
 
+mod expiry;
 mod spec;
 mod unknown;
 
@@ -73,7 +74,9 @@ fn step_reply(
 }
 
 /// A command as steps of an atomic batch (`EXEC` after `WATCH`), and how it
-/// replies from those steps' outcomes.
+/// replies from those steps' outcomes. A read step (`None`) replies from
+/// its outcome's `before`, the key as the record found it (expired keys
+/// absent); its `after` is the material state, expired or not.
 pub struct Batched {
     pub steps: Vec<(Bytes, Option<crate::op::Op>)>,
     pub reply: Box<dyn FnOnce(Vec<crate::op::Outcome>) -> Frame + Send>,
@@ -228,6 +231,7 @@ commands! {
         Object(object::Object),
         Time(time::Time),
         Transaction(multi::Transaction),
+        Ttl(ttl::Ttl),
         Ping(ping::Ping),
         PubSub(pubsub::PubSub),
         Publish(publish::Publish),
@@ -246,15 +250,19 @@ commands! {
         Append(append::Append),
         Copy(copy::Copy),
         Del(del::Del),
+        Expire(expire::Expire),
         Flush(flush::Flush),
+        GetEx(getex::GetEx),
         GetSet(getset::GetSet),
         Incr(incr::Incr),
         IncrByFloat(incrbyfloat::IncrByFloat),
         MSet(mset::MSet),
         MSetNx(msetnx::MSetNx),
+        Persist(persist::Persist),
         Rename(rename::Rename),
         Set(set::Set),
         SetBit(setbit::SetBit),
+        SetEx(setex::SetEx),
         SetRange(setrange::SetRange),
     }
 }
@@ -316,6 +324,11 @@ impl Command {
             Command::SetBit(_, cmd) => cmd.batched(max_len),
             Command::Del(_, cmd) => cmd.batched(),
             Command::MSet(_, cmd) => cmd.batched(),
+            Command::SetEx(_, cmd) => cmd.batched(),
+            Command::GetEx(_, cmd) => cmd.batched(),
+            Command::Expire(_, cmd) => cmd.batched(),
+            Command::Persist(_, cmd) => cmd.batched(),
+            Command::Ttl(_, cmd) => cmd.batched(),
             // Its arguments were refused: it fails alone, as Redis runs it.
             Command::Failed(_, reply) => Batched {
                 steps: Vec::new(),
@@ -395,6 +408,10 @@ impl Command {
     pub fn kind(&self) -> Kind {
         match self {
             Command::Failed(..) => Kind::Read,
+            // Redis files GETEX as a write, but without an option it only
+            // reads: it must see the writes before it in a pipeline, which
+            // run concurrently with the writes next to them.
+            Command::GetEx(_, getex) if !getex.writes() => Kind::Read,
             _ => self.spec().map_or(Kind::Read, |spec| spec.kind),
         }
     }
@@ -423,6 +440,7 @@ mod tests {
         &["k", "0", "0"],
         &["USAGE", "k"],
         &["ENCODING", "k"],
+        &["k", "1", "v"],
     ];
 
     fn parse(name: &str, args: &[&str]) -> Command {
@@ -482,13 +500,56 @@ mod tests {
                     command.spec().is_some_and(|own| std::ptr::eq(own, spec)),
                     "{name} does not carry its own spec"
                 );
-                assert_eq!(command.kind(), spec.kind, "{name}: kind");
+                // A plain GETEX (what the samples give it) runs as a read.
+                let kind = match spec.name {
+                    "getex" => Kind::Read,
+                    _ => spec.kind,
+                };
+                assert_eq!(command.kind(), kind, "{name}: kind");
                 assert_eq!(
                     command.allowed_before_auth(),
                     spec.before_auth,
                     "{name}: the before-AUTH check disagrees with its spec"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn getex_runs_as_a_write_only_when_it_writes() {
+        assert_eq!(parse("getex", &["k"]).kind(), Kind::Read);
+        // A refused time answers from the key alone.
+        assert_eq!(parse("getex", &["k", "EX", "0"]).kind(), Kind::Read);
+        assert_eq!(parse("getex", &["k", "PERSIST"]).kind(), Kind::Write);
+        assert_eq!(parse("GETEX", &["k", "px", "5"]).kind(), Kind::Write);
+    }
+
+    #[test]
+    fn expiry_argument_errors_fail_when_run_and_arity_errors_before() {
+        // Redis checks these when it runs the command: in MULTI it is queued.
+        for (name, args) in [
+            ("set", &["k", "v", "EX", "0"][..]),
+            ("set", &["k", "v", "NX", "XX"]),
+            ("setex", &["k", "0", "v"]),
+            ("expire", &["k", "1", "NX", "GT"]),
+            ("pexpire", &["k", "x"]),
+        ] {
+            assert!(
+                matches!(parse(name, args), Command::Failed(..)),
+                "{name} {args:?}"
+            );
+        }
+        for (name, args) in [
+            ("setex", &["k", "0"][..]),
+            ("expire", &["k"]),
+            ("ttl", &["k", "k"]),
+            ("persist", &[]),
+            ("getex", &[]),
+        ] {
+            assert!(
+                matches!(parse(name, args), Command::Invalid(..)),
+                "{name} {args:?}"
+            );
         }
     }
 

@@ -1,14 +1,19 @@
-//! `SET key value [NX|XX] [GET]` and `SETNX key value`. A plain `SET` is a
-//! put; `GET` alone is a put that answers what it replaced; `NX`/`XX` are a
-//! conditional operation record, decided where it lands in the log
-//! (docs/rmw.md). Expiry options are refused by name until kafkv has expiry
-//! (`KEEPTTL` is accepted: no key has a time to live to keep); an option is
-//! never ignored.
+//! `SET key value [NX|XX] [GET] [EX s|PX ms|EXAT s|PXAT ms|KEEPTTL]` and
+//! `SETNX key value` (docs/expiry.md for the records each form writes).
+//!
+//! - A plain `SET` is a put, which clears any expiry, as in Redis; with
+//!   `GET` alone it is a put that answers what it replaced.
+//! - A plain `SET` with `EX`/`PX`/`EXAT`/`PXAT` is a put carrying its
+//!   expiry, self-contained like any put. An `EXAT`/`PXAT` already past by
+//!   this machine's clock is written as a delete: Redis deletes the key too.
+//! - `NX`/`XX`, `KEEPTTL`, and `GET` with a time are a conditional operation
+//!   record, decided where it lands in the log (docs/rmw.md): the condition,
+//!   the kept expiry and the replaced value all depend on the key's state
+//!   there, expired keys counting as absent.
 
-use super::{Args, Frame, Kind, Spec};
+use super::{Args, Frame, Kind, Spec, expiry};
 use crate::{
-    op::{Condition, Op},
-    resp::parse::syntax_error,
+    op::{Condition, Deadline, Op, SetExpiry},
     store::Store,
 };
 
@@ -36,6 +41,8 @@ pub struct Set {
     get: bool,
     /// `SETNX`: the reply is 1 or 0.
     setnx: bool,
+    /// `None`: no expiry option (the put clears any expiry).
+    expiry: Option<SetExpiry>,
 }
 
 impl Set {
@@ -43,34 +50,43 @@ impl Set {
         let setnx = args.name().eq_ignore_ascii_case(b"setnx");
         let key = args.bytes()?;
         let value = args.bytes()?;
-        let mut set = Self {
-            key,
-            value,
-            when: setnx.then_some(Condition::Absent),
-            get: false,
-            setnx,
-        };
         if setnx {
             args.finish()?;
-            return Ok(set);
+            return Ok(Self {
+                key,
+                value,
+                when: Some(Condition::Absent),
+                get: false,
+                setnx,
+                expiry: None,
+            });
         }
-        while let Some(option) = args.optional() {
-            let name = String::from_utf8_lossy(&option).to_ascii_uppercase();
-            match name.as_str() {
-                "NX" if set.when.is_none() => set.when = Some(Condition::Absent),
-                "XX" if set.when.is_none() => set.when = Some(Condition::Present),
-                "GET" => set.get = true,
-                "KEEPTTL" => {}
-                "EX" | "PX" | "EXAT" | "PXAT" => {
-                    return Err(Frame::error(format!(
-                        "ERR SET option {name} is not supported by kafkv: it needs an expiry, \
-                         which kafkv does not have yet"
-                    )));
-                }
-                _ => return Err(syntax_error()),
-            }
-        }
-        Ok(set)
+        // Redis checks every option before the time's argument.
+        let options = expiry::string_options(args, true)?;
+        let expiry = match &options.time {
+            Some((option, argument)) => Some(expiry::set_expiry(expiry::string_deadline(
+                *option,
+                argument,
+                "set",
+                expiry::now_ms(),
+            )?)),
+            None => options.keep_ttl.then_some(SetExpiry::Keep),
+        };
+        let when = if options.nx {
+            Some(Condition::Absent)
+        } else if options.xx {
+            Some(Condition::Present)
+        } else {
+            None
+        };
+        Ok(Self {
+            key,
+            value,
+            when,
+            get: options.get,
+            setnx,
+            expiry,
+        })
     }
 
     /// The reply once the write's outcome is known.
@@ -89,33 +105,113 @@ impl Set {
         }
     }
 
+    /// The operation record this `SET` is when it is one (and its form in a
+    /// batch): a past `EXAT`/`PXAT` deletes where it is evaluated.
+    fn op(self) -> (bytes::Bytes, Op) {
+        let when = self.when.unwrap_or(Condition::Always);
+        let op = match self.expiry {
+            None => Op::Set {
+                value: self.value,
+                when,
+            },
+            Some(expiry) => Op::SetEx {
+                value: self.value,
+                when,
+                expiry,
+            },
+        };
+        (self.key, op)
+    }
+
     pub fn batched(self) -> super::Batched {
         let reply = self.reply();
-        let op = Op::Set {
-            value: self.value,
-            when: self.when.unwrap_or(Condition::Always),
-        };
-        super::Batched::one(self.key, Some(op), reply)
+        let (key, op) = self.op();
+        super::Batched::one(key, Some(op), reply)
     }
 
     pub async fn apply(self, store: &Store) -> Frame {
-        let Some(when) = self.when else {
-            if self.get {
+        let written = match (self.when, self.expiry, self.get) {
+            (None, None, true) => {
                 return super::op_reply(
                     store.replace(&self.key, Some(self.value)).await,
                     super::getset::previous,
                 );
             }
-            return match store.put(&self.key, self.value).await {
-                Ok(_) => Frame::ok(),
-                Err(error) => super::store_error(error),
-            };
+            (None, None, false) => store.put(&self.key, self.value).await.map(drop),
+            (None, Some(SetExpiry::At(at)), false) if at <= expiry::now_ms() => {
+                store.delete(&self.key).await.map(drop)
+            }
+            (None, Some(SetExpiry::At(at)), false) => store
+                .put_expiring(&self.key, self.value, Deadline::At(at))
+                .await
+                .map(drop),
+            (None, Some(SetExpiry::In(ms)), false) => store
+                .put_expiring(&self.key, self.value, Deadline::In(ms))
+                .await
+                .map(drop),
+            // A condition, KEEPTTL, or GET with a time needs the key's
+            // state where the record lands (GET: its live value there).
+            _ => {
+                let reply = self.reply();
+                let (key, op) = self.op();
+                return super::op_reply(store.apply_op(&key, op).await, reply);
+            }
         };
-        let reply = self.reply();
-        let op = Op::Set {
-            value: self.value,
-            when,
-        };
-        super::op_reply(store.apply_op(&self.key, op).await, reply)
+        match written {
+            Ok(()) => Frame::ok(),
+            Err(error) => super::store_error(error),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resp::{cmd::expiry::tests::args, parse::syntax_error};
+
+    fn parse(parts: &[&str]) -> Result<Set, Frame> {
+        Set::parse(&mut args("set", &["k", "v"].iter().chain(parts).copied().collect::<Vec<_>>()))
+    }
+
+    #[test]
+    fn options_become_a_condition_and_an_expiry() {
+        let set = parse(&[]).ok().unwrap();
+        assert_eq!((set.when, set.expiry, set.get), (None, None, false));
+        let set = parse(&["NX", "EX", "10"]).ok().unwrap();
+        assert_eq!(set.when, Some(Condition::Absent));
+        assert_eq!(set.expiry, Some(SetExpiry::In(10_000)));
+        let set = parse(&["xx", "get", "keepttl"]).ok().unwrap();
+        assert_eq!(set.when, Some(Condition::Present));
+        assert_eq!(set.expiry, Some(SetExpiry::Keep));
+        assert!(set.get);
+        let set = parse(&["PXAT", "12345"]).ok().unwrap();
+        assert_eq!(set.expiry, Some(SetExpiry::At(12345)));
+        let set = parse(&["EXAT", "12"]).ok().unwrap();
+        assert_eq!(set.expiry, Some(SetExpiry::At(12_000)));
+    }
+
+    #[test]
+    fn errors_as_redis_answers_them() {
+        let error = |parts: &[&str]| parse(parts).err().unwrap();
+        let invalid = Frame::error("ERR invalid expire time in 'set' command");
+        assert_eq!(error(&["EX", "0"]), invalid);
+        assert_eq!(error(&["PX", "-1"]), invalid);
+        assert_eq!(error(&["EX", &(i64::MAX / 1000 + 1).to_string()]), invalid);
+        assert_eq!(error(&["EX", "ten"]), crate::resp::parse::not_an_integer());
+        assert_eq!(error(&["EX", "1", "PX", "1"]), syntax_error());
+        assert_eq!(error(&["KEEPTTL", "PX", "1"]), syntax_error());
+        assert_eq!(error(&["NX", "XX"]), syntax_error());
+        // Options are checked before the time's argument.
+        assert_eq!(error(&["EX", "0", "NX", "XX"]), syntax_error());
+        assert_eq!(error(&["EX", "0", "XX", "GET"]), invalid);
+    }
+
+    #[test]
+    fn setnx_takes_no_options() {
+        let mut setnx = args("setnx", &["k", "v", "EX", "1"]);
+        assert!(Set::parse(&mut setnx).is_err());
+        let set = Set::parse(&mut args("SETNX", &["k", "v"])).ok().unwrap();
+        assert_eq!(set.when, Some(Condition::Absent));
+        assert!(set.setnx);
     }
 }

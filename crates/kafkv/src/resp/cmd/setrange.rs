@@ -34,12 +34,20 @@ impl SetRange {
     }
 
     pub fn batched(self, max_len: u64) -> super::Batched {
+        // An empty range writes nothing, so its outcome's `after` is the
+        // material state, which may have expired: the length is the live
+        // value's.
+        let reply: fn(crate::op::Outcome) -> Frame = if self.bytes.is_empty() {
+            |outcome| Frame::Integer(outcome.before.map_or(0, |state| state.value.len() as i64))
+        } else {
+            super::append::length
+        };
         let op = Op::SetRange {
             offset: self.offset,
             bytes: self.bytes,
             max_len,
         };
-        super::Batched::one(self.key, Some(op), super::append::length)
+        super::Batched::one(self.key, Some(op), reply)
     }
 
     pub async fn apply(self, store: &Store) -> Frame {
