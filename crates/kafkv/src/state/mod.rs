@@ -1103,7 +1103,8 @@ fn plain_state(record: &Record) -> Option<KeyState> {
 }
 
 /// This machine's clock in ms since the Unix epoch: what plain reads judge
-/// expiry by (never what a state change is decided at).
+/// expiry by (never what a state change is decided at), and what watch
+/// tokens are stamped with.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

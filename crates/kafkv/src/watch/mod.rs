@@ -423,7 +423,7 @@ impl Watch {
     }
 
     async fn check_not_expired(&self, token: &Token) -> Result<(), WatchError> {
-        let age_ms = token::now_ms().saturating_sub(token.minted_ms);
+        let age_ms = crate::state::now_ms().saturating_sub(token.minted_ms);
         let retention = self.context.delete_retention;
         if age_ms > retention.as_millis() as i64 {
             return Err(WatchError::Expired(format!(

@@ -9,8 +9,6 @@
 //! tombstones compaction removed since); the partition count and each
 //! partition's next offset as LEB128 varints.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 
 const FORMAT: u8 = 1;
@@ -44,7 +42,7 @@ impl Token {
     pub(crate) fn new(fingerprint: u64, positions: Vec<i64>) -> Self {
         Token {
             fingerprint,
-            minted_ms: now_ms(),
+            minted_ms: crate::state::now_ms(),
             positions,
         }
     }
@@ -113,12 +111,6 @@ pub fn fingerprint(topic: &str, id: Option<&str>) -> u64 {
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
     hash
-}
-
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8], TokenError> {

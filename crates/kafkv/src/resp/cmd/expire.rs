@@ -46,7 +46,7 @@ impl Expire {
         let time = args.bytes()?;
         // Redis checks the options before the time.
         let when = condition(&args.rest())?;
-        let deadline = expiry::expire_deadline(&time, seconds, relative, &name, expiry::now_ms())?;
+        let deadline = expiry::expire_deadline(&time, seconds, relative, &name, crate::state::now_ms())?;
         Ok(Self {
             key,
             deadline,

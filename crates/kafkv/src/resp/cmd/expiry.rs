@@ -16,12 +16,6 @@ use crate::{
     resp::parse::{not_an_integer, syntax_error},
 };
 
-/// This machine's clock in ms since the Unix epoch, as Redis uses its own
-/// clock: for the overflow checks and for TTL replies. Never for a decision.
-pub(super) fn now_ms() -> i64 {
-    crate::state::now_ms()
-}
-
 /// Redis's `addReplyErrorExpireTime`, naming the command as sent.
 pub(super) fn invalid_expire_time(command: &str) -> Frame {
     Frame::error(format!("ERR invalid expire time in '{command}' command"))

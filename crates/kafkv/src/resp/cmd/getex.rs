@@ -42,7 +42,7 @@ impl GetEx {
         let options = expiry::string_options(args, false)?;
         let action = match &options.time {
             Some((option, argument)) => {
-                match expiry::string_deadline(*option, argument, "getex", expiry::now_ms()) {
+                match expiry::string_deadline(*option, argument, "getex", crate::state::now_ms()) {
                     Ok(deadline) => Action::Expire(deadline),
                     Err(error) => Action::Refused(error),
                 }

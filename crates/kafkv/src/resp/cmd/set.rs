@@ -68,7 +68,7 @@ impl Set {
                 *option,
                 argument,
                 "set",
-                expiry::now_ms(),
+                crate::state::now_ms(),
             )?)),
             None => options.keep_ttl.then_some(SetExpiry::Keep),
         };
@@ -138,7 +138,7 @@ impl Set {
                 );
             }
             (None, None, false) => store.put(&self.key, self.value).await.map(drop),
-            (None, Some(SetExpiry::At(at)), false) if at <= expiry::now_ms() => {
+            (None, Some(SetExpiry::At(at)), false) if at <= crate::state::now_ms() => {
                 store.delete(&self.key).await.map(drop)
             }
             (None, Some(SetExpiry::At(at)), false) => store

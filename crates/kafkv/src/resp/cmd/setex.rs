@@ -38,7 +38,7 @@ impl SetEx {
             true => (expiry::TimeOption::Px, "psetex"),
             false => (expiry::TimeOption::Ex, "setex"),
         };
-        let deadline = expiry::string_deadline(option, &time, command, expiry::now_ms())?;
+        let deadline = expiry::string_deadline(option, &time, command, crate::state::now_ms())?;
         Ok(Self {
             key,
             value,

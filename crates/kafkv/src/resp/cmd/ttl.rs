@@ -3,7 +3,7 @@
 //! an expiry. The remaining time is counted by this machine's clock, as
 //! every plain read judges expiry.
 
-use super::{Args, Frame, Kind, Session, Spec, expiry};
+use super::{Args, Frame, Kind, Session, Spec};
 
 const fn spec(name: &'static str) -> Spec {
     Spec {
@@ -46,14 +46,14 @@ impl Ttl {
         let (ms, absolute) = (self.ms, self.absolute);
         super::Batched::one(self.key, None, move |outcome| {
             let found = outcome.before.map(|state| state.expires_at);
-            reply(found, expiry::now_ms(), ms, absolute)
+            reply(found, crate::state::now_ms(), ms, absolute)
         })
     }
 
     pub fn apply(self, session: &mut Session) -> Frame {
         super::with_value(session, &self.key, |found| {
             let found = found.map(|found| found.expires_at);
-            reply(found, expiry::now_ms(), self.ms, self.absolute)
+            reply(found, crate::state::now_ms(), self.ms, self.absolute)
         })
     }
 }
