@@ -62,10 +62,8 @@ pub fn live_at(state: Option<&KeyState>, time: i64) -> Option<&KeyState> {
 pub enum SetExpiry {
     /// `KEEPTTL`: the live key's expiry, if any.
     Keep,
-    /// This many milliseconds after the record's timestamp.
-    In(i64),
-    /// At this time (ms since the epoch).
-    At(i64),
+    /// `EX`, `PX`, `EXAT`, `PXAT`.
+    Until(Deadline),
 }
 
 /// When to expire a key (`EXPIRE`'s argument, resolved by the front end to
@@ -392,7 +390,7 @@ impl Op {
             Some(at) => Op::SetEx {
                 value,
                 when,
-                expiry: SetExpiry::At(at),
+                expiry: SetExpiry::Until(Deadline::At(at)),
             },
         }
     }
@@ -554,8 +552,7 @@ impl Op {
             } => Ok(if when.holds(state) {
                 let expires_at = match expiry {
                     SetExpiry::Keep => kept,
-                    SetExpiry::In(ms) => Some(time.saturating_add(*ms)),
-                    SetExpiry::At(at) => Some(*at),
+                    SetExpiry::Until(deadline) => Some(deadline.resolve(time)),
                 };
                 Effect::Put(value.clone(), expires_at)
             } else {
@@ -683,14 +680,7 @@ impl Op {
                 out.put_u8(b'S');
                 match expiry {
                     SetExpiry::Keep => out.put_u8(b'k'),
-                    SetExpiry::In(ms) => {
-                        out.put_u8(b'i');
-                        out.put_i64(*ms);
-                    }
-                    SetExpiry::At(at) => {
-                        out.put_u8(b't');
-                        out.put_i64(*at);
-                    }
+                    SetExpiry::Until(deadline) => put_deadline(&mut out, *deadline),
                 }
                 put_condition(&mut out, *when);
                 out.put_slice(value);
@@ -698,16 +688,7 @@ impl Op {
             Op::Expire { deadline, when } => {
                 out.put_u8(b'e');
                 out.put_u8(when.code());
-                match deadline {
-                    Deadline::In(ms) => {
-                        out.put_u8(b'i');
-                        out.put_i64(*ms);
-                    }
-                    Deadline::At(at) => {
-                        out.put_u8(b't');
-                        out.put_i64(*at);
-                    }
-                }
+                put_deadline(&mut out, *deadline);
             }
             Op::Persist => out.put_u8(b'p'),
             Op::Delete { when } => {
@@ -801,12 +782,12 @@ impl Op {
                 }
             }
             b'S' => {
-                need(buf, 1)?;
-                let expiry = match buf.get_u8() {
-                    b'k' => SetExpiry::Keep,
-                    b'i' if buf.len() >= 8 => SetExpiry::In(buf.get_i64()),
-                    b't' if buf.len() >= 8 => SetExpiry::At(buf.get_i64()),
-                    _ => return Err(DecodeError("unknown expiry")),
+                let expiry = match buf.first() {
+                    Some(b'k') => {
+                        buf.advance(1);
+                        SetExpiry::Keep
+                    }
+                    _ => SetExpiry::Until(get_deadline(&mut buf)?),
                 };
                 let when = get_condition(&mut buf)?;
                 Op::SetEx {
@@ -819,11 +800,10 @@ impl Op {
                 need(buf, 10)?;
                 let when =
                     ExpireWhen::from_code(buf.get_u8()).ok_or(DecodeError("unknown condition"))?;
-                let deadline = match buf.get_u8() {
-                    b'i' if buf.len() == 8 => Deadline::In(buf.get_i64()),
-                    b't' if buf.len() == 8 => Deadline::At(buf.get_i64()),
-                    _ => return Err(DecodeError("unknown deadline")),
-                };
+                let deadline = get_deadline(&mut buf)?;
+                if !buf.is_empty() {
+                    return Err(DecodeError("trailing bytes"));
+                }
                 Op::Expire { deadline, when }
             }
             b'p' if buf.is_empty() => Op::Persist,
@@ -884,6 +864,26 @@ fn get_bytes(buf: &mut &[u8]) -> Result<Bytes, DecodeError> {
     let bytes = Bytes::copy_from_slice(&buf[..len]);
     buf.advance(len);
     Ok(bytes)
+}
+
+fn put_deadline(out: &mut BytesMut, deadline: Deadline) {
+    let (tag, ms) = match deadline {
+        Deadline::In(ms) => (b'i', ms),
+        Deadline::At(at) => (b't', at),
+    };
+    out.put_u8(tag);
+    out.put_i64(ms);
+}
+
+fn get_deadline(buf: &mut &[u8]) -> Result<Deadline, DecodeError> {
+    if buf.len() < 9 {
+        return Err(DecodeError("truncated"));
+    }
+    Ok(match buf.get_u8() {
+        b'i' => Deadline::In(buf.get_i64()),
+        b't' => Deadline::At(buf.get_i64()),
+        _ => return Err(DecodeError("unknown deadline")),
+    })
 }
 
 fn put_condition(out: &mut BytesMut, when: Condition) {
@@ -950,7 +950,7 @@ mod tests {
         let nx = Op::SetEx {
             value: Bytes::from_static(b"me"),
             when: Condition::Absent,
-            expiry: SetExpiry::In(500),
+            expiry: SetExpiry::Until(Deadline::In(500)),
         };
         let (_, outcome) = nx.evaluate(old.as_ref(), at(9, 100));
         assert!(outcome.applied);
@@ -1257,12 +1257,12 @@ mod tests {
             Op::SetEx {
                 value: Bytes::from_static(b"v"),
                 when: Condition::Absent,
-                expiry: SetExpiry::In(500),
+                expiry: SetExpiry::Until(Deadline::In(500)),
             },
             Op::SetEx {
                 value: Bytes::new(),
                 when: Condition::Present,
-                expiry: SetExpiry::At(-3),
+                expiry: SetExpiry::Until(Deadline::At(-3)),
             },
             Op::SetEx {
                 value: Bytes::from_static(b"k"),

@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use super::{Args, Frame};
 use crate::{
-    op::{Deadline, SetExpiry, parse_i64},
+    op::{Deadline, parse_i64},
     resp::parse::{not_an_integer, syntax_error},
 };
 
@@ -153,14 +153,6 @@ pub(super) fn expire_deadline(
         Ok(Deadline::In(ms))
     } else {
         Ok(Deadline::At(ms))
-    }
-}
-
-/// A deadline as the expiry a conditional set leaves.
-pub(super) fn set_expiry(deadline: Deadline) -> SetExpiry {
-    match deadline {
-        Deadline::In(ms) => SetExpiry::In(ms),
-        Deadline::At(at) => SetExpiry::At(at),
     }
 }
 

@@ -64,7 +64,7 @@ impl Set {
         // Redis checks every option before the time's argument.
         let options = expiry::string_options(args, true)?;
         let expiry = match &options.time {
-            Some((option, argument)) => Some(expiry::set_expiry(expiry::string_deadline(
+            Some((option, argument)) => Some(SetExpiry::Until(expiry::string_deadline(
                 *option,
                 argument,
                 "set",
@@ -138,15 +138,13 @@ impl Set {
                 );
             }
             (None, None, false) => store.put(&self.key, self.value).await.map(drop),
-            (None, Some(SetExpiry::At(at)), false) if at <= crate::state::now_ms() => {
+            (None, Some(SetExpiry::Until(Deadline::At(at))), false)
+                if at <= crate::state::now_ms() =>
+            {
                 store.delete(&self.key).await.map(drop)
             }
-            (None, Some(SetExpiry::At(at)), false) => store
-                .put_expiring(&self.key, self.value, Deadline::At(at))
-                .await
-                .map(drop),
-            (None, Some(SetExpiry::In(ms)), false) => store
-                .put_expiring(&self.key, self.value, Deadline::In(ms))
+            (None, Some(SetExpiry::Until(deadline)), false) => store
+                .put_expiring(&self.key, self.value, deadline)
                 .await
                 .map(drop),
             // A condition, KEEPTTL, or GET with a time needs the key's
@@ -179,15 +177,15 @@ mod tests {
         assert_eq!((set.when, set.expiry, set.get), (None, None, false));
         let set = parse(&["NX", "EX", "10"]).ok().unwrap();
         assert_eq!(set.when, Some(Condition::Absent));
-        assert_eq!(set.expiry, Some(SetExpiry::In(10_000)));
+        assert_eq!(set.expiry, Some(SetExpiry::Until(Deadline::In(10_000))));
         let set = parse(&["xx", "get", "keepttl"]).ok().unwrap();
         assert_eq!(set.when, Some(Condition::Present));
         assert_eq!(set.expiry, Some(SetExpiry::Keep));
         assert!(set.get);
         let set = parse(&["PXAT", "12345"]).ok().unwrap();
-        assert_eq!(set.expiry, Some(SetExpiry::At(12345)));
+        assert_eq!(set.expiry, Some(SetExpiry::Until(Deadline::At(12345))));
         let set = parse(&["EXAT", "12"]).ok().unwrap();
-        assert_eq!(set.expiry, Some(SetExpiry::At(12_000)));
+        assert_eq!(set.expiry, Some(SetExpiry::Until(Deadline::At(12_000))));
     }
 
     #[test]

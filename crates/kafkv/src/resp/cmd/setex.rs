@@ -4,7 +4,7 @@
 
 use super::{Args, Frame, Kind, Spec, expiry};
 use crate::{
-    op::{Condition, Deadline, Op},
+    op::{Condition, Deadline, Op, SetExpiry},
     store::Store,
 };
 
@@ -50,7 +50,7 @@ impl SetEx {
         let op = Op::SetEx {
             value: self.value,
             when: Condition::Always,
-            expiry: expiry::set_expiry(self.deadline),
+            expiry: SetExpiry::Until(self.deadline),
         };
         super::Batched::one(self.key, Some(op), |_| Frame::ok())
     }
