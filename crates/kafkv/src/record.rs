@@ -65,7 +65,13 @@ pub enum Kind {
     /// A SWEEP (a tombstone): delete the key if it has expired at the
     /// record's time, naming the sweeper's view — the newest offset it had
     /// applied in the partition (`restates`) and the key's expiry there.
-    Sweep { restates: i64, expires_at: i64 },
+    /// `sweeper` is the instance that wrote it (the top half of its
+    /// `kafkv.id`s), for metrics and the tombstones-per-key test.
+    Sweep {
+        restates: i64,
+        expires_at: i64,
+        sweeper: u32,
+    },
 }
 
 /// The expiry an outgoing put or repair carries.
@@ -125,9 +131,8 @@ impl Outgoing {
             kind: Kind::Sweep {
                 restates,
                 expires_at,
+                sweeper,
             },
-            // The sweeper rides in the id slot's place; see `to_kafka`.
-            id: Some(u64::from(sweeper)),
             ..Self::plain(key, None)
         }
     }
@@ -194,8 +199,8 @@ impl Outgoing {
             Kind::Sweep {
                 restates,
                 expires_at,
+                sweeper,
             } => {
-                let sweeper = id.take().unwrap_or_default();
                 add(
                     EXPIRED_HEADER,
                     format!("{sweeper:x}:{restates}:{expires_at}"),
@@ -435,14 +440,12 @@ pub fn decode(message: &impl Message) -> Decoded {
         let kind = Kind::Sweep {
             restates,
             expires_at,
+            sweeper,
         };
         let record = Record::tombstone(partition, offset, key)
             .with_timestamp(timestamp)
             .with_kind(kind);
-        return Decoded::Record(Record {
-            sweeper: Some(sweeper),
-            ..record
-        });
+        return Decoded::Record(record);
     }
     let (expires_at, sweeper) = match expiry {
         None => (None, None),
@@ -725,10 +728,10 @@ mod tests {
             record.kind,
             Kind::Sweep {
                 restates: 41,
-                expires_at: 77
+                expires_at: 77,
+                sweeper: 0xabc
             }
         );
-        assert_eq!(record.sweeper, Some(0xabc));
         // Refused, never misapplied: an expiry on an operation or a
         // tombstone, a relative TTL without its writer or not positive, a
         // SWEEP with a value, an unparsable number.

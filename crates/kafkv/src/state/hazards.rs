@@ -349,6 +349,7 @@ impl Hazards {
             Kind::Sweep {
                 restates,
                 expires_at,
+                ..
             } => {
                 let after = apply_sweep(before.clone(), *restates, *expires_at, record.time());
                 let entry = self.entries.get(key);
@@ -477,6 +478,7 @@ mod tests {
             .with_kind(Kind::Sweep {
                 restates,
                 expires_at,
+                sweeper: 1,
             })
     }
 
