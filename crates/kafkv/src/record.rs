@@ -304,6 +304,16 @@ impl Record {
         self
     }
 
+    /// The state a plain put or delete leaves its key in: the value at
+    /// this record's offset with its expiry, or absent.
+    pub fn plain_state(&self) -> Option<crate::op::KeyState> {
+        self.value().map(|value| crate::op::KeyState {
+            value: Bytes::copy_from_slice(value),
+            version: self.offset,
+            expires_at: self.expires_at,
+        })
+    }
+
     /// The record's timestamp as evaluation uses it (0 without one).
     pub fn time(&self) -> i64 {
         self.timestamp.unwrap_or(0)

@@ -250,11 +250,7 @@ impl Hazards {
         let inexact = self.is_inexact_partition(record.partition);
         match &record.kind {
             Kind::Plain => {
-                let after = record.value().map(|value| KeyState {
-                    value: Bytes::copy_from_slice(value),
-                    version: offset,
-                    expires_at: record.expires_at,
-                });
+                let after = record.plain_state();
                 if inexact {
                     // Remember where the key was stated whole: a repair
                     // restating an earlier offset must not undo this.

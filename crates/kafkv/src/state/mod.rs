@@ -873,7 +873,7 @@ impl View {
                 // The common case: a plain put or delete nobody waits for.
                 hazards.resolve_plain(record);
                 if evaluated.contains(record.key()) {
-                    batch.insert(record.key(), plain_state(record));
+                    batch.insert(record.key(), record.plain_state());
                 }
                 out.push(Resolution {
                     effect: Effect::Same,
@@ -1091,15 +1091,6 @@ enum Effect {
     Replace(Vec<Record>),
     /// The key did not change (a failed condition, a repair on an exact view).
     None,
-}
-
-/// The state a plain put or delete leaves its key in.
-fn plain_state(record: &Record) -> Option<KeyState> {
-    record.value().map(|value| KeyState {
-        value: Bytes::copy_from_slice(value),
-        version: record.offset,
-        expires_at: record.expires_at,
-    })
 }
 
 /// This machine's clock in ms since the Unix epoch: what plain reads judge
