@@ -120,13 +120,7 @@ pub(super) fn string_deadline(
             false => Some(number),
         })
         .ok_or_else(|| invalid_expire_time(command))?;
-    if option.is_relative() {
-        now.checked_add(ms)
-            .ok_or_else(|| invalid_expire_time(command))?;
-        Ok(Deadline::In(ms))
-    } else {
-        Ok(Deadline::At(ms))
-    }
+    deadline(ms, option.is_relative(), command, now)
 }
 
 /// The deadline `EXPIRE` (`seconds`, relative), `PEXPIRE`, `EXPIREAT` or
@@ -147,13 +141,19 @@ pub(super) fn expire_deadline(
         false => Some(number),
     }
     .ok_or_else(|| invalid_expire_time(command))?;
-    if relative {
-        now.checked_add(ms)
-            .ok_or_else(|| invalid_expire_time(command))?;
-        Ok(Deadline::In(ms))
-    } else {
-        Ok(Deadline::At(ms))
+    deadline(ms, relative, command, now)
+}
+
+/// `ms` as a deadline: a relative one must stay in range once added to this
+/// machine's clock (Redis's `LLONG_MAX - basetime` test), and stays
+/// relative: the record's timestamp resolves it.
+fn deadline(ms: i64, relative: bool, command: &str, now: i64) -> Result<Deadline, Frame> {
+    if !relative {
+        return Ok(Deadline::At(ms));
     }
+    now.checked_add(ms)
+        .ok_or_else(|| invalid_expire_time(command))?;
+    Ok(Deadline::In(ms))
 }
 
 #[cfg(test)]
