@@ -156,6 +156,14 @@ struct ServeArgs {
     /// [default: the library's, 2 s]. Hidden: tuning for tests.
     #[arg(long, hide = true, value_parser = humantime::parse_duration)]
     repair_backstop: Option<Duration>,
+    /// How soon after a key expires it is swept off the topic (a SWEEP
+    /// tombstone written by whichever ready instance gets to it first); 0:
+    /// this instance never sweeps (reads still hide expired keys).
+    #[arg(long, env = "KAFKV_EXPIRY_SWEEP_WITHIN", default_value = "1s", value_parser = humantime::parse_duration)]
+    expiry_sweep_within: Duration,
+    /// The most SWEEPs per second this instance writes.
+    #[arg(long, env = "KAFKV_EXPIRY_SWEEP_RATE", default_value_t = kafkv::config::DEFAULT_SWEEP_RATE, value_parser = clap::value_parser!(u32).range(1..))]
+    expiry_sweep_rate: u32,
     /// Test hook: this instance never writes repairs, standing for a writer
     /// killed between its operation and its repair. Never for production.
     #[arg(long, hide = true)]
@@ -223,6 +231,8 @@ impl ServeArgs {
             watch_buffer: self.watch_buffer,
             watch_window_bytes: self.watch_window_bytes,
             repairs: !self.no_repairs,
+            expiry_sweep_within: self.expiry_sweep_within,
+            expiry_sweep_rate: self.expiry_sweep_rate,
             state: match self.state {
                 StateKind::Memory => StateConfig::Memory,
                 StateKind::Disk => StateConfig::Disk(self.data_dir.clone()),

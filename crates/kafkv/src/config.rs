@@ -86,6 +86,9 @@ pub struct StoreConfig {
     /// this, so that usually one instance sweeps it. Zero: this instance
     /// never sweeps. Default 1 s.
     pub expiry_sweep_within: Duration,
+    /// The most SWEEPs per second this instance writes: bounds the burst a
+    /// bulk expiry puts on the topic and on every reader. Default 50,000.
+    pub expiry_sweep_rate: u32,
 }
 
 /// Where the materialized view lives.
@@ -112,6 +115,9 @@ pub const DEFAULT_WATCH_BUFFER: usize = crate::state::DEFAULT_CHANGE_CAPACITY;
 /// Default [`StoreConfig::watch_window_bytes`].
 pub const DEFAULT_WATCH_WINDOW_BYTES: usize = crate::state::DEFAULT_RECENT_BYTES;
 
+/// Default [`StoreConfig::expiry_sweep_rate`].
+pub const DEFAULT_SWEEP_RATE: u32 = crate::store::sweeper::DEFAULT_SWEEP_RATE;
+
 impl StoreConfig {
     /// A configuration with every default, for the given brokers.
     pub fn new(brokers: impl Into<String>) -> Self {
@@ -137,6 +143,7 @@ impl StoreConfig {
             repair_backstop: crate::store::repairer::BACKSTOP_DELAY,
             repairs: true,
             expiry_sweep_within: crate::store::sweeper::DEFAULT_SWEEP_WITHIN,
+            expiry_sweep_rate: crate::store::sweeper::DEFAULT_SWEEP_RATE,
         }
     }
 

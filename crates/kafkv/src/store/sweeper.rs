@@ -35,6 +35,13 @@ use crate::{record::Outgoing, state::now_ms};
 /// Default [`crate::StoreConfig::expiry_sweep_within`].
 pub const DEFAULT_SWEEP_WITHIN: Duration = Duration::from_secs(1);
 
+/// Default [`crate::StoreConfig::expiry_sweep_rate`]: SWEEPs per second
+/// one instance writes at most. A bulk expiry (a million keys due in one
+/// second) is spread over many seconds instead of flooding the producer
+/// and the readers' apply loop; well above what the embedded broker
+/// produces on two cores, so it bounds bursts, not steady sweeping.
+pub const DEFAULT_SWEEP_RATE: u32 = 50_000;
+
 /// How often the sweeper looks for due keys.
 const TICK: Duration = Duration::from_millis(20);
 
@@ -52,8 +59,15 @@ pub(super) async fn run(shared: Weak<Shared>) {
     if within.is_zero() {
         return;
     }
+    let rate = shared.upgrade().map_or(DEFAULT_SWEEP_RATE, |shared| {
+        shared.config.expiry_sweep_rate.max(1)
+    });
+    // SWEEPs this tick may write: the rate's share of the time since the
+    // last tick, and at most one second's worth saved up while idle.
+    let mut budget = Budget::new(rate, Instant::now());
     // A per-instance seed: each instance orders its delays differently.
     let seed = fastrand::u64(..);
+    let mut counted_due_at: Option<Instant> = None;
     // Keys swept or being swept, until `retry` lets them be tried again (a
     // SWEEP that lost, or was not written).
     let mut tried: HashMap<Bytes, Instant> = HashMap::new();
@@ -72,7 +86,13 @@ pub(super) async fn run(shared: Weak<Shared>) {
         }
         let now = now_ms();
         let instant = Instant::now();
+        budget.refill(instant);
         tried.retain(|_, retry| *retry > instant);
+        // The gauge walks the expired entries: once a second is enough.
+        if counted_due_at.is_none_or(|at| instant.duration_since(at) >= Duration::from_secs(1)) {
+            counted_due_at = Some(instant);
+            metrics::gauge!("kafkv_expiry_due_keys").set(shared.view.expiry_counts().1 as f64);
+        }
         let earliest = now - (within.as_millis() as i64) / 4;
         let due = match shared.view.due(earliest, None, MAX_IN_FLIGHT + tried.len()) {
             Ok(due) => due,
@@ -85,6 +105,9 @@ pub(super) async fn run(shared: Weak<Shared>) {
         for due in due {
             if tried.contains_key(&due.key) || sends.len() >= MAX_IN_FLIGHT {
                 continue;
+            }
+            if budget.available < 1.0 {
+                break;
             }
             if due.expires_at + delay(seed, &due.key, within) > now {
                 continue;
@@ -99,6 +122,7 @@ pub(super) async fn run(shared: Weak<Shared>) {
             };
             let (restates, expires_at) = statement;
             tried.insert(due.key.clone(), instant + within / 4);
+            budget.available -= 1.0;
             let record = Outgoing::sweep(due.key, restates, expires_at, shared.view.instance_id());
             let writer = &shared.writer;
             sends.push(async move { writer.send_record(record).await });
@@ -109,6 +133,29 @@ pub(super) async fn run(shared: Weak<Shared>) {
                 Err(error) => warn!(%error, "could not write a SWEEP; retrying"),
             }
         }
+    }
+}
+
+/// A token bucket: how many SWEEPs the sweeper may write now.
+struct Budget {
+    per_second: f64,
+    available: f64,
+    refilled_at: Instant,
+}
+
+impl Budget {
+    fn new(per_second: u32, now: Instant) -> Self {
+        Budget {
+            per_second: f64::from(per_second),
+            available: f64::from(per_second),
+            refilled_at: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.duration_since(self.refilled_at).as_secs_f64();
+        self.refilled_at = now;
+        self.available = (self.available + elapsed * self.per_second).min(self.per_second);
     }
 }
 
@@ -126,6 +173,18 @@ fn delay(seed: u64, key: &[u8], within: Duration) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_budget_refills_at_the_rate_and_saves_up_one_second_at_most() {
+        let start = Instant::now();
+        let mut budget = Budget::new(1000, start);
+        assert_eq!(budget.available, 1000.0, "a full second's worth at start");
+        budget.available = 0.0;
+        budget.refill(start + Duration::from_millis(20));
+        assert!((budget.available - 20.0).abs() < 1e-6, "{}", budget.available);
+        budget.refill(start + Duration::from_secs(60));
+        assert_eq!(budget.available, 1000.0, "idle time saves up one second");
+    }
 
     #[test]
     fn delays_spread_over_the_middle_half_of_the_bound() {
