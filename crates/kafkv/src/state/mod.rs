@@ -209,6 +209,11 @@ pub struct View {
     /// The `kafkv.id`s of this instance's records carry this in their top 32 bits.
     id_prefix: u64,
     next_id: std::sync::atomic::AtomicU32,
+    /// When this process last applied a SWEEP from each sweeper, by
+    /// instance id: who sweeps, and who is sweeping now (the sweeper's
+    /// ranking, `store/sweeper.rs`). Local instants, not record times, so
+    /// clock skew between instances and brokers does not enter.
+    sweepers: Mutex<HashMap<u32, std::time::Instant>>,
 }
 
 impl View {
@@ -236,6 +241,7 @@ impl View {
             repair_hints: Mutex::new(None),
             id_prefix: u64::from(fastrand::u32(..)) << 32,
             next_id: std::sync::atomic::AtomicU32::new(0),
+            sweepers: Mutex::new(HashMap::new()),
         }
     }
 
@@ -261,6 +267,13 @@ impl View {
     /// `<writer>`/`<sweeper>` its expiring puts and SWEEPs name.
     pub fn instance_id(&self) -> u32 {
         (self.id_prefix >> 32) as u32
+    }
+
+    /// The instances whose SWEEPs this process applied, and when it last
+    /// applied one of each (its own included).
+    pub fn sweepers_heard(&self) -> Vec<(u32, std::time::Instant)> {
+        let heard = self.sweepers.lock();
+        heard.iter().map(|(id, at)| (*id, *at)).collect()
     }
 
     fn is_own(&self, id: Option<u64>) -> bool {
@@ -884,6 +897,11 @@ impl View {
             if let Kind::Op(Op::Batch(multi)) = &record.kind {
                 out.push(self.resolve_batch(hazards, &mut batch, record, multi)?);
                 continue;
+            }
+            if let Kind::Sweep { sweeper, .. } = &record.kind {
+                self.sweepers
+                    .lock()
+                    .insert(*sweeper, std::time::Instant::now());
             }
             let before = self.state_before(&batch, record.key())?;
             let resolved = hazards.resolve(record, before.clone(), self.is_own(record.id));

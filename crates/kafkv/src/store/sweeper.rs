@@ -3,14 +3,20 @@
 //! sweeper writes the SWEEP tombstone that takes it out of the log, so
 //! compaction can drop its records and every instance's table lets it go.
 //!
-//! Every ready instance sweeps, without knowing about the others: a key is
-//! due here a delay after its expiry, drawn per key and per instance from a
-//! quarter to three quarters of `--expiry-sweep-within`, and the first SWEEP
-//! applied makes the key absent everywhere, so the others find nothing left
-//! to sweep. Two instances sweep the same key only when their delays fall
-//! within the time a record takes to reach the others (a few percent of
-//! keys with several instances); a duplicate costs a record, never data: a
-//! SWEEP deletes only what expired (`state/hazards.rs`).
+//! Every ready instance sweeps, and they share the work without talking:
+//! each knows the instances it has seen sweeping (the sweeper named in
+//! every SWEEP it applied) and ranks them per key by a hash of the key and
+//! the instance id ([`Crew`]), so all of them agree who comes first. The
+//! first sweeps a due key a quarter of `--expiry-sweep-within` after its
+//! expiry, the next ones later in turn up to three quarters, and a SWEEP
+//! applied makes the key absent everywhere, so the later ones find nothing
+//! left. A later one also holds back while an instance ranked above it is
+//! sweeping right now (heard within the last quarter): that one is busy,
+//! not gone, and will get to the key (this is what keeps a bulk expiry at
+//! one SWEEP per key). When the first is gone, the next takes over at its
+//! own delay, still within the bound. A duplicate (an instance not yet
+//! heard, ranking itself alone) costs a record, never data: a SWEEP
+//! deletes only what expired (`state/hazards.rs`).
 //!
 //! Only settled keys are swept (unsettled ones are the repairer's), and
 //! only while this instance is ready and the topic passed the timing check
@@ -19,7 +25,6 @@
 
 use std::{
     collections::HashMap,
-    hash::Hasher,
     sync::{Weak, atomic::Ordering},
     time::Duration,
 };
@@ -28,6 +33,7 @@ use bytes::Bytes;
 use futures::{StreamExt, stream::FuturesUnordered};
 use tokio::time::Instant;
 use tracing::warn;
+use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use super::Shared;
 use crate::{record::Outgoing, state::now_ms};
@@ -65,8 +71,6 @@ pub(super) async fn run(shared: Weak<Shared>) {
     // SWEEPs this tick may write: the rate's share of the time since the
     // last tick, and at most one second's worth saved up while idle.
     let mut budget = Budget::new(rate, Instant::now());
-    // A per-instance seed: each instance orders its delays differently.
-    let seed = fastrand::u64(..);
     let mut counted_due_at: Option<Instant> = None;
     // Keys swept or being swept, until `retry` lets them be tried again (a
     // SWEEP that lost, or was not written).
@@ -93,8 +97,17 @@ pub(super) async fn run(shared: Weak<Shared>) {
             counted_due_at = Some(instant);
             metrics::gauge!("kafkv_expiry_due_keys").set(shared.view.expiry_counts().1 as f64);
         }
+        let crew = Crew::heard(
+            shared.view.instance_id(),
+            &shared.view.sweepers_heard(),
+            std::time::Instant::now(),
+            within,
+        );
         let earliest = now - (within.as_millis() as i64) / 4;
-        let due = match shared.view.due(earliest, None, MAX_IN_FLIGHT + tried.len()) {
+        // Keys ranked to others are passed over: read enough to find a
+        // full load of this instance's own.
+        let limit = MAX_IN_FLIGHT * crew.members.len() + tried.len();
+        let due = match shared.view.due(earliest, None, limit) {
             Ok(due) => due,
             Err(error) => {
                 warn!(%error, "could not read the keys due to expire");
@@ -109,7 +122,8 @@ pub(super) async fn run(shared: Weak<Shared>) {
             if budget.available < 1.0 {
                 break;
             }
-            if due.expires_at + delay(seed, &due.key, within) > now {
+            let turn = crew.turn(&due.key);
+            if turn.behind_a_busy_one || due.expires_at + crew.delay(turn.rank, within) > now {
                 continue;
             }
             let statement = match shared.view.sweep_statement(&due.key, due.partition, now) {
@@ -159,15 +173,80 @@ impl Budget {
     }
 }
 
-/// This instance's delay for `key`, in ms: uniform in `[within/4,
-/// 3·within/4]`, fixed per key so retries do not redraw it.
-fn delay(seed: u64, key: &[u8], within: Duration) -> i64 {
-    let mut hasher = std::hash::DefaultHasher::new();
-    hasher.write_u64(seed);
-    hasher.write(key);
-    let within = within.as_millis() as u64;
-    let spread = (within / 2).max(1);
-    (within / 4 + hasher.finish() % spread) as i64
+/// How long an instance not heard sweeping stays in the ranking: long, so
+/// instances sweeping rarely still rank each other (forgetting one makes
+/// both sweep its keys); a dead one costs only the wait for the next in
+/// line.
+const MEMBERSHIP: Duration = Duration::from_secs(3600);
+
+/// The instances sweeping this topic, as this one has heard them: who
+/// sweeps which key first.
+#[derive(Debug)]
+struct Crew {
+    me: u32,
+    /// Heard within [`MEMBERSHIP`], this instance included; sorted.
+    members: Vec<u32>,
+    /// Others heard within a quarter of the bound: sweeping right now.
+    busy: Vec<u32>,
+}
+
+/// This instance's place in line for one key.
+#[derive(Debug, PartialEq, Eq)]
+struct Turn {
+    /// How many members come before this instance (0: it is first).
+    rank: usize,
+    /// Whether one of them is sweeping right now, so will get to the key.
+    behind_a_busy_one: bool,
+}
+
+impl Crew {
+    fn heard(
+        me: u32,
+        heard: &[(u32, std::time::Instant)],
+        now: std::time::Instant,
+        within: Duration,
+    ) -> Self {
+        let since = |at: std::time::Instant| now.saturating_duration_since(at);
+        let mut members: Vec<u32> = heard
+            .iter()
+            .filter(|(_, at)| since(*at) < MEMBERSHIP)
+            .map(|(id, _)| *id)
+            .chain([me])
+            .collect();
+        members.sort_unstable();
+        members.dedup();
+        let busy = heard
+            .iter()
+            .filter(|(id, at)| *id != me && since(*at) < within / 4)
+            .map(|(id, _)| *id)
+            .collect();
+        Crew { me, members, busy }
+    }
+
+    /// Rendezvous hashing: every member scores the key the same way for
+    /// each instance, and the higher scores go first (ties by id).
+    fn turn(&self, key: &[u8]) -> Turn {
+        let score = |id: u32| (xxh3_64_with_seed(key, u64::from(id)), id);
+        let mine = score(self.me);
+        let ahead = || self.members.iter().filter(|id| score(**id) > mine);
+        Turn {
+            rank: ahead().count(),
+            behind_a_busy_one: ahead().any(|id| self.busy.contains(id)),
+        }
+    }
+
+    /// How long after a key's expiry the instance at `rank` sweeps it, in
+    /// ms: the first at a quarter of the bound, the last at three quarters,
+    /// the others evenly between. The quarter before the first leaves the
+    /// writer's own repair of a just-written key time to land.
+    fn delay(&self, rank: usize, within: Duration) -> i64 {
+        let within = within.as_millis() as i64;
+        let later = match self.members.len() {
+            0 | 1 => 0,
+            members => within / 2 * rank as i64 / (members as i64 - 1),
+        };
+        within / 4 + later
+    }
 }
 
 #[cfg(test)]
@@ -181,27 +260,78 @@ mod tests {
         assert_eq!(budget.available, 1000.0, "a full second's worth at start");
         budget.available = 0.0;
         budget.refill(start + Duration::from_millis(20));
-        assert!((budget.available - 20.0).abs() < 1e-6, "{}", budget.available);
+        assert!(
+            (budget.available - 20.0).abs() < 1e-6,
+            "{}",
+            budget.available
+        );
         budget.refill(start + Duration::from_secs(60));
         assert_eq!(budget.available, 1000.0, "idle time saves up one second");
     }
 
+    const WITHIN: Duration = Duration::from_secs(1);
+
+    fn crew_of(me: u32, heard: &[(u32, Duration)]) -> Crew {
+        let now = std::time::Instant::now() + Duration::from_secs(7200);
+        let heard: Vec<_> = heard.iter().map(|(id, ago)| (*id, now - *ago)).collect();
+        Crew::heard(me, &heard, now, WITHIN)
+    }
+
     #[test]
-    fn delays_spread_over_the_middle_half_of_the_bound() {
-        let within = Duration::from_secs(1);
-        let delays: Vec<i64> = (0..1000u32)
-            .map(|i| delay(7, &i.to_be_bytes(), within))
+    fn every_key_has_one_first_sweeper_and_the_instances_agree_on_it() {
+        let ids = [0x11, 0x2222, 0x3_0000];
+        // Each heard the others a while ago (not busy).
+        let crews: Vec<Crew> = ids
+            .iter()
+            .map(|me| crew_of(*me, &ids.map(|id| (id, Duration::from_secs(5)))))
             .collect();
-        assert!(delays.iter().all(|d| (250..750).contains(d)));
-        let early = delays.iter().filter(|d| **d < 500).count();
-        assert!(
-            (400..600).contains(&early),
-            "{early} of 1000 in the first half"
+        let mut firsts = [0usize; 3];
+        for key in 0..3000u32 {
+            let key = key.to_be_bytes();
+            let mut ranks: Vec<usize> = crews.iter().map(|crew| crew.turn(&key).rank).collect();
+            let first = ranks.iter().position(|rank| *rank == 0).expect("a first");
+            firsts[first] += 1;
+            ranks.sort_unstable();
+            assert_eq!(ranks, [0, 1, 2], "one instance per place in line");
+        }
+        for (id, count) in ids.iter().zip(firsts) {
+            assert!(
+                (800..1200).contains(&count),
+                "{id:x} first for {count} of 3000"
+            );
+        }
+    }
+
+    #[test]
+    fn the_line_spreads_over_the_middle_half_of_the_bound() {
+        let crew = crew_of(
+            1,
+            &[(2, Duration::from_secs(5)), (3, Duration::from_secs(5))],
         );
-        // Another instance draws other delays for the same keys.
-        let other: Vec<i64> = (0..1000u32)
-            .map(|i| delay(8, &i.to_be_bytes(), within))
-            .collect();
-        assert_ne!(delays, other);
+        assert_eq!(
+            [0, 1, 2].map(|rank| crew.delay(rank, WITHIN)),
+            [250, 500, 750]
+        );
+        let alone = crew_of(1, &[]);
+        assert_eq!(alone.members, [1]);
+        assert_eq!(alone.delay(0, WITHIN), 250);
+    }
+
+    #[test]
+    fn a_later_instance_holds_back_only_while_one_ahead_is_sweeping() {
+        let quiet = crew_of(1, &[(2, Duration::from_secs(5))]);
+        let busy = crew_of(1, &[(2, Duration::from_millis(10))]);
+        let gone = crew_of(1, &[(2, MEMBERSHIP + Duration::from_secs(1))]);
+        assert_eq!(gone.members, [1], "forgotten after the membership window");
+        for key in 0..100u32 {
+            let key = key.to_be_bytes();
+            let turn = quiet.turn(&key);
+            assert!(!turn.behind_a_busy_one);
+            // Busy or not, the same place in line; held back only behind it.
+            let busy_turn = busy.turn(&key);
+            assert_eq!(busy_turn.rank, turn.rank);
+            assert_eq!(busy_turn.behind_a_busy_one, turn.rank == 1);
+            assert_eq!(gone.turn(&key).rank, 0);
+        }
     }
 }
