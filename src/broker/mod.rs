@@ -12,6 +12,9 @@
 //! - **A broker that cannot serve is not hidden**: a probe asks the storage
 //!   task to answer every second; once it has stopped, [`EmbeddedBroker::failed`]
 //!   resolves and the process exits non-zero rather than sit wedged.
+//! - **Headers after a compaction gap**: tansu reads a fetch's first record's
+//!   headers at the offset asked for; when that was compacted away the
+//!   wrapper fetches again from the record's own offset.
 //! - **Key index** ([`database`]): compaction walks `record (topition, k,
 //!   offset_id)`; without it 200,000 records kept the broker busy for over a
 //!   minute.

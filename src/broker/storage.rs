@@ -336,12 +336,30 @@ impl Storage for KafkvStorage {
         isolation: IsolationLevel,
     ) -> Result<Vec<deflated::Batch>> {
         let connection = self.shared.long_poll.before_fetch(topition).await;
-        let batches = self
+        let mut batches = self
             .call(
                 self.inner
                     .fetch(topition, offset, min_bytes, max_bytes, isolation),
             )
             .await?;
+        // tansu reads the first record's headers at the offset asked for,
+        // not at the record's own: when that offset was compacted away the
+        // first record comes back without its headers (and kafkv's
+        // operation, repair, expiry and SWEEP records are their headers).
+        // Asking again from the record's own offset gets them; this costs
+        // one query, only when a fetch starts inside a compaction gap.
+        if let Some(first) = batches
+            .first()
+            .filter(|batch| batch.record_count > 0 && batch.base_offset > offset)
+        {
+            let from = first.base_offset;
+            batches = self
+                .call(
+                    self.inner
+                        .fetch(topition, from, min_bytes, max_bytes, isolation),
+                )
+                .await?;
+        }
         // tansu answers "nothing here" with an empty batch, not an empty list.
         let found = batches.iter().any(|batch| batch.record_count > 0);
         self.shared

@@ -259,3 +259,87 @@ async fn a_large_compaction_does_not_stall_writes() {
     assert_eq!(state, replay(&read_topic(&brokers, &topic).await));
     kv.stop().await;
 }
+
+/// Regression: tansu 0.6 looks up the first fetched record's headers at the
+/// offset the fetch asked for, not at the record's own. A fetch starting in
+/// a compaction gap (a fresh consumer at offset 0, or a response that ended
+/// just before a gap) got its first record without headers, which would
+/// turn kafkv's operation, expiry and SWEEP records into plain puts on an
+/// instance bootstrapping after compaction. The broker wrapper asks again
+/// from the record's own offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_starting_in_a_compaction_gap_returns_the_first_records_headers() {
+    use rdkafka::{
+        Message, Offset, TopicPartitionList,
+        consumer::{Consumer, StreamConsumer},
+        message::{Header, Headers, OwnedHeaders},
+        util::Timeout,
+    };
+    let broker = BrokerProcess::start_with(Duration::from_millis(200)).await;
+    let brokers = broker.address();
+    let topic = unique_topic("gap-headers");
+    create_compacted_create_time_topic(&brokers, &topic, Duration::ZERO, Duration::from_secs(3600))
+        .await;
+    // Offsets 2i: the key "filler", rewritten each time (all but the last
+    // compacted away); offsets 2i+1: the key u{i}, once, with header h=i.
+    let producer = producer(&brokers);
+    const KEPT: i64 = 10;
+    for i in 0..KEPT {
+        let filler = FutureRecord::<str, str>::to(&topic).key("filler").payload("x");
+        producer
+            .send(filler, Timeout::After(Duration::from_secs(30)))
+            .await
+            .expect("filler produced");
+        let (key, value) = (format!("u{i}"), i.to_string());
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "h",
+            value: Some(value.as_str()),
+        });
+        let kept = FutureRecord::to(&topic)
+            .key(&key)
+            .payload(&value)
+            .headers(headers);
+        producer
+            .send(kept, Timeout::After(Duration::from_secs(30)))
+            .await
+            .expect("kept record produced");
+    }
+    eventually("compaction left one filler", || async {
+        read_topic(&brokers, &topic).await.len() == KEPT as usize + 1
+    })
+    .await;
+
+    for i in 0..KEPT - 1 {
+        let gap = 2 * i;
+        let consumer: StreamConsumer = crate::harness::client(&brokers)
+            .set("group.id", format!("{topic}-{gap}"))
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset(&topic, 0, Offset::Offset(gap))
+            .unwrap();
+        consumer.assign(&assignment).unwrap();
+        let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .expect("a record within 30 s")
+            .expect("no consumer error");
+        assert_eq!(message.offset(), gap + 1, "the record after the gap");
+        let headers: Vec<(String, Option<Vec<u8>>)> = message
+            .headers()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(
+            headers,
+            [("h".to_owned(), Some(i.to_string().into_bytes()))],
+            "headers of the record at {} fetched from the gap at {gap}",
+            gap + 1
+        );
+    }
+}
