@@ -285,7 +285,9 @@ async fn a_fetch_starting_in_a_compaction_gap_returns_the_first_records_headers(
     let producer = producer(&brokers);
     const KEPT: i64 = 10;
     for i in 0..KEPT {
-        let filler = FutureRecord::<str, str>::to(&topic).key("filler").payload("x");
+        let filler = FutureRecord::<str, str>::to(&topic)
+            .key("filler")
+            .payload("x");
         producer
             .send(filler, Timeout::After(Duration::from_secs(30)))
             .await
