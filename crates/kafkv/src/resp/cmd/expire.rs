@@ -46,7 +46,8 @@ impl Expire {
         let time = args.bytes()?;
         // Redis checks the options before the time.
         let when = condition(&args.rest())?;
-        let deadline = expiry::expire_deadline(&time, seconds, relative, &name, crate::state::now_ms())?;
+        let deadline =
+            expiry::expire_deadline(&time, seconds, relative, &name, crate::state::now_ms())?;
         Ok(Self {
             key,
             deadline,
@@ -147,7 +148,12 @@ mod tests {
         let nx = Err(Frame::error(
             "ERR NX and XX, GT or LT options at the same time are not compatible",
         ));
-        for options in [&["NX", "XX"][..], &["NX", "GT"], &["LT", "NX"], &["NX", "GT", "LT"]] {
+        for options in [
+            &["NX", "XX"][..],
+            &["NX", "GT"],
+            &["LT", "NX"],
+            &["NX", "GT", "LT"],
+        ] {
             assert_eq!(when(options), nx, "{options:?}");
         }
         let gt_lt = Err(Frame::error(

@@ -61,12 +61,12 @@ impl GetEx {
     pub fn batched(self) -> super::Batched {
         match self.action {
             Action::Read => super::Batched::one(self.key, None, super::getset::previous),
-            Action::Refused(error) => super::Batched::one(self.key, None, move |outcome| {
-                match outcome.before {
+            Action::Refused(error) => {
+                super::Batched::one(self.key, None, move |outcome| match outcome.before {
                     Some(_) => error,
                     None => Frame::Null,
-                }
-            }),
+                })
+            }
             Action::Expire(deadline) => {
                 let op = Op::Expire {
                     deadline,

@@ -168,7 +168,10 @@ mod tests {
     use crate::resp::{cmd::expiry::tests::args, parse::syntax_error};
 
     fn parse(parts: &[&str]) -> Result<Set, Frame> {
-        Set::parse(&mut args("set", &["k", "v"].iter().chain(parts).copied().collect::<Vec<_>>()))
+        Set::parse(&mut args(
+            "set",
+            &["k", "v"].iter().chain(parts).copied().collect::<Vec<_>>(),
+        ))
     }
 
     #[test]

@@ -69,11 +69,15 @@ fn reply(found: Option<Option<i64>>, now: i64, ms: bool, absolute: bool) -> Fram
         return Frame::Integer(-1);
     };
     let ttl = if absolute { at } else { at.saturating_sub(now) }.max(0);
-    Frame::Integer(if ms {
-        ttl
-    } else {
-        ttl.saturating_add(500) / 1000
-    })
+    Frame::Integer(if ms { ttl } else { seconds_rounded(ttl) })
+}
+
+/// `ms` (not negative) in seconds rounded to the nearest, half up: Redis's
+/// `(ttl+500)/1000`, without its overflow near `i64::MAX` (an `EXPIRETIME`
+/// of a `PXAT 9223372036854775807`, which redis-server answers with the
+/// rounded-up 9223372036854776).
+fn seconds_rounded(ms: i64) -> i64 {
+    ms / 1000 + i64::from(ms % 1000 >= 500)
 }
 
 #[cfg(test)]
@@ -112,8 +116,20 @@ mod tests {
         assert_eq!(reply(Some(Some(now - 10)), now, true, false), int(0));
         assert_eq!(reply(Some(Some(now - 10)), now, false, false), int(0));
         // EXPIRETIME rounds too; PEXPIRETIME is the expiry itself.
-        assert_eq!(reply(Some(Some(1_700_000_000_600)), now, false, true), int(1_700_000_001));
-        assert_eq!(reply(Some(Some(1_700_000_000_600)), now, true, true), int(1_700_000_000_600));
-        assert_eq!(reply(Some(Some(i64::MAX)), now, false, true), int(i64::MAX / 1000));
+        assert_eq!(
+            reply(Some(Some(1_700_000_000_600)), now, false, true),
+            int(1_700_000_001)
+        );
+        assert_eq!(
+            reply(Some(Some(1_700_000_000_600)), now, true, true),
+            int(1_700_000_000_600)
+        );
+        // Rounded up at the very end of the range too, as redis-server
+        // answers, rather than saturating before the division.
+        assert_eq!(
+            reply(Some(Some(i64::MAX)), now, false, true),
+            int(9_223_372_036_854_776)
+        );
+        assert_eq!(reply(Some(Some(i64::MAX)), now, true, true), int(i64::MAX));
     }
 }
