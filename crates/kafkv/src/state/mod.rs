@@ -390,10 +390,11 @@ impl View {
     /// absent (docs/expiry.md: plain reads use the local clock).
     pub fn get(&self, key: &[u8]) -> Result<Option<Versioned>, StateError> {
         let inner = self.inner.read();
-        match inner.overlay.get(key) {
-            Some(acked) => Ok(acked.versioned()),
-            None => Ok(self.table.get(key)?.filter(|v| !v.is_expired_at(now_ms()))),
-        }
+        let found = match inner.overlay.get(key) {
+            Some(acked) => acked.versioned(),
+            None => self.table.get(key)?,
+        };
+        Ok(found.filter(|v| !v.is_expired_at(now_ms())))
     }
 
     /// Number of live keys (acknowledged writes not yet consumed included,
@@ -456,6 +457,33 @@ impl View {
     /// Records a write the broker acknowledged at `(partition, offset)`, so reads
     /// see it before the consumer gets there.
     pub fn acknowledge(&self, key: &[u8], value: Option<Bytes>, partition: i32, offset: i64) {
+        self.acknowledge_with_expiry(key, value, None, partition, offset);
+    }
+
+    /// [`View::acknowledge`] for a put with an expiry, readable until the
+    /// consumer applies it with `expires_at` (an estimate, see
+    /// [`overlay::Acked::expires_at`]). Its effect on the key depends on the
+    /// record's time, so the fast path evaluates nothing after it in its
+    /// partition: a later operation waits for the consumer.
+    pub fn acknowledge_expiring(
+        &self,
+        key: &[u8],
+        value: Bytes,
+        expires_at: i64,
+        partition: i32,
+        offset: i64,
+    ) {
+        self.acknowledge_with_expiry(key, Some(value), Some(expires_at), partition, offset);
+    }
+
+    fn acknowledge_with_expiry(
+        &self,
+        key: &[u8],
+        value: Option<Bytes>,
+        expires_at: Option<i64>,
+        partition: i32,
+        offset: i64,
+    ) {
         let mut inner = self.inner.write();
         let Some(position) = inner.positions.get(partition as usize).copied() else {
             return;
@@ -469,8 +497,14 @@ impl View {
             let Some(tail) = tails.get_mut(partition as usize) else {
                 return;
             };
-            let (key, value) = (Bytes::copy_from_slice(key), value.clone());
-            tail.insert(offset, TailEntry::known(Acknowledged::Plain { key, value }));
+            let record = match expires_at {
+                None => Acknowledged::Plain {
+                    key: Bytes::copy_from_slice(key),
+                    value: value.clone(),
+                },
+                Some(_) => Acknowledged::Other,
+            };
+            tail.insert(offset, TailEntry::known(record));
             tail.range(offset..)
                 .any(|(_, entry)| entry.waiting.is_some())
         };
@@ -480,6 +514,7 @@ impl View {
                 value,
                 partition,
                 offset,
+                expires_at,
             },
         );
         // This put may have been the last unknown offset before a waiting
@@ -581,12 +616,14 @@ impl View {
                 }) = tail.get(&at)
             {
                 let value = outcome.after.as_ref().map(|state| state.value.clone());
+                let expires_at = outcome.after.as_ref().and_then(|state| state.expires_at);
                 inner.overlay.insert(
                     key,
                     Acked {
                         value,
                         partition,
                         offset: at,
+                        expires_at,
                     },
                 );
             }

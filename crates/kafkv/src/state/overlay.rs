@@ -20,6 +20,12 @@ pub(super) struct Acked {
     pub value: Option<Bytes>,
     pub partition: i32,
     pub offset: i64,
+    /// The write's expiry as this instance estimates it until the consumer
+    /// applies the record: a relative TTL counted from the local time of
+    /// the acknowledgement, which is no earlier than the broker's timestamp
+    /// the record resolves against, so the estimate is late by the produce
+    /// latency at most, never early.
+    pub expires_at: Option<i64>,
 }
 
 impl Acked {
@@ -29,8 +35,7 @@ impl Acked {
             value: value.clone(),
             partition: self.partition,
             offset: self.offset,
-            // The fast path answers no write that involves an expiry.
-            expires_at: None,
+            expires_at: self.expires_at,
         })
     }
 }

@@ -1192,3 +1192,28 @@ fn a_batchs_other_keys_are_repaired_after_its_record_key() {
         ]
     );
 }
+
+#[test]
+fn an_acknowledged_expiring_put_is_readable_with_its_estimated_expiry_and_stops_the_fast_path() {
+    use crate::op::Op;
+    let view = View::in_memory(vec![0]);
+    apply(&view, vec![put(0, 0, "n", "5")]);
+    let later = now_ms() + 60_000;
+    view.acknowledge_expiring(b"n", Bytes::from_static(b"7"), later, 0, 1);
+    let read = view.get(b"n").unwrap().expect("readable at once");
+    assert_eq!(
+        (read.value.as_ref(), read.expires_at),
+        (&b"7"[..], Some(later))
+    );
+    // An estimate already past hides the key, as an expired table entry.
+    view.acknowledge_expiring(b"gone", Bytes::from_static(b"x"), now_ms() - 1, 0, 2);
+    assert_eq!(view.get(b"gone").unwrap(), None);
+    // Its effect depends on the record's time: an operation after it in the
+    // partition is left to the consumer.
+    let (id, _) = view.register_waiter();
+    let incr = Acknowledged::Op {
+        key: Bytes::from_static(b"n"),
+        op: Op::IncrBy(1),
+    };
+    assert_eq!(view.outcome_at_ack(id, incr, 0, 3).unwrap(), None);
+}

@@ -92,13 +92,7 @@ impl Store {
         value: Bytes,
         deadline: crate::op::Deadline,
     ) -> Result<Applied, WriteError> {
-        self.validate(key, Some(&value))?;
-        if let Some(refusal) = &self.shared.rmw_refusal {
-            return Err(WriteError::Unsafe(refusal.clone()));
-        }
-        if matches!(deadline, crate::op::Deadline::In(ms) if ms <= 0) {
-            return Err(WriteError::Input(super::InputError::InvalidExpiry));
-        }
+        self.check_expiring_put(key, &value, deadline)?;
         let writer = self.shared.view.instance_id();
         self.write_awaited(Outgoing::put_expiring(
             Bytes::copy_from_slice(key),
@@ -107,6 +101,60 @@ impl Store {
             writer,
         ))
         .await
+    }
+
+    /// [`Store::put_expiring`] answered at the broker's acknowledgement, as
+    /// [`Store::put`] is, for callers that need no more than "stored" (`SET
+    /// … EX`, `SETEX`): an unconditional put always takes effect. Until the
+    /// consumer applies the record, this instance reads the value with an
+    /// expiry counted from the local time of the acknowledgement (late by
+    /// the produce latency at most, never early); every decision still
+    /// takes the exact one from the record's timestamp.
+    pub async fn put_expiring_acked(
+        &self,
+        key: &[u8],
+        value: Bytes,
+        deadline: crate::op::Deadline,
+    ) -> Result<Receipt, WriteError> {
+        self.check_expiring_put(key, &value, deadline)?;
+        if self
+            .shared
+            .closed
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Err(WriteError::Closed);
+        }
+        let _in_flight = InFlight::enter(&self.shared.in_flight);
+        let view = &self.shared.view;
+        let record = Outgoing::put_expiring(
+            Bytes::copy_from_slice(key),
+            value.clone(),
+            deadline,
+            view.instance_id(),
+        );
+        let receipt = self.shared.writer.send_record(record).await?;
+        let expires_at = match deadline {
+            crate::op::Deadline::In(ms) => crate::state::now_ms().saturating_add(ms),
+            crate::op::Deadline::At(at) => at,
+        };
+        view.acknowledge_expiring(key, value, expires_at, receipt.partition, receipt.offset);
+        Ok(receipt)
+    }
+
+    fn check_expiring_put(
+        &self,
+        key: &[u8],
+        value: &Bytes,
+        deadline: crate::op::Deadline,
+    ) -> Result<(), WriteError> {
+        self.validate(key, Some(value))?;
+        if let Some(refusal) = &self.shared.rmw_refusal {
+            return Err(WriteError::Unsafe(refusal.clone()));
+        }
+        if matches!(deadline, crate::op::Deadline::In(ms) if ms <= 0) {
+            return Err(WriteError::Input(super::InputError::InvalidExpiry));
+        }
+        Ok(())
     }
 
     /// The operation limits every instance evaluates with: this instance's

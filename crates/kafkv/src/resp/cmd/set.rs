@@ -144,7 +144,7 @@ impl Set {
                 store.delete(&self.key).await.map(drop)
             }
             (None, Some(SetExpiry::Until(deadline)), false) => store
-                .put_expiring(&self.key, self.value, deadline)
+                .put_expiring_acked(&self.key, self.value, deadline)
                 .await
                 .map(drop),
             // A condition, KEEPTTL, or GET with a time needs the key's

@@ -57,7 +57,7 @@ impl SetEx {
 
     pub async fn apply(self, store: &Store) -> Frame {
         match store
-            .put_expiring(&self.key, self.value, self.deadline)
+            .put_expiring_acked(&self.key, self.value, self.deadline)
             .await
         {
             Ok(_) => Frame::ok(),
