@@ -1553,3 +1553,62 @@ async fn config_set_info_sections_command_info_and_subcommand_errors_as_redis() 
     .await;
     kv.stop().await;
 }
+
+/// A key swept off the topic is counted where Redis counts it (`INFO stats`
+/// `expired_keys`) and in the sweep metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swept_key_counts_in_info_stats_and_the_sweep_metrics() {
+    let (_kafka, kv) = kafkv().await;
+    let mut c = crate::harness::redis_connection(kv.resp).await.unwrap();
+    let expired_keys = |info: &str| -> u64 {
+        info.lines()
+            .find_map(|line| line.strip_prefix("expired_keys:"))
+            .expect("expired_keys in INFO stats")
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(expired_keys(&info), 0);
+    let () = redis::cmd("SET")
+        .arg("short")
+        .arg("v")
+        .arg("PX")
+        .arg(50)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    crate::harness::eventually("the swept key is counted", || {
+        let mut c = c.clone();
+        async move {
+            let info: String = redis::cmd("INFO")
+                .arg("stats")
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            expired_keys(&info) == 1
+        }
+    })
+    .await;
+    let metrics = kv
+        .http
+        .get(kv.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "kafkv_sweeps_written_total",
+        "kafkv_sweeps_applied_total{result=\"deleted\"}",
+        "kafkv_sweep_delay_seconds_count",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
+    }
+    kv.stop().await;
+}

@@ -214,6 +214,9 @@ pub struct View {
     /// ranking, `store/sweeper.rs`). Local instants, not record times, so
     /// clock skew between instances and brokers does not enter.
     sweepers: Mutex<HashMap<u32, std::time::Instant>>,
+    /// SWEEPs this process applied that deleted their key (`INFO stats`
+    /// `expired_keys`: bootstrap included, as Redis counts a load's).
+    expired_keys: std::sync::atomic::AtomicU64,
 }
 
 impl View {
@@ -242,6 +245,7 @@ impl View {
             id_prefix: u64::from(fastrand::u32(..)) << 32,
             next_id: std::sync::atomic::AtomicU32::new(0),
             sweepers: Mutex::new(HashMap::new()),
+            expired_keys: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -267,6 +271,11 @@ impl View {
     /// `<writer>`/`<sweeper>` its expiring puts and SWEEPs name.
     pub fn instance_id(&self) -> u32 {
         (self.id_prefix >> 32) as u32
+    }
+
+    /// How many SWEEPs this process applied deleted their key.
+    pub fn expired_keys(&self) -> u64 {
+        self.expired_keys.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The instances whose SWEEPs this process applied, and when it last
@@ -942,6 +951,13 @@ impl View {
             }
             let before = self.state_before(&batch, record.key())?;
             let resolved = hazards.resolve(record, before.clone(), self.is_own(record.id));
+            if matches!(record.kind, Kind::Sweep { .. })
+                && before.is_some()
+                && resolved.after.is_none()
+            {
+                self.expired_keys
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             let effect = if plain {
                 Effect::Same
             } else if resolved.after == before {

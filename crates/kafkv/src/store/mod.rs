@@ -208,6 +208,12 @@ impl Store {
         self.shared.view.expiry_counts()
     }
 
+    /// SWEEPs this instance applied that deleted an expired key, whichever
+    /// instance wrote them (`INFO stats`'s `expired_keys`).
+    pub fn expired_keys(&self) -> u64 {
+        self.shared.view.expired_keys()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

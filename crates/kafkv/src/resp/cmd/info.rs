@@ -115,12 +115,13 @@ impl Info {
             let _ = write!(
                 text,
                 "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
-                 instantaneous_ops_per_sec:0\r\nrejected_connections:{}\r\nexpired_keys:0\r\n\
+                 instantaneous_ops_per_sec:0\r\nrejected_connections:{}\r\nexpired_keys:{}\r\n\
                  evicted_keys:0\r\nkeyspace_hits:0\r\nkeyspace_misses:0\r\n\
                  pubsub_channels:{}\r\npubsub_patterns:{}\r\ntotal_error_replies:{}\r\n\r\n",
                 server.connections_received.load(Ordering::Relaxed),
                 server.commands_processed.load(Ordering::Relaxed),
                 server.rejected_connections.load(Ordering::Relaxed),
+                store.expired_keys(),
                 server.pubsub.channels(None).len(),
                 server.pubsub.patterns(),
                 server.stats.error_replies(),
