@@ -1,6 +1,7 @@
 //! The memory backend: every live key and value in this process's heap, at
 //! a fixed overhead of about 45 bytes per key beyond one allocation holding
-//! the key and value bytes (see docs/design.md, "Memory").
+//! the key and value bytes (see docs/design.md, "Memory"), and 12 bytes more
+//! for a key with an expiry (docs/expiry.md, "Memory").
 //!
 //! Layout: entries live in a slab (`slots`), each one allocation of
 //! key ‖ value plus where it sits in the log. Two indexes refer to entries by
@@ -8,11 +9,16 @@
 //! reads (the hot path) and [`SortedIds`] for ordered scans. A slot id is
 //! stable for as long as its key is live, which is what the `SCAN` cursor
 //! relies on ([`MemoryTable::slots_from`]).
+//!
+//! Expiries live in [`Expiries`], a dense slab of (expiry, slot id) pairs
+//! that only volatile keys have an entry in; a slot points at its entry
+//! through a 4-byte field that packing the log position into 8 bytes left
+//! free, so a slot stays 32 bytes with or without an expiry.
 
 use std::{
-    collections::{BTreeSet, HashMap},
     hash::BuildHasher,
     ops::Bound,
+    sync::atomic::{AtomicI64, Ordering},
 };
 
 use bytes::Bytes;
@@ -22,13 +28,52 @@ use parking_lot::RwLock;
 use super::{Due, Live, StateError, Table, Versioned, sorted::SortedIds};
 use crate::record::Record;
 
-/// One live entry: a single allocation of key ‖ value.
+/// One live entry: a single allocation of key ‖ value, and where it sits in
+/// the log.
 #[derive(Debug)]
 struct Slot {
     data: Box<[u8]>,
     key_len: u32,
-    partition: i32,
-    offset: i64,
+    /// 0: no expiry. Otherwise 1 + the index of this slot's entry in
+    /// [`Expiries`] (invariant E1 there).
+    exp: u32,
+    /// The partition in the top [`PARTITION_BITS`], the offset below
+    /// ([`pack`]).
+    pos: u64,
+}
+
+// A slot is 32 bytes, and a free one (`None`) costs nothing more: the box's
+// non-null pointer is the niche. Adding the expiry must not change either.
+const _: () = assert!(size_of::<Slot>() == 32);
+const _: () = assert!(size_of::<Option<Slot>>() == 32);
+
+/// Bits of [`Slot::pos`] holding the offset; the partition has the rest.
+const OFFSET_BITS: u32 = 48;
+const PARTITION_BITS: u32 = u64::BITS - OFFSET_BITS;
+
+/// Packs a record's position into [`Slot::pos`]: at most 65,536 partitions
+/// and offsets below 2^48 (a topic written at a million records a second
+/// for eight years), checked by [`check_position`] before anything is
+/// applied.
+fn pack(partition: i32, offset: i64) -> u64 {
+    debug_assert!(position_fits(partition, offset));
+    ((partition as u64) << OFFSET_BITS) | offset as u64
+}
+
+fn position_fits(partition: i32, offset: i64) -> bool {
+    (0..1 << PARTITION_BITS).contains(&i64::from(partition))
+        && (0..1 << OFFSET_BITS).contains(&offset)
+}
+
+/// Panics with what went wrong if the table cannot hold a record at this
+/// position.
+fn check_position(partition: i32, offset: i64) {
+    assert!(
+        position_fits(partition, offset),
+        "the memory state holds partitions 0..{} and offsets below 2^{OFFSET_BITS}, not \
+         partition {partition} offset {offset}; use --state disk for this topic",
+        1u64 << PARTITION_BITS,
+    );
 }
 
 impl Slot {
@@ -38,6 +83,14 @@ impl Slot {
 
     fn value(&self) -> &[u8] {
         &self.data[self.key_len as usize..]
+    }
+
+    fn partition(&self) -> i32 {
+        (self.pos >> OFFSET_BITS) as i32
+    }
+
+    fn offset(&self) -> i64 {
+        (self.pos & ((1 << OFFSET_BITS) - 1)) as i64
     }
 }
 
@@ -61,23 +114,18 @@ struct Entries {
     hasher: DefaultHashBuilder,
     sorted: SortedIds,
     live: usize,
-    /// Expiries by slot id: only keys that have one pay for it.
-    expiries: HashMap<u32, i64>,
-    /// The same, ordered by time: what the sweeper and `DBSIZE` walk.
-    by_expiry: BTreeSet<(i64, u32)>,
+    /// The expiries of the live slots that have one.
+    expiries: Expiries,
 }
 
 impl Table for MemoryTable {
     fn get(&self, key: &[u8]) -> Result<Option<Versioned>, StateError> {
         let entries = self.entries.read();
-        Ok(entries.get_id(key).map(|id| {
-            let slot = slot(&entries.slots, id);
-            Versioned {
-                value: Bytes::copy_from_slice(slot.value()),
-                partition: slot.partition,
-                offset: slot.offset,
-                expires_at: entries.expiries.get(&id).copied(),
-            }
+        Ok(entries.get(key).map(|slot| Versioned {
+            value: Bytes::copy_from_slice(slot.value()),
+            partition: slot.partition(),
+            offset: slot.offset(),
+            expires_at: entries.expiries.of(slot),
         }))
     }
 
@@ -95,13 +143,13 @@ impl Table for MemoryTable {
         visit: &mut dyn FnMut(Live<'_>) -> bool,
     ) -> Result<(), StateError> {
         let entries = self.entries.read();
-        for (id, slot) in entries.range_from(lower) {
+        for slot in entries.range_from(lower) {
             let live = Live {
                 key: slot.key().into(),
                 value: slot.value().into(),
-                partition: slot.partition,
-                offset: slot.offset,
-                expires_at: entries.expiries.get(&id).copied(),
+                partition: slot.partition(),
+                offset: slot.offset(),
+                expires_at: entries.expiries.of(slot),
             };
             if !visit(live) {
                 break;
@@ -123,7 +171,7 @@ impl Table for MemoryTable {
         let page = slots
             .by_ref()
             .take(count)
-            .filter(|(id, _)| !entries.is_expired(*id as u32, now))
+            .filter(|(_, slot)| !entries.is_expired(slot, now))
             .map(|(_, slot)| Bytes::copy_from_slice(slot.key()))
             .collect();
         Ok((page, slots.next().map(|(id, _)| id as u64)))
@@ -135,45 +183,78 @@ impl Table for MemoryTable {
 
     fn key_at(&self, cursor: u64, now: i64) -> Result<Option<Bytes>, StateError> {
         let entries = self.entries.read();
-        let Ok(id) = u32::try_from(cursor) else {
+        let Ok(id) = usize::try_from(cursor) else {
             return Ok(None);
         };
-        let slot = entries.slots.get(id as usize);
+        let slot = entries.slots.get(id);
         Ok(slot
             .and_then(Option::as_ref)
-            .filter(|_| !entries.is_expired(id, now))
+            .filter(|slot| !entries.is_expired(slot, now))
             .map(|slot| Bytes::copy_from_slice(slot.key())))
     }
 
+    /// The total is the slab's length; the expired ones are counted in the
+    /// blocks whose floor is at or before `now` (none while the sweeper
+    /// keeps up, so then this only reads one floor per 64 volatile keys).
     fn volatile_counts(&self, now: i64) -> Result<(usize, usize), StateError> {
         let entries = self.entries.read();
-        let expired = entries
-            .by_expiry
-            .range(..(now.saturating_add(1), 0))
-            .count();
-        Ok((entries.expiries.len(), expired))
+        let mut expired = 0;
+        for block in entries.expiries.blocks() {
+            if block.floor() <= now {
+                block.walk(|at, _| expired += usize::from(at <= now));
+            }
+        }
+        Ok((entries.expiries.len, expired))
     }
 
+    /// The cursor is `(expires_at, slot id)`, and entries come in that order.
+    /// The slab is in no time order, so this walks every block whose floor
+    /// is at or before `upto` and keeps the `limit` smallest candidates;
+    /// once it holds `limit`, the largest of them bounds the rest of the
+    /// walk.
     fn due(
         &self,
         upto: i64,
         after: Option<(i64, u64)>,
         limit: usize,
     ) -> Result<Vec<Due>, StateError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
         let entries = self.entries.read();
-        let from = match after {
-            Some((at, id)) => Bound::Excluded((at, u32::try_from(id).unwrap_or(u32::MAX))),
-            None => Bound::Unbounded,
-        };
-        Ok(entries
-            .by_expiry
-            .range((from, Bound::Included((upto, u32::MAX))))
-            .take(limit)
-            .map(|&(at, id)| {
+        let mut found: Vec<(i64, u32)> = Vec::with_capacity(limit.min(1024));
+        // Every candidate still wanted is below `cut` (the `limit`-th
+        // smallest found so far, when more than `limit` were found).
+        let mut cut: Option<(i64, u32)> = None;
+        let spill = limit.saturating_mul(2);
+        for block in entries.expiries.blocks() {
+            if block.floor() > cut.map_or(upto, |(at, _)| at.min(upto)) {
+                continue;
+            }
+            block.walk(|at, id| {
+                let wanted = at <= upto
+                    && after.is_none_or(|after| (at, u64::from(id)) > after)
+                    && cut.is_none_or(|cut| (at, id) < cut);
+                if !wanted {
+                    return;
+                }
+                found.push((at, id));
+                if found.len() >= spill {
+                    let (_, largest, _) = found.select_nth_unstable(limit - 1);
+                    cut = Some(*largest);
+                    found.truncate(limit);
+                }
+            });
+        }
+        found.sort_unstable();
+        found.truncate(limit);
+        Ok(found
+            .into_iter()
+            .map(|(at, id)| {
                 let slot = slot(&entries.slots, id);
                 Due {
                     key: Bytes::copy_from_slice(slot.key()),
-                    partition: slot.partition,
+                    partition: slot.partition(),
                     expires_at: at,
                     cursor: (at, u64::from(id)),
                 }
@@ -186,7 +267,12 @@ impl Table for MemoryTable {
         Ok(())
     }
 
+    /// Panics before applying anything if a record to keep lies outside
+    /// what a slot's position can hold ([`pack`]).
     fn install(&self, records: Vec<Record>, visible: &[bool]) {
+        for record in records.iter().filter(|record| !record.is_tombstone()) {
+            check_position(record.partition, record.offset);
+        }
         let mut entries = self.entries.write();
         for (record, visible) in records.into_iter().zip(visible) {
             entries.apply(record, *visible);
@@ -215,25 +301,8 @@ impl Entries {
             .copied()
     }
 
-    fn is_expired(&self, id: u32, now: i64) -> bool {
-        self.expiries.get(&id).is_some_and(|at| *at <= now)
-    }
-
-    /// Sets (or clears) slot `id`'s expiry.
-    fn set_expiry(&mut self, id: u32, expires_at: Option<i64>) {
-        let old = match expires_at {
-            Some(at) => self.expiries.insert(id, at),
-            None => self.expiries.remove(&id),
-        };
-        if old == expires_at {
-            return;
-        }
-        if let Some(old) = old {
-            self.by_expiry.remove(&(old, id));
-        }
-        if let Some(at) = expires_at {
-            self.by_expiry.insert((at, id));
-        }
+    fn is_expired(&self, slot: &Slot, now: i64) -> bool {
+        self.expiries.of(slot).is_some_and(|at| at <= now)
     }
 
     /// Applies one record: a value replaces the key's entry in place (same
@@ -241,17 +310,8 @@ impl Entries {
     /// `visible` (it was already readable, through the overlay of
     /// acknowledged writes): then it takes a slot past every cursor handed
     /// out, so a SCAN that began while it was readable cannot pass it by.
+    /// The entry's expiry becomes the record's.
     fn apply(&mut self, record: Record, visible: bool) {
-        let expires_at = record.expires_at;
-        let id = self.apply_entry(record, visible);
-        if let Some((id, live)) = id {
-            self.set_expiry(id, if live { expires_at } else { None });
-        }
-    }
-
-    /// [`Entries::apply`] without the expiry: the slot the record touched,
-    /// and whether it is live now.
-    fn apply_entry(&mut self, record: Record, visible: bool) -> Option<(u32, bool)> {
         let Entries {
             slots,
             free,
@@ -259,17 +319,25 @@ impl Entries {
             hasher,
             sorted,
             live,
-            ..
+            expiries,
         } = self;
+        let expires_at = record.expires_at;
         let hash = hasher.hash_one(record.key());
         let found = index.find(hash, |id| slot(slots, *id).key() == record.key());
         match (found.copied(), record.is_tombstone()) {
             (Some(id), false) => {
-                slots[id as usize] = Some(Slot::from(record));
-                Some((id, true))
+                let entry = slots[id as usize]
+                    .as_mut()
+                    .expect("indexes hold live slots");
+                // The new slot takes over the old one's expiry entry, then
+                // sets it to the record's.
+                let exp = entry.exp;
+                *entry = Slot::new(record);
+                entry.exp = exp;
+                expiries.set(slots, id, expires_at);
             }
             (None, false) => {
-                let entry = Slot::from(record);
+                let entry = Slot::new(record);
                 let recycled = if visible { None } else { free.pop() };
                 let id = match recycled {
                     Some(id) => id,
@@ -282,9 +350,11 @@ impl Entries {
                 slots[id as usize] = Some(entry);
                 index.insert_unique(hash, id, |id| hasher.hash_one(slot(slots, *id).key()));
                 *live += 1;
-                Some((id, true))
+                expiries.set(slots, id, expires_at);
             }
             (Some(id), true) => {
+                // Drop the expiry entry first: a free slot has none (E1).
+                expiries.set(slots, id, None);
                 sorted.remove(record.key(), |id| slot(slots, id).key());
                 index
                     .find_entry(hash, |other| *other == id)
@@ -293,18 +363,17 @@ impl Entries {
                 slots[id as usize] = None;
                 free.push(id);
                 *live -= 1;
-                Some((id, false))
             }
-            (None, true) => None,
+            (None, true) => {}
         }
     }
 
-    /// Live entries in key order from `lower` on, with their ids.
-    fn range_from<'s>(&'s self, lower: Bound<&[u8]>) -> impl Iterator<Item = (u32, &'s Slot)> {
+    /// Live entries in key order from `lower` on.
+    fn range_from<'s>(&'s self, lower: Bound<&[u8]>) -> impl Iterator<Item = &'s Slot> {
         let slots = &self.slots;
         self.sorted
             .range_from(lower, |id| slot(slots, id).key())
-            .map(|id| (id, slot(slots, id)))
+            .map(|id| slot(slots, id))
     }
 
     /// Live entries by slot id from `from` on, with their ids.
@@ -323,6 +392,7 @@ impl Entries {
             + self.free.capacity() * size_of::<u32>()
             + self.index.capacity() * (size_of::<u32>() + 1)
             + self.sorted.heap_bytes()
+            + self.expiries.heap_bytes()
     }
 }
 
@@ -333,21 +403,199 @@ fn slot(slots: &[Option<Slot>], id: u32) -> &Slot {
         .expect("indexes hold live slots")
 }
 
-impl From<Record> for Slot {
-    fn from(record: Record) -> Self {
-        let (partition, offset) = (record.partition, record.offset);
+impl Slot {
+    /// The record's entry, without an expiry yet. The caller checked the
+    /// position ([`check_position`]).
+    fn new(record: Record) -> Self {
+        let pos = pack(record.partition, record.offset);
         let (data, key_len) = record.into_data();
         Slot {
             data,
             key_len,
-            partition,
-            offset,
+            exp: 0,
+            pos,
         }
+    }
+}
+
+/// Entries per chunk of [`Expiries`]: the slab grows and shrinks a chunk at
+/// a time, so its slack is at most one chunk (48 KiB) instead of the half a
+/// doubling vector can leave unused.
+const CHUNK: usize = 4096;
+
+/// Entries per block: the unit that walks over [`Expiries`] skip by floor.
+/// One floor (8 bytes) per 64 entries costs 1/8 byte per volatile key.
+const BLOCK: usize = 64;
+
+/// The expiries of the volatile keys: 12 bytes for each (an `i64` expiry and
+/// a `u32` slot id, in parallel arrays so no padding is paid), and nothing
+/// for a key without one.
+///
+/// The slab is in no time order: `due` and `volatile_counts` find the
+/// expired entries by walking blocks, and skip every block whose *floor*, a
+/// lower bound of its expiries, is later than what they look for. Walking a
+/// whole block tightens its floor to the exact minimum, so once the sweeper
+/// has removed what was due, its next call makes the floors exact again and
+/// the walks skip almost everything.
+///
+/// Invariants:
+/// - **E1.** Entries `0..len` are exactly the live slots with an expiry:
+///   entry `i` names slot `ids[i]`, and that slot's `exp` is `i + 1`. Every
+///   other slot (free ones included) has `exp == 0`.
+/// - **E2.** Dense: chunk `c` holds entries `c·CHUNK..`, every chunk but the
+///   last non-empty one is full, and at most one empty chunk follows it (a
+///   spare, so a count moving back and forth across a chunk boundary does
+///   not allocate each time). Each chunk's vectors have capacity `CHUNK`
+///   and are never reallocated.
+/// - **E3.** The floor of every non-empty block is at most each of its
+///   expiries. Anything that puts an expiry into a block lowers the floor to
+///   it; a floor only rises when a walk sets it to the block's exact minimum
+///   ([`Block::walk`], under the shared lock: concurrent walks compute the
+///   same value) or when its block empties.
+#[derive(Debug, Default)]
+struct Expiries {
+    chunks: Vec<Chunk>,
+    len: usize,
+}
+
+/// A block of [`Expiries`], as a walk sees it.
+struct Block<'a> {
+    at: &'a [i64],
+    ids: &'a [u32],
+    floor: &'a AtomicI64,
+}
+
+impl Block<'_> {
+    /// At most every expiry in the block (E3).
+    fn floor(&self) -> i64 {
+        self.floor.load(Ordering::Relaxed)
+    }
+
+    /// Calls `each(expires_at, slot id)` for every entry, and tightens the
+    /// floor to their minimum.
+    fn walk(&self, mut each: impl FnMut(i64, u32)) {
+        let mut min = i64::MAX;
+        for (&at, &id) in self.at.iter().zip(self.ids) {
+            min = min.min(at);
+            each(at, id);
+        }
+        self.floor.store(min, Ordering::Relaxed);
+    }
+}
+
+#[derive(Debug)]
+struct Chunk {
+    at: Vec<i64>,
+    ids: Vec<u32>,
+    /// One per block. Atomic so that readers, under the shared lock, can
+    /// tighten them (E3); `Relaxed` suffices, as the lock orders them
+    /// against every write to the chunk.
+    floors: Box<[AtomicI64]>,
+}
+
+impl Chunk {
+    fn new() -> Self {
+        Chunk {
+            at: Vec::with_capacity(CHUNK),
+            ids: Vec::with_capacity(CHUNK),
+            floors: (0..CHUNK / BLOCK)
+                .map(|_| AtomicI64::new(i64::MAX))
+                .collect(),
+        }
+    }
+
+    /// Lowers the floor of the block holding position `j` to `at` if needed.
+    fn lower_floor(&mut self, j: usize, at: i64) {
+        let floor = self.floors[j / BLOCK].get_mut();
+        *floor = (*floor).min(at);
+    }
+}
+
+impl Expiries {
+    /// `slot`'s expiry.
+    fn of(&self, slot: &Slot) -> Option<i64> {
+        let i = slot.exp.checked_sub(1)? as usize;
+        Some(self.chunks[i / CHUNK].at[i % CHUNK])
+    }
+
+    /// Sets (or clears) the expiry of live slot `id`, keeping E1–E3.
+    fn set(&mut self, slots: &mut [Option<Slot>], id: u32, expires_at: Option<i64>) {
+        let slot = slots[id as usize].as_mut().expect("a live slot");
+        match (slot.exp.checked_sub(1), expires_at) {
+            (None, None) => {}
+            (None, Some(at)) => {
+                let i = self.len;
+                slot.exp = u32::try_from(i + 1).expect("fewer than 2^32 - 1 volatile keys");
+                if i / CHUNK == self.chunks.len() {
+                    self.chunks.push(Chunk::new());
+                }
+                let chunk = &mut self.chunks[i / CHUNK];
+                chunk.at.push(at);
+                chunk.ids.push(id);
+                chunk.lower_floor(i % CHUNK, at);
+                self.len += 1;
+            }
+            (Some(i), Some(at)) => {
+                let (i, chunk) = (i as usize, &mut self.chunks[i as usize / CHUNK]);
+                chunk.at[i % CHUNK] = at;
+                chunk.lower_floor(i % CHUNK, at);
+            }
+            (Some(i), None) => {
+                slot.exp = 0;
+                // Fill the hole with the last entry (E2), and point that
+                // entry's slot at its new place (E1).
+                let last = self.len - 1;
+                let chunk = &mut self.chunks[last / CHUNK];
+                let (at, moved) = (chunk.at.pop(), chunk.ids.pop());
+                let (at, moved) = (at.expect("E2"), moved.expect("E2"));
+                if last.is_multiple_of(BLOCK) {
+                    // The block is empty now: nothing for its floor to bound.
+                    *chunk.floors[last % CHUNK / BLOCK].get_mut() = i64::MAX;
+                }
+                let i = i as usize;
+                if i != last {
+                    let chunk = &mut self.chunks[i / CHUNK];
+                    chunk.at[i % CHUNK] = at;
+                    chunk.ids[i % CHUNK] = moved;
+                    chunk.lower_floor(i % CHUNK, at);
+                    slots[moved as usize].as_mut().expect("E1").exp = i as u32 + 1;
+                }
+                self.len = last;
+                // Keep one empty chunk as a spare, no more (E2).
+                self.chunks.truncate(last.div_ceil(CHUNK) + 1);
+            }
+        }
+    }
+
+    /// The non-empty blocks, in slab order.
+    fn blocks(&self) -> impl Iterator<Item = Block<'_>> {
+        self.chunks.iter().flat_map(|chunk| {
+            let blocks = chunk.at.chunks(BLOCK).zip(chunk.ids.chunks(BLOCK));
+            blocks
+                .zip(chunk.floors.iter())
+                .map(|((at, ids), floor)| Block { at, ids, floor })
+        })
+    }
+
+    #[cfg(test)]
+    fn heap_bytes(&self) -> usize {
+        self.chunks.capacity() * size_of::<Chunk>()
+            + self
+                .chunks
+                .iter()
+                .map(|chunk| {
+                    chunk.at.capacity() * size_of::<i64>()
+                        + chunk.ids.capacity() * size_of::<u32>()
+                        + chunk.floors.len() * size_of::<AtomicI64>()
+                })
+                .sum::<usize>()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
     fn put(offset: i64, key: &str, value: &str) -> Record {
@@ -482,5 +730,409 @@ mod tests {
         assert_eq!(next, None);
         let (page, next) = table.cursor_page(u64::MAX, 4, 0).unwrap();
         assert!(page.is_empty() && next.is_none());
+    }
+
+    fn put_ex(offset: i64, key: &str, value: &str, expires_at: Option<i64>) -> Record {
+        put(offset, key, value).with_expiry(expires_at)
+    }
+
+    fn expiry(table: &MemoryTable, key: &str) -> Option<i64> {
+        table.get(key.as_bytes()).unwrap().unwrap().expires_at
+    }
+
+    fn due_keys(due: &[Due]) -> Vec<(String, i64)> {
+        due.iter()
+            .map(|due| (String::from_utf8(due.key.to_vec()).unwrap(), due.expires_at))
+            .collect()
+    }
+
+    /// Checks E1–E3 of [`Expiries`] and the slot count; with `exact`, also
+    /// that every floor is its block's minimum (after a walk over all).
+    fn check_invariants(table: &MemoryTable, exact: bool) {
+        let entries = table.entries.read();
+        let expiries = &entries.expiries;
+        // E1: entries 0..len and the slots with an expiry point at each other.
+        let mut volatile = 0;
+        for (id, slot) in entries.slots.iter().enumerate() {
+            let Some(slot) = slot else { continue };
+            let Some(i) = slot.exp.checked_sub(1) else {
+                continue;
+            };
+            volatile += 1;
+            let i = i as usize;
+            assert!(i < expiries.len, "slot {id} points past the slab");
+            assert_eq!(expiries.chunks[i / CHUNK].ids[i % CHUNK] as usize, id);
+        }
+        assert_eq!(volatile, expiries.len);
+        // E2: dense, full chunks, at most one spare, never reallocated.
+        let needed = expiries.len.div_ceil(CHUNK);
+        assert!((needed..=needed + 1).contains(&expiries.chunks.len()));
+        for (c, chunk) in expiries.chunks.iter().enumerate() {
+            let held = expiries.len.saturating_sub(c * CHUNK).min(CHUNK);
+            assert_eq!((chunk.at.len(), chunk.ids.len()), (held, held));
+            assert_eq!((chunk.at.capacity(), chunk.ids.capacity()), (CHUNK, CHUNK));
+        }
+        // E3: floors bound their blocks.
+        for block in expiries.blocks() {
+            let min = *block.at.iter().min().unwrap();
+            assert!(block.floor() <= min, "a floor above its block");
+            if exact {
+                assert_eq!(block.floor(), min);
+            }
+        }
+    }
+
+    #[test]
+    fn a_slot_is_32_bytes_and_holds_the_largest_positions() {
+        assert_eq!(size_of::<Slot>(), 32);
+        assert_eq!(size_of::<Option<Slot>>(), 32);
+        let table = MemoryTable::default();
+        let last = (1 << 48) - 1;
+        install(
+            &table,
+            vec![
+                Record::put(65_535, last, b"a", b"1"),
+                Record::put(0, 0, b"b", b"2").with_expiry(Some(i64::MIN)),
+                Record::put(65_535, 7, b"c", b"3").with_expiry(Some(i64::MAX)),
+            ],
+        );
+        let got = |key: &[u8]| {
+            let v = table.get(key).unwrap().unwrap();
+            (v.partition, v.offset, v.expires_at)
+        };
+        assert_eq!(got(b"a"), (65_535, last, None));
+        assert_eq!(got(b"b"), (0, 0, Some(i64::MIN)));
+        assert_eq!(got(b"c"), (65_535, 7, Some(i64::MAX)));
+        assert_eq!(table.volatile_counts(i64::MAX).unwrap(), (2, 2));
+        assert_eq!(table.volatile_counts(i64::MIN).unwrap(), (2, 1));
+    }
+
+    #[test]
+    fn a_position_beyond_the_packed_limits_is_refused_before_anything_applies() {
+        assert!(position_fits(65_535, (1 << 48) - 1));
+        for (partition, offset) in [(65_536, 0), (-1, 0), (0, 1 << 48), (0, -1)] {
+            assert!(!position_fits(partition, offset), "{partition} {offset}");
+        }
+        let table = MemoryTable::default();
+        let batch = vec![put(0, "ok", "1"), Record::put(65_536, 0, b"bad", b"1")];
+        let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            install(&table, batch);
+        }))
+        .expect_err("refused");
+        let message = panic.downcast_ref::<String>().unwrap();
+        assert!(message.contains("partitions 0..65536 and offsets below 2^48"));
+        assert_eq!(table.len(), 0, "nothing of the batch applied");
+        // A tombstone is not stored, so its position does not matter.
+        install(&table, vec![Record::tombstone(70_000, 1 << 50, b"gone")]);
+        assert_eq!(table.len(), 0);
+    }
+
+    #[test]
+    fn expiries_follow_puts_rewrites_and_tombstones() {
+        let table = MemoryTable::default();
+        install(
+            &table,
+            vec![
+                put_ex(0, "a", "1", Some(100)),
+                put_ex(1, "b", "1", None),
+                put_ex(2, "c", "1", Some(50)),
+                put_ex(3, "d", "1", Some(100)),
+            ],
+        );
+        check_invariants(&table, false);
+        assert_eq!(expiry(&table, "a"), Some(100));
+        assert_eq!(expiry(&table, "b"), None);
+        assert_eq!(table.volatile_counts(49).unwrap(), (3, 0));
+        assert_eq!(table.volatile_counts(50).unwrap(), (3, 1));
+        assert_eq!(table.volatile_counts(100).unwrap(), (3, 3));
+        // Earliest first; a tie goes by slot id ("a" before "d").
+        assert_eq!(
+            due_keys(&table.due(100, None, 10).unwrap()),
+            [("c".into(), 50), ("a".into(), 100), ("d".into(), 100)]
+        );
+        assert!(table.due(49, None, 10).unwrap().is_empty());
+        let first = table.due(100, None, 2).unwrap();
+        assert_eq!(due_keys(&first), [("c".into(), 50), ("a".into(), 100)]);
+        let rest = table.due(100, Some(first[1].cursor), 2).unwrap();
+        assert_eq!(due_keys(&rest), [("d".into(), 100)]);
+        assert_eq!(rest[0].partition, 0);
+        assert!(table.due(100, Some(rest[0].cursor), 2).unwrap().is_empty());
+        assert!(table.due(100, None, 0).unwrap().is_empty());
+
+        // Expired entries are hidden from SCAN and RANDOMKEY, not from get.
+        let c = slot_of(&table, "c").unwrap() as u64;
+        assert_eq!(table.key_at(c, 49).unwrap().as_deref(), Some(&b"c"[..]));
+        assert_eq!(table.key_at(c, 50).unwrap(), None);
+        assert_eq!(table.cursor_page(0, 10, 60).unwrap().0.len(), 3);
+        let mut seen = Vec::new();
+        table
+            .visit(Bound::Unbounded, &mut |live| {
+                seen.push(live.expires_at);
+                true
+            })
+            .unwrap();
+        assert_eq!(seen, [Some(100), None, Some(50), Some(100)]);
+
+        // Changed, set, cleared by a rewrite without one.
+        install(
+            &table,
+            vec![
+                put_ex(4, "a", "2", Some(300)),
+                put_ex(5, "b", "2", Some(200)),
+                put_ex(6, "c", "2", None),
+            ],
+        );
+        check_invariants(&table, false);
+        assert_eq!(expiry(&table, "a"), Some(300));
+        assert_eq!(expiry(&table, "b"), Some(200));
+        assert_eq!(expiry(&table, "c"), None);
+        assert_eq!(value(&table, "c"), Some(("2".into(), 6)));
+        assert_eq!(table.volatile_counts(250).unwrap(), (3, 2));
+        assert_eq!(
+            due_keys(&table.due(i64::MAX, None, 10).unwrap()),
+            [("d".into(), 100), ("b".into(), 200), ("a".into(), 300)]
+        );
+
+        // A tombstone removes the expiry; the freed slot's next key starts
+        // without one.
+        let a = slot_of(&table, "a");
+        install(&table, vec![del(7, "a"), put(8, "e", "1")]);
+        check_invariants(&table, false);
+        assert_eq!(slot_of(&table, "e"), a);
+        assert_eq!(expiry(&table, "e"), None);
+        assert_eq!(table.volatile_counts(i64::MAX).unwrap(), (2, 2));
+        install(&table, vec![del(9, "b"), del(10, "d"), del(11, "b")]);
+        check_invariants(&table, true);
+        assert_eq!(table.volatile_counts(i64::MAX).unwrap(), (0, 0));
+        assert!(table.due(i64::MAX, None, 10).unwrap().is_empty());
+        assert_eq!(table.entries.read().expiries.len, 0);
+    }
+
+    /// What the model holds for a key.
+    struct Modelled {
+        offset: i64,
+        expires_at: Option<i64>,
+        /// Where the key is in `live`.
+        at: usize,
+    }
+
+    /// Checks everything expiry-related against the model, by brute force.
+    fn check_against(table: &MemoryTable, model: &HashMap<u32, Modelled>, rng: &mut fastrand::Rng) {
+        check_invariants(table, false);
+        assert_eq!(table.len(), model.len());
+        for (key, entry) in model {
+            let got = table.get(format!("k{key}").as_bytes()).unwrap().unwrap();
+            assert_eq!(
+                (got.offset, got.expires_at),
+                (entry.offset, entry.expires_at)
+            );
+        }
+        // Every volatile key, in `due`'s order: (expiry, slot id).
+        let mut expected: Vec<(i64, u64, String)> = model
+            .iter()
+            .filter_map(|(key, entry)| {
+                let key = format!("k{key}");
+                let id = u64::from(table.entries.read().get_id(key.as_bytes()).unwrap());
+                entry.expires_at.map(|at| (at, id, key))
+            })
+            .collect();
+        expected.sort_unstable();
+        for now in [i64::MIN, -1, rng.i64(0..2_100), rng.i64(0..2_100), i64::MAX] {
+            let expired = expected.iter().filter(|(at, ..)| *at <= now).count();
+            assert_eq!(
+                table.volatile_counts(now).unwrap(),
+                (expected.len(), expired)
+            );
+        }
+        let as_due = |expected: &[(i64, u64, String)]| -> Vec<(String, i64, (i64, u64))> {
+            expected
+                .iter()
+                .map(|(at, id, key)| (key.clone(), *at, (*at, *id)))
+                .collect()
+        };
+        let got = |due: Vec<Due>| -> Vec<(String, i64, (i64, u64))> {
+            due.into_iter()
+                .map(|due| {
+                    (
+                        String::from_utf8(due.key.to_vec()).unwrap(),
+                        due.expires_at,
+                        due.cursor,
+                    )
+                })
+                .collect()
+        };
+        for _ in 0..3 {
+            let upto = rng.i64(-10..2_100);
+            let limit = [1, 7, 100, 5_000][rng.usize(..4)];
+            let want: Vec<_> = expected
+                .iter()
+                .filter(|(at, ..)| *at <= upto)
+                .cloned()
+                .collect();
+            let first = got(table.due(upto, None, limit).unwrap());
+            assert_eq!(
+                first,
+                as_due(&want[..want.len().min(limit)]),
+                "upto {upto} limit {limit}"
+            );
+            // Paging with the cursor walks the same list (in at most about
+            // 16 pages, to keep the test quick).
+            let page_limit = limit.max(want.len() / 16);
+            let mut walked = first;
+            while let Some((_, _, cursor)) = walked.last().cloned() {
+                let page = got(table.due(upto, Some(cursor), page_limit).unwrap());
+                if page.is_empty() {
+                    break;
+                }
+                walked.extend(page);
+            }
+            assert_eq!(walked, as_due(&want));
+        }
+    }
+
+    #[test]
+    fn due_and_volatile_counts_match_a_brute_force_model_under_random_operations() {
+        let mut rng = fastrand::Rng::with_seed(0x006b_6166_6b76);
+        let table = MemoryTable::default();
+        let mut model: HashMap<u32, Modelled> = HashMap::new();
+        let mut live: Vec<u32> = Vec::new();
+        let mut offset = 0;
+        let mut since_check = 0;
+        // Grow past two chunks of the slab, shrink to nothing, twice: chunks
+        // and blocks fill, empty, and are reused.
+        for (target, grow) in [(9_500, true), (0, false), (6_000, true), (0, false)] {
+            while (grow && model.len() < target) || (!grow && !model.is_empty()) {
+                let mut batch = Vec::new();
+                let mut visible = Vec::new();
+                for _ in 0..rng.usize(1..64) {
+                    let deleting = rng.u8(..100) < if grow { 20 } else { 75 };
+                    let key = if deleting && !live.is_empty() {
+                        live[rng.usize(..live.len())]
+                    } else {
+                        rng.u32(..20_000)
+                    };
+                    let name = format!("k{key}");
+                    let record = if deleting {
+                        if let Some(gone) = model.remove(&key) {
+                            let moved = live.swap_remove(gone.at);
+                            if let Some(moved) = live.get(gone.at) {
+                                model.get_mut(moved).unwrap().at = gone.at;
+                            }
+                            debug_assert_eq!(moved, key);
+                        }
+                        del(offset, &name)
+                    } else {
+                        let old = model.get(&key).and_then(|entry| entry.expires_at);
+                        let expires_at = match rng.u8(..100) {
+                            0..30 => None,
+                            30..40 => old, // a rewrite keeping the expiry
+                            40..42 => Some([i64::MIN, i64::MAX, -5][rng.usize(..3)]),
+                            _ => Some(rng.i64(0..2_000)),
+                        };
+                        let at = match model.get(&key) {
+                            Some(entry) => entry.at,
+                            None => {
+                                live.push(key);
+                                live.len() - 1
+                            }
+                        };
+                        model.insert(
+                            key,
+                            Modelled {
+                                offset,
+                                expires_at,
+                                at,
+                            },
+                        );
+                        put_ex(offset, &name, "v", expires_at)
+                    };
+                    batch.push(record);
+                    visible.push(rng.u8(..10) == 0);
+                    offset += 1;
+                }
+                since_check += batch.len();
+                table.install(batch, &visible);
+                if since_check >= 2_000 {
+                    since_check = 0;
+                    check_against(&table, &model, &mut rng);
+                }
+            }
+            check_against(&table, &model, &mut rng);
+            // A walk over every block leaves every floor exact.
+            table.due(i64::MAX, None, 1).unwrap();
+            check_invariants(&table, true);
+        }
+        let entries = table.entries.read();
+        assert_eq!(entries.expiries.len, 0);
+        assert!(
+            entries.expiries.chunks.len() <= 1,
+            "at most the spare chunk"
+        );
+    }
+
+    /// docs/expiry.md, "Memory": a key with an expiry costs at most 16
+    /// bytes more than one without, and a key without one nothing more.
+    #[test]
+    fn a_volatile_key_costs_at_most_16_bytes_more_and_a_plain_one_nothing() {
+        let n = 100_000;
+        let build = |expiring: bool| {
+            let table = MemoryTable::default();
+            for chunk in (0..n).collect::<Vec<i64>>().chunks(1024) {
+                let records = chunk
+                    .iter()
+                    .map(|i| {
+                        let key = (*i as u64).wrapping_mul(2_654_435_761) % 1_000_000_007;
+                        let expires_at = 1_700_000_000_000 + i * 7919 % 3_600_000;
+                        put_ex(
+                            *i,
+                            &format!("key-{key:012}"),
+                            "v",
+                            expiring.then_some(expires_at),
+                        )
+                    })
+                    .collect();
+                install(&table, records);
+            }
+            table
+        };
+        let (plain, volatile) = (build(false), build(true));
+        assert_eq!(plain.entries.read().expiries.heap_bytes(), 0);
+        let per_key = plain.overhead_bytes() as f64 / n as f64;
+        let extra = (volatile.overhead_bytes() - plain.overhead_bytes()) as f64 / n as f64;
+        eprintln!("{per_key:.2} bytes per plain key, {extra:.2} more per volatile key");
+        assert!(extra <= 16.0, "{extra:.2} bytes more per volatile key");
+
+        // Churn: every expiry changed, half of them cleared and set again,
+        // a third of the keys deleted and put back. The slab stays dense.
+        let mut offset = n;
+        let keys: Vec<String> = volatile
+            .entries
+            .read()
+            .slots_from(0)
+            .map(|(_, slot)| String::from_utf8(slot.key().to_vec()).unwrap())
+            .collect();
+        for round in 0..3 {
+            for (i, key) in keys.iter().enumerate() {
+                let expires_at = match (round, i % 2, i % 3) {
+                    (1, 0, _) => None,
+                    _ => Some(1_800_000_000_000 + i as i64),
+                };
+                let mut records = vec![put_ex(offset, key, "w", expires_at)];
+                if round == 2 && i % 3 == 0 {
+                    records.push(del(offset + 1, key));
+                    records.push(put_ex(offset + 2, key, "x", Some(1)));
+                }
+                offset += records.len() as i64;
+                install(&volatile, records);
+            }
+        }
+        check_invariants(&volatile, false);
+        let entries = volatile.entries.read();
+        assert_eq!(entries.expiries.len, n as usize);
+        let per_volatile = entries.expiries.heap_bytes() as f64 / n as f64;
+        assert!(
+            per_volatile <= 16.0,
+            "{per_volatile:.2} bytes per volatile key after churn"
+        );
     }
 }
