@@ -1,8 +1,9 @@
 //! `kafkv watch`: follows a kafkv instance's change stream (`GET /v1/watch`)
 //! and prints one JSON line per event on stdout: the SSE event's kind as
 //! `event`, then its data (`key`, `value`, `op` — what made the change, e.g.
-//! `incrby` —, `partition`, `offset`, `timestamp`, `token`), e.g.
-//! `{"event":"put","key":"n","op":"incrby","value":"3",…}`. When the connection drops,
+//! `incrby`, or `expired` for a key its expiry removed —, `expires_at` on a
+//! put of a key with an expiry, `partition`, `offset`, `timestamp`, `token`),
+//! e.g. `{"event":"put","key":"n","op":"incrby","value":"3",…}`. When the connection drops,
 //! or the server ends the stream (`lagged`, a restart), it reconnects with
 //! the last token it printed, so nothing is missed or repeated; a refused
 //! request (a malformed, foreign or expired token, a wrong auth token) ends
@@ -185,6 +186,23 @@ mod tests {
                 line["value"].as_str()
             ),
             (Some("put"), Some("incrby"), Some("3"))
+        );
+    }
+
+    #[test]
+    fn a_line_keeps_the_expiry_and_names_an_expired_key() {
+        let (kind, data) = parse_event(
+            "id: t3\nevent: put\ndata: {\"key\":\"s\",\"op\":\"set\",\"expires_at\":1767225600000}\n\n",
+        )
+        .unwrap();
+        assert_eq!(line(kind, data)["expires_at"], 1_767_225_600_000_i64);
+        let (kind, data) =
+            parse_event("id: t4\nevent: delete\ndata: {\"key\":\"s\",\"op\":\"expired\"}\n\n")
+                .unwrap();
+        let line = line(kind, data);
+        assert_eq!(
+            (line["event"].as_str(), line["op"].as_str()),
+            (Some("delete"), Some("expired"))
         );
     }
 }

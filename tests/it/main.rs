@@ -13,6 +13,7 @@ mod failures;
 mod groups;
 mod harness;
 mod http_conditional;
+mod http_expiry;
 mod http_txn;
 mod record_format;
 mod resp;

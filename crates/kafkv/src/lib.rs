@@ -42,5 +42,6 @@ pub mod watch;
 
 pub use config::{ServiceConfig, StateConfig, StoreConfig};
 pub use error::{Error, Result};
+pub use op::{Deadline, ExpireWhen};
 pub use resp::RespConfig;
-pub use store::{Consistency, Store};
+pub use store::{Applied, Consistency, Expiry, Store};

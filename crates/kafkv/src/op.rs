@@ -383,16 +383,22 @@ impl Outcome {
 pub const REDIS_MAX_STRING: u64 = 512 * 1024 * 1024;
 
 impl Op {
-    /// A conditional put leaving `expires_at` (`None`: no expiry).
-    pub fn with_expiry(value: Bytes, when: Condition, expires_at: Option<i64>) -> Op {
-        match expires_at {
+    /// A conditional put leaving `expiry` (`None`: it clears any expiry).
+    pub fn set(value: Bytes, when: Condition, expiry: Option<SetExpiry>) -> Op {
+        match expiry {
             None => Op::Set { value, when },
-            Some(at) => Op::SetEx {
+            Some(expiry) => Op::SetEx {
                 value,
                 when,
-                expiry: SetExpiry::Until(Deadline::At(at)),
+                expiry,
             },
         }
+    }
+
+    /// A conditional put leaving `expires_at` (`None`: no expiry).
+    pub fn with_expiry(value: Bytes, when: Condition, expires_at: Option<i64>) -> Op {
+        let expiry = expires_at.map(|at| SetExpiry::Until(Deadline::At(at)));
+        Op::set(value, when, expiry)
     }
 
     /// Whether the operation's outcome can depend on the record's time

@@ -1,11 +1,13 @@
 //! The HTTP front end (axum): the v1 API ([`v1`]), the reference service's
 //! routes ([`reference`]), multi-key transactions ([`txn`]) and operations
 //! endpoints ([`ops`]). Handlers are thin adapters over [`Store`]; `error.rs`
-//! maps the store's errors to status codes, [`conditional`] owns ETags and write preconditions, this file owns
-//! the error body, auth and the request metrics.
+//! maps the store's errors to status codes, [`conditional`] owns ETags and write preconditions, [`expiry`] the
+//! expiry arguments and header, this file owns the error body, auth and the
+//! request metrics.
 
 mod conditional;
 mod error;
+mod expiry;
 mod ops;
 mod reference;
 mod txn;

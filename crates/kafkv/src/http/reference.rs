@@ -2,7 +2,8 @@
 //! `POST /put {"key","value"}`, `GET /keys/{key}`, `DELETE /keys/{key}`, with
 //! `{"message": "..."}` errors. One deliberate difference: a missing key answers
 //! 404 (the reference answers 400). `GET /keys/{key}` also carries the key's
-//! version as `ETag`, as `GET /v1/kv/{key}` does.
+//! version as `ETag` and its expiry as `x-kafkv-expires-at`, as
+//! `GET /v1/kv/{key}` does.
 
 use axum::{
     Json,
@@ -18,6 +19,7 @@ use serde_json::{Value, json};
 use super::{
     ApiError, AppState, Shape,
     conditional::{Etag, with_etag},
+    expiry::with_expires_at,
     path_key, read_body,
 };
 use crate::{error::InputError, store::Consistency};
@@ -110,9 +112,10 @@ pub async fn get(State(state): State<AppState>, uri: Uri) -> Result<Response, Ap
         )
     })?;
     let etag = Etag::new(found.partition, found.offset);
-    Ok(with_etag(
-        Json(json!({ "key": shown, "value": value })).into_response(),
-        Some(etag),
+    let response = Json(json!({ "key": shown, "value": value })).into_response();
+    Ok(with_expires_at(
+        with_etag(response, Some(etag)),
+        found.expires_at,
     ))
 }
 

@@ -11,13 +11,19 @@
 //!
 //! ```json
 //! {"compare": [{"key": "a", "version": "0:42"}, {"key": "b", "exists": false}],
-//!  "ops": [{"op": "put", "key": "a", "value": "1"},
+//!  "ops": [{"op": "put", "key": "a", "value": "1", "ttl": 60000},
 //!          {"op": "delete", "key": "c"},
+//!          {"op": "expire", "key": "e", "expire_at": 1767225600000, "when": "xx"},
 //!          {"op": "get", "key": "d"}]}
 //! ```
 //!
+//! A put takes `ttl`, `expire_at` or `keep_ttl` as `PUT /v1/kv/{key}` does;
+//! an `expire` takes `ttl`, `expire_at` or `persist`, and `when`, as
+//! `POST /v1/kv/{key}/expire` does ([`expiry`](super::expiry)).
+//!
 //! 200 `{"succeeded": true, "partition", "offset", "results": [...]}` with
-//! one result per op, in order; 412 `{"succeeded": false, "error",
+//! one result per op, in order (with `expires_at` where the key has an
+//! expiry); 412 `{"succeeded": false, "error",
 //! "compare": [...]}` naming each compare's key, whether it held and the
 //! version it saw. Keys and values are UTF-8 strings under `key` / `value`,
 //! or standard base64 under `key_base64` / `value_base64`, as in scans.
@@ -37,6 +43,7 @@ use serde_json::{Map, Value, json};
 use super::{
     ApiError, AppState,
     conditional::{self, Etag, Precondition},
+    expiry::{self, ExpiryArgs},
     read_body,
     v1::encode_into,
 };
@@ -78,6 +85,37 @@ struct OpRequest {
     key_base64: Option<String>,
     value: Option<String>,
     value_base64: Option<String>,
+    /// Milliseconds from the record's timestamp (a put or an expire).
+    ttl: Option<Value>,
+    /// Milliseconds since the Unix epoch (a put or an expire).
+    expire_at: Option<Value>,
+    /// A put keeps the key's expiry.
+    #[serde(default)]
+    keep_ttl: bool,
+    /// An expire removes the key's expiry.
+    #[serde(default)]
+    persist: bool,
+    /// An expire's condition: `nx`, `xx`, `gt`, `lt`, `xx,gt`, `xx,lt`.
+    when: Option<String>,
+}
+
+impl OpRequest {
+    /// Its expiry arguments, the numbers checked to be milliseconds.
+    fn expiry_args(&mut self, what: &str) -> Result<ExpiryArgs, ApiError> {
+        let integer = |name: &str, value: Option<Value>| {
+            value
+                .map(|value| expiry::integer_json(name, &value))
+                .transpose()
+                .map_err(|message| bad(format!("{what}: {message}")))
+        };
+        Ok(ExpiryArgs {
+            ttl: integer("ttl", self.ttl.take())?,
+            expire_at: integer("expire_at", self.expire_at.take())?,
+            keep_ttl: self.keep_ttl,
+            persist: self.persist,
+            when: self.when.take(),
+        })
+    }
 }
 
 fn bad(message: impl Into<String>) -> ApiError {
@@ -133,6 +171,7 @@ enum StepKind {
     Put,
     Delete,
     Get,
+    Expire,
 }
 
 /// What each compare asked, for the 412's description.
@@ -166,8 +205,8 @@ pub async fn txn(
     let request: TxnRequest = serde_json::from_slice(&body).map_err(|e| {
         bad(format!(
             "malformed transaction: {e}; expected {{\"compare\": [{{\"key\", \"version\" | \
-             \"exists\"}}], \"ops\": [{{\"op\": \"put\" | \"delete\" | \"get\", \"key\", \
-             \"value\"}}]}}"
+             \"exists\"}}], \"ops\": [{{\"op\": \"put\" | \"delete\" | \"get\" | \
+             \"expire\", \"key\", \"value\"}}]}}"
         ))
     })?;
     if request.compare.len() > MAX_TXN_OPS || request.ops.len() > MAX_TXN_OPS {
@@ -209,20 +248,29 @@ pub async fn txn(
 
     let mut steps = Vec::with_capacity(request.ops.len());
     let mut kinds = Vec::with_capacity(request.ops.len());
-    for (i, op) in request.ops.into_iter().enumerate() {
+    for (i, mut op) in request.ops.into_iter().enumerate() {
         let what = format!("ops[{i}] ({})", op.op);
+        let args = op.expiry_args(&what)?;
         let key = required_key(&what, op.key, op.key_base64)?;
         let value = field_bytes(&what, "value", op.value, op.value_base64)?;
+        let invalid = |message: String| bad(format!("{what}: {message}"));
         let (kind, step) = match (op.op.as_str(), value) {
-            ("put", Some(value)) => (
-                StepKind::Put,
-                Some(Op::Set {
-                    value,
-                    when: Condition::Always,
-                }),
-            ),
+            ("put", Some(value)) => {
+                let expiry = args.put_expiry().map_err(invalid)?;
+                (
+                    StepKind::Put,
+                    Some(Op::set(value, Condition::Always, expiry)),
+                )
+            }
             ("put", None) => {
                 return Err(bad(format!("{what}: value (or value_base64) is missing")));
+            }
+            ("expire", None) => (StepKind::Expire, Some(args.expire_op().map_err(invalid)?)),
+            ("delete" | "get", None) if !args.is_empty() => {
+                return Err(bad(format!(
+                    "{what}: takes no ttl, expire_at, keep_ttl, persist or when; a put sets an \
+                     expiry, an expire changes it"
+                )));
             }
             ("delete", None) => (
                 StepKind::Delete,
@@ -231,12 +279,13 @@ pub async fn txn(
                 }),
             ),
             ("get", None) => (StepKind::Get, None),
-            ("delete" | "get", Some(_)) => {
+            ("delete" | "get" | "expire", Some(_)) => {
                 return Err(bad(format!("{what}: takes no value")));
             }
             (other, _) => {
                 return Err(bad(format!(
-                    "ops[{i}]: unknown op {other:?}; a transaction's ops are put, delete and get"
+                    "ops[{i}]: unknown op {other:?}; a transaction's ops are put, delete, get \
+                     and expire"
                 )));
             }
         };
@@ -301,7 +350,9 @@ pub async fn txn(
 }
 
 /// One op's result: a put's new version, whether a delete removed
-/// anything, a get's value and version (`null` when absent).
+/// anything, a get's value and version (`null` when absent), whether an
+/// expire applied and the key's version after it; with `expires_at` where
+/// the key has an expiry.
 fn step_result(
     key: &[u8],
     kind: StepKind,
@@ -310,31 +361,39 @@ fn step_result(
 ) -> Value {
     let mut item = Map::new();
     encode_into(&mut item, "key", key);
-    match kind {
+    // The key the result describes: a get's as the transaction found it
+    // (absent once expired; its `after` is the material state).
+    let state = match kind {
         StepKind::Put => {
             item.insert("op".into(), "put".into());
-            item.insert(
-                "version".into(),
-                etag(step.after.as_ref()).unwrap_or(Value::Null),
-            );
+            step.after.as_ref()
         }
         StepKind::Delete => {
             item.insert("op".into(), "delete".into());
             item.insert("existed".into(), step.before.is_some().into());
+            None
         }
         StepKind::Get => {
             item.insert("op".into(), "get".into());
-            match &step.after {
+            match &step.before {
                 Some(state) => encode_into(&mut item, "value", &state.value),
                 None => {
                     item.insert("value".into(), Value::Null);
                 }
             }
-            item.insert(
-                "version".into(),
-                etag(step.after.as_ref()).unwrap_or(Value::Null),
-            );
+            step.before.as_ref()
         }
+        StepKind::Expire => {
+            item.insert("op".into(), "expire".into());
+            item.insert("applied".into(), step.applied.into());
+            expiry::reported(step)
+        }
+    };
+    if !matches!(kind, StepKind::Delete) {
+        item.insert("version".into(), etag(state).unwrap_or(Value::Null));
+    }
+    if let Some(at) = state.and_then(|state| state.expires_at) {
+        item.insert("expires_at".into(), at.into());
     }
     Value::Object(item)
 }

@@ -4,13 +4,17 @@
 //!   answer `{"partition","offset"}` once the broker acknowledged the record.
 //!   With `If-Match` / `If-None-Match: *` they are conditional: an operation
 //!   record whose condition the log decides, 412 when it did not hold
-//!   ([`conditional`](super::conditional)).
+//!   ([`conditional`](super::conditional)). `PUT` takes `?ttl=<ms>`,
+//!   `?expire_at=<unix ms>` or `?keep_ttl=1` ([`expiry`](super::expiry)).
 //! - `GET /v1/kv/{key}` answers the raw value, with `x-kafkv-partition`,
-//!   `x-kafkv-offset` and the version as `ETag`; `?consistency=strong` first
-//!   catches up with the topic.
+//!   `x-kafkv-offset`, the version as `ETag` and, when the key has one, its
+//!   expiry as `x-kafkv-expires-at`; `?consistency=strong` first catches up
+//!   with the topic.
 //! - `POST /v1/kv/{key}/incr?by=N` (or `?by_float=X`) adds to a number
 //!   stored as decimal text, as Redis's `INCRBY` (`INCRBYFLOAT`); 409 when
 //!   the value is not a number or the sum would not fit.
+//! - `POST /v1/kv/{key}/expire` sets or removes the key's expiry
+//!   ([`expiry::expire`](super::expiry::expire)).
 //! - `GET /v1/kv?prefix=&start_after=&cursor=&limit=` pages through keys in
 //!   byte order. Keys in the path and query are percent-decoded to raw bytes.
 //!   In the JSON, a key or value that is valid UTF-8 is a string under `key` /
@@ -34,12 +38,13 @@ use serde_json::{Map, Value, json};
 use super::{
     ApiError, AppState,
     conditional::{self, Etag, Precondition, with_etag},
+    expiry::{self, ExpiryArgs, with_expires_at},
     path_key, read_body,
 };
 use crate::{
     error::InputError,
-    op::{Condition, Op, parse_f64},
-    store::{Applied, Consistency},
+    op::{Condition, KeyState, Op, parse_f64},
+    store::{Applied, Consistency, WriteError},
 };
 
 const PREFIX: &str = "/v1/kv/";
@@ -70,7 +75,7 @@ pub async fn get(State(state): State<AppState>, uri: Uri) -> Result<Response, Ap
                 header::ETAG,
                 Etag::new(found.partition, found.offset).header(),
             );
-            Ok(response)
+            Ok(with_expires_at(response, found.expires_at))
         }
     }
 }
@@ -85,17 +90,37 @@ pub async fn put(
     // Check the key and the headers before reading a possibly large body.
     state.store.validate(&key, None)?;
     let precondition = conditional::precondition(&headers)?;
+    let expiry = ExpiryArgs::from_query(&Query::parse(uri.query())?)?
+        .put_expiry()
+        .map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, message))?;
     let max = state.store.config().max_value_bytes;
     let value = read_body(&headers, body, max, "--max-value-bytes").await?;
-    let Some(precondition) = precondition else {
-        let receipt = state.store.put(&key, value).await?;
-        let etag = Etag::new(receipt.partition, receipt.offset);
-        return Ok(with_etag(
-            written(receipt.partition, receipt.offset),
-            Some(etag),
-        ));
-    };
-    conditional_write(&state, &key, precondition, |when| Op::Set { value, when }).await
+    let store = &state.store;
+    match (precondition, expiry) {
+        (None, None) => {
+            let receipt = store.put(&key, value).await?;
+            let etag = Etag::new(receipt.partition, receipt.offset);
+            Ok(with_etag(
+                written(receipt.partition, receipt.offset),
+                Some(etag),
+            ))
+        }
+        // A put with an expiry: its reply waits for the record's timestamp,
+        // which resolves a relative one.
+        (None, Some(expiry)) => {
+            let Applied { receipt, outcome } = store
+                .put_when(&key, value, Condition::Always, Some(expiry))
+                .await?;
+            let (partition, offset) = (receipt.partition, receipt.offset);
+            Ok(written_leaving(partition, offset, outcome.after.as_ref()))
+        }
+        (Some(precondition), expiry) => {
+            conditional_write(&state, &key, precondition, |when| {
+                store.put_when(&key, value, when, expiry)
+            })
+            .await
+        }
+    }
 }
 
 pub async fn delete(
@@ -108,47 +133,71 @@ pub async fn delete(
         let receipt = state.store.delete(&key).await?;
         return Ok(written(receipt.partition, receipt.offset));
     };
-    conditional_write(&state, &key, precondition, |when| Op::Delete { when }).await
+    let store = &state.store;
+    conditional_write(&state, &key, precondition, |when| {
+        store.apply_op(&key, Op::Delete { when })
+    })
+    .await
 }
 
-/// A put or delete that happens only if `precondition` holds where its
-/// record lands in the log: 200 with the new version's `ETag` (none once
-/// deleted), or 412 with the version it found.
-async fn conditional_write(
+/// A put or delete (`write`, given the condition) that happens only if
+/// `precondition` holds where its record lands in the log: 200 with the
+/// new version's `ETag` (none once deleted), or 412 with the version it
+/// found.
+async fn conditional_write<W>(
     state: &AppState,
     key: &[u8],
     precondition: Precondition,
-    op: impl FnOnce(Condition) -> Op,
-) -> Result<Response, ApiError> {
+    write: impl FnOnce(Condition) -> W,
+) -> Result<Response, ApiError>
+where
+    W: Future<Output = Result<Applied, WriteError>>,
+{
     let when = match conditional::condition(&state.store, key, precondition)? {
         Ok(when) => when,
         Err(refused) => return Ok(refused),
     };
-    let Applied { receipt, outcome } = state.store.apply_op(key, op(when)).await?;
+    let Applied { receipt, outcome } = write(when).await?;
     let partition = receipt.partition;
     if !outcome.applied {
         let current = conditional::etag_of(partition, outcome.before.as_ref());
         return Ok(conditional::failed(precondition, current));
     }
-    let etag = conditional::etag_of(partition, outcome.after.as_ref());
-    Ok(with_etag(written(partition, receipt.offset), etag))
+    Ok(written_leaving(
+        partition,
+        receipt.offset,
+        outcome.after.as_ref(),
+    ))
 }
 
 fn written(partition: i32, offset: i64) -> Response {
     Json(json!({ "partition": partition, "offset": offset })).into_response()
 }
 
-/// `POST /v1/kv/{key}/incr`: the only `POST` on a key, so the key is the
-/// path before the last `/incr` (its own slashes may stay unencoded).
+/// A write's answer once it is known what it left: the new version's
+/// `ETag` and expiry, if the key is present.
+fn written_leaving(partition: i32, offset: i64, after: Option<&KeyState>) -> Response {
+    let etag = conditional::etag_of(partition, after);
+    let response = with_etag(written(partition, offset), etag);
+    with_expires_at(response, after.and_then(|after| after.expires_at))
+}
+
+/// `POST /v1/kv/{key}/incr` and `POST /v1/kv/{key}/expire`: the key is
+/// the path before the last `/incr` or `/expire` (its own slashes may stay
+/// unencoded).
 pub async fn post(
     State(state): State<AppState>,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let query = Query::parse(uri.query())?;
+    if let Some(path) = uri.path().strip_suffix("/expire") {
+        return expiry::expire(&state, &path_key(path, PREFIX), &query, &headers).await;
+    }
     let Some(path) = uri.path().strip_suffix("/incr") else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            "the only POST on a key is POST /v1/kv/{key}/incr",
+            "the POSTs on a key are POST /v1/kv/{key}/incr and POST /v1/kv/{key}/expire",
         ));
     };
     let key = path_key(path, PREFIX);
@@ -159,7 +208,6 @@ pub async fn post(
              value the key holds where its record lands in the log",
         ));
     }
-    let query = Query::parse(uri.query())?;
     let op = match (query.text("by")?, query.text("by_float")?) {
         (Some(_), Some(_)) => {
             return Err(ApiError::new(
@@ -204,10 +252,9 @@ pub async fn post(
         Err(_) => Value::from(text.parse::<f64>().expect("a float's decimal text")),
     };
     let etag = Etag::new(partition, after.version);
-    Ok(with_etag(
-        Json(json!({ "value": value })).into_response(),
-        Some(etag),
-    ))
+    let response = with_etag(Json(json!({ "value": value })).into_response(), Some(etag));
+    // An increment keeps the key's expiry, as Redis's does.
+    Ok(with_expires_at(response, after.expires_at))
 }
 
 pub async fn scan(State(state): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
@@ -260,6 +307,9 @@ pub async fn scan(State(state): State<AppState>, uri: Uri) -> Result<Response, A
             encode_into(&mut item, "value", &found.value);
             item.insert("partition".into(), found.partition.into());
             item.insert("offset".into(), found.offset.into());
+            if let Some(at) = found.expires_at {
+                item.insert("expires_at".into(), at.into());
+            }
             Value::Object(item)
         })
         .collect();

@@ -10,7 +10,9 @@
 //! does (a UTF-8 string, else `key_base64` / `value_base64`); a `put` or
 //! `delete` from the change stream also has `op`, what made it, named as
 //! Redis names its keyspace-notification event (`set`, `del`, `incrby`,
-//! `append`, `rename_from`, …; snapshot entries have none). A comment is
+//! `append`, `rename_from`, `expire`, `persist`, `expired`, …; snapshot
+//! entries have none), and a `put` of a key with an expiry has
+//! `expires_at` (ms since the Unix epoch). A comment is
 //! sent every 15 s so proxies keep the connection. 400 for a malformed or
 //! foreign token, 410 for an expired one, 503 while bootstrapping.
 
@@ -123,6 +125,9 @@ fn sse_event(event: &WatchEvent) -> Event {
         }
         if let Some(op) = record.op {
             data.insert("op".into(), op.name().into());
+        }
+        if let Some(at) = record.expires_at {
+            data.insert("expires_at".into(), at.into());
         }
         data.insert("partition".into(), record.partition.into());
         data.insert("offset".into(), record.offset.into());

@@ -306,6 +306,7 @@ mod tests {
         Change {
             key: Bytes::copy_from_slice(key.as_bytes()),
             value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+            expires_at: None,
             op,
             partition: 0,
             offset: 0,

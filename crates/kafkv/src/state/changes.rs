@@ -32,6 +32,9 @@ pub struct Change {
     pub key: Bytes,
     /// The new value; `None`: the key was deleted (a tombstone).
     pub value: Option<Bytes>,
+    /// When the new value expires (ms since the epoch); `None`: never, or
+    /// the key was deleted.
+    pub expires_at: Option<i64>,
     /// What produced the new value (Redis's keyspace-notification event).
     pub op: ChangeOp,
     pub partition: i32,
@@ -48,6 +51,7 @@ impl From<&Record> for Change {
         Change {
             key: Bytes::copy_from_slice(record.key()),
             value: record.value().map(Bytes::copy_from_slice),
+            expires_at: record.value().and(record.expires_at),
             op: ChangeOp::of(&record.kind, record.key(), record.value()),
             partition: record.partition,
             offset: record.offset,
@@ -64,6 +68,7 @@ impl Change {
         Change {
             key: Bytes::copy_from_slice(state.key()),
             value: state.value().map(Bytes::copy_from_slice),
+            expires_at: state.value().and(state.expires_at),
             op: ChangeOp::of(&record.kind, state.key(), state.value()),
             partition: record.partition,
             offset: record.offset,

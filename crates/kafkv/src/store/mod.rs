@@ -5,6 +5,11 @@
 //! instance reads it immediately. Reads are served from the view (in memory,
 //! or on local disk with `--state disk`).
 //!
+//! Expiry (docs/expiry.md): [`Store::put_with`] writes a value with an
+//! [`Expiry`], [`Store::expire`] and [`Store::persist`] change a live key's;
+//! reads hide a key once its expiry passed, and a SWEEP record later
+//! removes it from the topic.
+//!
 //! - `error.rs`: what each kind of operation can fail with.
 //! - `status.rs`: one snapshot of positions, lag and key count for every
 //!   front end's health and metrics.
@@ -14,7 +19,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
-    time::Duration,
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 mod error;
@@ -40,7 +45,8 @@ use crate::{
         topic,
         writer::Writer,
     },
-    state::View,
+    op::{Condition, Deadline, ExpireWhen, Op, SetExpiry},
+    state::{View, now_ms},
     watch::{Watch, WatchContext, WatchError, WatchOptions, token::fingerprint},
 };
 
@@ -60,6 +66,63 @@ pub enum Consistency {
     /// end offsets as of the read, so any write acknowledged before it began,
     /// by any instance, is visible.
     Strong,
+}
+
+/// When a value written with [`Store::put_with`] expires. Expired keys are
+/// absent to every read and every operation at once, and a SWEEP record
+/// removes them from the topic soon after (docs/expiry.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Expiry {
+    /// Never: the put clears any expiry the key had, as Redis's plain `SET`.
+    #[default]
+    Never,
+    /// This long after the record's timestamp (the broker's clock, so every
+    /// instance agrees), in whole milliseconds rounded up. Zero is refused.
+    After(Duration),
+    /// At this time. A time already past by this machine's clock deletes
+    /// the key instead, as Redis's `SET … PXAT` does.
+    At(SystemTime),
+    /// Whatever expiry the key has where the record lands in the log
+    /// (Redis's `KEEPTTL`), none if it is absent: an operation record.
+    Keep,
+}
+
+impl Expiry {
+    /// The expiry a put of this kind leaves, as an operation carries it
+    /// (`None`: none).
+    pub fn to_set_expiry(self) -> Result<Option<SetExpiry>, InputError> {
+        Ok(match self {
+            Expiry::Never => None,
+            Expiry::After(after) if after.is_zero() => return Err(InputError::InvalidExpiry),
+            Expiry::After(after) => Some(SetExpiry::Until(after.into())),
+            Expiry::At(at) => Some(SetExpiry::Until(at.into())),
+            Expiry::Keep => Some(SetExpiry::Keep),
+        })
+    }
+}
+
+impl From<Duration> for Deadline {
+    /// This long after the record's timestamp, rounded up to a whole
+    /// millisecond (a non-zero duration never becomes "now"), saturating.
+    fn from(after: Duration) -> Self {
+        Deadline::In(ceil_ms(after))
+    }
+}
+
+impl From<SystemTime> for Deadline {
+    /// At this time, rounded down to a whole millisecond since the epoch
+    /// (never later than asked), saturating.
+    fn from(at: SystemTime) -> Self {
+        Deadline::At(match at.duration_since(UNIX_EPOCH) {
+            Ok(since) => i64::try_from(since.as_millis()).unwrap_or(i64::MAX),
+            Err(before) => ceil_ms(before.duration()).saturating_neg(),
+        })
+    }
+}
+
+/// `duration` in milliseconds, rounded up, saturating.
+fn ceil_ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_nanos().div_ceil(1_000_000)).unwrap_or(i64::MAX)
 }
 
 /// A handle to an open store; cheap to clone.
@@ -306,6 +369,76 @@ impl Store {
         self.write(key, Some(value)).await
     }
 
+    /// Stores `value` under `key` expiring as `expiry` says, and returns
+    /// what it replaced and left once this instance applied it (a relative
+    /// expiry is resolved against the record's timestamp, which only the
+    /// consumer knows). `Expiry::Never` is a plain put, `Keep` an operation
+    /// record (see [`Store::put_when`]).
+    pub async fn put_with(
+        &self,
+        key: &[u8],
+        value: Bytes,
+        expiry: Expiry,
+    ) -> Result<Applied, WriteError> {
+        let expiry = expiry.to_set_expiry()?;
+        self.put_when(key, value, Condition::Always, expiry).await
+    }
+
+    /// Stores `value` under `key` leaving `expiry` (`None`: none), only if
+    /// `when` holds where the record lands in the log; `outcome.applied`
+    /// says whether it did (docs/expiry.md, "Records", for what each form
+    /// writes). Unconditional, it is a plain put, one carrying its expiry,
+    /// or, for an absolute expiry already past by this machine's clock, a
+    /// delete; with a condition or [`SetExpiry::Keep`], an operation record
+    /// decided on the key's state there (docs/rmw.md). A relative expiry
+    /// must be positive.
+    pub async fn put_when(
+        &self,
+        key: &[u8],
+        value: Bytes,
+        when: Condition,
+        expiry: Option<SetExpiry>,
+    ) -> Result<Applied, WriteError> {
+        if matches!(expiry, Some(SetExpiry::Until(Deadline::In(ms))) if ms <= 0) {
+            return Err(InputError::InvalidExpiry.into());
+        }
+        match (when, expiry) {
+            (Condition::Always, None) => self.replace(key, Some(value)).await,
+            (Condition::Always, Some(SetExpiry::Until(Deadline::At(at)))) if at <= now_ms() => {
+                // Refused as the put would be, though nothing of it is written.
+                self.validate(key, Some(&value))?;
+                self.replace(key, None).await
+            }
+            (Condition::Always, Some(SetExpiry::Until(deadline))) => {
+                self.put_expiring(key, value, deadline).await
+            }
+            (when, expiry) => self.apply_op(key, Op::set(value, when, expiry)).await,
+        }
+    }
+
+    /// Sets the live `key`'s expiry to `deadline` (a [`Duration`] from the
+    /// record's timestamp, a [`SystemTime`], or a [`Deadline`]) if `when`
+    /// holds where the record lands in the log, as Redis's `PEXPIRE` /
+    /// `PEXPIREAT` with `NX|XX|GT|LT`. `outcome.applied` is Redis's reply:
+    /// `false` for an absent or expired key or a condition that did not
+    /// hold. A deadline at or before the record's time deletes the key.
+    pub async fn expire(
+        &self,
+        key: &[u8],
+        deadline: impl Into<Deadline>,
+        when: ExpireWhen,
+    ) -> Result<Applied, WriteError> {
+        let deadline = deadline.into();
+        self.apply_op(key, Op::Expire { deadline, when }).await
+    }
+
+    /// Removes the live `key`'s expiry where the record lands in the log,
+    /// as Redis's `PERSIST`; `outcome.applied` is `false` when the key is
+    /// absent or had none.
+    pub async fn persist(&self, key: &[u8]) -> Result<Applied, WriteError> {
+        self.apply_op(key, Op::Persist).await
+    }
+
     /// Deletes `key` by writing a tombstone.
     pub async fn delete(&self, key: &[u8]) -> Result<Receipt, WriteError> {
         self.validate(key, None)?;
@@ -412,5 +545,41 @@ impl<'a> InFlight<'a> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_round_up_and_times_round_down_to_whole_milliseconds() {
+        let ms = Duration::from_millis;
+        assert_eq!(Deadline::from(ms(1500)), Deadline::In(1500));
+        assert_eq!(Deadline::from(Duration::from_nanos(1)), Deadline::In(1));
+        assert_eq!(Deadline::from(Duration::MAX), Deadline::In(i64::MAX));
+        let at = UNIX_EPOCH + ms(1_767_225_600_000) + Duration::from_micros(999);
+        assert_eq!(Deadline::from(at), Deadline::At(1_767_225_600_000));
+        let before = UNIX_EPOCH - Duration::from_micros(1500);
+        assert_eq!(Deadline::from(before), Deadline::At(-2));
+    }
+
+    #[test]
+    fn expiries_become_what_a_put_leaves() {
+        let at = UNIX_EPOCH + Duration::from_millis(42);
+        assert_eq!(Expiry::Never.to_set_expiry(), Ok(None));
+        assert_eq!(Expiry::Keep.to_set_expiry(), Ok(Some(SetExpiry::Keep)));
+        assert_eq!(
+            Expiry::After(Duration::from_secs(2)).to_set_expiry(),
+            Ok(Some(SetExpiry::Until(Deadline::In(2000))))
+        );
+        assert_eq!(
+            Expiry::At(at).to_set_expiry(),
+            Ok(Some(SetExpiry::Until(Deadline::At(42))))
+        );
+        assert_eq!(
+            Expiry::After(Duration::ZERO).to_set_expiry(),
+            Err(InputError::InvalidExpiry)
+        );
     }
 }

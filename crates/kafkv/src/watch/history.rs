@@ -115,7 +115,9 @@ fn read(
         }
         // A plain record or a repair: either states the key's value, so the
         // change is a `set` or a `del` (an operation's own name comes with
-        // its evaluation, which only the view does).
+        // its evaluation, which only the view does). A SWEEP is `expired`:
+        // a delete, as any consumer of the topic takes it; one that lost to
+        // a rewrite is followed by the repair restating the key's value.
         if sender.blocking_send(Ok(Change::from(&record))).is_err() {
             return;
         }

@@ -25,7 +25,9 @@
 //!   at positions P, then `SnapshotEnd` with P's token, then every change
 //!   after P: no gap, no overlap. P is at least the topic's end offsets when
 //!   the watch was asked for, so the snapshot has every write acknowledged
-//!   before (`Store::watch` catches up first).
+//!   before (`Store::watch` catches up first). A key already expired by
+//!   this machine's clock is left out, as every read leaves it out; its
+//!   SWEEP, when applied after P, is still an `expired` event.
 //! - **Slow watchers**: a watch that falls more than the change feed's
 //!   capacity behind ends with `Lagged` and the last token it delivered. It
 //!   never slows the consumer, writes or other watches.
@@ -36,6 +38,12 @@
 //!   events), with the key's resulting value. Read back from the topic, a
 //!   plain record or a repair is a `set` or `del`; an operation record there
 //!   cannot be evaluated without the view, so the watch ends `Lagged`.
+//! - **Keys that expire** (docs/expiry.md): a `Put` carries the key's expiry, if it
+//!   has one. `EXPIRE` and `PERSIST` are `Put`s named `expire` and
+//!   `persist`; a SWEEP that deleted its key is a `Delete` named `expired`,
+//!   at the SWEEP's offset on every instance. Read back from the topic, a
+//!   SWEEP is taken as a delete, as any consumer of the topic takes it: one
+//!   that lost to a rewrite is followed by the repair restating the value.
 
 mod history;
 pub mod token;
@@ -104,15 +112,18 @@ pub enum WatchEvent {
         /// What set it (`set`, `incrby`, `append`, `rename_to`, …); `None`
         /// for a snapshot entry.
         op: Option<ChangeOp>,
+        /// When the key expires (ms since the epoch); `None`: never.
+        expires_at: Option<i64>,
         partition: i32,
         offset: i64,
         timestamp: Option<i64>,
         token: Option<Token>,
     },
-    /// The key was deleted (a tombstone, or the source of a rename).
+    /// The key was deleted (a tombstone, the source of a rename, or a
+    /// SWEEP once it expired).
     Delete {
         key: Bytes,
-        /// What deleted it: `del` or `rename_from`.
+        /// What deleted it: `del`, `rename_from` or `expired`.
         op: ChangeOp,
         partition: i32,
         offset: i64,
@@ -148,6 +159,7 @@ impl WatchEvent {
                 key,
                 value,
                 op,
+                expires_at,
                 partition,
                 offset,
                 timestamp,
@@ -156,6 +168,7 @@ impl WatchEvent {
                 key,
                 value: value.as_ref(),
                 op: *op,
+                expires_at: *expires_at,
                 partition: *partition,
                 offset: *offset,
                 timestamp: *timestamp,
@@ -171,6 +184,7 @@ impl WatchEvent {
                 key,
                 value: None,
                 op: Some(*op),
+                expires_at: None,
                 partition: *partition,
                 offset: *offset,
                 timestamp: *timestamp,
@@ -201,6 +215,8 @@ pub struct EventRecord<'a> {
     /// What made the change (its Redis keyspace-notification event name is
     /// [`ChangeOp::name`]); `None` for a snapshot entry.
     pub op: Option<ChangeOp>,
+    /// A put's expiry (ms since the epoch); `None`: never, or a delete.
+    pub expires_at: Option<i64>,
     pub partition: i32,
     pub offset: i64,
     pub timestamp: Option<i64>,
@@ -292,11 +308,17 @@ impl Watch {
                 // cursor (the snapshot's positions).
                 let (changes, _, _) = watch.context.view.subscribe_with_recent();
                 let snapshot = watch.context.view.applied_snapshot(&watch.prefix)?;
+                let now = crate::state::now_ms();
                 for (key, entry) in snapshot.entries {
+                    // Absent to every read already; its SWEEP follows.
+                    if entry.is_expired_at(now) {
+                        continue;
+                    }
                     watch.pending.push_back(WatchEvent::Put {
                         key,
                         value: watch.values.then_some(entry.value),
                         op: None,
+                        expires_at: entry.expires_at,
                         partition: entry.partition,
                         offset: entry.offset,
                         timestamp: None,
@@ -496,6 +518,7 @@ impl Watch {
                 key: change.key.clone(),
                 value: self.values.then(|| value.clone()),
                 op: Some(change.op),
+                expires_at: change.expires_at,
                 partition: change.partition,
                 offset: change.offset,
                 timestamp: change.timestamp,
