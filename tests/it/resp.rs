@@ -806,6 +806,13 @@ async fn keyspace_notifications_name_the_operation_as_redis_7_does() {
         ("COPY op:t op:u", false),
         ("GETDEL op:u", false),
         ("MSETNX op:m1 1 op:m2 2", false),
+        // An expiry with the value: `set` then `expire`, as Redis 7 sends;
+        // KEEPTTL keeps it (an operation record) and is only a `set`.
+        ("SET op:e v EX 100", false),
+        ("SETEX op:f 100 v", false),
+        ("SET op:e w KEEPTTL", false),
+        ("EXPIRE op:e 200", false),
+        ("PERSIST op:e", false),
         ("SET op:end x", false),
     ] {
         let mut args = command.split(' ');
@@ -843,6 +850,13 @@ async fn keyspace_notifications_name_the_operation_as_redis_7_does() {
         ("u", "del"),
         ("m1", "set"),
         ("m2", "set"),
+        ("e", "set"),
+        ("e", "expire"),
+        ("f", "set"),
+        ("f", "expire"),
+        ("e", "set"),
+        ("e", "expire"),
+        ("e", "persist"),
         ("end", "set"),
     ]
     .into_iter()

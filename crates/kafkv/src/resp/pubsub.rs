@@ -222,22 +222,31 @@ impl Subscriptions {
     pub fn messages(&self, batch: &ChangeBatch) -> Vec<Frame> {
         let mut out = Vec::new();
         for change in &batch.changes {
-            if !notifies(class(change.op)) {
-                continue;
-            }
-            if notifies(b'K') {
-                let mut keyspace = BytesMut::with_capacity(KEYSPACE.len() + change.key.len());
-                keyspace.put_slice(KEYSPACE);
-                keyspace.put_slice(&change.key);
-                let event = Bytes::from_static(change.op.name().as_bytes());
-                self.deliver(&keyspace.freeze(), &event, &mut out);
-            }
-            if notifies(b'E') {
-                let keyevent = Bytes::from_static(keyevent_channel(change.op));
-                self.deliver(&keyevent, &change.key, &mut out);
+            // `SET … EX` is a `set` and then an `expire`, as Redis sends it.
+            let then_expire = change.sets_expiry.then_some(ChangeOp::Expire);
+            for op in std::iter::once(change.op).chain(then_expire) {
+                self.event(&change.key, op, &mut out);
             }
         }
         out
+    }
+
+    /// The keyspace message of `op` on `key`, then its keyevent one.
+    fn event(&self, key: &Bytes, op: ChangeOp, out: &mut Vec<Frame>) {
+        if !notifies(class(op)) {
+            return;
+        }
+        if notifies(b'K') {
+            let mut keyspace = BytesMut::with_capacity(KEYSPACE.len() + key.len());
+            keyspace.put_slice(KEYSPACE);
+            keyspace.put_slice(key);
+            let event = Bytes::from_static(op.name().as_bytes());
+            self.deliver(&keyspace.freeze(), &event, out);
+        }
+        if notifies(b'E') {
+            let keyevent = Bytes::from_static(keyevent_channel(op));
+            self.deliver(&keyevent, key, out);
+        }
     }
 
     fn deliver(&self, channel: &Bytes, message: &Bytes, out: &mut Vec<Frame>) {
@@ -307,6 +316,7 @@ mod tests {
             key: Bytes::copy_from_slice(key.as_bytes()),
             value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
             expires_at: None,
+            sets_expiry: false,
             op,
             partition: 0,
             offset: 0,
@@ -361,6 +371,35 @@ mod tests {
                 vec!["pmessage", rename, "__keyevent@0__:rename_from", "a"],
                 vec!["pmessage", ks, "__keyspace@0__:b", "rename_to"],
                 vec!["pmessage", rename, "__keyevent@0__:rename_to", "b"],
+            ]
+        );
+    }
+
+    #[test]
+    fn a_set_with_an_expiry_notifies_set_then_expire() {
+        let (_sender, receiver) = tokio::sync::broadcast::channel(1);
+        let mut subs = Subscriptions::new(receiver, Arc::default());
+        subs.subscribe(Kind::Pattern, Bytes::from_static(b"__keyspace@0__:*"));
+        let expiring = Change {
+            sets_expiry: true,
+            expires_at: Some(1),
+            ..change("e", Some("v"), ChangeOp::Set)
+        };
+        let kept = Change {
+            expires_at: Some(1),
+            ..change("k", Some("v"), ChangeOp::Set)
+        };
+        let batch = ChangeBatch {
+            changes: vec![expiring, kept],
+            positions: vec![2],
+        };
+        let ks = "__keyspace@0__:*";
+        assert_eq!(
+            rendered(&subs.messages(&batch)),
+            [
+                vec!["pmessage", ks, "__keyspace@0__:e", "set"],
+                vec!["pmessage", ks, "__keyspace@0__:e", "expire"],
+                vec!["pmessage", ks, "__keyspace@0__:k", "set"],
             ]
         );
     }

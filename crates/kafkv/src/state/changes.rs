@@ -22,7 +22,7 @@ use parking_lot::Mutex;
 use tokio::sync::broadcast;
 
 use crate::{
-    op::{Batch, Op},
+    op::{Batch, Op, SetExpiry},
     record::{Kind, Record},
 };
 
@@ -37,6 +37,9 @@ pub struct Change {
     pub expires_at: Option<i64>,
     /// What produced the new value (Redis's keyspace-notification event).
     pub op: ChangeOp,
+    /// A `Set` that also gave the key a new expiry (`SET … EX`, `SETEX`,
+    /// HTTP `?ttl=`, not `KEEPTTL`): Redis notifies `expire` after `set`.
+    pub sets_expiry: bool,
     pub partition: i32,
     pub offset: i64,
     /// The record's timestamp in milliseconds since the epoch, where the
@@ -53,6 +56,9 @@ impl From<&Record> for Change {
             value: record.value().map(Bytes::copy_from_slice),
             expires_at: record.value().and(record.expires_at),
             op: ChangeOp::of(&record.kind, record.key(), record.value()),
+            sets_expiry: record.kind == Kind::Plain
+                && record.value().is_some()
+                && record.expires_at.is_some(),
             partition: record.partition,
             offset: record.offset,
             timestamp: record.timestamp,
@@ -65,11 +71,21 @@ impl Change {
     /// that `record`, an operation or a repair, left one of its keys in,
     /// reported at the record's own place in the log.
     pub(super) fn replaced(record: &Record, state: &Record) -> Self {
+        let op = ChangeOp::of(&record.kind, state.key(), state.value());
+        let sets_expiry = op == ChangeOp::Set
+            && matches!(
+                &record.kind,
+                Kind::Op(Op::SetEx {
+                    expiry: SetExpiry::Until(_),
+                    ..
+                })
+            );
         Change {
             key: Bytes::copy_from_slice(state.key()),
             value: state.value().map(Bytes::copy_from_slice),
             expires_at: state.value().and(state.expires_at),
-            op: ChangeOp::of(&record.kind, state.key(), state.value()),
+            op,
+            sets_expiry,
             partition: record.partition,
             offset: record.offset,
             timestamp: record.timestamp,
