@@ -345,6 +345,35 @@ pub struct RawRecord {
 
 /// Every record in the topic up to its current end offsets, per partition in order.
 pub async fn read_topic(brokers: &str, topic: &str) -> Vec<RawRecord> {
+    read_topic_with_headers(brokers, topic)
+        .await
+        .into_iter()
+        .map(|r| r.record)
+        .collect()
+}
+
+/// A raw record with its headers, in the order the broker returned them.
+#[derive(Debug, Clone)]
+pub struct HeadedRecord {
+    pub record: RawRecord,
+    /// (name, value); a header may have a null value.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl HeadedRecord {
+    /// The first header named `name`, as UTF-8 (`None` if absent, null or not UTF-8).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| v.as_deref())
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+}
+
+/// [`read_topic`], keeping each record's headers (kafkv's `kafkv.*` headers
+/// say what an operation, repair or SWEEP record is).
+pub async fn read_topic_with_headers(brokers: &str, topic: &str) -> Vec<HeadedRecord> {
     let ends = watermarks(brokers, topic).await;
     let consumer: BaseConsumer = client(brokers)
         .set("group.id", "kafkv-tests")
@@ -374,12 +403,22 @@ pub async fn read_topic(brokers: &str, topic: &str) -> Vec<RawRecord> {
                 done[p] = true;
             }
             if message.offset() < ends[p].1 {
-                records.push(RawRecord {
-                    partition: message.partition(),
-                    offset: message.offset(),
-                    key: message.key().map(<[u8]>::to_vec),
-                    value: message.payload().map(<[u8]>::to_vec),
-                    timestamp: message.timestamp().to_millis(),
+                use rdkafka::message::Headers;
+                let headers = message.headers().map_or_else(Vec::new, |headers| {
+                    headers
+                        .iter()
+                        .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                        .collect()
+                });
+                records.push(HeadedRecord {
+                    record: RawRecord {
+                        partition: message.partition(),
+                        offset: message.offset(),
+                        key: message.key().map(<[u8]>::to_vec),
+                        value: message.payload().map(<[u8]>::to_vec),
+                        timestamp: message.timestamp().to_millis(),
+                    },
+                    headers,
                 });
             }
         }
