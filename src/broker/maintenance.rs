@@ -14,7 +14,8 @@
 //!   relies on exactly that (docs/rmw.md, "Timing"): a put superseded only by
 //!   a fresh, not yet repaired operation must stay;
 //! - a tombstone that is the newest record for its key is removed once it is
-//!   at least `delete.retention.ms` old (and never before the lag).
+//!   at least `delete.retention.ms` old (and never before the lag), unless it
+//!   is its partition's last record (tansu derives the end offset from it).
 //!
 //! Ages come from the records' own timestamps, as Kafka's lag does. Offsets
 //! are never reused: removal leaves gaps, which consumers skip as they do
@@ -49,6 +50,15 @@ const COMPACTED_RECORDS: &str = "
 const NEWER_RECORD_FOR_KEY: &str = "EXISTS (SELECT 1 FROM record n
      WHERE n.topition = r.topition AND n.k = r.k AND n.offset_id > r.offset_id)";
 
+/// A record after this one in its partition. tansu 0.6 takes a partition's
+/// end offset from its last record: removing that one moves the end offset
+/// back (to 0 when it was the only record), so a fresh consumer stops short
+/// and a fresh kafkv reports ready without the records before it. Kafka
+/// never cleans its active segment either; a tombstone that is its
+/// partition's last record waits for the next record.
+const NEWER_RECORD_IN_PARTITION: &str = "EXISTS (SELECT 1 FROM record n
+     WHERE n.topition = r.topition AND n.offset_id > r.offset_id)";
+
 /// A newer record of the key that is itself past the lag (`?1` is now).
 const CLEANABLE_NEWER_RECORD_FOR_KEY: &str = "EXISTS (SELECT 1 FROM record n
      WHERE n.topition = r.topition AND n.k = r.k AND n.offset_id > r.offset_id
@@ -72,7 +82,8 @@ fn expired_tombstones_sql() -> String {
              AND r.timestamp <= ?1 - max(
                    coalesce(CAST(lag.value AS INTEGER), 0),
                    coalesce(CAST(retention.value AS INTEGER), {DEFAULT_DELETE_RETENTION_MS}))
-             AND NOT {NEWER_RECORD_FOR_KEY})"
+             AND NOT {NEWER_RECORD_FOR_KEY}
+             AND {NEWER_RECORD_IN_PARTITION})"
     )
 }
 

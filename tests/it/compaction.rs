@@ -345,3 +345,49 @@ async fn a_fetch_starting_in_a_compaction_gap_returns_the_first_records_headers(
         );
     }
 }
+
+/// Regression: tansu 0.6 takes a partition's end offset from its last
+/// record. Compaction removed a tombstone past `delete.retention.ms` even
+/// when it was that last record, and the end offset fell back to 0: a fresh
+/// instance came up ready without the records still in the log. With
+/// expiry this is the common case (a SWEEP is often the newest record).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_keeps_a_partitions_last_record_so_its_end_offset_stands() {
+    let broker = BrokerProcess::start_with(Duration::from_millis(200)).await;
+    let brokers = broker.address();
+    let topic = unique_topic("last-record");
+    create_compacted_create_time_topic(&brokers, &topic, Duration::ZERO, Duration::ZERO).await;
+    let put = |key: &str, value: Option<&str>| {
+        (
+            key.as_bytes().to_vec(),
+            value.map(|v| v.as_bytes().to_vec()),
+        )
+    };
+    let producer = producer(&brokers);
+    produce_all(&producer, &topic, [put("keep", Some("v"))]).await;
+    produce_all(&producer, &topic, [put("gone", Some("v"))]).await;
+    produce_all(&producer, &topic, [put("gone", None)]).await;
+    // The superseded put goes; the tombstone, past its retention but the
+    // partition's last record, stays, and so does the end offset.
+    eventually("the superseded put is compacted", || async {
+        read_topic(&brokers, &topic).await.len() == 2
+    })
+    .await;
+    assert_eq!(watermarks(&brokers, &topic).await[0].1, 3);
+    let fresh = Kafkv::start(compact_at_once(&brokers, &topic)).await;
+    let expected = BTreeMap::from([(b"keep".to_vec(), b"v".to_vec())]);
+    assert_eq!(fresh.state().await, expected);
+    fresh.stop().await;
+    // Once another record follows it, the tombstone goes.
+    produce_all(&producer, &topic, [put("next", Some("w"))]).await;
+    eventually("the tombstone is compacted once it is not last", || async {
+        let keys: Vec<_> = read_topic(&brokers, &topic)
+            .await
+            .into_iter()
+            .filter_map(|r| r.key)
+            .collect();
+        keys == [b"keep".to_vec(), b"next".to_vec()]
+    })
+    .await;
+    assert_eq!(watermarks(&brokers, &topic).await[0].1, 4);
+}
