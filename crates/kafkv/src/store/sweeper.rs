@@ -14,9 +14,11 @@
 //! sweeping right now (heard within the last quarter): that one is busy,
 //! not gone, and will get to the key (this is what keeps a bulk expiry at
 //! one SWEEP per key). When the first is gone, the next takes over at its
-//! own delay, still within the bound. A duplicate (an instance not yet
-//! heard, ranking itself alone) costs a record, never data: a SWEEP
-//! deletes only what expired (`state/hazards.rs`).
+//! own delay, still within the bound. An instance that has heard no other
+//! draws a delay per key in the same span instead, so instances just
+//! started rarely sweep the same key twice before they hear each other. A
+//! duplicate costs a record, never data: a SWEEP deletes only what expired
+//! (`state/hazards.rs`).
 //!
 //! Only settled keys are swept (unsettled ones are the repairer's), and
 //! only while this instance is ready and the topic passed the timing check
@@ -51,6 +53,10 @@ pub const DEFAULT_SWEEP_RATE: u32 = 50_000;
 /// How often the sweeper looks for due keys.
 const TICK: Duration = Duration::from_millis(20);
 
+/// How long a key stays out of the sweep while its SWEEP is in flight:
+/// longer than any send (the writer's own timeout ends one first).
+const IN_FLIGHT_FOR: Duration = Duration::from_secs(3600);
+
 /// The most SWEEPs in flight at once: held records go out together.
 const MAX_IN_FLIGHT: usize = 4096;
 
@@ -72,6 +78,8 @@ pub(super) async fn run(shared: Weak<Shared>) {
     // last tick, and at most one second's worth saved up while idle.
     let mut budget = Budget::new(rate, Instant::now());
     let mut counted_due_at: Option<Instant> = None;
+    // Orders this instance's delays while it knows no other sweeper.
+    let seed = fastrand::u64(..);
     // Keys swept or being swept, until `retry` lets them be tried again (a
     // SWEEP that lost, or was not written).
     let mut tried: HashMap<Bytes, Instant> = HashMap::new();
@@ -98,6 +106,7 @@ pub(super) async fn run(shared: Weak<Shared>) {
             metrics::gauge!("kafkv_expiry_due_keys").set(shared.view.expiry_counts().1 as f64);
         }
         let crew = Crew::heard(
+            seed,
             shared.view.instance_id(),
             &shared.view.sweepers_heard(),
             std::time::Instant::now(),
@@ -123,7 +132,9 @@ pub(super) async fn run(shared: Weak<Shared>) {
                 break;
             }
             let turn = crew.turn(&due.key);
-            if turn.behind_a_busy_one || due.expires_at + crew.delay(turn.rank, within) > now {
+            if turn.behind_a_busy_one
+                || due.expires_at + crew.delay(&due.key, turn.rank, within) > now
+            {
                 continue;
             }
             let statement = match shared.view.sweep_statement(&due.key, due.partition, now) {
@@ -135,17 +146,25 @@ pub(super) async fn run(shared: Weak<Shared>) {
                 }
             };
             let (restates, expires_at) = statement;
-            tried.insert(due.key.clone(), instant + within / 4);
+            // Not tried again while in flight, however long the broker
+            // takes (a first write after start can take most of a second).
+            tried.insert(due.key.clone(), instant + IN_FLIGHT_FOR);
             budget.available -= 1.0;
+            let key = due.key.clone();
             let record = Outgoing::sweep(due.key, restates, expires_at, shared.view.instance_id());
             let writer = &shared.writer;
-            sends.push(async move { writer.send_record(record).await });
+            sends.push(async move { (key, writer.send_record(record).await) });
         }
-        while let Some(sent) = sends.next().await {
+        while let Some((key, sent)) = sends.next().await {
             match sent {
                 Ok(_) => metrics::counter!("kafkv_sweeps_written_total").increment(1),
                 Err(error) => warn!(%error, "could not write a SWEEP; retrying"),
             }
+            // Written: applied here within milliseconds, after which the key
+            // is no longer due unless the SWEEP lost (it landed before the
+            // expiry in broker time); not written: try again. Either way a
+            // quarter of the bound from now.
+            tried.insert(key, Instant::now() + within / 4);
         }
     }
 }
@@ -183,6 +202,8 @@ const MEMBERSHIP: Duration = Duration::from_secs(3600);
 /// sweeps which key first.
 #[derive(Debug)]
 struct Crew {
+    /// This instance's own order of keys while it has heard no other.
+    seed: u64,
     me: u32,
     /// Heard within [`MEMBERSHIP`], this instance included; sorted.
     members: Vec<u32>,
@@ -201,6 +222,7 @@ struct Turn {
 
 impl Crew {
     fn heard(
+        seed: u64,
         me: u32,
         heard: &[(u32, std::time::Instant)],
         now: std::time::Instant,
@@ -220,7 +242,12 @@ impl Crew {
             .filter(|(id, at)| *id != me && since(*at) < within / 4)
             .map(|(id, _)| *id)
             .collect();
-        Crew { me, members, busy }
+        Crew {
+            seed,
+            me,
+            members,
+            busy,
+        }
     }
 
     /// Rendezvous hashing: every member scores the key the same way for
@@ -235,15 +262,20 @@ impl Crew {
         }
     }
 
-    /// How long after a key's expiry the instance at `rank` sweeps it, in
+    /// How long after `key`'s expiry the instance at `rank` sweeps it, in
     /// ms: the first at a quarter of the bound, the last at three quarters,
     /// the others evenly between. The quarter before the first leaves the
-    /// writer's own repair of a just-written key time to land.
-    fn delay(&self, rank: usize, within: Duration) -> i64 {
+    /// writer's own repair of a just-written key time to land. An instance
+    /// that has heard no other (just started, or the others never swept)
+    /// cannot know its place: it draws a delay per key in the same span, so
+    /// two such instances rarely pick the same moment, and the first SWEEP
+    /// either applies makes them known to each other.
+    fn delay(&self, key: &[u8], rank: usize, within: Duration) -> i64 {
         let within = within.as_millis() as i64;
+        let spread = (within / 2).max(1);
         let later = match self.members.len() {
-            0 | 1 => 0,
-            members => within / 2 * rank as i64 / (members as i64 - 1),
+            0 | 1 => (xxh3_64_with_seed(key, self.seed) % spread as u64) as i64,
+            members => spread * rank as i64 / (members as i64 - 1),
         };
         within / 4 + later
     }
@@ -274,7 +306,7 @@ mod tests {
     fn crew_of(me: u32, heard: &[(u32, Duration)]) -> Crew {
         let now = std::time::Instant::now() + Duration::from_secs(7200);
         let heard: Vec<_> = heard.iter().map(|(id, ago)| (*id, now - *ago)).collect();
-        Crew::heard(me, &heard, now, WITHIN)
+        Crew::heard(7, me, &heard, now, WITHIN)
     }
 
     #[test]
@@ -309,12 +341,26 @@ mod tests {
             &[(2, Duration::from_secs(5)), (3, Duration::from_secs(5))],
         );
         assert_eq!(
-            [0, 1, 2].map(|rank| crew.delay(rank, WITHIN)),
+            [0, 1, 2].map(|rank| crew.delay(b"k", rank, WITHIN)),
             [250, 500, 750]
         );
+        // Alone, a delay drawn per key over the same span.
         let alone = crew_of(1, &[]);
         assert_eq!(alone.members, [1]);
-        assert_eq!(alone.delay(0, WITHIN), 250);
+        let delays: Vec<i64> = (0..1000u32)
+            .map(|key| alone.delay(&key.to_be_bytes(), 0, WITHIN))
+            .collect();
+        assert!(delays.iter().all(|d| (250..750).contains(d)));
+        let early = delays.iter().filter(|d| **d < 500).count();
+        assert!((400..600).contains(&early), "{early} of 1000 early");
+        let other = Crew {
+            seed: 8,
+            ..crew_of(2, &[])
+        };
+        let theirs: Vec<i64> = (0..1000u32)
+            .map(|key| other.delay(&key.to_be_bytes(), 0, WITHIN))
+            .collect();
+        assert_ne!(delays, theirs, "another instance draws other delays");
     }
 
     #[test]
