@@ -4,7 +4,9 @@
 //! tansu serves the Kafka protocol; kafkv wraps its storage
 //! ([`storage::KafkvStorage`]) where tansu does not behave like Kafka and
 //! kafkv relies on it, each for a measured reason (docs/design.md):
-//! - **Long-polling fetches** ([`long_poll`]): no idle polling, writes seen at once.
+//! - **Long-polling fetches** ([`long_poll`]): a fetch with data is answered
+//!   at once, one without is held until a produce; kafkv serves the
+//!   connections itself ([`serve`]) to route Fetch there.
 //! - **Compaction with `min.compaction.lag.ms` and `delete.retention.ms`**
 //!   ([`maintenance`]), run by kafkv on `maintenance_interval`.
 //! - **Producer epoch bumps accepted** and `DeleteRecords` refused, where
@@ -26,6 +28,7 @@ mod append_time;
 mod database;
 mod long_poll;
 mod maintenance;
+mod serve;
 mod storage;
 
 use std::{
@@ -124,14 +127,14 @@ impl EmbeddedBroker {
     /// Starts the broker and returns once it accepts connections.
     pub async fn start(config: &BrokerConfig) -> Result<Self, BrokerError> {
         let started = Instant::now();
-        // tansu binds inside its serve loop and only logs a failure there, and
-        // the readiness check below would then connect to whichever process
-        // holds the port and call it up. Bind first, so a taken port is a
-        // start-up error; the probe is closed just before tansu binds.
-        let probe = std::net::TcpListener::bind(config.listen).map_err(|e| BrokerError::Bind {
+        // Bound here, before anything else, so a taken port is a start-up
+        // error naming the flag to change.
+        let bind_error = |e: std::io::Error| BrokerError::Bind {
             address: config.listen,
             reason: e.to_string(),
-        })?;
+        };
+        let listening = std::net::TcpListener::bind(config.listen).map_err(bind_error)?;
+        listening.set_nonblocking(true).map_err(bind_error)?;
         let data_dir_error = |reason: String| BrokerError::DataDir {
             path: config.data_dir.clone(),
             reason,
@@ -151,7 +154,6 @@ impl EmbeddedBroker {
             .build()
             .map_err(|e| BrokerError::Start(e.to_string()))?;
 
-        drop(probe);
         let (built, built_rx) = oneshot::channel();
         let (served, mut served_rx) = oneshot::channel();
         let maintenance_interval = config.maintenance_interval;
@@ -168,28 +170,32 @@ impl EmbeddedBroker {
                     listener.clone(),
                     listener,
                     storage.clone(),
-                    groups,
+                    groups.clone(),
                     uuid::Uuid::new_v4(),
                 );
+                broker
+                    .register()
+                    .await
+                    .map_err(|e| BrokerError::Start(format!("registering the broker: {e:?}")))?;
+                let listening = tokio::net::TcpListener::from_std(listening)
+                    .map_err(|e| BrokerError::Start(e.to_string()))?;
+                let storage_for_routes = storage.clone();
                 tokio::spawn(compact_every(storage.clone(), maintenance_interval));
                 tokio::spawn(probe_liveness(storage.clone()));
                 if let Some(after) = injected_fault() {
                     tokio::spawn(kill_storage_after(storage, after));
                 }
-                Ok::<_, BrokerError>((
-                    health,
-                    async move { broker.serve(Instant::now().into()).await },
-                ))
+                Ok::<_, BrokerError>((health, serve::accept(listening, storage_for_routes, groups)))
             };
             match prepared.await {
                 Ok((health, serve)) => {
                     let _ = built.send(Ok(health.clone()));
                     let outcome = serve.await;
                     if let Err(e) = &outcome {
-                        error!(error = ?e, "embedded broker stopped");
-                        health.fail(format!("the embedded broker stopped serving: {e:?}"));
+                        error!(error = %e, "embedded broker stopped");
+                        health.fail(format!("the embedded broker stopped serving: {e}"));
                     }
-                    let _ = served.send(outcome.map_err(|e| format!("{e:?}")));
+                    let _ = served.send(outcome);
                 }
                 Err(e) => {
                     let _ = built.send(Err(e));
@@ -205,7 +211,7 @@ impl EmbeddedBroker {
             runtime: Some(runtime),
             health,
         };
-        // `serve` binds inside tansu; wait until it accepts, or report why it ended.
+        // Wait until it accepts, or report why it ended.
         let deadline = tokio::time::Instant::now() + START_TIMEOUT;
         loop {
             if tokio::net::TcpStream::connect(config.listen).await.is_ok() {

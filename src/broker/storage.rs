@@ -3,9 +3,8 @@
 //! behave like Kafka and kafkv relies on it (docs/design.md, "The embedded
 //! broker"):
 //!
-//! - **Long poll** ([`super::long_poll`]): tansu answers a fetch only when the
-//!   client's `fetch.wait.max.ms` has run out, polling SQLite meanwhile; here a
-//!   connection whose last fetch found nothing waits for the next produce.
+//! - **Long poll**: every produce wakes the fetches [`super::long_poll`]
+//!   holds for data.
 //! - **Producer epochs**: librdkafka's idempotent producer bumps its own epoch
 //!   after timed-out records; tansu panics on the first batch with the new
 //!   epoch (and on InitProducerId with an existing id), which kills its storage
@@ -126,7 +125,7 @@ struct Shared {
     /// Shared by calls into tansu, exclusive for kafkv's own SQL.
     gate: RwLock<()>,
     database: Database,
-    long_poll: LongPoll,
+    long_poll: Arc<LongPoll>,
     health: Health,
     /// Per producer id, the highest epoch known to be in tansu's
     /// `producer_epoch` table, so only a new epoch costs a query.
@@ -147,12 +146,17 @@ impl KafkvStorage {
             shared: Arc::new(Shared {
                 gate: RwLock::new(()),
                 database,
-                long_poll: LongPoll::new(fetch_hold),
+                long_poll: Arc::new(LongPoll::new(fetch_hold)),
                 health: Health::new(),
                 epochs: parking_lot::Mutex::new(HashMap::new()),
                 timestamp_types: TimestampTypes::default(),
             }),
         }
+    }
+
+    /// What the Fetch route waits on for produces.
+    pub fn long_poll(&self) -> Arc<LongPoll> {
+        self.shared.long_poll.clone()
     }
 
     pub fn health(&self) -> Health {
@@ -335,7 +339,6 @@ impl Storage for KafkvStorage {
         max_bytes: u32,
         isolation: IsolationLevel,
     ) -> Result<Vec<deflated::Batch>> {
-        let connection = self.shared.long_poll.before_fetch(topition).await;
         let mut batches = self
             .call(
                 self.inner
@@ -360,11 +363,6 @@ impl Storage for KafkvStorage {
                 )
                 .await?;
         }
-        // tansu answers "nothing here" with an empty batch, not an empty list.
-        let found = batches.iter().any(|batch| batch.record_count > 0);
-        self.shared
-            .long_poll
-            .after_fetch(connection, topition, found);
         Ok(batches)
     }
 
