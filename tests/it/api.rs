@@ -261,15 +261,7 @@ async fn health_readiness_and_metrics() {
     kv.store.catch_up().await.unwrap();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let metrics = kv
-            .http
-            .get(kv.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = kv.metrics().await;
         let missing: Vec<_> = names.iter().filter(|n| !metrics.contains(*n)).collect();
         if missing.is_empty() {
             break;

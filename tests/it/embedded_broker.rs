@@ -195,8 +195,9 @@ fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
 
 // tansu 0.6 sleeps out the rest of a fetch's `fetch.wait.max.ms` after
 // reading storage, whatever it found, so every write reached a tailing
-// consumer up to a whole wait late (src/broker/long_poll.rs). The bound is
-// loose so CI noise cannot flake it; the bench reports the real figures.
+// consumer up to a whole wait late (src/broker/long_poll.rs). The bounds
+// are loose so CI noise cannot flake them; the bench reports the real
+// figures.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_is_applied_here_and_on_another_instance_within_milliseconds() {
     let kafka = crate::harness::Kafka::start().await;
@@ -232,12 +233,16 @@ async fn a_write_is_applied_here_and_on_another_instance_within_milliseconds() {
         "acknowledged → applied here p50 {here_p50:?} p99 {here_p99:?}; \
          on another instance p50 {there_p50:?} p99 {there_p99:?}"
     );
-    let bound = Duration::from_millis(50);
-    assert!(here_p99 <= bound, "here: p99 {here_p99:?} over {bound:?}");
-    assert!(
-        there_p99 <= bound,
-        "there: p99 {there_p99:?} over {bound:?}"
-    );
+    // Other tests share the machine's two cores: a median, and a tail
+    // bound that only a write stuck behind a whole fetch wait would break.
+    let (median, tail) = (Duration::from_millis(50), Duration::from_millis(250));
+    for (name, p50, p99) in [
+        ("here", here_p50, here_p99),
+        ("there", there_p50, there_p99),
+    ] {
+        assert!(p50 <= median, "{name}: p50 {p50:?} over {median:?}");
+        assert!(p99 <= tail, "{name}: p99 {p99:?} over {tail:?}");
+    }
     here.stop().await;
     there.stop().await;
 }

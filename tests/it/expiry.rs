@@ -100,10 +100,12 @@ async fn expired_keys_vanish_everywhere_and_are_swept_about_once() {
             "k{i} has a SWEEP"
         );
     }
-    // Three instances, each with its own delay per key: duplicates only
+    // Three instances that have not heard each other yet draw their own
+    // delay per key, and rank each other once they have: duplicates only
     // when two delays fall within the time a record takes to arrive.
+    println!("{tombstones} SWEEPs for {KEYS} keys");
     assert!(
-        tombstones <= KEYS * 3 / 2,
+        tombstones <= KEYS * 6 / 5,
         "{tombstones} tombstones for {KEYS} keys: the instances did not take turns"
     );
     for kv in kvs {
@@ -1248,8 +1250,7 @@ async fn redis_benchmark(port: u16, args: &[&str]) -> (bool, String) {
 /// test, LPUSH, needs lists, which kafkv does not have. So "the default
 /// list runs without an error" holds for the string tests only: every test
 /// before LPUSH passes and LPUSH's unknown command is the run's one error;
-/// the string tests alone (MSET, the list's last, included) pass; and so
-/// does every expiry command, with random keys.
+/// every expiry command passes, with random keys.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_benchmark_runs_its_string_tests_and_the_expiry_commands_without_an_error() {
     let kafka = Kafka::start().await;
@@ -1275,25 +1276,13 @@ async fn redis_benchmark_runs_its_string_tests_and_the_expiry_commands_without_a
         "{text}"
     );
 
-    // MSET writes ten records a request: fewer requests keep this short.
-    let tests = ["ping", "set", "get", "incr", "mset"].join(",");
-    let (ok, text) = redis_benchmark(port, &["-t", &tests, "-n", "300", "-q"]).await;
-    assert!(ok, "{text}");
-    for test in [
-        "PING_INLINE:",
-        "PING_MBULK:",
-        "SET:",
-        "GET:",
-        "INCR:",
-        "MSET (10 keys):",
-    ] {
-        assert!(passed(&text, test), "{test} did not pass:\n{text}");
-    }
-    assert!(!text.to_lowercase().contains("error"), "{text}");
-    // Without -r, INCR hits one key: 1,000 and 300 times, none lost.
+    // The string tests alone, MSET included, run clean: see
+    // resp::redis_cli_and_redis_benchmark_work_against_kafkv.
+
+    // Without -r, INCR hits one key 1,000 times, none lost.
     let mut c = connect(kv.resp).await;
     let counter: i64 = run(&mut c, &["GET", "counter:__rand_int__"]).await;
-    assert_eq!(counter, 1_300);
+    assert_eq!(counter, 1_000);
 
     let in_an_hour = (now_ms() / 1000 + 3_600).to_string();
     let in_an_hour_ms = (now_ms() + 3_600_000).to_string();

@@ -203,6 +203,18 @@ impl Kafkv {
         format!("{}{path}", self.base)
     }
 
+    /// The Prometheus text at `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("the metrics text")
+    }
+
     /// Begins a graceful shutdown; returns the task that completes it.
     pub fn begin_stop(&mut self) -> JoinHandle<()> {
         let server = self.server.take().expect("running");

@@ -1608,15 +1608,7 @@ async fn a_swept_key_counts_in_info_stats_and_the_sweep_metrics() {
         }
     })
     .await;
-    let metrics = kv
-        .http
-        .get(kv.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = kv.metrics().await;
     for name in [
         "kafkv_sweeps_written_total",
         "kafkv_sweeps_applied_total{result=\"deleted\"}",
