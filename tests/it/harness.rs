@@ -501,3 +501,41 @@ impl ServeProcess {
         self.0.kill9().expect("SIGKILL kafkv serve").1
     }
 }
+
+/// Python in a virtualenv under ~/.cache (made on first use) that can
+/// import `module`, installed as `requirement` (pinned) if it cannot yet;
+/// `python3` with its `venv` module and PyPI must be reachable.
+pub fn python_with(module: &str, requirement: &str) -> std::path::PathBuf {
+    // Tests run in parallel in this one process: one pip at a time.
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _installing = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
+    let home = std::env::var_os("HOME").expect("HOME is set");
+    let venv = std::path::Path::new(&home).join(".cache/kafkv-py");
+    let python = venv.join("bin/python");
+    let imports = |python: &std::path::Path| {
+        std::process::Command::new(python)
+            .args(["-c", &format!("import {module}")])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !imports(&python) {
+        if !python.exists() {
+            let made = std::process::Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .expect("python3 runs: install python3 and python3-venv");
+            assert!(made.success(), "python3 -m venv {venv:?} failed");
+        }
+        let installed = std::process::Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", requirement])
+            .status()
+            .expect("pip runs");
+        assert!(installed.success(), "pip install {requirement} failed");
+    }
+    assert!(
+        imports(&python),
+        "{module} is not importable from {python:?}"
+    );
+    python
+}

@@ -966,41 +966,10 @@ async fn redis_cli_receives_keyspace_notifications() {
     kv.stop().await;
 }
 
-/// Python with redis-py (pinned), in a virtualenv under ~/.cache made on
-/// first use; `python3` with its `venv` module and PyPI must be reachable.
-fn redis_py() -> std::path::PathBuf {
-    let home = std::env::var_os("HOME").expect("HOME is set");
-    let venv = std::path::Path::new(&home).join(".cache/kafkv-py");
-    let python = venv.join("bin/python");
-    let has_redis = |python: &std::path::Path| {
-        std::process::Command::new(python)
-            .args(["-c", "import redis"])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !has_redis(&python) {
-        let made = std::process::Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("python3 runs: install python3 and python3-venv");
-        assert!(made.success(), "python3 -m venv {venv:?} failed");
-        let installed = std::process::Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", "redis==8.1.0"])
-            .status()
-            .expect("pip runs");
-        assert!(installed.success(), "pip install redis==8.1.0 failed");
-    }
-    assert!(
-        has_redis(&python),
-        "redis-py is not importable from {python:?}"
-    );
-    python
-}
-
 /// A command running `tests/py/<script>` with redis-py's Python.
 fn redis_py_script(script: &str) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(redis_py());
+    let mut command =
+        tokio::process::Command::new(crate::harness::python_with("redis", "redis==8.1.0"));
     command.arg(format!("{}/tests/py/{script}", env!("CARGO_MANIFEST_DIR")));
     command
 }
