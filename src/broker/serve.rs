@@ -29,6 +29,9 @@ use super::{
 
 type Routes = FrameRouteBuilder<(), Error>;
 
+/// One of tansu's `service::storage` route builders.
+type AddRoute = fn(Routes, KafkvStorage) -> Result<Routes, Error>;
+
 /// Accepts connections on `listener` until it fails, serving each on its
 /// own task.
 pub async fn accept(
@@ -78,7 +81,7 @@ fn routes(
 ) -> Result<FrameRouteService<(), Error>, Error> {
     use service::storage as tansu;
     // tansu's `service::storage::services` list, less `fetch`.
-    let storage_routes: [fn(Routes, KafkvStorage) -> Result<Routes, Error>; 25] = [
+    let storage_routes: [AddRoute; 25] = [
         tansu::add_offsets_to_txn,
         tansu::add_partitions_to_txn,
         tansu::alter_user_scram_credentials,
