@@ -14,6 +14,7 @@ use kafkv::{
 use rdkafka::{
     Message, Offset, TopicPartitionList,
     consumer::{BaseConsumer, Consumer},
+    message::BorrowedMessage,
     producer::{FutureProducer, FutureRecord},
     util::Timeout,
 };
@@ -23,6 +24,12 @@ use crate::{
     error::{Error, Result},
     progress,
 };
+
+/// [`read_from`]'s fetch size: librdkafka's `message.max.bytes`, the least
+/// `fetch.max.bytes` it takes.
+const READ_FETCH_BYTES: usize = 1_000_000;
+/// How long [`read_from`] may take before the run fails.
+const READ_PATIENCE: Duration = Duration::from_secs(600);
 
 /// A store on `topic`, created with replication factor 1 like kafkv's on a
 /// single broker, with every other setting at its default.
@@ -54,6 +61,11 @@ pub async fn serve(store: Store, resp: Option<TcpListener>) -> Result<Server> {
     Ok(service::spawn(store, Listeners { http, resp }, front_ends)?)
 }
 
+/// The bench's 16-byte key number `i`, as every section names it.
+pub fn key_name(i: usize) -> String {
+    format!("key-{i:012}")
+}
+
 /// Creates `topic` and produces `records` records with the raw producer:
 /// record `i` has the 16-byte key `key-{k:012}` and a `value_bytes` value,
 /// or is a tombstone, where `(k, tombstone) = record(i)`. `section` names the
@@ -75,7 +87,7 @@ pub async fn produce_topic(
     let mut results = stream::iter(0..records)
         .map(|i| {
             let (key, tombstone) = record(i);
-            let key = format!("key-{key:012}");
+            let key = key_name(key);
             let producer = &producer;
             let value = &value;
             async move {
@@ -177,16 +189,97 @@ impl EndOffsets {
 
     /// The sum of the topic's end offsets now.
     pub async fn total(&self) -> Result<i64> {
+        Ok(self.each().await?.iter().sum())
+    }
+
+    /// Each partition's end offset now, by partition.
+    pub async fn each(&self) -> Result<Vec<i64>> {
         let (consumer, topic, partitions) =
             (self.consumer.clone(), self.topic.clone(), self.partitions);
         tokio::task::spawn_blocking(move || {
-            (0..partitions).try_fold(0, |sum, partition| {
-                let (_, end) =
-                    consumer.fetch_watermarks(&topic, partition, Duration::from_secs(30))?;
-                Ok(sum + end)
-            })
+            (0..partitions)
+                .map(|partition| {
+                    let (_, end) =
+                        consumer.fetch_watermarks(&topic, partition, Duration::from_secs(30))?;
+                    Ok(end)
+                })
+                .collect()
         })
         .await
         .expect("watermark request panicked")
     }
+}
+
+/// Reads every partition of `topic` from `from[partition]` to the end
+/// offset it has when called, with a plain librdkafka consumer, handing each
+/// record to `visit` (on a blocking thread); returns `state` once done.
+pub async fn read_from<T: Send + 'static>(
+    brokers: &str,
+    topic: &str,
+    from: Vec<i64>,
+    mut state: T,
+    visit: fn(&mut T, &BorrowedMessage<'_>),
+) -> Result<T> {
+    let ends = EndOffsets::new(brokers, topic).await?.each().await?;
+    let config = store_config(brokers, topic);
+    // The embedded broker (tansu 0.6) sizes a fetch by the request's
+    // max_bytes (at most 5 MiB) and counts only keys and values against it
+    // (record_fetch.sql), not headers or per-record framing: a fetch of
+    // SWEEPs (a 16-byte key, no value, a 45-byte header) at kafkv's settings
+    // came back as 23.4 MB, over the 18.3 MB librdkafka accepts, and failed
+    // for good. librdkafka's smallest request size keeps such records well
+    // within it (62,500 SWEEPs, about 5.5 MB).
+    let consumer: BaseConsumer = client_config(&config, &assign_only_consumer(&config))
+        .set("fetch.max.bytes", READ_FETCH_BYTES.to_string())
+        .set("max.partition.fetch.bytes", READ_FETCH_BYTES.to_string())
+        .create()?;
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut assignment = TopicPartitionList::new();
+        // Partitions still to read, by partition: where their end is.
+        let mut left = std::collections::HashMap::new();
+        for (partition, (&start, &end)) in from.iter().zip(&ends).enumerate() {
+            if start < end {
+                let partition = partition as i32;
+                assignment.add_partition_offset(&topic, partition, Offset::Offset(start))?;
+                left.insert(partition, end);
+            }
+        }
+        if left.is_empty() {
+            return Ok(state);
+        }
+        consumer.assign(&assignment)?;
+        let deadline = Instant::now() + READ_PATIENCE;
+        while !left.is_empty() {
+            if Instant::now() > deadline {
+                return Err(Error::Failed(format!(
+                    "reading {topic} back took over {}s",
+                    READ_PATIENCE.as_secs()
+                )));
+            }
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(message)) => {
+                    let partition = message.partition();
+                    if let Some(&end) = left.get(&partition) {
+                        if message.offset() < end {
+                            visit(&mut state, &message);
+                        }
+                        if message.offset() + 1 >= end {
+                            left.remove(&partition);
+                        }
+                    }
+                }
+                // The end offset was asked before the read: a partition at
+                // its end has nothing more for this read.
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(partition))) => {
+                    left.remove(&partition);
+                }
+                Some(Err(e)) => return Err(Error::Kafka(e)),
+                None => {}
+            }
+        }
+        Ok(state)
+    })
+    .await
+    .expect("topic reader panicked")
 }

@@ -25,11 +25,17 @@
 //!   client, alone and with another instance writing; throughput, records
 //!   written and a `kafkv serve` child's CPU per request at 50 clients on one
 //!   key — each row with issue 17's goal and whether it was met.
+//! - Expiry: memory per key with a time to live beside one without (and
+//!   redis-server's); a million keys expiring in the same second through
+//!   three `kafkv serve` children (gone from reads, swept off the topic,
+//!   SWEEPs per key, GET p99 meanwhile, CPU); the sweep delay of keys
+//!   expiring one by one — each row with docs/expiry.md's goal and whether
+//!   it was met.
 //!
 //! Each measurement has its own fresh topic, named after the bench's pid.
 //! kafkv is served in this process through `kafkv::service::spawn`, except
 //! where a measurement needs it in a process of its own (memory, idle, cpu,
-//! and rmw's 50-client runs).
+//! rmw's 50-client runs, and expiry).
 //!
 //! Without `--brokers` it starts `kafkv broker` as a child process on a free
 //! loopback port with a temporary data dir. That, and the sections' `kafkv
@@ -41,11 +47,14 @@
 //! - `error.rs`: what a run can fail with.
 //! - `kafka.rs`: what the sections share: kafkv's client settings for the
 //!   raw baselines, producing and consuming topics, kafkv served in process.
-//! - `report.rs`: rows, percentiles, the table and the JSON.
+//! - `serve_child.rs`: `kafkv serve` children with RESP, and their metrics.
+//! - `resp_client.rs`: a RESP client, one command at a time or pipelined.
+//! - `report.rs`: rows, goals, percentiles, the table and the JSON.
 //! - One file per section: `writes.rs`, `bootstrap.rs`, `redis_peer.rs`
 //!   (resp), `http_load.rs` (http, and the load generator `throughput.rs`
-//!   shares), `throughput.rs`, `memory.rs`, `idle.rs`, `cpu.rs` (with
-//!   `cpu_time.rs`), `watch.rs`, `rmw.rs`.
+//!   shares), `throughput.rs`, `memory.rs` (whose loads and RSS readings
+//!   `expiry.rs` reuses), `idle.rs`, `cpu.rs` (with `cpu_time.rs`),
+//!   `watch.rs`, `rmw.rs`, `expiry.rs`.
 
 use std::{
     path::{Path, PathBuf},
@@ -61,12 +70,14 @@ mod bootstrap;
 mod cpu;
 mod cpu_time;
 mod error;
+mod expiry;
 mod http_load;
 mod idle;
 mod kafka;
 mod memory;
 mod redis_peer;
 mod report;
+mod resp_client;
 mod rmw;
 mod serve_child;
 mod throughput;
@@ -106,7 +117,7 @@ struct BenchConfig {
     #[arg(
         long = "only",
         value_delimiter = ',',
-        default_value = "writes,bootstrap,resp,http,throughput,memory,idle,cpu,watch,rmw"
+        default_value = "writes,bootstrap,resp,http,throughput,memory,idle,cpu,watch,rmw,expiry"
     )]
     sections: Vec<Section>,
     /// redis-benchmark requests per GET test, on each side.
@@ -154,6 +165,33 @@ struct BenchConfig {
     /// the read-modify-write measurement.
     #[arg(long, default_value_t = 20_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     rmw_requests: usize,
+    /// Distinct keys written with `SET … EX 3600` through a `kafkv serve` child, and
+    /// plain to another topic, for the memory per volatile key (and into redis-server).
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    expiry_memory_keys: usize,
+    /// Keys set to expire in the same second through three `kafkv serve` children
+    /// (`SET … PXAT`, round robin) in the bulk-expiry measurement. docs/expiry.md's
+    /// figure is 1,000,000, but on a 2-core machine the embedded broker takes 3,000 to
+    /// 6,000 of these SETs a second through three instances, so their load alone
+    /// would take 3 to 6 minutes.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    expiry_bulk_keys: usize,
+    /// Keys without expiry beside the bulk, whose GET latency is sampled before and
+    /// during its sweep.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(3..))]
+    expiry_other_keys: usize,
+    /// How far ahead of the bulk load's start its expiry second is [default: 1.5
+    /// times what the load should take at the rates measured for the other keys
+    /// and the memory loads, plus 10 s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    expiry_bulk_lead: Option<Duration>,
+    /// Keys a second written with `SET … PX 1000` (and, first, plain) in the
+    /// steady-state sweep measurement.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    expiry_steady_rate: usize,
+    /// How long each steady-state run writes.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    expiry_steady_seconds: Duration,
 }
 
 /// A group of measurements `--only` can pick.
@@ -185,6 +223,10 @@ enum Section {
     /// instance writing) and at 50 clients on one key (throughput, records
     /// per INCR, a `kafkv serve` child's CPU), each with its goal.
     Rmw,
+    /// Expiry: memory per volatile key beside redis-server; a bulk expiry
+    /// through three instances (reads, sweep time, SWEEPs per key, GET p99,
+    /// CPU); steady-state sweep delay and CPU per swept key; each with its goal.
+    Expiry,
 }
 
 impl Section {
@@ -195,7 +237,7 @@ impl Section {
 
     /// Sections that run the kafkv binary (a broker or `kafkv serve`).
     fn runs_kafkv(self) -> bool {
-        self.runs_own_broker() || matches!(self, Section::Memory | Section::Rmw)
+        self.runs_own_broker() || matches!(self, Section::Memory | Section::Rmw | Section::Expiry)
     }
 }
 
@@ -279,6 +321,11 @@ async fn run(config: BenchConfig) -> Result<Report> {
     }
     if config.sections.contains(&Section::Rmw) {
         rows.extend(rmw::measure(&kafkv, &brokers, run_id, &config).await?);
+    }
+    if config.sections.contains(&Section::Expiry) {
+        // The broker's CPU is measured too when the bench started it.
+        let broker_pid = own_broker.as_ref().and_then(BrokerProcess::pid);
+        rows.extend(expiry::measure(&kafkv, &brokers, broker_pid, run_id, &config).await?);
     }
 
     let report = Report {

@@ -21,15 +21,16 @@ use tokio::{io::AsyncWriteExt, process::Command};
 use crate::{
     BenchConfig,
     error::{Error, Result},
-    kafka::produce_topic,
+    kafka::{key_name, produce_topic},
     progress,
     redis_peer::{RedisServer, missing, redis_version, which},
     report::Row,
+    resp_client::append_command,
 };
 
 /// Pause between ready (or loaded) and measuring, so that both sides' memory
 /// figures are current: redis-server refreshes `used_memory_rss` in its cron.
-const SETTLE: Duration = Duration::from_secs(1);
+pub(crate) const SETTLE: Duration = Duration::from_secs(1);
 /// How long a `kafkv serve` child may take to stop after SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(30);
 /// Bytes of SET commands written to `redis-cli --pipe` at a time.
@@ -54,20 +55,7 @@ pub async fn compare(
     let kafkv = kafkv?;
 
     progress(format!("memory: redis-server loaded with {keys} keys"));
-    let redis = RedisServer::start("memory").await?;
-    tokio::time::sleep(SETTLE).await;
-    let before = info_memory(redis.port).await?;
-    load_redis(redis.port, keys, config.value_bytes).await?;
-    tokio::time::sleep(SETTLE).await;
-    let after = info_memory(redis.port).await?;
-    redis.stop().await;
-    progress(format!(
-        "memory: redis used_memory {} -> {}, used_memory_rss {} -> {}",
-        mib(before.used),
-        mib(after.used),
-        mib(before.rss),
-        mib(after.rss)
-    ));
+    let (before, after) = redis_load_delta(0..keys, config.value_bytes, &[], "memory").await?;
 
     let per_key = |before: u64, after: u64| (after as f64 - before as f64) / keys as f64;
     let version = redis_version().await;
@@ -87,6 +75,37 @@ pub async fn compare(
             raw: per_key(before.used, after.used),
         },
     ])
+}
+
+/// `INFO memory` of a fresh `redis-server` before and after `SET key-{i:012}
+/// <value_bytes> <extra>` for each `i` of `keys` (through `redis-cli
+/// --pipe`), each after [`SETTLE`]; for `section`'s progress lines.
+pub(crate) async fn redis_load_delta(
+    keys: impl ExactSizeIterator<Item = usize>,
+    value_bytes: usize,
+    extra: &[&[u8]],
+    section: &'static str,
+) -> Result<(RedisMemory, RedisMemory)> {
+    let redis = RedisServer::start(section).await?;
+    tokio::time::sleep(SETTLE).await;
+    let before = info_memory(redis.port, section).await?;
+    let count = keys.len();
+    let took = pipe_sets(redis.port, keys, value_bytes, extra, section).await?;
+    progress(format!(
+        "{section}: redis-cli --pipe wrote {count} keys in {:.2}s",
+        took.as_secs_f64()
+    ));
+    tokio::time::sleep(SETTLE).await;
+    let after = info_memory(redis.port, section).await?;
+    redis.stop().await;
+    progress(format!(
+        "{section}: redis used_memory {} -> {}, used_memory_rss {} -> {}",
+        mib(before.used),
+        mib(after.used),
+        mib(before.rss),
+        mib(after.rss)
+    ));
+    Ok((before, after))
 }
 
 /// kafkv's bytes per key: the RSS of a `kafkv serve` child on a topic of
@@ -135,14 +154,14 @@ async fn measure_kafkv(
 }
 
 /// What one `kafkv serve` child measured.
-struct Served {
-    ready: Duration,
-    rss: u64,
+pub(crate) struct Served {
+    pub ready: Duration,
+    pub rss: u64,
 }
 
 /// Runs `kafkv serve` on `topic` (in `data_dir`, which holds its log too)
 /// until ready, checks it applied `records`, reads its RSS and stops it.
-async fn serve_and_measure(
+pub(crate) async fn serve_and_measure(
     kafkv: &Path,
     brokers: &str,
     topic: &str,
@@ -192,17 +211,17 @@ async fn serve_and_measure(
 }
 
 /// `used_memory` and `used_memory_rss` from `INFO memory`.
-struct RedisMemory {
-    used: u64,
-    rss: u64,
+pub(crate) struct RedisMemory {
+    pub used: u64,
+    pub rss: u64,
 }
 
-async fn info_memory(port: u16) -> Result<RedisMemory> {
+async fn info_memory(port: u16, section: &'static str) -> Result<RedisMemory> {
     let output = Command::new("redis-cli")
         .args(["-h", "127.0.0.1", "-p", &port.to_string(), "INFO", "memory"])
         .output()
         .await
-        .map_err(|_| missing("redis-cli", "memory"))?;
+        .map_err(|_| missing("redis-cli", section))?;
     let text = String::from_utf8_lossy(&output.stdout);
     match (
         info_field(&text, "used_memory"),
@@ -216,10 +235,19 @@ async fn info_memory(port: u16) -> Result<RedisMemory> {
     }
 }
 
-/// Sends `keys` SETs (`key-{i:012}` → `value_bytes` bytes) through
-/// `redis-cli --pipe` and checks every one was answered without error.
-async fn load_redis(port: u16, keys: usize, value_bytes: usize) -> Result<()> {
+/// Sends `SET key-{i:012} <value_bytes bytes> <extra>` for each `i` of
+/// `keys` through `redis-cli --pipe` to the Redis protocol on `port`
+/// (redis-server's or kafkv's) and checks every one was answered without
+/// error (`section` names a missing tool). Returns how long it took.
+pub(crate) async fn pipe_sets(
+    port: u16,
+    keys: impl ExactSizeIterator<Item = usize>,
+    value_bytes: usize,
+    extra: &[&[u8]],
+    section: &'static str,
+) -> Result<Duration> {
     let started = Instant::now();
+    let count = keys.len();
     let mut cli = Command::new("redis-cli")
         .args(["-h", "127.0.0.1", "-p", &port.to_string(), "--pipe"])
         .stdin(Stdio::piped())
@@ -227,12 +255,15 @@ async fn load_redis(port: u16, keys: usize, value_bytes: usize) -> Result<()> {
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|_| missing("redis-cli", "memory"))?;
+        .map_err(|_| missing("redis-cli", section))?;
     let mut stdin = cli.stdin.take().expect("stdin is piped");
     let value = vec![b'v'; value_bytes];
     let mut buffer = Vec::with_capacity(PIPE_CHUNK + value_bytes + 64);
-    for i in 0..keys {
-        append_set(&mut buffer, format!("key-{i:012}").as_bytes(), &value);
+    for i in keys {
+        let key = key_name(i);
+        let mut args: Vec<&[u8]> = vec![b"SET", key.as_bytes(), &value];
+        args.extend_from_slice(extra);
+        append_command(&mut buffer, &args);
         if buffer.len() >= PIPE_CHUNK {
             stdin.write_all(&buffer).await?;
             buffer.clear();
@@ -243,30 +274,13 @@ async fn load_redis(port: u16, keys: usize, value_bytes: usize) -> Result<()> {
     let output = cli.wait_with_output().await?;
     let text = String::from_utf8_lossy(&output.stdout);
     match pipe_summary(&text) {
-        Some((0, replies)) if output.status.success() && replies == keys as u64 => {
-            progress(format!(
-                "memory: redis-cli --pipe wrote {keys} keys in {:.2}s",
-                started.elapsed().as_secs_f64()
-            ));
-            Ok(())
+        Some((0, replies)) if output.status.success() && replies == count as u64 => {
+            Ok(started.elapsed())
         }
         _ => Err(Error::Failed(format!(
-            "redis-cli --pipe did not store {keys} keys:\n{text}{}",
+            "redis-cli --pipe did not store {count} keys on port {port}:\n{text}{}",
             String::from_utf8_lossy(&output.stderr)
         ))),
-    }
-}
-
-/// Appends `SET key value` in the Redis protocol (an array of bulk strings),
-/// the form `redis-cli --pipe` sends as is.
-fn append_set(buffer: &mut Vec<u8>, key: &[u8], value: &[u8]) {
-    buffer.extend_from_slice(b"*3\r\n$3\r\nSET\r\n");
-    for part in [key, value] {
-        buffer.push(b'$');
-        buffer.extend_from_slice(itoa::Buffer::new().format(part.len()).as_bytes());
-        buffer.extend_from_slice(b"\r\n");
-        buffer.extend_from_slice(part);
-        buffer.extend_from_slice(b"\r\n");
     }
 }
 
@@ -289,25 +303,13 @@ fn info_field(info: &str, name: &str) -> Option<u64> {
     })
 }
 
-fn mib(bytes: u64) -> String {
+pub(crate) fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn set_commands_are_resp_arrays_of_bulk_strings() {
-        let mut buffer = Vec::new();
-        append_set(&mut buffer, b"key-000000000001", b"vvv");
-        append_set(&mut buffer, b"k", b"");
-        assert_eq!(
-            buffer,
-            b"*3\r\n$3\r\nSET\r\n$16\r\nkey-000000000001\r\n$3\r\nvvv\r\n\
-              *3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n"
-        );
-    }
 
     #[test]
     fn reads_the_pipe_summary() {

@@ -96,6 +96,12 @@ impl Report {
     }
 }
 
+/// `label` followed by its goal and whether this run met it.
+pub fn with_goal(label: &str, goal: &str, met: bool) -> String {
+    let verdict = if met { "met" } else { "NOT met" };
+    format!("{label} [goal {goal}: {verdict}]")
+}
+
 /// The `q` quantile of `samples` in milliseconds (nearest rank); NaN if empty.
 pub fn percentile(samples: &[Duration], q: f64) -> f64 {
     let mut sorted: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e3).collect();

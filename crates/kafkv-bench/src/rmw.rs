@@ -25,7 +25,6 @@
 //!   then read `--rmw-requests`: every INCR was acknowledged once.
 
 use std::{
-    io::Write as _,
     net::{Ipv4Addr, SocketAddr},
     path::Path,
     sync::{
@@ -38,11 +37,7 @@ use std::{
 use bytes::Bytes;
 use kafkv::Store;
 use kafkv_testkit::{ServeProcess, free_port};
-use tokio::{
-    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufStream},
-    net::{TcpListener, TcpStream},
-    task::JoinHandle,
-};
+use tokio::{net::TcpListener, task::JoinHandle};
 
 use crate::{
     BenchConfig,
@@ -51,8 +46,9 @@ use crate::{
     kafka::{EndOffsets, serve, store_config},
     progress,
     redis_peer::{Figures, missing, redis_benchmark, which},
-    report::{Row, percentile},
-    serve_child::serve_resp,
+    report::{Row, percentile, with_goal},
+    resp_client::{Reply, RespClient},
+    serve_child::{metric, serve_resp},
 };
 
 /// Operations of each kind not measured, before the measured ones.
@@ -85,12 +81,6 @@ pub async fn measure(
     let _ = std::fs::remove_dir_all(&dir);
     rows.extend(hot?);
     Ok(rows)
-}
-
-/// `label` followed by its goal and whether this run met it.
-fn with_goal(label: &str, goal: &str, met: bool) -> String {
-    let verdict = if met { "met" } else { "NOT met" };
-    format!("{label} [goal {goal}: {verdict}]")
 }
 
 // ---------------------------------------------------------------------------
@@ -448,104 +438,7 @@ async fn settled(ends: &EndOffsets) -> Result<i64> {
 
 /// The child's `kafkv_repairs_written_total` (0 before its first repair).
 async fn repairs_written(served: &ServeProcess) -> Result<f64> {
-    let text = reqwest::get(served.url("/metrics"))
+    Ok(metric(served, "kafkv_repairs_written_total")
         .await?
-        .error_for_status()?
-        .text()
-        .await?;
-    Ok(text
-        .lines()
-        .filter_map(|line| line.strip_prefix("kafkv_repairs_written_total"))
-        .filter_map(|rest| rest.split_whitespace().last()?.parse::<f64>().ok())
-        .sum())
-}
-
-// ---------------------------------------------------------------------------
-// A sequential RESP client: one command, then its reply, nothing in between.
-
-/// A reply of the kinds SET, INCR and GET answer with.
-#[derive(Debug, PartialEq, Eq)]
-enum Reply {
-    Simple(String),
-    Integer(i64),
-    Bulk(Option<Vec<u8>>),
-}
-
-impl Reply {
-    fn expect(self, wanted: Reply) -> Result<()> {
-        if self == wanted {
-            Ok(())
-        } else {
-            Err(Error::Failed(format!(
-                "rmw: kafkv answered {self:?}, not {wanted:?}"
-            )))
-        }
-    }
-}
-
-struct RespClient {
-    stream: BufStream<TcpStream>,
-    /// The encoded command, reused.
-    out: Vec<u8>,
-    line: Vec<u8>,
-}
-
-impl RespClient {
-    async fn connect(address: SocketAddr) -> Result<Self> {
-        let stream = TcpStream::connect(address).await?;
-        stream.set_nodelay(true)?;
-        Ok(Self {
-            stream: BufStream::new(stream),
-            out: Vec::new(),
-            line: Vec::new(),
-        })
-    }
-
-    /// Sends one command and reads its reply; an error reply is an error.
-    async fn call(&mut self, args: &[&[u8]]) -> Result<Reply> {
-        self.out.clear();
-        write!(self.out, "*{}\r\n", args.len())?;
-        for arg in args {
-            write!(self.out, "${}\r\n", arg.len())?;
-            self.out.extend_from_slice(arg);
-            self.out.extend_from_slice(b"\r\n");
-        }
-        self.stream.write_all(&self.out).await?;
-        self.stream.flush().await?;
-        self.line.clear();
-        self.stream.read_until(b'\n', &mut self.line).await?;
-        let unexpected = |line: &[u8]| {
-            Error::Failed(format!(
-                "rmw: unexpected RESP reply {:?}",
-                String::from_utf8_lossy(line)
-            ))
-        };
-        let line = self
-            .line
-            .strip_suffix(b"\r\n")
-            .ok_or_else(|| unexpected(&self.line))?;
-        let text = String::from_utf8_lossy(&line[1.min(line.len())..]).into_owned();
-        match line.first() {
-            Some(b'+') => Ok(Reply::Simple(text)),
-            Some(b':') => text
-                .parse()
-                .map(Reply::Integer)
-                .map_err(|_| unexpected(line)),
-            Some(b'$') => {
-                let len: i64 = text.parse().map_err(|_| unexpected(line))?;
-                if len < 0 {
-                    return Ok(Reply::Bulk(None));
-                }
-                let mut body = vec![0; len as usize + 2];
-                self.stream.read_exact(&mut body).await?;
-                body.truncate(len as usize);
-                Ok(Reply::Bulk(Some(body)))
-            }
-            Some(b'-') => Err(Error::Failed(format!(
-                "rmw: kafkv answered {:?} with an error: {text}",
-                String::from_utf8_lossy(args[0])
-            ))),
-            _ => Err(unexpected(line)),
-        }
-    }
+        .unwrap_or(0.0))
 }
