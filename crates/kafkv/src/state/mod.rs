@@ -214,6 +214,10 @@ pub struct View {
     /// ranking, `store/sweeper.rs`). Local instants, not record times, so
     /// clock skew between instances and brokers does not enter.
     sweepers: Mutex<HashMap<u32, std::time::Instant>>,
+    /// The same for the writers named in expiring puts (`kafkv.ttl`'s
+    /// `<writer>`): instances that will sweep, known before they have swept
+    /// anything, so a bulk expiry's first sweeps are already shared out.
+    expiry_writers: Mutex<HashMap<u32, std::time::Instant>>,
     /// SWEEPs this process applied that deleted their key (`INFO stats`
     /// `expired_keys`: bootstrap included, as Redis counts a load's).
     expired_keys: std::sync::atomic::AtomicU64,
@@ -245,6 +249,7 @@ impl View {
             id_prefix: u64::from(fastrand::u32(..)) << 32,
             next_id: std::sync::atomic::AtomicU32::new(0),
             sweepers: Mutex::new(HashMap::new()),
+            expiry_writers: Mutex::new(HashMap::new()),
             expired_keys: std::sync::atomic::AtomicU64::new(0),
         }
     }
@@ -282,6 +287,13 @@ impl View {
     /// applied one of each (its own included).
     pub fn sweepers_heard(&self) -> Vec<(u32, std::time::Instant)> {
         let heard = self.sweepers.lock();
+        heard.iter().map(|(id, at)| (*id, *at)).collect()
+    }
+
+    /// The writers of expiring puts this process applied, and when it last
+    /// applied one of each.
+    pub fn expiry_writers_heard(&self) -> Vec<(u32, std::time::Instant)> {
+        let heard = self.expiry_writers.lock();
         heard.iter().map(|(id, at)| (*id, *at)).collect()
     }
 
@@ -923,9 +935,16 @@ impl View {
         // Those keys' states as this batch left them so far.
         let mut batch: HashMap<&[u8], Option<KeyState>> = HashMap::new();
         let mut out = Vec::new();
+        // Instances that wrote expiring puts in this batch: sweepers to rank.
+        let mut writers: Vec<u32> = Vec::new();
         for (record, gap) in records {
             if gap {
                 hazards.mark_inexact(record.partition);
+            }
+            if let Some(writer) = record.sweeper
+                && writers.last() != Some(&writer)
+            {
+                writers.push(writer);
             }
             let plain = record.kind == Kind::Plain;
             if plain && record.id.is_none() && !hazards.is_inexact_partition(record.partition) {
@@ -976,6 +995,13 @@ impl View {
                 effect,
                 outcome: record.id.map(|_| resolved.outcome),
             });
+        }
+        if !writers.is_empty() {
+            let now = std::time::Instant::now();
+            let mut heard = self.expiry_writers.lock();
+            for writer in writers {
+                heard.insert(writer, now);
+            }
         }
         Ok(out)
     }

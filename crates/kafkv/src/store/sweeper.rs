@@ -53,10 +53,6 @@ pub const DEFAULT_SWEEP_RATE: u32 = 50_000;
 /// How often the sweeper looks for due keys.
 const TICK: Duration = Duration::from_millis(20);
 
-/// How long a key stays out of the sweep while its SWEEP is in flight:
-/// longer than any send (the writer's own timeout ends one first).
-const IN_FLIGHT_FOR: Duration = Duration::from_secs(3600);
-
 /// The most SWEEPs in flight at once: held records go out together.
 const MAX_IN_FLIGHT: usize = 4096;
 
@@ -80,9 +76,9 @@ pub(super) async fn run(shared: Weak<Shared>) {
     let mut counted_due_at: Option<Instant> = None;
     // Orders this instance's delays while it knows no other sweeper.
     let seed = fastrand::u64(..);
-    // Keys swept or being swept, until `retry` lets them be tried again (a
-    // SWEEP that lost, or was not written).
-    let mut tried: HashMap<Bytes, Instant> = HashMap::new();
+    // Keys swept or being swept, until they may be tried again (a SWEEP
+    // that lost, or was not written).
+    let mut tried: HashMap<Bytes, Tried> = HashMap::new();
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -99,7 +95,16 @@ pub(super) async fn run(shared: Weak<Shared>) {
         let now = now_ms();
         let instant = Instant::now();
         budget.refill(instant);
-        tried.retain(|_, retry| *retry > instant);
+        let positions = shared.view.progress().positions;
+        tried.retain(|_, tried| match *tried {
+            Tried::InFlight => true,
+            // Until this instance applied it: however far its consumer lags
+            // (a bulk expiry), the key stays due here until then.
+            Tried::Written { partition, offset } => positions
+                .get(partition as usize)
+                .is_some_and(|position| *position <= offset),
+            Tried::RetryAt(at) => at > instant,
+        });
         // The gauge walks the expired entries: once a second is enough.
         if counted_due_at.is_none_or(|at| instant.duration_since(at) >= Duration::from_secs(1)) {
             counted_due_at = Some(instant);
@@ -109,6 +114,7 @@ pub(super) async fn run(shared: Weak<Shared>) {
             seed,
             shared.view.instance_id(),
             &shared.view.sweepers_heard(),
+            &shared.view.expiry_writers_heard(),
             std::time::Instant::now(),
             within,
         );
@@ -148,7 +154,7 @@ pub(super) async fn run(shared: Weak<Shared>) {
             let (restates, expires_at) = statement;
             // Not tried again while in flight, however long the broker
             // takes (a first write after start can take most of a second).
-            tried.insert(due.key.clone(), instant + IN_FLIGHT_FOR);
+            tried.insert(due.key.clone(), Tried::InFlight);
             budget.available -= 1.0;
             let key = due.key.clone();
             let record = Outgoing::sweep(due.key, restates, expires_at, shared.view.instance_id());
@@ -156,17 +162,36 @@ pub(super) async fn run(shared: Weak<Shared>) {
             sends.push(async move { (key, writer.send_record(record).await) });
         }
         while let Some((key, sent)) = sends.next().await {
-            match sent {
-                Ok(_) => metrics::counter!("kafkv_sweeps_written_total").increment(1),
-                Err(error) => warn!(%error, "could not write a SWEEP; retrying"),
-            }
-            // Written: applied here within milliseconds, after which the key
-            // is no longer due unless the SWEEP lost (it landed before the
-            // expiry in broker time); not written: try again. Either way a
-            // quarter of the bound from now.
-            tried.insert(key, Instant::now() + within / 4);
+            // Written: once applied here the key is no longer due, unless the
+            // SWEEP lost (it landed before the expiry in broker time); not
+            // written: try again a quarter of the bound from now.
+            let next = match sent {
+                Ok(receipt) => {
+                    metrics::counter!("kafkv_sweeps_written_total").increment(1);
+                    Tried::Written {
+                        partition: receipt.partition,
+                        offset: receipt.offset,
+                    }
+                }
+                Err(error) => {
+                    warn!(%error, "could not write a SWEEP; retrying");
+                    Tried::RetryAt(Instant::now() + within / 4)
+                }
+            };
+            tried.insert(key, next);
         }
     }
+}
+
+/// Why a key is not swept again yet.
+#[derive(Debug, Clone, Copy)]
+enum Tried {
+    /// Its SWEEP is being written (the writer's timeout ends a send).
+    InFlight,
+    /// Its SWEEP is at this offset, not yet applied here.
+    Written { partition: i32, offset: i64 },
+    /// Its SWEEP could not be written: again from then on.
+    RetryAt(Instant),
 }
 
 /// A token bucket: how many SWEEPs the sweeper may write now.
@@ -221,16 +246,21 @@ struct Turn {
 }
 
 impl Crew {
+    /// `heard`: the sweepers named by SWEEPs applied here; `writers`: the
+    /// writers named by expiring puts applied here (members to rank, never
+    /// busy: they have not been seen sweeping).
     fn heard(
         seed: u64,
         me: u32,
         heard: &[(u32, std::time::Instant)],
+        writers: &[(u32, std::time::Instant)],
         now: std::time::Instant,
         within: Duration,
     ) -> Self {
         let since = |at: std::time::Instant| now.saturating_duration_since(at);
         let mut members: Vec<u32> = heard
             .iter()
+            .chain(writers)
             .filter(|(_, at)| since(*at) < MEMBERSHIP)
             .map(|(id, _)| *id)
             .chain([me])
@@ -306,7 +336,7 @@ mod tests {
     fn crew_of(me: u32, heard: &[(u32, Duration)]) -> Crew {
         let now = std::time::Instant::now() + Duration::from_secs(7200);
         let heard: Vec<_> = heard.iter().map(|(id, ago)| (*id, now - *ago)).collect();
-        Crew::heard(7, me, &heard, now, WITHIN)
+        Crew::heard(7, me, &heard, &[], now, WITHIN)
     }
 
     #[test]
@@ -379,5 +409,14 @@ mod tests {
             assert_eq!(busy_turn.behind_a_busy_one, turn.rank == 1);
             assert_eq!(gone.turn(&key).rank, 0);
         }
+    }
+
+    #[test]
+    fn writers_of_expiring_puts_are_ranked_but_never_busy() {
+        let now = std::time::Instant::now() + Duration::from_secs(7200);
+        let just_now = now - Duration::from_millis(1);
+        let crew = Crew::heard(7, 1, &[], &[(2, just_now)], now, WITHIN);
+        assert_eq!(crew.members, [1, 2]);
+        assert!(crew.busy.is_empty(), "writing is not sweeping");
     }
 }
