@@ -348,7 +348,6 @@ impl Hazards {
                 ..
             } => {
                 let after = apply_sweep(before.clone(), *restates, *expires_at, record.time());
-                note_sweep_applied(before.is_some(), after.is_some(), record, *expires_at);
                 let entry = self.entries.get(key);
                 // Nothing touched the key after the sweeper's view: its
                 // state is no newer than `restates`, and no record since
@@ -447,20 +446,6 @@ pub(crate) fn apply_sweep(
         Some(state) => (!state.is_expired_at(time)).then_some(state),
         None => None,
     }
-}
-
-/// Counts a SWEEP applied here by what it did, and how long after the
-/// expiry it names it was written (its record time, so every instance
-/// reports the same delay for it).
-fn note_sweep_applied(was_present: bool, is_present: bool, record: &Record, expires_at: i64) {
-    let result = match (was_present, is_present) {
-        (_, true) => "live",
-        (true, false) => "deleted",
-        (false, false) => "absent",
-    };
-    metrics::counter!("kafkv_sweeps_applied_total", "result" => result).increment(1);
-    let delay_ms = record.time().saturating_sub(expires_at).max(0);
-    metrics::histogram!("kafkv_sweep_delay_seconds").record(delay_ms as f64 / 1000.0);
 }
 
 #[cfg(test)]

@@ -278,6 +278,24 @@ impl View {
         (self.id_prefix >> 32) as u32
     }
 
+    /// Counts a SWEEP applied here by what it did, and how long after the
+    /// expiry it names it was written (its record time, so every instance
+    /// reports the same delay for it).
+    fn note_sweep(&self, was_present: bool, is_present: bool, record: &Record, expires_at: i64) {
+        let result = match (was_present, is_present) {
+            (_, true) => "live",
+            (true, false) => {
+                self.expired_keys
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                "deleted"
+            }
+            (false, false) => "absent",
+        };
+        metrics::counter!("kafkv_sweeps_applied_total", "result" => result).increment(1);
+        let delay_ms = record.time().saturating_sub(expires_at).max(0);
+        metrics::histogram!("kafkv_sweep_delay_seconds").record(delay_ms as f64 / 1000.0);
+    }
+
     /// How many SWEEPs this process applied deleted their key.
     pub fn expired_keys(&self) -> u64 {
         self.expired_keys.load(std::sync::atomic::Ordering::Relaxed)
@@ -935,8 +953,10 @@ impl View {
         // Those keys' states as this batch left them so far.
         let mut batch: HashMap<&[u8], Option<KeyState>> = HashMap::new();
         let mut out = Vec::new();
-        // Instances that wrote expiring puts in this batch: sweepers to rank.
+        // Instances that wrote expiring puts, and that swept, in this batch:
+        // sweepers to rank (`store/sweeper.rs`).
         let mut writers: Vec<u32> = Vec::new();
+        let mut sweepers: Vec<u32> = Vec::new();
         for (record, gap) in records {
             if gap {
                 hazards.mark_inexact(record.partition);
@@ -963,19 +983,21 @@ impl View {
                 out.push(self.resolve_batch(hazards, &mut batch, record, multi)?);
                 continue;
             }
-            if let Kind::Sweep { sweeper, .. } = &record.kind {
-                self.sweepers
-                    .lock()
-                    .insert(*sweeper, std::time::Instant::now());
-            }
             let before = self.state_before(&batch, record.key())?;
             let resolved = hazards.resolve(record, before.clone(), self.is_own(record.id));
-            if matches!(record.kind, Kind::Sweep { .. })
-                && before.is_some()
-                && resolved.after.is_none()
+            if let Kind::Sweep {
+                sweeper,
+                expires_at,
+                ..
+            } = &record.kind
             {
-                self.expired_keys
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                sweepers.push(*sweeper);
+                self.note_sweep(
+                    before.is_some(),
+                    resolved.after.is_some(),
+                    record,
+                    *expires_at,
+                );
             }
             let effect = if plain {
                 Effect::Same
@@ -996,11 +1018,13 @@ impl View {
                 outcome: record.id.map(|_| resolved.outcome),
             });
         }
-        if !writers.is_empty() {
-            let now = std::time::Instant::now();
-            let mut heard = self.expiry_writers.lock();
-            for writer in writers {
-                heard.insert(writer, now);
+        let now = std::time::Instant::now();
+        for (heard, ids) in [(&self.expiry_writers, writers), (&self.sweepers, sweepers)] {
+            if !ids.is_empty() {
+                let mut heard = heard.lock();
+                for id in ids {
+                    heard.insert(id, now);
+                }
             }
         }
         Ok(out)

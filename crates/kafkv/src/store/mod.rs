@@ -469,17 +469,23 @@ impl Store {
     }
 
     async fn write(&self, key: &[u8], value: Option<Bytes>) -> Result<Receipt, WriteError> {
-        if self.shared.closed.load(Ordering::Acquire) {
-            return Err(WriteError::Closed);
-        }
-        // Counted by a guard: a caller that gives up (a client that hangs up)
-        // drops this future mid-await, and the count must still come down.
-        let _in_flight = InFlight::enter(&self.shared.in_flight);
+        let _in_flight = self.begin_write()?;
         let receipt = self.shared.writer.send(key, value.clone()).await?;
         self.shared
             .view
             .acknowledge(key, value, receipt.partition, receipt.offset);
         Ok(receipt)
+    }
+
+    /// The start of every write: refused once the store is closing, else
+    /// counted in flight until the guard drops. A guard, because a caller
+    /// that gives up (a client that hangs up) drops the write's future
+    /// mid-await, and the count must still come down.
+    fn begin_write(&self) -> Result<InFlight<'_>, WriteError> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(WriteError::Closed);
+        }
+        Ok(InFlight::enter(&self.shared.in_flight))
     }
 
     /// Waits until the view is at least at `offset + 1` in `partition`.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{InFlight, Store, WriteError};
+use super::{Store, WriteError};
 use crate::{
     log::{topic::TopicInfo, writer::Receipt},
     op::{Op, Outcome},
@@ -117,14 +117,7 @@ impl Store {
         deadline: crate::op::Deadline,
     ) -> Result<Receipt, WriteError> {
         self.check_expiring_put(key, &value, deadline)?;
-        if self
-            .shared
-            .closed
-            .load(std::sync::atomic::Ordering::Acquire)
-        {
-            return Err(WriteError::Closed);
-        }
-        let _in_flight = InFlight::enter(&self.shared.in_flight);
+        let _in_flight = self.begin_write()?;
         let view = &self.shared.view;
         let record = Outgoing::put_expiring(
             Bytes::copy_from_slice(key),
@@ -164,13 +157,7 @@ impl Store {
     }
 
     async fn write_awaited(&self, mut record: Outgoing) -> Result<Applied, WriteError> {
-        if self
-            .shared
-            .closed
-            .load(std::sync::atomic::Ordering::Acquire)
-        {
-            return Err(WriteError::Closed);
-        }
+        let _in_flight = self.begin_write()?;
         // Only an instance that holds the whole log can compute a reply that
         // agrees with every other instance's.
         if !self.is_ready() {
@@ -180,7 +167,6 @@ impl Store {
                 progress.positions, progress.bootstrap.targets
             )));
         }
-        let _in_flight = InFlight::enter(&self.shared.in_flight);
         let view = &self.shared.view;
         let (id, outcome) = view.register_waiter();
         record.id = Some(id);
