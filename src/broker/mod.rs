@@ -26,6 +26,7 @@
 
 mod append_time;
 mod database;
+mod fetch_budget;
 mod long_poll;
 mod maintenance;
 mod serve;

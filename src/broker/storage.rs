@@ -13,6 +13,9 @@
 //! - **Append time** ([`super::append_time`]): a topic created with
 //!   `message.timestamp.type=LogAppendTime` gets the broker's clock on every
 //!   produced batch, as Kafka does; tansu keeps the producer's.
+//! - **Fetch size** ([`super::fetch_budget`]): a fetch is cut to its byte
+//!   budget by encoded size; tansu counts only keys and values, so a run of
+//!   header-only records overran a client's limit.
 //! - **Calls that would panic** (`DeleteRecords`) are answered with an error
 //!   code instead of reaching tansu's `todo!()`.
 //! - **Health**: tansu's storage is one task; once it has died every call fails
@@ -59,6 +62,7 @@ use tracing::{info, warn};
 use super::{
     append_time::{self, TimestampTypes},
     database::Database,
+    fetch_budget,
     long_poll::LongPoll,
 };
 
@@ -363,7 +367,7 @@ impl Storage for KafkvStorage {
                 )
                 .await?;
         }
-        Ok(batches)
+        fetch_budget::within(batches, max_bytes)
     }
 
     async fn offset_stage(&self, topition: &Topition) -> Result<OffsetStage> {

@@ -295,3 +295,76 @@ async fn a_third_party_consumer_with_a_long_wait_sees_each_write_at_once() {
     let bound = Duration::from_millis(100);
     assert!(p99 <= bound, "p99 {p99:?} over {bound:?}");
 }
+
+// tansu 0.6 counts only keys and values against a fetch's byte budget, so a
+// run of header-heavy records (kafkv's SWEEPs, repairs, operations) came
+// back many times larger than the client's `fetch.max.bytes`: over
+// librdkafka's `receive.message.max.bytes`, a consumer reading from the
+// beginning failed on the same response forever (src/broker/fetch_budget.rs).
+// The limits here are small so 300 records of 16-byte keys and 500-byte
+// headers overrun them as a bulk expiry's SWEEPs overran the defaults.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_reads_header_heavy_records_within_its_fetch_size_limits() {
+    use rdkafka::{
+        Message, Offset, TopicPartitionList,
+        consumer::{Consumer, StreamConsumer},
+        message::{Header, Headers, OwnedHeaders},
+    };
+    const RECORDS: i64 = 300;
+    let broker = BrokerProcess::start().await;
+    let brokers = broker.address();
+    let topic = unique_topic("fetch-size");
+    create_plain_topic(&brokers, &topic, 1).await;
+    let producer: FutureProducer = client(&brokers)
+        .set("linger.ms", "20")
+        .create()
+        .expect("producer");
+    let header = vec![b'h'; 500];
+    let sends = (0..RECORDS).map(|i| {
+        let key = format!("key-{i:012}");
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "kafkv.sweep",
+            value: Some(&header),
+        });
+        let producer = producer.clone();
+        let topic = topic.clone();
+        async move {
+            producer
+                .send(
+                    FutureRecord::<_, ()>::to(&topic).key(&key).headers(headers),
+                    Duration::from_secs(30),
+                )
+                .await
+                .expect("acknowledged")
+        }
+    });
+    futures::future::join_all(sends).await;
+
+    let consumer: StreamConsumer = client(&brokers)
+        .set("group.id", &topic)
+        .set("enable.auto.commit", "false")
+        .set("message.max.bytes", "1000")
+        .set("fetch.max.bytes", "4096")
+        .set("max.partition.fetch.bytes", "4096")
+        .set("receive.message.max.bytes", "8192")
+        .create()
+        .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(&topic, 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&assignment).unwrap();
+    for expected in 0..RECORDS {
+        let message = tokio::time::timeout(PATIENCE, consumer.recv())
+            .await
+            .unwrap_or_else(|_| panic!("offset {expected} never arrived"))
+            .unwrap_or_else(|error| panic!("consumer error before offset {expected}: {error}"));
+        assert_eq!(message.offset(), expected);
+        assert_eq!(
+            message.key(),
+            Some(format!("key-{expected:012}").as_bytes())
+        );
+        let headers = message.headers().expect("the record's header");
+        assert_eq!(headers.get(0).value, Some(&header[..]));
+    }
+}
