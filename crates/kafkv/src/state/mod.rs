@@ -24,6 +24,7 @@
 
 pub(crate) mod changes;
 mod hazards;
+mod heard;
 mod overlay;
 pub(crate) mod progress;
 mod scan;
@@ -56,6 +57,8 @@ use crate::{
     record::{Kind, Record},
 };
 use hazards::{Hazards, Pending};
+pub use heard::Heard;
+use heard::{LogClock, Roster};
 
 /// What the consumer reports, in log order per partition.
 #[derive(Debug)]
@@ -209,15 +212,12 @@ pub struct View {
     /// The `kafkv.id`s of this instance's records carry this in their top 32 bits.
     id_prefix: u64,
     next_id: std::sync::atomic::AtomicU32,
-    /// When this process last applied a SWEEP from each sweeper, by
-    /// instance id: who sweeps, and who is sweeping now (the sweeper's
-    /// ranking, `store/sweeper.rs`). Local instants, not record times, so
-    /// clock skew between instances and brokers does not enter.
-    sweepers: Mutex<HashMap<u32, std::time::Instant>>,
-    /// The same for the writers named in expiring puts (`kafkv.ttl`'s
-    /// `<writer>`): instances that will sweep, known before they have swept
-    /// anything, so a bulk expiry's first sweeps are already shared out.
-    expiry_writers: Mutex<HashMap<u32, std::time::Instant>>,
+    /// The instances heard sweeping and writing expiring puts: the
+    /// sweeper's ranking (`store/sweeper.rs`).
+    roster: Roster,
+    /// How far each partition is read, in log time: the sweeper's judge of
+    /// what the others did.
+    log_clock: LogClock,
     /// SWEEPs this process applied that deleted their key (`INFO stats`
     /// `expired_keys`: bootstrap included, as Redis counts a load's).
     expired_keys: std::sync::atomic::AtomicU64,
@@ -248,8 +248,8 @@ impl View {
             repair_hints: Mutex::new(None),
             id_prefix: u64::from(fastrand::u32(..)) << 32,
             next_id: std::sync::atomic::AtomicU32::new(0),
-            sweepers: Mutex::new(HashMap::new()),
-            expiry_writers: Mutex::new(HashMap::new()),
+            roster: Roster::default(),
+            log_clock: LogClock::new(partitions),
             expired_keys: std::sync::atomic::AtomicU64::new(0),
         }
     }
@@ -301,18 +301,21 @@ impl View {
         self.expired_keys.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// The instances whose SWEEPs this process applied, and when it last
-    /// applied one of each (its own included).
-    pub fn sweepers_heard(&self) -> Vec<(u32, std::time::Instant)> {
-        let heard = self.sweepers.lock();
-        heard.iter().map(|(id, at)| (*id, *at)).collect()
+    /// The instances whose SWEEPs this process applied (its own included),
+    /// each with the newest one's times.
+    pub fn sweepers_heard(&self) -> Vec<Heard> {
+        self.roster.sweepers()
     }
 
-    /// The writers of expiring puts this process applied, and when it last
-    /// applied one of each.
-    pub fn expiry_writers_heard(&self) -> Vec<(u32, std::time::Instant)> {
-        let heard = self.expiry_writers.lock();
-        heard.iter().map(|(id, at)| (*id, *at)).collect()
+    /// The writers of the expiring puts this process applied.
+    pub fn expiry_writers_heard(&self) -> Vec<Heard> {
+        self.roster.writers()
+    }
+
+    /// The log time up to which this process has applied every record of
+    /// `partition` (see [`heard::LogClock::read_until`]).
+    pub fn read_until(&self, partition: i32, now_ms: i64) -> i64 {
+        self.log_clock.read_until(partition, now_ms)
     }
 
     fn is_own(&self, id: Option<u64>) -> bool {
@@ -772,12 +775,17 @@ impl View {
         let mut gaps = Vec::new();
         // Per partition: whether the batch left it at its end or at a record.
         let mut at_end = vec![None; positions.len()];
+        // Per partition: the newest record time the batch holds.
+        let mut newest = vec![None; positions.len()];
         // Indexes of the records not applied before (not a redelivery), and
         // whether offsets were skipped just before each.
         let mut fresh = Vec::with_capacity(events.len());
         for (i, event) in events.iter().enumerate() {
             let (partition, end) = match event {
                 Event::Record(record) => {
+                    if let Some(slot) = newest.get_mut(record.partition as usize) {
+                        *slot = Some(record.time().max(slot.unwrap_or(i64::MIN)));
+                    }
                     match advance(&mut positions, record.partition, record.offset) {
                         Step::Old => {}
                         Step::Next => fresh.push((i, false)),
@@ -896,6 +904,7 @@ impl View {
         for partition in &gaps {
             self.tracker.await_target(*partition);
         }
+        self.log_clock.advance(&newest, &at_end);
         self.tracker.advance(positions, count, &ends);
         if hazards.any_inexact() {
             for (partition, reached) in self.tracker.reached().into_iter().enumerate() {
@@ -955,16 +964,16 @@ impl View {
         let mut out = Vec::new();
         // Instances that wrote expiring puts, and that swept, in this batch:
         // sweepers to rank (`store/sweeper.rs`).
-        let mut writers: Vec<u32> = Vec::new();
-        let mut sweepers: Vec<u32> = Vec::new();
+        let mut writers: Vec<(u32, i64)> = Vec::new();
+        let mut sweepers: Vec<(u32, i64)> = Vec::new();
         for (record, gap) in records {
             if gap {
                 hazards.mark_inexact(record.partition);
             }
             if let Some(writer) = record.sweeper
-                && writers.last() != Some(&writer)
+                && writers.last().is_none_or(|(last, _)| *last != writer)
             {
-                writers.push(writer);
+                writers.push((writer, record.time()));
             }
             let plain = record.kind == Kind::Plain;
             if plain && record.id.is_none() && !hazards.is_inexact_partition(record.partition) {
@@ -991,7 +1000,7 @@ impl View {
                 ..
             } = &record.kind
             {
-                sweepers.push(*sweeper);
+                sweepers.push((*sweeper, record.time()));
                 self.note_sweep(
                     before.is_some(),
                     resolved.after.is_some(),
@@ -1018,15 +1027,7 @@ impl View {
                 outcome: record.id.map(|_| resolved.outcome),
             });
         }
-        let now = std::time::Instant::now();
-        for (heard, ids) in [(&self.expiry_writers, writers), (&self.sweepers, sweepers)] {
-            if !ids.is_empty() {
-                let mut heard = heard.lock();
-                for id in ids {
-                    heard.insert(id, now);
-                }
-            }
-        }
+        self.roster.note(&sweepers, &writers);
         Ok(out)
     }
 

@@ -11,10 +11,20 @@
 //! expiry, the next ones later in turn up to three quarters, and a SWEEP
 //! applied makes the key absent everywhere, so the later ones find nothing
 //! left. A later one also holds back while an instance ranked above it is
-//! sweeping right now (heard within the last quarter): that one is busy,
-//! not gone, and will get to the key (this is what keeps a bulk expiry at
-//! one SWEEP per key). When the first is gone, the next takes over at its
-//! own delay, still within the bound. An instance that has heard no other
+//! sweeping right now (it swept within a quarter of the bound before the
+//! newest record read here): that one is busy, not gone, and will get to
+//! the key (this is what keeps a bulk expiry at one SWEEP per key). When the
+//! first is gone, the next takes over at its own delay, still within the
+//! bound.
+//!
+//! The first in line goes by its own clock; the later ones by *log time*,
+//! what they have read ([`crate::state::View::read_until`]): a later one
+//! sweeps a key once it has read the log past its own turn without finding
+//! the key swept. A consumer lagging a bulk expiry by seconds has simply
+//! not read the first one's SWEEPs yet; judged by its own clock, it swept
+//! nearly every key again (2.9 SWEEPs per key with three instances). So a
+//! later instance's sweep can be late by its consumer's lag, never early.
+//! An instance that has heard no other
 //! draws a delay per key in the same span instead, so instances just
 //! started rarely sweep the same key twice before they hear each other. A
 //! duplicate costs a record, never data: a SWEEP deletes only what expired
@@ -38,7 +48,10 @@ use tracing::warn;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use super::Shared;
-use crate::{record::Outgoing, state::now_ms};
+use crate::{
+    record::Outgoing,
+    state::{Heard, now_ms},
+};
 
 /// Default [`crate::StoreConfig::expiry_sweep_within`].
 pub const DEFAULT_SWEEP_WITHIN: Duration = Duration::from_secs(1);
@@ -116,7 +129,6 @@ pub(super) async fn run(shared: Weak<Shared>) {
             &shared.view.sweepers_heard(),
             &shared.view.expiry_writers_heard(),
             std::time::Instant::now(),
-            within,
         );
         let earliest = now - (within.as_millis() as i64) / 4;
         // Keys ranked to others are passed over: read enough to find a
@@ -137,10 +149,8 @@ pub(super) async fn run(shared: Weak<Shared>) {
             if budget.available < 1.0 {
                 break;
             }
-            let turn = crew.turn(&due.key);
-            if turn.behind_a_busy_one
-                || due.expires_at + crew.delay(&due.key, turn.rank, within) > now
-            {
+            let read_until = shared.view.read_until(due.partition, now);
+            if !crew.sweeps_now(&due.key, due.expires_at, now, read_until, within) {
                 continue;
             }
             let statement = match shared.view.sweep_statement(&due.key, due.partition, now) {
@@ -232,8 +242,8 @@ struct Crew {
     me: u32,
     /// Heard within [`MEMBERSHIP`], this instance included; sorted.
     members: Vec<u32>,
-    /// Others heard within a quarter of the bound: sweeping right now.
-    busy: Vec<u32>,
+    /// The others heard sweeping, with their newest SWEEP's log time.
+    swept_at: Vec<(u32, i64)>,
 }
 
 /// This instance's place in line for one key.
@@ -241,7 +251,8 @@ struct Crew {
 struct Turn {
     /// How many members come before this instance (0: it is first).
     rank: usize,
-    /// Whether one of them is sweeping right now, so will get to the key.
+    /// Whether one of them is sweeping as far as this instance has read,
+    /// so will get to the key.
     behind_a_busy_one: bool,
 }
 
@@ -252,43 +263,73 @@ impl Crew {
     fn heard(
         seed: u64,
         me: u32,
-        heard: &[(u32, std::time::Instant)],
-        writers: &[(u32, std::time::Instant)],
+        heard: &[Heard],
+        writers: &[Heard],
         now: std::time::Instant,
-        within: Duration,
     ) -> Self {
-        let since = |at: std::time::Instant| now.saturating_duration_since(at);
+        let recent = |heard: &&Heard| now.saturating_duration_since(heard.applied_at) < MEMBERSHIP;
         let mut members: Vec<u32> = heard
             .iter()
             .chain(writers)
-            .filter(|(_, at)| since(*at) < MEMBERSHIP)
-            .map(|(id, _)| *id)
+            .filter(recent)
+            .map(|heard| heard.id)
             .chain([me])
             .collect();
         members.sort_unstable();
         members.dedup();
-        let busy = heard
+        let swept_at = heard
             .iter()
-            .filter(|(id, at)| *id != me && since(*at) < within / 4)
-            .map(|(id, _)| *id)
+            .filter(|heard| heard.id != me)
+            .filter(recent)
+            .map(|heard| (heard.id, heard.record_time))
             .collect();
         Crew {
             seed,
             me,
             members,
-            busy,
+            swept_at,
         }
     }
 
     /// Rendezvous hashing: every member scores the key the same way for
-    /// each instance, and the higher scores go first (ties by id).
-    fn turn(&self, key: &[u8]) -> Turn {
+    /// each instance, and the higher scores go first (ties by id). One
+    /// ahead is busy if it swept within a quarter of the bound before
+    /// `read_until`, the log time this instance has read the key's
+    /// partition to.
+    fn turn(&self, key: &[u8], read_until: i64, within: Duration) -> Turn {
         let score = |id: u32| (xxh3_64_with_seed(key, u64::from(id)), id);
         let mine = score(self.me);
         let ahead = || self.members.iter().filter(|id| score(**id) > mine);
+        let busy_since = read_until - within.as_millis() as i64 / 4;
+        let is_busy = |id: &u32| {
+            self.swept_at
+                .iter()
+                .any(|(other, at)| other == id && *at >= busy_since)
+        };
         Turn {
             rank: ahead().count(),
-            behind_a_busy_one: ahead().any(|id| self.busy.contains(id)),
+            behind_a_busy_one: ahead().any(is_busy),
+        }
+    }
+
+    /// Whether this instance sweeps `key` (expired at `expires_at`) now:
+    /// the first in line once its delay passed on its own clock (`now`), a
+    /// later one once it has read the key's partition past its own turn
+    /// (`read_until`, log time) with nobody ahead of it busy.
+    fn sweeps_now(
+        &self,
+        key: &[u8],
+        expires_at: i64,
+        now: i64,
+        read_until: i64,
+        within: Duration,
+    ) -> bool {
+        let turn = self.turn(key, read_until, within);
+        let at = expires_at + self.delay(key, turn.rank, within);
+        if turn.rank == 0 {
+            at <= now
+        } else {
+            at <= read_until && !turn.behind_a_busy_one
         }
     }
 
@@ -333,10 +374,19 @@ mod tests {
 
     const WITHIN: Duration = Duration::from_secs(1);
 
-    fn crew_of(me: u32, heard: &[(u32, Duration)]) -> Crew {
+    /// A crew that heard `heard` sweep, `(id, newest SWEEP's log time)`,
+    /// five seconds ago on the local clock.
+    fn crew_of(me: u32, heard: &[(u32, i64)]) -> Crew {
         let now = std::time::Instant::now() + Duration::from_secs(7200);
-        let heard: Vec<_> = heard.iter().map(|(id, ago)| (*id, now - *ago)).collect();
-        Crew::heard(7, me, &heard, &[], now, WITHIN)
+        let heard: Vec<Heard> = heard
+            .iter()
+            .map(|(id, record_time)| Heard {
+                id: *id,
+                applied_at: now - Duration::from_secs(5),
+                record_time: *record_time,
+            })
+            .collect();
+        Crew::heard(7, me, &heard, &[], now)
     }
 
     #[test]
@@ -345,12 +395,15 @@ mod tests {
         // Each heard the others a while ago (not busy).
         let crews: Vec<Crew> = ids
             .iter()
-            .map(|me| crew_of(*me, &ids.map(|id| (id, Duration::from_secs(5)))))
+            .map(|me| crew_of(*me, &ids.map(|id| (id, 0))))
             .collect();
         let mut firsts = [0usize; 3];
         for key in 0..3000u32 {
             let key = key.to_be_bytes();
-            let mut ranks: Vec<usize> = crews.iter().map(|crew| crew.turn(&key).rank).collect();
+            let mut ranks: Vec<usize> = crews
+                .iter()
+                .map(|crew| crew.turn(&key, 10_000, WITHIN).rank)
+                .collect();
             let first = ranks.iter().position(|rank| *rank == 0).expect("a first");
             firsts[first] += 1;
             ranks.sort_unstable();
@@ -366,10 +419,7 @@ mod tests {
 
     #[test]
     fn the_line_spreads_over_the_middle_half_of_the_bound() {
-        let crew = crew_of(
-            1,
-            &[(2, Duration::from_secs(5)), (3, Duration::from_secs(5))],
-        );
+        let crew = crew_of(1, &[(2, 0), (3, 0)]);
         assert_eq!(
             [0, 1, 2].map(|rank| crew.delay(b"k", rank, WITHIN)),
             [250, 500, 750]
@@ -395,28 +445,69 @@ mod tests {
 
     #[test]
     fn a_later_instance_holds_back_only_while_one_ahead_is_sweeping() {
-        let quiet = crew_of(1, &[(2, Duration::from_secs(5))]);
-        let busy = crew_of(1, &[(2, Duration::from_millis(10))]);
-        let gone = crew_of(1, &[(2, MEMBERSHIP + Duration::from_secs(1))]);
+        // Read to 10 s in log time; instance 2 last swept at 5 s, or at
+        // 9.9 s (within a quarter of the bound: busy).
+        let read_until = 10_000;
+        let quiet = crew_of(1, &[(2, 5_000)]);
+        let busy = crew_of(1, &[(2, 9_900)]);
+        let now = std::time::Instant::now() + Duration::from_secs(7200);
+        let long_ago = Heard {
+            id: 2,
+            applied_at: now - MEMBERSHIP - Duration::from_secs(1),
+            record_time: 9_900,
+        };
+        let gone = Crew::heard(7, 1, &[long_ago], &[], now);
         assert_eq!(gone.members, [1], "forgotten after the membership window");
         for key in 0..100u32 {
             let key = key.to_be_bytes();
-            let turn = quiet.turn(&key);
+            let turn = quiet.turn(&key, read_until, WITHIN);
             assert!(!turn.behind_a_busy_one);
             // Busy or not, the same place in line; held back only behind it.
-            let busy_turn = busy.turn(&key);
+            let busy_turn = busy.turn(&key, read_until, WITHIN);
             assert_eq!(busy_turn.rank, turn.rank);
             assert_eq!(busy_turn.behind_a_busy_one, turn.rank == 1);
-            assert_eq!(gone.turn(&key).rank, 0);
+            assert_eq!(gone.turn(&key, read_until, WITHIN).rank, 0);
         }
+    }
+
+    #[test]
+    fn a_later_instance_sweeps_by_what_it_has_read_not_by_its_clock() {
+        let crew = crew_of(1, &[(2, 0)]);
+        let key = (0..100u32)
+            .map(u32::to_be_bytes)
+            .find(|key| crew.turn(key, 0, WITHIN).rank == 1)
+            .expect("a key where instance 1 is second");
+        let expires_at = 100_000;
+        // Its turn is 750 ms after the expiry (the last of two).
+        let turn = expires_at + 750;
+        let later = expires_at + 60_000;
+        // Long past its turn on its own clock, but its consumer has not
+        // read that far: the first one's SWEEP may be in what it has not
+        // read yet.
+        assert!(!crew.sweeps_now(&key, expires_at, later, turn - 1, WITHIN));
+        // Read past its turn without finding the key swept: the first one
+        // did not sweep it.
+        assert!(crew.sweeps_now(&key, expires_at, later, turn, WITHIN));
+        // Unless the first one was sweeping just before what it has read.
+        let busy = crew_of(1, &[(2, turn - 100)]);
+        assert!(!busy.sweeps_now(&key, expires_at, later, turn, WITHIN));
+        // The first in line goes by its own clock, whatever it has read.
+        let first = crew_of(2, &[(1, 0)]);
+        assert_eq!(first.turn(&key, 0, WITHIN).rank, 0);
+        assert!(first.sweeps_now(&key, expires_at, expires_at + 250, 0, WITHIN));
+        assert!(!first.sweeps_now(&key, expires_at, expires_at + 249, later, WITHIN));
     }
 
     #[test]
     fn writers_of_expiring_puts_are_ranked_but_never_busy() {
         let now = std::time::Instant::now() + Duration::from_secs(7200);
-        let just_now = now - Duration::from_millis(1);
-        let crew = Crew::heard(7, 1, &[], &[(2, just_now)], now, WITHIN);
+        let writer = Heard {
+            id: 2,
+            applied_at: now - Duration::from_millis(1),
+            record_time: 10_000,
+        };
+        let crew = Crew::heard(7, 1, &[], &[writer], now);
         assert_eq!(crew.members, [1, 2]);
-        assert!(crew.busy.is_empty(), "writing is not sweeping");
+        assert!(crew.swept_at.is_empty(), "writing is not sweeping");
     }
 }
