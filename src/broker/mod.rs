@@ -31,6 +31,7 @@ mod long_poll;
 mod maintenance;
 mod serve;
 mod storage;
+mod tail;
 
 use std::{
     net::SocketAddr,
@@ -305,11 +306,7 @@ async fn compact_every(storage: KafkvStorage, interval: Duration) {
     ticks.tick().await;
     loop {
         ticks.tick().await;
-        let outcome = storage
-            .exclusive(async |db: &Database| {
-                maintenance::compact(db, std::time::SystemTime::now()).await
-            })
-            .await;
+        let outcome = storage.compact(std::time::SystemTime::now()).await;
         match outcome {
             Ok(c) if c != maintenance::Compacted::default() => info!(
                 superseded = c.superseded,

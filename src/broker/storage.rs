@@ -13,6 +13,8 @@
 //! - **Append time** ([`super::append_time`]): a topic created with
 //!   `message.timestamp.type=LogAppendTime` gets the broker's clock on every
 //!   produced batch, as Kafka does; tansu keeps the producer's.
+//! - **Tail cache** ([`super::tail`]): a fetch near a partition's end is
+//!   answered from the records this wrapper saw produced, without SQLite.
 //! - **Fetch size** ([`super::fetch_budget`]): a fetch is cut to its byte
 //!   budget by encoded size; tansu counts only keys and values, so a run of
 //!   header-only records overran a client's limit.
@@ -64,6 +66,8 @@ use super::{
     database::Database,
     fetch_budget,
     long_poll::LongPoll,
+    maintenance::{self, Compacted},
+    tail::Tails,
 };
 
 /// Why the embedded broker cannot serve any more, once it cannot.
@@ -135,6 +139,7 @@ struct Shared {
     /// `producer_epoch` table, so only a new epoch costs a query.
     epochs: parking_lot::Mutex<HashMap<i64, i16>>,
     timestamp_types: TimestampTypes,
+    tails: Tails,
 }
 
 impl fmt::Debug for KafkvStorage {
@@ -154,6 +159,7 @@ impl KafkvStorage {
                 health: Health::new(),
                 epochs: parking_lot::Mutex::new(HashMap::new()),
                 timestamp_types: TimestampTypes::default(),
+                tails: Tails::default(),
             }),
         }
     }
@@ -171,6 +177,64 @@ impl KafkvStorage {
     pub async fn exclusive<T>(&self, work: impl AsyncFnOnce(&Database) -> T) -> T {
         let _exclusive = self.shared.gate.write().await;
         work(&self.shared.database).await
+    }
+
+    /// One compaction run ([`maintenance`]). The tail cache forgets what it
+    /// holds before tansu's calls resume, so no fetch is answered from a
+    /// record compaction removed.
+    pub async fn compact(&self, now: SystemTime) -> std::result::Result<Compacted, libsql::Error> {
+        self.exclusive(async |db: &Database| {
+            let compacted = maintenance::compact(db, now).await;
+            if compacted
+                .as_ref()
+                .is_ok_and(|compacted| *compacted != Compacted::default())
+            {
+                self.shared.tails.forget_all();
+            }
+            compacted
+        })
+        .await
+    }
+
+    #[cfg(test)]
+    pub fn tails(&self) -> &Tails {
+        &self.shared.tails
+    }
+
+    /// What tansu's own fetch reads from SQLite, with the header fix.
+    pub(super) async fn fetch_from_storage(
+        &self,
+        topition: &Topition,
+        offset: i64,
+        min_bytes: u32,
+        max_bytes: u32,
+        isolation: IsolationLevel,
+    ) -> Result<Vec<deflated::Batch>> {
+        let mut batches = self
+            .call(
+                self.inner
+                    .fetch(topition, offset, min_bytes, max_bytes, isolation),
+            )
+            .await?;
+        // tansu reads the first record's headers at the offset asked for,
+        // not at the record's own: when that offset was compacted away the
+        // first record comes back without its headers (and kafkv's
+        // operation, repair, expiry and SWEEP records are their headers).
+        // Asking again from the record's own offset gets them; this costs
+        // one query, only when a fetch starts inside a compaction gap.
+        if let Some(first) = batches
+            .first()
+            .filter(|batch| batch.record_count > 0 && batch.base_offset > offset)
+        {
+            let from = first.base_offset;
+            batches = self
+                .call(
+                    self.inner
+                        .fetch(topition, from, min_bytes, max_bytes, isolation),
+                )
+                .await?;
+        }
+        Ok(batches)
     }
 
     async fn call<T>(&self, operation: impl Future<Output = Result<T>>) -> Result<T> {
@@ -255,6 +319,7 @@ impl Storage for KafkvStorage {
 
     async fn create_topic(&self, topic: CreatableTopic, validate_only: bool) -> Result<uuid::Uuid> {
         self.shared.timestamp_types.forget(&topic.name);
+        self.shared.tails.forget_topic(&topic.name);
         self.call(self.inner.create_topic(topic, validate_only))
             .await
     }
@@ -303,8 +368,14 @@ impl Storage for KafkvStorage {
     async fn delete_topic(&self, topic: &TopicId) -> Result<ErrorCode> {
         let deleted = self.call(self.inner.delete_topic(topic)).await;
         match topic {
-            TopicId::Name(name) => self.shared.timestamp_types.forget(name),
-            TopicId::Id(_) => self.shared.timestamp_types.forget_all(),
+            TopicId::Name(name) => {
+                self.shared.timestamp_types.forget(name);
+                self.shared.tails.forget_topic(name);
+            }
+            TopicId::Id(_) => {
+                self.shared.timestamp_types.forget_all();
+                self.shared.tails.forget_all();
+            }
         }
         deleted
     }
@@ -328,9 +399,20 @@ impl Storage for KafkvStorage {
         } else {
             batch
         };
+        // Bytes are shared, so this copy costs no record data.
+        let stored = batch.clone();
         let offset = self
             .call(self.inner.produce(transaction_id, topition, batch))
             .await?;
+        if let Err(error) =
+            self.shared
+                .tails
+                .produced(topition, transaction_id.is_some(), offset, &stored)
+        {
+            // Storage has the records; the cache must not answer for them.
+            warn!(%error, ?topition, "embedded broker: could not cache a produced batch");
+            self.shared.tails.forget_topic(topition.topic());
+        }
         self.shared.long_poll.produced();
         Ok(offset)
     }
@@ -343,30 +425,22 @@ impl Storage for KafkvStorage {
         max_bytes: u32,
         isolation: IsolationLevel,
     ) -> Result<Vec<deflated::Batch>> {
-        let mut batches = self
-            .call(
-                self.inner
-                    .fetch(topition, offset, min_bytes, max_bytes, isolation),
-            )
-            .await?;
-        // tansu reads the first record's headers at the offset asked for,
-        // not at the record's own: when that offset was compacted away the
-        // first record comes back without its headers (and kafkv's
-        // operation, repair, expiry and SWEEP records are their headers).
-        // Asking again from the record's own offset gets them; this costs
-        // one query, only when a fetch starts inside a compaction gap.
-        if let Some(first) = batches
-            .first()
-            .filter(|batch| batch.record_count > 0 && batch.base_offset > offset)
+        let stage = self.call(self.inner.offset_stage(topition)).await?;
+        let batches = match self
+            .shared
+            .tails
+            .read(topition, offset, max_bytes, isolation, &stage)
         {
-            let from = first.base_offset;
-            batches = self
-                .call(
-                    self.inner
-                        .fetch(topition, from, min_bytes, max_bytes, isolation),
-                )
-                .await?;
-        }
+            Some(cached) => {
+                metrics::counter!("kafkv_broker_fetches_total", "from" => "tail").increment(1);
+                cached?
+            }
+            None => {
+                metrics::counter!("kafkv_broker_fetches_total", "from" => "storage").increment(1);
+                self.fetch_from_storage(topition, offset, min_bytes, max_bytes, isolation)
+                    .await?
+            }
+        };
         fetch_budget::within(batches, max_bytes)
     }
 

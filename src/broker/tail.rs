@@ -1,0 +1,428 @@
+//! The tail cache: each partition's most recent records in memory, so a
+//! fetch at or near a partition's end is answered without reading SQLite.
+//!
+//! Every kafkv instance tails its topic, so every produce is followed by one
+//! fetch per tailing consumer, and tansu 0.6 answers each from SQLite: a
+//! query for the records and one more per record for its headers. The
+//! wrapper sees every produce, so it keeps the records it wrote here and
+//! builds the fetch's answer from them.
+//!
+//! **Exactly what storage returns.** A cached record is what tansu stored
+//! for it (`produce_in_tx` in tansu-storage's `lite.rs`): its offset is the
+//! base offset plus its place in the batch, its time the batch's base
+//! timestamp plus its delta, its attributes the batch's, its producer id and
+//! epoch only for a transactional produce. [`Tails::read`] builds batches as
+//! tansu's fetch does from the rows it reads (`record_fetch.sql`): the same
+//! byte budget on keys and values, the same end (the high watermark, or the
+//! last stable offset for `read_committed`), one batch per run of rows with
+//! equal attributes, producer id and epoch, through the same batch builder.
+//! A property test checks this against storage over produce, compaction,
+//! restart and fetches from every offset (`broker::tests`).
+//!
+//! **Invariants.**
+//! - Only records acknowledged by storage are cached (inserted after
+//!   tansu's produce returned their offset).
+//! - A read is answered only when the cache holds every offset from the
+//!   fetch's to the end storage reports; otherwise storage answers.
+//! - Whatever removes records from storage (compaction, a topic deleted)
+//!   forgets the partitions first, under the same exclusive gate. A restart
+//!   starts empty.
+//! - Each partition keeps at most [`MAX_RECORDS`] records and
+//!   [`MAX_BYTES`] bytes, dropping its oldest first.
+
+use std::collections::{BTreeMap, HashMap};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tansu_sans_io::{
+    IsolationLevel,
+    record::{Header, Record, deflated, inflated},
+};
+use tansu_storage::{OffsetStage, Result, Topition};
+
+/// Records kept per partition at most.
+pub const MAX_RECORDS: usize = 16_384;
+
+/// Bytes (keys, values and headers) kept per partition at most.
+pub const MAX_BYTES: usize = 8 << 20;
+
+/// One record as tansu stored it.
+#[derive(Debug, Clone)]
+struct Cached {
+    attributes: i16,
+    /// Only for a transactional produce, as tansu stores them.
+    producer: Option<(i64, i16)>,
+    timestamp: i64,
+    key: Option<Bytes>,
+    value: Option<Bytes>,
+    headers: Vec<Header>,
+}
+
+impl Cached {
+    fn size(&self) -> usize {
+        let octets = |bytes: &Option<Bytes>| bytes.as_ref().map_or(0, Bytes::len);
+        octets(&self.key)
+            + octets(&self.value)
+            + self
+                .headers
+                .iter()
+                .map(|header| octets(&header.key) + octets(&header.value))
+                .sum::<usize>()
+    }
+
+    /// What `record_fetch.sql` counts against its budget.
+    fn key_and_value(&self) -> i64 {
+        let octets = |bytes: &Option<Bytes>| bytes.as_ref().map_or(0, Bytes::len) as i64;
+        octets(&self.key) + octets(&self.value)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Tail {
+    records: BTreeMap<i64, Cached>,
+    bytes: usize,
+}
+
+impl Tail {
+    fn insert(&mut self, offset: i64, record: Cached) {
+        self.bytes += record.size();
+        if let Some(replaced) = self.records.insert(offset, record) {
+            self.bytes -= replaced.size();
+        }
+        while self.records.len() > MAX_RECORDS || self.bytes > MAX_BYTES {
+            let Some((_, oldest)) = self.records.pop_first() else {
+                break;
+            };
+            self.bytes -= oldest.size();
+        }
+    }
+
+    /// Whether every offset in `from..end` is here.
+    fn covers(&self, from: i64, end: i64) -> bool {
+        if from >= end {
+            return true;
+        }
+        self.records.range(from..end).count() as i64 == end - from
+    }
+}
+
+/// The tail cache of every partition.
+#[derive(Debug, Default)]
+pub struct Tails {
+    partitions: Mutex<HashMap<Topition, Tail>>,
+}
+
+impl Tails {
+    /// Caches `batch`, which storage just acknowledged at `base_offset`.
+    pub fn produced(
+        &self,
+        topition: &Topition,
+        transactional: bool,
+        base_offset: i64,
+        batch: &deflated::Batch,
+    ) -> Result<()> {
+        let batch = inflated::Batch::try_from(batch)?;
+        let producer = transactional.then_some((batch.producer_id, batch.producer_epoch));
+        let mut partitions = self.partitions.lock();
+        let tail = partitions.entry(topition.clone()).or_default();
+        for (place, record) in batch.records.into_iter().enumerate() {
+            tail.insert(
+                base_offset + place as i64,
+                Cached {
+                    attributes: batch.attributes,
+                    producer,
+                    timestamp: batch.base_timestamp + record.timestamp_delta,
+                    key: record.key,
+                    value: record.value,
+                    headers: record.headers,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Forgets every partition: storage removed records (compaction).
+    pub fn forget_all(&self) {
+        self.partitions.lock().clear();
+    }
+
+    /// Forgets `topic`'s partitions (it was deleted).
+    pub fn forget_topic(&self, topic: &str) {
+        self.partitions
+            .lock()
+            .retain(|topition, _| topition.topic() != topic);
+    }
+
+    /// The batches tansu's storage fetch would return for `offset` and
+    /// `max_bytes`, given where storage says the partition stands; `None`
+    /// when the cache does not hold every record that fetch would read.
+    pub fn read(
+        &self,
+        topition: &Topition,
+        offset: i64,
+        max_bytes: u32,
+        isolation: IsolationLevel,
+        stage: &OffsetStage,
+    ) -> Option<Result<Vec<deflated::Batch>>> {
+        let end = if isolation == IsolationLevel::ReadCommitted {
+            stage.last_stable()
+        } else {
+            stage.high_watermark()
+        };
+        let partitions = self.partitions.lock();
+        let tail = partitions.get(topition)?;
+        if !tail.covers(offset, end) {
+            return None;
+        }
+        // `record_fetch.sql`: rows from `offset` below the end while the
+        // running sum of key and value bytes, this row's included, stays
+        // below the budget.
+        let mut budget_used = 0i64;
+        let rows: Vec<(i64, &Cached)> = tail
+            .records
+            .range(offset..end.max(offset))
+            .take_while(|(_, record)| {
+                budget_used += record.key_and_value();
+                budget_used < i64::from(max_bytes)
+            })
+            .map(|(offset, record)| (*offset, record))
+            .collect();
+        Some(batches_of(&rows))
+    }
+}
+
+/// Rows as tansu's fetch turns them into batches (`lite.rs`, `fetch`).
+fn batches_of(rows: &[(i64, &Cached)]) -> Result<Vec<deflated::Batch>> {
+    let Some((first_offset, first)) = rows.first() else {
+        return Ok(vec![inflated::Batch::builder().build()?.try_into()?]);
+    };
+    let header = |record: &Cached| (record.attributes, record.producer);
+    let mut batches = Vec::new();
+    let mut start = (*first_offset, *first);
+    let mut builder = batch_builder(*first_offset, first);
+    for (offset, record) in rows {
+        if header(record) != header(start.1) {
+            batches.push(builder.build()?.try_into()?);
+            start = (*offset, *record);
+            builder = batch_builder(*offset, record);
+        }
+        let offset_delta = i32::try_from(offset - start.0)?;
+        builder = builder
+            .record(headers_of(
+                Record::builder()
+                    .offset_delta(offset_delta)
+                    .timestamp_delta(record.timestamp - start.1.timestamp)
+                    .key(record.key.clone())
+                    .value(record.value.clone()),
+                &record.headers,
+            ))
+            .last_offset_delta(offset_delta);
+    }
+    batches.push(builder.build()?.try_into()?);
+    Ok(batches)
+}
+
+fn batch_builder(offset: i64, first: &Cached) -> inflated::Builder {
+    let (producer_id, producer_epoch) = first.producer.unwrap_or((-1, -1));
+    inflated::Batch::builder()
+        .base_offset(offset)
+        .attributes(first.attributes)
+        .base_timestamp(first.timestamp)
+        .producer_id(producer_id)
+        .producer_epoch(producer_epoch)
+}
+
+fn headers_of(
+    mut record: tansu_sans_io::record::Builder,
+    headers: &[Header],
+) -> tansu_sans_io::record::Builder {
+    for header in headers {
+        let mut builder = Header::builder();
+        if let Some(key) = &header.key {
+            builder = builder.key(key.clone());
+        }
+        if let Some(value) = &header.value {
+            builder = builder.value(value.clone());
+        }
+        record = record.header(builder);
+    }
+    record
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use tansu_sans_io::{
+        create_topics_request::{CreatableTopic, CreatableTopicConfig},
+        record::Record,
+    };
+    use tansu_storage::Storage as _;
+
+    use super::*;
+    use crate::broker::{build_storage, storage::KafkvStorage, storage_url};
+
+    const TOPIC: &str = "tail";
+
+    async fn open(path: &std::path::Path) -> KafkvStorage {
+        let cwd = std::env::current_dir().expect("a working directory");
+        let url = storage_url(path, &cwd).expect("a URL");
+        let listener = url::Url::parse("tcp://127.0.0.1:9092").expect("a URL");
+        let storage = build_storage(url, listener, path).await.expect("storage");
+        // What the broker does at start: the cluster's row, which every
+        // later call joins on.
+        storage
+            .register_broker(tansu_storage::BrokerRegistrationRequest {
+                broker_id: tansu_broker::NODE_ID,
+                cluster_id: crate::broker::CLUSTER_ID.into(),
+                incarnation_id: uuid::Uuid::new_v4(),
+                rack: None,
+            })
+            .await
+            .expect("registered");
+        storage
+    }
+
+    fn config(name: &str, value: &str) -> CreatableTopicConfig {
+        CreatableTopicConfig::default()
+            .name(name.into())
+            .value(Some(value.into()))
+    }
+
+    /// A batch of `count` records over a few keys (so compaction has work),
+    /// some of them tombstones, some with headers; its attributes vary so
+    /// fetches cross batch boundaries.
+    fn batch(rng: &mut fastrand::Rng, count: usize, timestamp: i64) -> deflated::Batch {
+        let attributes = if rng.bool() { 0 } else { 8 };
+        let mut builder = inflated::Batch::builder()
+            .base_timestamp(timestamp)
+            .attributes(attributes)
+            .producer_id(-1)
+            .producer_epoch(-1)
+            .base_sequence(-1)
+            .last_offset_delta(count as i32 - 1);
+        for delta in 0..count {
+            let value =
+                (!rng.u8(..).is_multiple_of(5)).then(|| Bytes::from(vec![b'v'; rng.usize(0..300)]));
+            let mut record = Record::builder()
+                .offset_delta(delta as i32)
+                .timestamp_delta(rng.i64(0..3))
+                .key(Some(Bytes::from(format!("k{}", rng.u8(0..6)))))
+                .value(value);
+            for h in 0..rng.usize(0..3) {
+                record = record.header(
+                    Header::builder()
+                        .key(Bytes::from(format!("h{h}")))
+                        .value(Bytes::from(vec![b'h'; rng.usize(0..100)])),
+                );
+            }
+            builder = builder.record(record);
+        }
+        builder
+            .build()
+            .and_then(deflated::Batch::try_from)
+            .expect("a batch")
+    }
+
+    /// tansu's fetch leaves a batch's `max_timestamp` at the batch
+    /// builder's default, the time of the fetch (and the CRC covers it);
+    /// clients read each record's time from the base timestamp and its
+    /// delta, as the batches are create-time batches.
+    fn at_fetch_time(batch: deflated::Batch) -> deflated::Batch {
+        deflated::Batch {
+            max_timestamp: 0,
+            crc: 0,
+            ..batch
+        }
+    }
+
+    /// The tail cache answers every fetch it answers exactly as storage
+    /// does, over random sequences of produces, compactions, restarts and
+    /// fetches from every offset with large and small budgets.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_tail_cache_answers_exactly_what_storage_returns() {
+        let topition = Topition::new(TOPIC, 0);
+        let (mut from_tail, mut compared) = (0usize, 0usize);
+        for seed in 0..12u64 {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            let path = dir.path().join("broker.db");
+            let mut storage = open(&path).await;
+            let topic = CreatableTopic::default()
+                .name(TOPIC.into())
+                .num_partitions(1)
+                .replication_factor(1)
+                .configs(Some(vec![
+                    config("cleanup.policy", "compact"),
+                    config("min.compaction.lag.ms", "0"),
+                    config("delete.retention.ms", "0"),
+                ]));
+            storage.create_topic(topic, false).await.expect("a topic");
+            let start = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .expect("after the epoch")
+                .as_millis() as i64
+                - 60_000;
+            for step in 0..30 {
+                match rng.u8(0..20) {
+                    0..10 => {
+                        let count = rng.usize(1..6);
+                        storage
+                            .produce(None, &topition, batch(&mut rng, count, start + step))
+                            .await
+                            .expect("produced");
+                    }
+                    10..12 => {
+                        storage
+                            .compact(SystemTime::now() + Duration::from_secs(1))
+                            .await
+                            .expect("compacted");
+                    }
+                    12 => storage = open(&path).await,
+                    _ => {
+                        let stage = storage.offset_stage(&topition).await.expect("a stage");
+                        for offset in 0..=stage.high_watermark() + 1 {
+                            for max_bytes in [5 << 20, rng.u32(1..400)] {
+                                let isolation = if rng.bool() {
+                                    IsolationLevel::ReadCommitted
+                                } else {
+                                    IsolationLevel::ReadUncommitted
+                                };
+                                let Some(cached) = storage
+                                    .tails()
+                                    .read(&topition, offset, max_bytes, isolation, &stage)
+                                else {
+                                    continue;
+                                };
+                                let cached = cached.expect("built");
+                                let stored = storage
+                                    .fetch_from_storage(&topition, offset, 0, max_bytes, isolation)
+                                    .await
+                                    .expect("fetched");
+                                compared += 1;
+                                let context = format!(
+                                    "seed {seed} step {step} offset {offset} max_bytes {max_bytes}"
+                                );
+                                if stored.iter().all(|batch| batch.record_count == 0) {
+                                    assert!(
+                                        cached.iter().all(|batch| batch.record_count == 0),
+                                        "{context}: storage has nothing, the tail {cached:?}"
+                                    );
+                                    continue;
+                                }
+                                from_tail += 1;
+                                assert_eq!(
+                                    cached.into_iter().map(at_fetch_time).collect::<Vec<_>>(),
+                                    stored.into_iter().map(at_fetch_time).collect::<Vec<_>>(),
+                                    "{context}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        println!("{compared} fetches compared, {from_tail} with records");
+        assert!(from_tail > 100, "only {from_tail} fetches with records");
+    }
+}
