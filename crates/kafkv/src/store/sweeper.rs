@@ -11,8 +11,8 @@
 //! expiry, the next ones later in turn up to three quarters, and a SWEEP
 //! applied makes the key absent everywhere, so the later ones find nothing
 //! left. A later one also holds back while an instance ranked above it is
-//! sweeping right now (it swept within a quarter of the bound before the
-//! newest record read here): that one is busy, not gone, and will get to
+//! sweeping right now (it swept within half the bound before the newest
+//! record read here): that one is busy, not gone, and will get to
 //! the key (this is what keeps a bulk expiry at one SWEEP per key). When the
 //! first is gone, the next takes over at its own delay, still within the
 //! bound.
@@ -66,8 +66,12 @@ pub const DEFAULT_SWEEP_RATE: u32 = 50_000;
 /// How often the sweeper looks for due keys.
 const TICK: Duration = Duration::from_millis(20);
 
-/// The most SWEEPs in flight at once: held records go out together.
-const MAX_IN_FLIGHT: usize = 4096;
+/// The most SWEEPs in flight at once: held records go out together. Not
+/// more: the broker appends one instance's request while the others'
+/// wait, and a busy instance whose SWEEPs stop landing for longer than the
+/// busy window ([`Crew::turn`]) looks gone to the next in line (4,096
+/// took the embedded broker about a second: 1.3 SWEEPs per key).
+const MAX_IN_FLIGHT: usize = 1024;
 
 /// Runs until the store is dropped or closed.
 pub(super) async fn run(shared: Weak<Shared>) {
@@ -293,14 +297,18 @@ impl Crew {
 
     /// Rendezvous hashing: every member scores the key the same way for
     /// each instance, and the higher scores go first (ties by id). One
-    /// ahead is busy if it swept within a quarter of the bound before
+    /// ahead is busy if it swept within half the bound before
     /// `read_until`, the log time this instance has read the key's
-    /// partition to.
+    /// partition to. Half, not less: under a bulk expiry the broker
+    /// appends the instances' requests in turn, so a busy one's SWEEPs
+    /// land in bursts. Not more: when one ahead dies while sweeping, a
+    /// key expiring after its last SWEEP is taken at most half the bound
+    /// later, so within `3D/4` of its expiry still.
     fn turn(&self, key: &[u8], read_until: i64, within: Duration) -> Turn {
         let score = |id: u32| (xxh3_64_with_seed(key, u64::from(id)), id);
         let mine = score(self.me);
         let ahead = || self.members.iter().filter(|id| score(**id) > mine);
-        let busy_since = read_until - within.as_millis() as i64 / 4;
+        let busy_since = read_until - within.as_millis() as i64 / 2;
         let is_busy = |id: &u32| {
             self.swept_at
                 .iter()
@@ -446,10 +454,10 @@ mod tests {
     #[test]
     fn a_later_instance_holds_back_only_while_one_ahead_is_sweeping() {
         // Read to 10 s in log time; instance 2 last swept at 5 s, or at
-        // 9.9 s (within a quarter of the bound: busy).
+        // 9.6 s (within half the bound: busy).
         let read_until = 10_000;
         let quiet = crew_of(1, &[(2, 5_000)]);
-        let busy = crew_of(1, &[(2, 9_900)]);
+        let busy = crew_of(1, &[(2, 9_600)]);
         let now = std::time::Instant::now() + Duration::from_secs(7200);
         let long_ago = Heard {
             id: 2,
@@ -489,8 +497,10 @@ mod tests {
         // did not sweep it.
         assert!(crew.sweeps_now(&key, expires_at, later, turn, WITHIN));
         // Unless the first one was sweeping just before what it has read.
-        let busy = crew_of(1, &[(2, turn - 100)]);
+        let busy = crew_of(1, &[(2, turn - 400)]);
         assert!(!busy.sweeps_now(&key, expires_at, later, turn, WITHIN));
+        let idle = crew_of(1, &[(2, turn - 501)]);
+        assert!(idle.sweeps_now(&key, expires_at, later, turn, WITHIN));
         // The first in line goes by its own clock, whatever it has read.
         let first = crew_of(2, &[(1, 0)]);
         assert_eq!(first.turn(&key, 0, WITHIN).rank, 0);
