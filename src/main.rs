@@ -87,6 +87,9 @@ struct ServeArgs {
     /// Embedded broker only: how often it compacts.
     #[arg(long, env = "KAFKV_BROKER_MAINTENANCE_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
     broker_maintenance_interval: Duration,
+    /// Embedded broker only: whose Fetch it serves (see BrokerFetch).
+    #[arg(long, env = "KAFKV_BROKER_FETCH", value_enum, default_value_t = BrokerFetch::Kafkv, hide = true)]
+    broker_fetch: BrokerFetch,
     /// A librdkafka property for every Kafka client, key=value (repeatable; SASL, TLS,
     /// timeouts). Several in one value or in the env var are separated by ';'.
     #[arg(long = "kafka-config", env = "KAFKV_KAFKA_CONFIG", value_delimiter = ';', value_parser = parse_key_value)]
@@ -182,6 +185,20 @@ struct BrokerArgs {
     /// How often the broker compacts.
     #[arg(long, env = "KAFKV_BROKER_MAINTENANCE_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
     maintenance_interval: Duration,
+    /// Whose Fetch the broker serves (see BrokerFetch).
+    #[arg(long = "broker-fetch", env = "KAFKV_BROKER_FETCH", value_enum, default_value_t = BrokerFetch::Kafkv, hide = true)]
+    fetch: BrokerFetch,
+}
+
+/// The embedded broker's Fetch: kafkv's (long poll, tail cache), or tansu
+/// 0.6's own handler reading SQLite for every fetch (kafkv's storage
+/// corrections stay on). Hidden: it exists so the bench can measure the
+/// one beside the other with the same binary (`kafkv-bench --broker-fetch
+/// tansu,kafkv`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum BrokerFetch {
+    Kafkv,
+    Tansu,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -209,6 +226,7 @@ enum KafkaSource {
         listen: SocketAddr,
         data_dir: PathBuf,
         maintenance_interval: Duration,
+        fetch: BrokerFetch,
     },
 }
 
@@ -250,6 +268,7 @@ impl ServeArgs {
                 listen: self.broker_listen,
                 data_dir: self.data_dir,
                 maintenance_interval: self.broker_maintenance_interval,
+                fetch: self.broker_fetch,
             },
         };
         let mut resp = kafkv::RespConfig::new(store.max_value_bytes);
@@ -324,11 +343,13 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
             listen,
             data_dir,
             maintenance_interval,
+            fetch,
         } => {
             let broker = EmbeddedBroker::start(&BrokerConfig {
                 listen,
                 data_dir,
                 maintenance_interval,
+                tansu_fetch: fetch == BrokerFetch::Tansu,
             })
             .await?;
             config.store = config.store.on_single_broker();
@@ -377,6 +398,7 @@ async fn broker(args: BrokerArgs) -> Result<(), Failure> {
         listen: args.listen,
         data_dir: args.data_dir,
         maintenance_interval: args.maintenance_interval,
+        tansu_fetch: args.fetch == BrokerFetch::Tansu,
     })
     .await?;
     tokio::select! {

@@ -29,6 +29,7 @@ mod database;
 mod fetch_budget;
 mod long_poll;
 mod maintenance;
+mod read_cache;
 mod serve;
 mod storage;
 mod tail;
@@ -58,6 +59,10 @@ pub struct BrokerConfig {
     pub data_dir: PathBuf,
     /// How often the broker compacts (and applies retention). Default 1 minute.
     pub maintenance_interval: Duration,
+    /// Serve tansu 0.6's own Fetch (every fetch read from SQLite, the
+    /// remaining wait slept out) instead of kafkv's long poll and tail
+    /// cache: only so the bench can measure the one beside the other.
+    pub tansu_fetch: bool,
 }
 
 impl Default for BrokerConfig {
@@ -66,6 +71,7 @@ impl Default for BrokerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
             data_dir: PathBuf::from("kafkv-data"),
             maintenance_interval: Duration::from_secs(60),
+            tansu_fetch: false,
         }
     }
 }
@@ -159,10 +165,15 @@ impl EmbeddedBroker {
         let (built, built_rx) = oneshot::channel();
         let (served, mut served_rx) = oneshot::channel();
         let maintenance_interval = config.maintenance_interval;
+        let tansu_fetch = config.tansu_fetch;
         let database_path = database.clone();
         runtime.spawn(async move {
             let prepared = async {
                 let storage = build_storage(storage, listener.clone(), &database_path).await?;
+                if tansu_fetch {
+                    storage.disable_tail_cache();
+                    warn!("embedded broker: serving tansu 0.6's own Fetch (--broker-fetch tansu)");
+                }
                 let health = storage.health();
                 let groups = Controller::with_storage(storage.clone())
                     .map_err(|e| BrokerError::Start(e.to_string()))?;
@@ -187,7 +198,10 @@ impl EmbeddedBroker {
                 if let Some(after) = injected_fault() {
                     tokio::spawn(kill_storage_after(storage, after));
                 }
-                Ok::<_, BrokerError>((health, serve::accept(listening, storage_for_routes, groups)))
+                Ok::<_, BrokerError>((
+                    health,
+                    serve::accept(listening, storage_for_routes, groups, tansu_fetch),
+                ))
             };
             match prepared.await {
                 Ok((health, serve)) => {

@@ -38,8 +38,9 @@ pub async fn accept(
     listener: TcpListener,
     storage: KafkvStorage,
     groups: Controller<KafkvStorage>,
+    tansu_fetch: bool,
 ) -> Result<(), String> {
-    let poll = storage.long_poll();
+    let poll = (!tansu_fetch).then(|| storage.long_poll());
     loop {
         let (stream, peer) = listener
             .accept()
@@ -73,11 +74,12 @@ pub async fn accept(
     }
 }
 
-/// Every request route tansu 0.6 serves, with kafkv's Fetch.
+/// Every request route tansu 0.6 serves, with kafkv's Fetch (tansu's own
+/// without `poll`: `--broker-fetch tansu`).
 fn routes(
     storage: KafkvStorage,
     groups: Controller<KafkvStorage>,
-    poll: Arc<LongPoll>,
+    poll: Option<Arc<LongPoll>>,
 ) -> Result<FrameRouteService<(), Error>, Error> {
     use service::storage as tansu;
     // tansu's `service::storage::services` list, less `fetch`.
@@ -113,7 +115,10 @@ fn routes(
         .try_fold(FrameRouteService::<(), Error>::builder(), |routes, add| {
             add(routes, storage.clone())
         })?;
-    let routes = fetch(routes, storage, poll)?;
+    let routes = match poll {
+        Some(poll) => fetch(routes, storage, poll)?,
+        None => tansu::fetch(routes, storage)?,
+    };
     let routes = service::coordinator::services(routes, groups)?;
     service::auth::services(routes)?.build().map_err(Into::into)
 }

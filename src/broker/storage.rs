@@ -15,6 +15,9 @@
 //!   produced batch, as Kafka does; tansu keeps the producer's.
 //! - **Tail cache** ([`super::tail`]): a fetch near a partition's end is
 //!   answered from the records this wrapper saw produced, without SQLite.
+//! - **Read cache** ([`super::read_cache`]): the offset stages and metadata
+//!   tansu's fetch handler reads on every fetch come from memory until
+//!   something the wrapper sees changes them.
 //! - **Fetch size** ([`super::fetch_budget`]): a fetch is cut to its byte
 //!   budget by encoded size; tansu counts only keys and values, so a run of
 //!   header-only records overran a client's limit.
@@ -67,6 +70,7 @@ use super::{
     fetch_budget,
     long_poll::LongPoll,
     maintenance::{self, Compacted},
+    read_cache::ReadCache,
     tail::Tails,
 };
 
@@ -140,6 +144,9 @@ struct Shared {
     epochs: parking_lot::Mutex<HashMap<i64, i16>>,
     timestamp_types: TimestampTypes,
     tails: Tails,
+    read_cache: ReadCache,
+    /// Off only for `--broker-fetch tansu`.
+    tail_cache: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for KafkvStorage {
@@ -160,8 +167,20 @@ impl KafkvStorage {
                 epochs: parking_lot::Mutex::new(HashMap::new()),
                 timestamp_types: TimestampTypes::default(),
                 tails: Tails::default(),
+                read_cache: ReadCache::default(),
+                tail_cache: std::sync::atomic::AtomicBool::new(true),
             }),
         }
+    }
+
+    /// Every fetch reads SQLite from now on, as tansu 0.6 alone does.
+    pub fn disable_tail_cache(&self) {
+        self.shared
+            .tail_cache
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        self.shared.tails.forget_all();
+        self.shared.read_cache.stages_changed();
+        self.shared.read_cache.metadata_changed();
     }
 
     /// What the Fetch route waits on for produces.
@@ -190,6 +209,7 @@ impl KafkvStorage {
                 .is_ok_and(|compacted| *compacted != Compacted::default())
             {
                 self.shared.tails.forget_all();
+                self.shared.read_cache.stages_changed();
             }
             compacted
         })
@@ -314,14 +334,20 @@ impl KafkvStorage {
 #[async_trait]
 impl Storage for KafkvStorage {
     async fn register_broker(&self, registration: BrokerRegistrationRequest) -> Result<()> {
-        self.call(self.inner.register_broker(registration)).await
+        let registered = self.call(self.inner.register_broker(registration)).await;
+        self.shared.read_cache.metadata_changed();
+        registered
     }
 
     async fn create_topic(&self, topic: CreatableTopic, validate_only: bool) -> Result<uuid::Uuid> {
         self.shared.timestamp_types.forget(&topic.name);
         self.shared.tails.forget_topic(&topic.name);
-        self.call(self.inner.create_topic(topic, validate_only))
-            .await
+        let created = self
+            .call(self.inner.create_topic(topic, validate_only))
+            .await;
+        self.shared.read_cache.metadata_changed();
+        self.shared.read_cache.stages_changed();
+        created
     }
 
     async fn incremental_alter_resource(
@@ -332,6 +358,7 @@ impl Storage for KafkvStorage {
         let altered = self
             .call(self.inner.incremental_alter_resource(resource))
             .await;
+        self.shared.read_cache.metadata_changed();
         self.shared.timestamp_types.forget(&name);
         altered
     }
@@ -367,6 +394,8 @@ impl Storage for KafkvStorage {
 
     async fn delete_topic(&self, topic: &TopicId) -> Result<ErrorCode> {
         let deleted = self.call(self.inner.delete_topic(topic)).await;
+        self.shared.read_cache.metadata_changed();
+        self.shared.read_cache.stages_changed();
         match topic {
             TopicId::Name(name) => {
                 self.shared.timestamp_types.forget(name);
@@ -403,12 +432,22 @@ impl Storage for KafkvStorage {
         let stored = batch.clone();
         let offset = self
             .call(self.inner.produce(transaction_id, topition, batch))
-            .await?;
-        if let Err(error) =
+            .await;
+        // Failed or not, the partition's stage is read again.
+        self.shared.read_cache.stage_changed(topition);
+        let offset = offset?;
+        let caching = self
+            .shared
+            .tail_cache
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let cached = if caching {
             self.shared
                 .tails
                 .produced(topition, transaction_id.is_some(), offset, &stored)
-        {
+        } else {
+            Ok(())
+        };
+        if let Err(error) = cached {
             // Storage has the records; the cache must not answer for them.
             warn!(%error, ?topition, "embedded broker: could not cache a produced batch");
             self.shared.tails.forget_topic(topition.topic());
@@ -425,7 +464,7 @@ impl Storage for KafkvStorage {
         max_bytes: u32,
         isolation: IsolationLevel,
     ) -> Result<Vec<deflated::Batch>> {
-        let stage = self.call(self.inner.offset_stage(topition)).await?;
+        let stage = self.offset_stage(topition).await?;
         let batches = match self
             .shared
             .tails
@@ -445,7 +484,14 @@ impl Storage for KafkvStorage {
     }
 
     async fn offset_stage(&self, topition: &Topition) -> Result<OffsetStage> {
-        self.call(self.inner.offset_stage(topition)).await
+        match self.shared.read_cache.stage(topition) {
+            Ok(stage) => Ok(stage),
+            Err(ticket) => {
+                let stage = self.call(self.inner.offset_stage(topition)).await?;
+                self.shared.read_cache.store_stage(topition, ticket, stage);
+                Ok(stage)
+            }
+        }
     }
 
     async fn list_offsets(
@@ -486,7 +532,16 @@ impl Storage for KafkvStorage {
     }
 
     async fn metadata(&self, topics: Option<&[TopicId]>) -> Result<MetadataResponse> {
-        self.call(self.inner.metadata(topics)).await
+        match self.shared.read_cache.metadata(topics) {
+            Ok(metadata) => Ok(metadata),
+            Err(ticket) => {
+                let metadata = self.call(self.inner.metadata(topics)).await?;
+                self.shared
+                    .read_cache
+                    .store_metadata(ticket, metadata.clone());
+                Ok(metadata)
+            }
+        }
     }
 
     async fn upsert_user_scram_credential(
@@ -652,11 +707,15 @@ impl Storage for KafkvStorage {
         producer_epoch: i16,
         committed: bool,
     ) -> Result<ErrorCode> {
-        self.call(
-            self.inner
-                .txn_end(transaction_id, producer_id, producer_epoch, committed),
-        )
-        .await
+        let ended = self
+            .call(
+                self.inner
+                    .txn_end(transaction_id, producer_id, producer_epoch, committed),
+            )
+            .await;
+        // The last stable offsets move.
+        self.shared.read_cache.stages_changed();
+        ended
     }
 
     /// tansu's own maintenance compacts without `min.compaction.lag.ms` and

@@ -68,7 +68,9 @@ pub async fn measure(kafkv: &Path, run_id: u32, config: &BenchConfig) -> Result<
     std::fs::create_dir_all(&dir)?;
 
     progress("cpu: kafkv broker, and kafkv serve --brokers on it");
-    let broker = BrokerProcess::start(kafkv, Duration::from_secs(3600)).await?;
+    let broker =
+        BrokerProcess::start_with_args(kafkv, Duration::from_secs(3600), &config.fetch_now.flags())
+            .await?;
     let broker_pid = broker.pid().expect("the broker is running");
     let brokers = broker.address();
     let resp_port = free_port()?;

@@ -72,7 +72,9 @@ async fn measure_in(
     let embedded = ServeProcess::start(
         kafkv,
         dir,
-        ["--broker-listen", &broker, "--data-dir", "embedded"],
+        ["--broker-listen", &broker, "--data-dir", "embedded"]
+            .into_iter()
+            .chain(config.fetch_now.flags()),
         READY_TIMEOUT,
     )
     .await?;

@@ -113,6 +113,15 @@ struct BenchConfig {
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Whose Fetch the brokers the bench starts serve: `kafkv` (long poll, tail
+    /// cache) or `tansu` (tansu 0.6's own handler, SQLite for every fetch). Several
+    /// run the chosen sections once per value, each on a broker of its own, and
+    /// label the rows of all but `kafkv`: issue 19's before/after in one run.
+    #[arg(long = "broker-fetch", value_delimiter = ',', default_value = "kafkv")]
+    broker_fetch: Vec<BrokerFetch>,
+    /// The value of `--broker-fetch` this pass runs with.
+    #[arg(skip)]
+    fetch_now: BrokerFetch,
     /// Run only these measurements.
     #[arg(
         long = "only",
@@ -194,6 +203,28 @@ struct BenchConfig {
     expiry_steady_seconds: Duration,
 }
 
+/// Whose Fetch a broker the bench starts serves (`kafkv broker --broker-fetch`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+enum BrokerFetch {
+    #[default]
+    Kafkv,
+    Tansu,
+}
+
+impl BrokerFetch {
+    fn name(self) -> &'static str {
+        match self {
+            BrokerFetch::Kafkv => "kafkv",
+            BrokerFetch::Tansu => "tansu",
+        }
+    }
+
+    /// The flags that select it, for `kafkv broker` and `kafkv serve`.
+    fn flags(self) -> [&'static str; 2] {
+        ["--broker-fetch", self.name()]
+    }
+}
+
 /// A group of measurements `--only` can pick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Section {
@@ -264,8 +295,37 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Runs every chosen measurement, prints the table and writes the JSON.
+/// Runs every chosen measurement once per `--broker-fetch`, prints the
+/// table and writes the JSON.
 async fn run(config: BenchConfig) -> Result<Report> {
+    let mut passes = Vec::new();
+    for fetch in config.broker_fetch.clone() {
+        let pass = BenchConfig {
+            fetch_now: fetch,
+            ..config.clone()
+        };
+        progress(format!("brokers serve {}'s Fetch", fetch.name()));
+        let mut report = run_pass(pass).await?;
+        if fetch != BrokerFetch::Kafkv {
+            for row in &mut report.rows {
+                row.measurement = format!("[{} fetch] {}", fetch.name(), row.measurement);
+            }
+        }
+        passes.push(report);
+    }
+    let mut report = passes.pop().expect("at least one --broker-fetch");
+    for earlier in passes.into_iter().rev() {
+        report.rows.splice(0..0, earlier.rows);
+    }
+    report.print_table();
+    if let Some(path) = &config.json {
+        report.write_json(path)?;
+    }
+    Ok(report)
+}
+
+/// Runs every chosen measurement once.
+async fn run_pass(config: BenchConfig) -> Result<Report> {
     let kafkv = kafkv_binary(config.kafkv_bin.as_deref())?;
     let needs_kafkv = config.brokers.is_none() || config.sections.iter().any(|s| s.runs_kafkv());
     if needs_kafkv && !kafkv.is_file() {
@@ -280,7 +340,12 @@ async fn run(config: BenchConfig) -> Result<Report> {
         None if !needs_broker => (String::new(), "their own (idle, cpu sections)".to_owned()),
         None => {
             progress(format!("starting {} broker", kafkv.display()));
-            let started = BrokerProcess::start(&kafkv, Duration::from_secs(3600)).await?;
+            let started = BrokerProcess::start_with_args(
+                &kafkv,
+                Duration::from_secs(3600),
+                &config.fetch_now.flags(),
+            )
+            .await?;
             let address = started.address();
             own_broker = Some(started);
             (address, "kafkv broker: tansu 0.6.0 (SQLite)".to_owned())
@@ -328,18 +393,13 @@ async fn run(config: BenchConfig) -> Result<Report> {
         rows.extend(expiry::measure(&kafkv, &brokers, broker_pid, run_id, &config).await?);
     }
 
-    let report = Report {
+    drop(own_broker);
+    Ok(Report {
         broker,
         records: produced,
         writes: config.writes,
         rows,
-    };
-    report.print_table();
-    if let Some(path) = &config.json {
-        report.write_json(path)?;
-    }
-    drop(own_broker);
-    Ok(report)
+    })
 }
 
 /// The `kafkv` binary to run: `--kafkv-bin`, else `kafkv` beside this

@@ -30,18 +30,30 @@ pub struct BrokerProcess {
     pub dir: tempfile::TempDir,
     /// How often it compacts.
     maintenance: Duration,
+    /// More `kafkv broker` flags.
+    extra_args: Vec<String>,
 }
 
 impl BrokerProcess {
     /// Starts `kafkv broker` (the binary at `kafkv`) on a free loopback port,
     /// compacting every `maintenance`, and waits until it accepts connections.
     pub async fn start(kafkv: &Path, maintenance: Duration) -> Result<Self> {
+        Self::start_with_args(kafkv, maintenance, &[]).await
+    }
+
+    /// [`start`](Self::start), with more `kafkv broker` flags.
+    pub async fn start_with_args(
+        kafkv: &Path,
+        maintenance: Duration,
+        extra_args: &[&str],
+    ) -> Result<Self> {
         let mut broker = BrokerProcess {
             kafkv: kafkv.to_owned(),
             child: None,
             port: 0,
             dir: tempfile::tempdir()?,
             maintenance,
+            extra_args: extra_args.iter().map(|arg| (*arg).to_owned()).collect(),
         };
         for _ in 0..PORT_ATTEMPTS {
             broker.port = free_port()?;
@@ -57,7 +69,7 @@ impl BrokerProcess {
     fn spawn(&mut self) -> Result<()> {
         let (address, data) = (self.address(), self.dir.path().join("data"));
         let maintenance = format!("{}ms", self.maintenance.as_millis());
-        let args: [&std::ffi::OsStr; 7] = [
+        let args: Vec<&std::ffi::OsStr> = [
             "broker".as_ref(),
             "--listen".as_ref(),
             address.as_ref(),
@@ -65,7 +77,10 @@ impl BrokerProcess {
             data.as_ref(),
             "--maintenance-interval".as_ref(),
             maintenance.as_ref(),
-        ];
+        ]
+        .into_iter()
+        .chain(self.extra_args.iter().map(|arg| arg.as_ref()))
+        .collect();
         self.child = Some(process::spawn(
             &self.kafkv,
             self.dir.path(),
