@@ -171,7 +171,7 @@ impl EmbeddedBroker {
             let prepared = async {
                 let storage = build_storage(storage, listener.clone(), &database_path).await?;
                 if tansu_fetch {
-                    storage.disable_tail_cache();
+                    storage.disable_caches();
                     warn!("embedded broker: serving tansu 0.6's own Fetch (--broker-fetch tansu)");
                 }
                 let health = storage.health();

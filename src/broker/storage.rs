@@ -145,8 +145,8 @@ struct Shared {
     timestamp_types: TimestampTypes,
     tails: Tails,
     read_cache: ReadCache,
-    /// Off only for `--broker-fetch tansu`.
-    tail_cache: std::sync::atomic::AtomicBool,
+    /// The tail and read caches; off only for `--broker-fetch tansu`.
+    caching: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for KafkvStorage {
@@ -168,19 +168,25 @@ impl KafkvStorage {
                 timestamp_types: TimestampTypes::default(),
                 tails: Tails::default(),
                 read_cache: ReadCache::default(),
-                tail_cache: std::sync::atomic::AtomicBool::new(true),
+                caching: std::sync::atomic::AtomicBool::new(true),
             }),
         }
     }
 
     /// Every fetch reads SQLite from now on, as tansu 0.6 alone does.
-    pub fn disable_tail_cache(&self) {
+    pub fn disable_caches(&self) {
         self.shared
-            .tail_cache
+            .caching
             .store(false, std::sync::atomic::Ordering::Relaxed);
         self.shared.tails.forget_all();
         self.shared.read_cache.stages_changed();
         self.shared.read_cache.metadata_changed();
+    }
+
+    fn caching(&self) -> bool {
+        self.shared
+            .caching
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// What the Fetch route waits on for produces.
@@ -436,11 +442,7 @@ impl Storage for KafkvStorage {
         // Failed or not, the partition's stage is read again.
         self.shared.read_cache.stage_changed(topition);
         let offset = offset?;
-        let caching = self
-            .shared
-            .tail_cache
-            .load(std::sync::atomic::Ordering::Relaxed);
-        let cached = if caching {
+        let cached = if self.caching() {
             self.shared
                 .tails
                 .produced(topition, transaction_id.is_some(), offset, &stored)
@@ -464,12 +466,15 @@ impl Storage for KafkvStorage {
         max_bytes: u32,
         isolation: IsolationLevel,
     ) -> Result<Vec<deflated::Batch>> {
-        let stage = self.offset_stage(topition).await?;
-        let batches = match self
-            .shared
-            .tails
-            .read(topition, offset, max_bytes, isolation, &stage)
-        {
+        let from_tail = if self.caching() {
+            let stage = self.offset_stage(topition).await?;
+            self.shared
+                .tails
+                .read(topition, offset, max_bytes, isolation, &stage)
+        } else {
+            None
+        };
+        let batches = match from_tail {
             Some(cached) => {
                 metrics::counter!("kafkv_broker_fetches_total", "from" => "tail").increment(1);
                 cached?
@@ -484,6 +489,9 @@ impl Storage for KafkvStorage {
     }
 
     async fn offset_stage(&self, topition: &Topition) -> Result<OffsetStage> {
+        if !self.caching() {
+            return self.call(self.inner.offset_stage(topition)).await;
+        }
         match self.shared.read_cache.stage(topition) {
             Ok(stage) => Ok(stage),
             Err(ticket) => {
@@ -532,6 +540,9 @@ impl Storage for KafkvStorage {
     }
 
     async fn metadata(&self, topics: Option<&[TopicId]>) -> Result<MetadataResponse> {
+        if !self.caching() {
+            return self.call(self.inner.metadata(topics)).await;
+        }
         match self.shared.read_cache.metadata(topics) {
             Ok(metadata) => Ok(metadata),
             Err(ticket) => {
