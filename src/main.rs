@@ -87,6 +87,11 @@ struct ServeArgs {
     /// Embedded broker only: how often it compacts.
     #[arg(long, env = "KAFKV_BROKER_MAINTENANCE_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
     broker_maintenance_interval: Duration,
+    /// Embedded broker only: when a write is acknowledged. `commit`: once the broker's
+    /// write-ahead log is fsynced (survives a power loss); `none`: once committed to the
+    /// OS (survives a crash of the process, as a single Kafka broker's default).
+    #[arg(long, env = "KAFKV_BROKER_SYNC", value_enum, default_value_t = BrokerSync::Commit)]
+    broker_sync: BrokerSync,
     /// Embedded broker only: whose Fetch it serves (see BrokerFetch).
     #[arg(long, env = "KAFKV_BROKER_FETCH", value_enum, default_value_t = BrokerFetch::Kafkv, hide = true)]
     broker_fetch: BrokerFetch,
@@ -185,6 +190,11 @@ struct BrokerArgs {
     /// How often the broker compacts.
     #[arg(long, env = "KAFKV_BROKER_MAINTENANCE_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
     maintenance_interval: Duration,
+    /// When a write is acknowledged. `commit`: once the broker's write-ahead log is
+    /// fsynced (survives a power loss); `none`: once committed to the OS (survives a
+    /// crash of the process, as a single Kafka broker's default).
+    #[arg(long = "sync", env = "KAFKV_BROKER_SYNC", value_enum, default_value_t = BrokerSync::Commit)]
+    sync: BrokerSync,
     /// Whose Fetch the broker serves (see BrokerFetch).
     #[arg(long = "broker-fetch", env = "KAFKV_BROKER_FETCH", value_enum, default_value_t = BrokerFetch::Kafkv, hide = true)]
     fetch: BrokerFetch,
@@ -195,6 +205,13 @@ struct BrokerArgs {
 /// corrections stay on). Hidden: it exists so the bench can measure the
 /// one beside the other with the same binary (`kafkv-bench --broker-fetch
 /// tansu,kafkv`).
+/// When the embedded broker acknowledges a write (src/broker/wal_sync.rs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum BrokerSync {
+    Commit,
+    None,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum BrokerFetch {
     Kafkv,
@@ -227,6 +244,7 @@ enum KafkaSource {
         data_dir: PathBuf,
         maintenance_interval: Duration,
         fetch: BrokerFetch,
+        sync: BrokerSync,
     },
 }
 
@@ -269,6 +287,7 @@ impl ServeArgs {
                 data_dir: self.data_dir,
                 maintenance_interval: self.broker_maintenance_interval,
                 fetch: self.broker_fetch,
+                sync: self.broker_sync,
             },
         };
         let mut resp = kafkv::RespConfig::new(store.max_value_bytes);
@@ -344,12 +363,14 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
             data_dir,
             maintenance_interval,
             fetch,
+            sync,
         } => {
             let broker = EmbeddedBroker::start(&BrokerConfig {
                 listen,
                 data_dir,
                 maintenance_interval,
                 tansu_fetch: fetch == BrokerFetch::Tansu,
+                sync_commits: sync == BrokerSync::Commit,
             })
             .await?;
             config.store = config.store.on_single_broker();
@@ -399,6 +420,7 @@ async fn broker(args: BrokerArgs) -> Result<(), Failure> {
         data_dir: args.data_dir,
         maintenance_interval: args.maintenance_interval,
         tansu_fetch: args.fetch == BrokerFetch::Tansu,
+        sync_commits: args.sync == BrokerSync::Commit,
     })
     .await?;
     tokio::select! {

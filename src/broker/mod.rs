@@ -33,6 +33,7 @@ mod read_cache;
 mod serve;
 mod storage;
 mod tail;
+mod wal_sync;
 
 use std::{
     net::SocketAddr,
@@ -63,6 +64,9 @@ pub struct BrokerConfig {
     /// remaining wait slept out) instead of kafkv's long poll and tail
     /// cache: only so the bench can measure the one beside the other.
     pub tansu_fetch: bool,
+    /// Acknowledge a produce only once the broker's write-ahead log is
+    /// fsynced ([`wal_sync`]). Default on.
+    pub sync_commits: bool,
 }
 
 impl Default for BrokerConfig {
@@ -72,6 +76,7 @@ impl Default for BrokerConfig {
             data_dir: PathBuf::from("kafkv-data"),
             maintenance_interval: Duration::from_secs(60),
             tansu_fetch: false,
+            sync_commits: true,
         }
     }
 }
@@ -166,10 +171,14 @@ impl EmbeddedBroker {
         let (served, mut served_rx) = oneshot::channel();
         let maintenance_interval = config.maintenance_interval;
         let tansu_fetch = config.tansu_fetch;
+        let sync_commits = config.sync_commits;
         let database_path = database.clone();
         runtime.spawn(async move {
             let prepared = async {
                 let storage = build_storage(storage, listener.clone(), &database_path).await?;
+                if sync_commits {
+                    storage.sync_commits(wal_sync::WalSync::new(&database_path));
+                }
                 if tansu_fetch {
                     storage.disable_caches();
                     warn!("embedded broker: serving tansu 0.6's own Fetch (--broker-fetch tansu)");

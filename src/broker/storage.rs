@@ -72,6 +72,7 @@ use super::{
     maintenance::{self, Compacted},
     read_cache::ReadCache,
     tail::Tails,
+    wal_sync::WalSync,
 };
 
 /// Why the embedded broker cannot serve any more, once it cannot.
@@ -145,6 +146,8 @@ struct Shared {
     timestamp_types: TimestampTypes,
     tails: Tails,
     read_cache: ReadCache,
+    /// Set: a produce is acknowledged once the WAL is fsynced.
+    wal_sync: std::sync::OnceLock<WalSync>,
     /// The tail and read caches; off only for `--broker-fetch tansu`.
     caching: std::sync::atomic::AtomicBool,
 }
@@ -168,9 +171,16 @@ impl KafkvStorage {
                 timestamp_types: TimestampTypes::default(),
                 tails: Tails::default(),
                 read_cache: ReadCache::default(),
+                wal_sync: std::sync::OnceLock::new(),
                 caching: std::sync::atomic::AtomicBool::new(true),
             }),
         }
+    }
+
+    /// From now on a produce is acknowledged only once `sync` has synced
+    /// the WAL after its commit (`--broker-sync commit`).
+    pub fn sync_commits(&self, sync: WalSync) {
+        let _ = self.shared.wal_sync.set(sync);
     }
 
     /// Every fetch reads SQLite from now on, as tansu 0.6 alone does.
@@ -442,6 +452,19 @@ impl Storage for KafkvStorage {
         // Failed or not, the partition's stage is read again.
         self.shared.read_cache.stage_changed(topition);
         let offset = offset?;
+        if let Some(sync) = self.shared.wal_sync.get()
+            && let Err(error) = sync.synced().await
+        {
+            // Committed but maybe not durable, and the next fsync may
+            // report success for pages the kernel dropped: stop serving
+            // (the process exits; a restart recovers from the WAL).
+            let reason = format!(
+                "the embedded broker could not fsync its write-ahead log ({error}); it cannot \
+                 promise that acknowledged writes survive a power loss"
+            );
+            self.shared.health.fail(reason.clone());
+            return Err(Error::Message(reason));
+        }
         let cached = if self.caching() {
             self.shared
                 .tails

@@ -242,3 +242,68 @@ async fn writes_purged_with_a_replaced_producer_are_never_reported_not_written()
     );
     store.close().await;
 }
+
+/// R-faults under load: writers keep writing distinct keys while the broker
+/// is SIGKILLed and restarted; every write that was acknowledged is in the
+/// log afterwards, with its value. (The broker's tail cache and read cache
+/// live in its memory and start empty; its WAL sync acknowledges only what
+/// is on disk.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_a_broker_killed_under_load() {
+    let mut broker = BrokerProcess::start().await;
+    let brokers = broker.address();
+    let topic = unique_topic("kill-under-load");
+    let mut config = test_config(&brokers, &topic);
+    config.write_timeout = Duration::from_secs(2);
+    let kv = Arc::new(Kafkv::start(config).await);
+    let acknowledged = Arc::new(parking_lot::Mutex::new(BTreeSet::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..8)
+        .map(|writer| {
+            let (kv, acknowledged, stop) = (kv.clone(), acknowledged.clone(), stop.clone());
+            tokio::spawn(async move {
+                for i in 0u64.. {
+                    if stop.load(std::sync::atomic::Ordering::Acquire) {
+                        return;
+                    }
+                    let key = format!("w{writer}-{i}");
+                    match kv.store.put(key.as_bytes(), Bytes::from(key.clone())).await {
+                        Ok(_) => {
+                            acknowledged.lock().insert(key);
+                        }
+                        // Refused or unknown while the broker is gone.
+                        Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                    }
+                }
+            })
+        })
+        .collect();
+    eventually("writes are acknowledged", || async {
+        acknowledged.lock().len() >= 200
+    })
+    .await;
+    broker.kill();
+    let at_kill = acknowledged.lock().len();
+    broker.restart().await;
+    eventually("writes are acknowledged again", || async {
+        acknowledged.lock().len() >= at_kill + 200
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    for writer in writers {
+        writer.await.expect("a writer");
+    }
+    let log = replay(&read_topic(&brokers, &topic).await);
+    let acknowledged = acknowledged.lock().clone();
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|key| log.get(key.as_bytes()) != Some(&key.as_bytes().to_vec()))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged writes lost: {:?}",
+        lost.len(),
+        acknowledged.len(),
+        &lost[..lost.len().min(10)]
+    );
+}
