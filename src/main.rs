@@ -193,7 +193,7 @@ struct BrokerArgs {
     /// When a write is acknowledged. `commit`: once the broker's write-ahead log is
     /// fsynced (survives a power loss); `none`: once committed to the OS (survives a
     /// crash of the process, as a single Kafka broker's default).
-    #[arg(long = "sync", env = "KAFKV_BROKER_SYNC", value_enum, default_value_t = BrokerSync::Commit)]
+    #[arg(long = "sync", alias = "broker-sync", env = "KAFKV_BROKER_SYNC", value_enum, default_value_t = BrokerSync::Commit)]
     sync: BrokerSync,
     /// Whose Fetch the broker serves (see BrokerFetch).
     #[arg(long = "broker-fetch", env = "KAFKV_BROKER_FETCH", value_enum, default_value_t = BrokerFetch::Kafkv, hide = true)]

@@ -69,7 +69,7 @@ pub async fn measure(kafkv: &Path, run_id: u32, config: &BenchConfig) -> Result<
 
     progress("cpu: kafkv broker, and kafkv serve --brokers on it");
     let broker =
-        BrokerProcess::start_with_args(kafkv, Duration::from_secs(3600), &config.fetch_now.flags())
+        BrokerProcess::start_with_args(kafkv, Duration::from_secs(3600), &config.broker_flags())
             .await?;
     let broker_pid = broker.pid().expect("the broker is running");
     let brokers = broker.address();

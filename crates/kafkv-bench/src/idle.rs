@@ -74,7 +74,7 @@ async fn measure_in(
         dir,
         ["--broker-listen", &broker, "--data-dir", "embedded"]
             .into_iter()
-            .chain(config.fetch_now.flags()),
+            .chain(config.broker_flags()),
         READY_TIMEOUT,
     )
     .await?;

@@ -119,6 +119,10 @@ struct BenchConfig {
     /// label the rows of all but `kafkv`: issue 19's before/after in one run.
     #[arg(long = "broker-fetch", value_delimiter = ',', default_value = "kafkv")]
     broker_fetch: Vec<BrokerFetch>,
+    /// When the brokers the bench starts acknowledge a write (`kafkv broker --sync`):
+    /// `commit` (after an fsync of their write-ahead log, kafkv's default) or `none`.
+    #[arg(long = "broker-sync", default_value = "commit", value_parser = ["commit", "none"])]
+    broker_sync: String,
     /// The value of `--broker-fetch` this pass runs with.
     #[arg(skip)]
     fetch_now: BrokerFetch,
@@ -222,6 +226,16 @@ impl BrokerFetch {
     /// The flags that select it, for `kafkv broker` and `kafkv serve`.
     fn flags(self) -> [&'static str; 2] {
         ["--broker-fetch", self.name()]
+    }
+}
+
+impl BenchConfig {
+    /// The flags of every broker the bench starts, for `kafkv broker` and
+    /// `kafkv serve` alike.
+    fn broker_flags(&self) -> Vec<&str> {
+        let mut flags = self.fetch_now.flags().to_vec();
+        flags.extend(["--broker-sync", self.broker_sync.as_str()]);
+        flags
     }
 }
 
@@ -343,12 +357,18 @@ async fn run_pass(config: BenchConfig) -> Result<Report> {
             let started = BrokerProcess::start_with_args(
                 &kafkv,
                 Duration::from_secs(3600),
-                &config.fetch_now.flags(),
+                &config.broker_flags(),
             )
             .await?;
             let address = started.address();
             own_broker = Some(started);
-            (address, "kafkv broker: tansu 0.6.0 (SQLite)".to_owned())
+            (
+                address,
+                format!(
+                    "kafkv broker: tansu 0.6.0 (SQLite), --sync {}",
+                    config.broker_sync
+                ),
+            )
         }
     };
     let run_id = std::process::id();
