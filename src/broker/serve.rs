@@ -1,6 +1,7 @@
 //! The embedded broker's connections, served by kafkv: tansu's request
 //! routes, composed as tansu's own `services` composes them, except Fetch,
-//! which goes to [`LongPollFetch`] (why: [`super::long_poll`]). tansu's
+//! which goes to [`LongPollFetch`] (why: [`super::long_poll`]), and
+//! Heartbeat, which goes to [`EvictingHeartbeat`] (why: [`super::groups`]). tansu's
 //! `Broker::listen` builds its routes internally, so kafkv runs the accept
 //! loop too; it does nothing else that kafkv uses (its maintenance tick
 //! calls a `maintain` the wrapper leaves empty, and kafkv compacts on its
@@ -13,7 +14,7 @@ use rama::{
     layer::{MapErrLayer, MapStateLayer},
 };
 use tansu_broker::{Error, coordinator::group::administrator::Controller, service};
-use tansu_sans_io::{ApiKey as _, FetchRequest};
+use tansu_sans_io::{ApiKey as _, FetchRequest, HeartbeatRequest};
 use tansu_service::{
     BytesFrameLayer, FrameRequestLayer, FrameRouteBuilder, FrameRouteService, TcpBytesLayer,
     TcpContext, TcpContextLayer,
@@ -23,6 +24,7 @@ use tracing::debug;
 
 use super::{
     CLUSTER_ID,
+    groups::EvictingHeartbeat,
     long_poll::{LongPoll, LongPollFetch},
     storage::KafkvStorage,
 };
@@ -116,10 +118,28 @@ fn routes(
             add(routes, storage.clone())
         })?;
     let routes = match poll {
-        Some(poll) => fetch(routes, storage, poll)?,
-        None => tansu::fetch(routes, storage)?,
+        Some(poll) => fetch(routes, storage.clone(), poll)?,
+        None => tansu::fetch(routes, storage.clone())?,
     };
-    let routes = service::coordinator::services(routes, groups)?;
+    // tansu's `service::coordinator::services`, with kafkv's Heartbeat.
+    use service::coordinator;
+    let routes = routes.with_route(
+        HeartbeatRequest::KEY,
+        EvictingHeartbeat {
+            groups: groups.clone(),
+            storage,
+        }
+        .boxed(),
+    )?;
+    let routes = [
+        coordinator::join_group,
+        coordinator::leave_group,
+        coordinator::offset_commit,
+        coordinator::offset_fetch,
+        coordinator::sync_group,
+    ]
+    .iter()
+    .try_fold(routes, |routes, add| add(routes, groups.clone()))?;
     service::auth::services(routes)?.build().map_err(Into::into)
 }
 
