@@ -18,6 +18,10 @@
 //! consumer at one storage read per hold instead of one per 10 ms.
 //!
 //! `fetch.min.bytes` above 1 is not honoured: any record answers at once.
+//!
+//! A response leaves with each record once: tansu's handler reads on from
+//! the offset it asked for plus the records it got, which falls short after
+//! a compaction gap and repeats records ([`fetch_budget::without_repeats`]).
 
 use std::{sync::Arc, time::Duration};
 
@@ -25,6 +29,8 @@ use rama::{Context, Service};
 use tansu_sans_io::{ErrorCode, FetchRequest, FetchResponse};
 use tansu_storage::{FetchService, Storage};
 use tokio::{sync::watch, time::Instant};
+
+use super::fetch_budget;
 
 /// Wakes held fetches when a produce lands.
 pub struct LongPoll {
@@ -73,7 +79,7 @@ impl<S: Storage> Service<S, FetchRequest> for LongPollFetch {
             produced.borrow_and_update();
             let response = FetchService.serve(ctx.clone(), one_pass.clone()).await?;
             if answers_now(&response) {
-                return Ok(response);
+                return without_repeats(response);
             }
             let woken = tokio::time::timeout_at(deadline, produced.changed()).await;
             if !matches!(woken, Ok(Ok(()))) {
@@ -81,6 +87,22 @@ impl<S: Storage> Service<S, FetchRequest> for LongPollFetch {
             }
         }
     }
+}
+
+/// `response` with each partition's records once
+/// ([`fetch_budget::without_repeats`]).
+fn without_repeats(mut response: FetchResponse) -> Result<FetchResponse, tansu_storage::Error> {
+    for partition in response
+        .responses
+        .iter_mut()
+        .flatten()
+        .flat_map(|topic| topic.partitions.iter_mut().flatten())
+    {
+        if let Some(frame) = partition.records.as_mut() {
+            frame.batches = fetch_budget::without_repeats(std::mem::take(&mut frame.batches))?;
+        }
+    }
+    Ok(response)
 }
 
 /// Whether a one-pass response goes to the client now: it holds records,

@@ -324,6 +324,109 @@ mod tests {
             .expect("a batch")
     }
 
+    /// A fetch through kafkv's Fetch route from the start of a compacted
+    /// partition holds each kept record once; tansu's own handler repeats
+    /// the records after a gap in the same response.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fetch_across_compaction_gaps_holds_each_record_once() {
+        use rama::{Context, Service as _};
+        use tansu_sans_io::{
+            FetchRequest, FetchResponse,
+            fetch_request::{FetchPartition, FetchTopic},
+        };
+        use tansu_storage::FetchService;
+
+        use crate::broker::long_poll::LongPollFetch;
+
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let storage = open(&dir.path().join("broker.db")).await;
+        let topic = CreatableTopic::default()
+            .name(TOPIC.into())
+            .num_partitions(1)
+            .replication_factor(1)
+            .configs(Some(vec![
+                config("cleanup.policy", "compact"),
+                config("min.compaction.lag.ms", "0"),
+                config("delete.retention.ms", "0"),
+            ]));
+        storage.create_topic(topic, false).await.expect("a topic");
+        let topition = Topition::new(TOPIC, 0);
+        let mut rng = fastrand::Rng::with_seed(7);
+        for step in 0..20 {
+            let batch = batch(&mut rng, 4, 1_700_000_000_000 + step);
+            storage
+                .produce(None, &topition, batch)
+                .await
+                .expect("produced");
+        }
+        storage
+            .compact(SystemTime::now() + Duration::from_secs(1))
+            .await
+            .expect("compacted");
+        let request = FetchRequest::default()
+            .max_wait_ms(0)
+            .min_bytes(1)
+            .max_bytes(Some(5 << 20))
+            .isolation_level(Some(0))
+            .topics(Some(vec![
+                FetchTopic::default()
+                    .topic(Some(TOPIC.into()))
+                    .partitions(Some(vec![
+                        FetchPartition::default()
+                            .partition(0)
+                            .fetch_offset(0)
+                            .partition_max_bytes(1 << 20),
+                    ])),
+            ]));
+        let offsets = |response: &FetchResponse| -> Vec<i64> {
+            response
+                .responses
+                .iter()
+                .flatten()
+                .flat_map(|topic| topic.partitions.iter().flatten())
+                .flat_map(|partition| partition.records.iter().flat_map(|f| f.batches.iter()))
+                .flat_map(|batch| {
+                    Vec::<Record>::try_from(batch)
+                        .expect("decodes")
+                        .into_iter()
+                        .map(|record| batch.base_offset + i64::from(record.offset_delta))
+                })
+                .collect()
+        };
+        let kept: Vec<i64> = {
+            let stored = storage
+                .fetch_from_storage(&topition, 0, 0, 5 << 20, IsolationLevel::ReadUncommitted)
+                .await
+                .expect("fetched");
+            stored
+                .iter()
+                .flat_map(|batch| {
+                    Vec::<Record>::try_from(batch)
+                        .expect("decodes")
+                        .into_iter()
+                        .map(|record| batch.base_offset + i64::from(record.offset_delta))
+                })
+                .collect()
+        };
+        assert!(kept.len() < 80, "compaction left gaps: {kept:?}");
+        let tansus = FetchService
+            .serve(Context::with_state(storage.clone()), request.clone())
+            .await
+            .expect("tansu's answer");
+        assert!(
+            offsets(&tansus).len() > kept.len(),
+            "tansu's handler no longer repeats records after a gap: {:?}",
+            offsets(&tansus)
+        );
+        let ours = LongPollFetch {
+            poll: storage.long_poll(),
+        }
+        .serve(Context::with_state(storage.clone()), request)
+        .await
+        .expect("kafkv's answer");
+        assert_eq!(offsets(&ours), kept);
+    }
+
     /// tansu's fetch leaves a batch's `max_timestamp` at the batch
     /// builder's default, the time of the fetch (and the CRC covers it);
     /// clients read each record's time from the base timestamp and its
