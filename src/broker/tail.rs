@@ -289,6 +289,33 @@ mod tests {
             .value(Some(value.into()))
     }
 
+    /// [`TOPIC`], one partition, compacted at every run.
+    async fn create_compacted_topic(storage: &KafkvStorage) {
+        let topic = CreatableTopic::default()
+            .name(TOPIC.into())
+            .num_partitions(1)
+            .replication_factor(1)
+            .configs(Some(vec![
+                config("cleanup.policy", "compact"),
+                config("min.compaction.lag.ms", "0"),
+                config("delete.retention.ms", "0"),
+            ]));
+        storage.create_topic(topic, false).await.expect("a topic");
+    }
+
+    /// The offsets of the records in `batches`, in order.
+    fn offsets_in<'a>(batches: impl IntoIterator<Item = &'a deflated::Batch>) -> Vec<i64> {
+        batches
+            .into_iter()
+            .flat_map(|batch| {
+                Vec::<Record>::try_from(batch)
+                    .expect("decodes")
+                    .into_iter()
+                    .map(|record| batch.base_offset + i64::from(record.offset_delta))
+            })
+            .collect()
+    }
+
     /// A batch of `count` records over a few keys (so compaction has work),
     /// some of them tombstones, some with headers; its attributes vary so
     /// fetches cross batch boundaries.
@@ -340,16 +367,7 @@ mod tests {
 
         let dir = tempfile::tempdir().expect("a temporary directory");
         let storage = open(&dir.path().join("broker.db")).await;
-        let topic = CreatableTopic::default()
-            .name(TOPIC.into())
-            .num_partitions(1)
-            .replication_factor(1)
-            .configs(Some(vec![
-                config("cleanup.policy", "compact"),
-                config("min.compaction.lag.ms", "0"),
-                config("delete.retention.ms", "0"),
-            ]));
-        storage.create_topic(topic, false).await.expect("a topic");
+        create_compacted_topic(&storage).await;
         let topition = Topition::new(TOPIC, 0);
         let mut rng = fastrand::Rng::with_seed(7);
         for step in 0..20 {
@@ -378,36 +396,22 @@ mod tests {
                             .partition_max_bytes(1 << 20),
                     ])),
             ]));
-        let offsets = |response: &FetchResponse| -> Vec<i64> {
-            response
-                .responses
-                .iter()
-                .flatten()
-                .flat_map(|topic| topic.partitions.iter().flatten())
-                .flat_map(|partition| partition.records.iter().flat_map(|f| f.batches.iter()))
-                .flat_map(|batch| {
-                    Vec::<Record>::try_from(batch)
-                        .expect("decodes")
-                        .into_iter()
-                        .map(|record| batch.base_offset + i64::from(record.offset_delta))
-                })
-                .collect()
+        let offsets = |response: &FetchResponse| {
+            offsets_in(
+                response
+                    .responses
+                    .iter()
+                    .flatten()
+                    .flat_map(|topic| topic.partitions.iter().flatten())
+                    .flat_map(|partition| partition.records.iter().flat_map(|f| f.batches.iter())),
+            )
         };
-        let kept: Vec<i64> = {
-            let stored = storage
+        let kept = offsets_in(
+            &storage
                 .fetch_from_storage(&topition, 0, 0, 5 << 20, IsolationLevel::ReadUncommitted)
                 .await
-                .expect("fetched");
-            stored
-                .iter()
-                .flat_map(|batch| {
-                    Vec::<Record>::try_from(batch)
-                        .expect("decodes")
-                        .into_iter()
-                        .map(|record| batch.base_offset + i64::from(record.offset_delta))
-                })
-                .collect()
-        };
+                .expect("fetched"),
+        );
         assert!(kept.len() < 80, "compaction left gaps: {kept:?}");
         let tansus = FetchService
             .serve(Context::with_state(storage.clone()), request.clone())
@@ -451,16 +455,7 @@ mod tests {
             let dir = tempfile::tempdir().expect("a temporary directory");
             let path = dir.path().join("broker.db");
             let mut storage = open(&path).await;
-            let topic = CreatableTopic::default()
-                .name(TOPIC.into())
-                .num_partitions(1)
-                .replication_factor(1)
-                .configs(Some(vec![
-                    config("cleanup.policy", "compact"),
-                    config("min.compaction.lag.ms", "0"),
-                    config("delete.retention.ms", "0"),
-                ]));
-            storage.create_topic(topic, false).await.expect("a topic");
+            create_compacted_topic(&storage).await;
             let start = SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .expect("after the epoch")

@@ -187,6 +187,15 @@ async fn kafkv_broker_exits_non_zero_when_its_storage_dies() {
 }
 
 /// p50 and p99 of `samples`.
+/// Assigns partition 0 of `topic` to `consumer` from its first offset.
+fn assign_from_the_beginning(consumer: &impl rdkafka::consumer::Consumer, topic: &str) {
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
+        .unwrap();
+    consumer.assign(&assignment).unwrap();
+}
+
 fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
     samples.sort_unstable();
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
@@ -252,10 +261,7 @@ async fn a_write_is_applied_here_and_on_another_instance_within_milliseconds() {
 // a waiting fetch as soon as the produce lands.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_third_party_consumer_with_a_long_wait_sees_each_write_at_once() {
-    use rdkafka::{
-        Message, Offset, TopicPartitionList,
-        consumer::{Consumer, StreamConsumer},
-    };
+    use rdkafka::{Message, consumer::StreamConsumer};
     let broker = BrokerProcess::start().await;
     let brokers = broker.address();
     let topic = unique_topic("long-wait");
@@ -266,11 +272,7 @@ async fn a_third_party_consumer_with_a_long_wait_sees_each_write_at_once() {
         .set("fetch.wait.max.ms", "500")
         .create()
         .expect("consumer");
-    let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(&topic, 0, Offset::Beginning)
-        .unwrap();
-    consumer.assign(&assignment).unwrap();
+    assign_from_the_beginning(&consumer, &topic);
     let producer = crate::harness::producer(&brokers);
     let mut seen_after = Vec::new();
     for i in 0..50 {
@@ -306,8 +308,8 @@ async fn a_third_party_consumer_with_a_long_wait_sees_each_write_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_reads_header_heavy_records_within_its_fetch_size_limits() {
     use rdkafka::{
-        Message, Offset, TopicPartitionList,
-        consumer::{Consumer, StreamConsumer},
+        Message,
+        consumer::StreamConsumer,
         message::{Header, Headers, OwnedHeaders},
     };
     const RECORDS: i64 = 300;
@@ -349,11 +351,7 @@ async fn a_consumer_reads_header_heavy_records_within_its_fetch_size_limits() {
         .set("receive.message.max.bytes", "8192")
         .create()
         .expect("consumer");
-    let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(&topic, 0, Offset::Beginning)
-        .unwrap();
-    consumer.assign(&assignment).unwrap();
+    assign_from_the_beginning(&consumer, &topic);
     for expected in 0..RECORDS {
         let message = tokio::time::timeout(PATIENCE, consumer.recv())
             .await
