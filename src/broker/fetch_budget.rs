@@ -81,55 +81,6 @@ fn head_within(
     Ok(Some(deflated::Batch::try_from(batch)?))
 }
 
-/// `batches` (one partition's, in order) without the records at or below
-/// an offset an earlier batch already held. tansu's fetch handler reads on
-/// from the offset it asked for plus the number of records it got, which
-/// falls short of the next offset after a compaction gap, so one response
-/// held some records twice (issue 10 saw a client deliver them twice).
-pub fn without_repeats(batches: Vec<deflated::Batch>) -> Result<Vec<deflated::Batch>> {
-    let mut kept = Vec::with_capacity(batches.len());
-    let mut next = i64::MIN;
-    for batch in batches {
-        if batch.record_count == 0 {
-            kept.push(batch);
-            continue;
-        }
-        let last = batch.max_offset();
-        if last < next {
-            continue;
-        }
-        if batch.base_offset >= next {
-            next = last + 1;
-            kept.push(batch);
-            continue;
-        }
-        // Overlaps what came before: keep its records from `next` on, as a
-        // batch of their own.
-        let mut batch = inflated::Batch::try_from(batch)?;
-        let from = next;
-        let base_offset = batch.base_offset;
-        batch
-            .records
-            .retain(|record| base_offset + i64::from(record.offset_delta) >= from);
-        let (Some(first_delta), Some(first_time)) = (
-            batch.records.first().map(|record| record.offset_delta),
-            batch.records.first().map(|record| record.timestamp_delta),
-        ) else {
-            continue;
-        };
-        for record in &mut batch.records {
-            record.offset_delta -= first_delta;
-            record.timestamp_delta -= first_time;
-        }
-        batch.base_offset += i64::from(first_delta);
-        batch.base_timestamp += first_time;
-        batch.last_offset_delta -= first_delta;
-        next = last + 1;
-        kept.push(deflated::Batch::try_from(batch)?);
-    }
-    Ok(kept)
-}
-
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
@@ -215,56 +166,6 @@ mod tests {
             offsets(&cut),
             (0..offsets(&cut).len() as i64).collect::<Vec<_>>()
         );
-    }
-
-    /// `header_heavy` with offsets `base..base + count` but only the
-    /// records at `kept` offsets (a batch read after compaction).
-    fn with_gaps(base: i64, kept: &[i64]) -> deflated::Batch {
-        let batch = inflated::Batch::try_from(header_heavy(base, 10, 8)).expect("inflates");
-        let records: Vec<Record> = batch
-            .records
-            .iter()
-            .filter(|record| kept.contains(&(base + i64::from(record.offset_delta))))
-            .cloned()
-            .collect();
-        let last = records.last().expect("a record").offset_delta;
-        deflated::Batch::try_from(inflated::Batch {
-            records,
-            last_offset_delta: last,
-            ..batch
-        })
-        .expect("a batch")
-    }
-
-    #[test]
-    fn records_a_response_already_holds_are_dropped_from_later_batches() {
-        // tansu's handler read offsets 0..=7 (four records after compaction),
-        // then asked again from 0 + 4 and got 5 and 7 again, then 9.
-        let first = with_gaps(0, &[1, 3, 5, 7]);
-        let again = with_gaps(0, &[5, 7, 9]);
-        let kept = without_repeats(vec![first.clone(), again]).expect("deduplicated");
-        assert_eq!(offsets(&kept), vec![1, 3, 5, 7, 9]);
-        assert_eq!(kept[0], first);
-        // The cut batch is valid and starts at its first record.
-        assert_eq!(kept[1].base_offset, 9);
-        assert_eq!(kept[1].record_count, 1);
-        let reread = deflated::Batch::try_from(Bytes::from(kept[1].clone())).expect("decodes");
-        assert_eq!(reread, kept[1]);
-        // Its records keep their times.
-        let times = |batch: &deflated::Batch| {
-            let records = Vec::<Record>::try_from(batch).expect("decodes");
-            records
-                .iter()
-                .map(|record| batch.base_timestamp + record.timestamp_delta)
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(times(&kept[1]), vec![1_000 + 9]);
-        // A batch wholly repeated is dropped; one without repeats is kept.
-        let kept = without_repeats(vec![first.clone(), with_gaps(0, &[3, 5])]).expect("ok");
-        assert_eq!(offsets(&kept), vec![1, 3, 5, 7]);
-        let later = with_gaps(10, &[12]);
-        let kept = without_repeats(vec![first, later.clone()]).expect("ok");
-        assert_eq!(kept[1], later);
     }
 
     #[test]

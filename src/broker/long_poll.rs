@@ -8,10 +8,9 @@
 //! consumers, 250 ms for a third-party consumer with librdkafka's default
 //! 500 ms — and an idle consumer re-read SQLite once per wait.
 //!
-//! So the broker routes Fetch to [`LongPollFetch`]: tansu's `FetchService`
-//! asked for one pass (a zero wait, so its sleep is zero), answered at once
-//! when it found records or an error, else held until the next produce and
-//! read again, until the hold ends. The hold is the longer of the client's
+//! So the broker routes Fetch to [`LongPollFetch`]: one read
+//! ([`fetch_once`]), answered at once when it found records or an error,
+//! else held until the next produce and read again, until the hold ends. The hold is the longer of the client's
 //! wait and [`LongPoll`]'s: holding an idle fetch past the client's
 //! `fetch.wait.max.ms` is safe (librdkafka allows a fetch
 //! `socket.timeout.ms` more than its wait) and is what keeps an idle
@@ -19,18 +18,18 @@
 //!
 //! `fetch.min.bytes` above 1 is not honoured: any record answers at once.
 //!
-//! A response leaves with each record once: tansu's handler reads on from
-//! the offset it asked for plus the records it got, which falls short after
-//! a compaction gap and repeats records ([`fetch_budget::without_repeats`]).
+//! Each pass is kafkv's own read ([`fetch_once`]), not tansu's handler:
+//! one storage fetch per partition, so a response never repeats records
+//! after a compaction gap.
 
 use std::{sync::Arc, time::Duration};
 
 use rama::{Context, Service};
 use tansu_sans_io::{ErrorCode, FetchRequest, FetchResponse};
-use tansu_storage::{FetchService, Storage};
+use tansu_storage::Storage;
 use tokio::{sync::watch, time::Instant};
 
-use super::fetch_budget;
+use super::fetch_once;
 
 /// Wakes held fetches when a produce lands.
 pub struct LongPoll {
@@ -71,15 +70,14 @@ impl<S: Storage> Service<S, FetchRequest> for LongPollFetch {
     ) -> Result<FetchResponse, tansu_storage::Error> {
         let asked = Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0));
         let deadline = Instant::now() + asked.max(self.poll.hold);
-        let one_pass = request.max_wait_ms(0);
         let mut produced = self.poll.produced.subscribe();
         loop {
             // Marked seen before the read: a produce landing during it
             // wakes the wait below instead of being missed.
             produced.borrow_and_update();
-            let response = FetchService.serve(ctx.clone(), one_pass.clone()).await?;
+            let response = fetch_once::read(ctx.state(), &request).await?;
             if answers_now(&response) {
-                return without_repeats(response);
+                return Ok(response);
             }
             let woken = tokio::time::timeout_at(deadline, produced.changed()).await;
             if !matches!(woken, Ok(Ok(()))) {
@@ -87,22 +85,6 @@ impl<S: Storage> Service<S, FetchRequest> for LongPollFetch {
             }
         }
     }
-}
-
-/// `response` with each partition's records once
-/// ([`fetch_budget::without_repeats`]).
-fn without_repeats(mut response: FetchResponse) -> Result<FetchResponse, tansu_storage::Error> {
-    for partition in response
-        .responses
-        .iter_mut()
-        .flatten()
-        .flat_map(|topic| topic.partitions.iter_mut().flatten())
-    {
-        if let Some(frame) = partition.records.as_mut() {
-            frame.batches = fetch_budget::without_repeats(std::mem::take(&mut frame.batches))?;
-        }
-    }
-    Ok(response)
 }
 
 /// Whether a one-pass response goes to the client now: it holds records,

@@ -27,6 +27,7 @@
 mod append_time;
 mod database;
 mod fetch_budget;
+mod fetch_once;
 mod groups;
 mod long_poll;
 mod maintenance;
