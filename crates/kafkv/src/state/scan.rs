@@ -147,12 +147,14 @@ impl View {
 
     /// A live key picked at random, `None` when there is none, as Redis's
     /// `RANDOMKEY` does: random places in the table until one holds a live
-    /// key (every live key equally likely), and after [`RANDOM_PICKS`]
-    /// misses in a sparse table, the first live key after a random place
-    /// (a key after a long run of freed places is then likelier, as one in
-    /// a sparse hash bucket is in Redis). Acknowledged writes the consumer
-    /// has not applied yet are candidates too, each as likely as a key of the
-    /// table.
+    /// key (every live key equally likely). After [`RANDOM_PICKS`] misses
+    /// the table is sparse: with at most [`EXACT_PICK_UP_TO`] live keys
+    /// (after a FLUSHDB, say) one is drawn from all of them, as Redis's
+    /// resized hash table would; with more, the first live key after a
+    /// random place (a key after a long run of freed places is then
+    /// likelier, as one in a sparse hash bucket is in Redis). Acknowledged
+    /// writes the consumer has not applied yet are candidates too, each as
+    /// likely as a key of the table.
     pub fn random_key(&self) -> Result<Option<Bytes>, StateError> {
         let now = now_ms();
         let inner = self.inner.read();
@@ -174,6 +176,23 @@ impl View {
                     && live(&key)
                 {
                     return Ok(Some(key));
+                }
+            }
+            if self.table.len() <= EXACT_PICK_UP_TO {
+                // "The first live key after a random place" picked the lower
+                // of two keys after a long freed run nearly every time
+                // (Redis's suite: RANDOMKEY after FLUSHDB saw one of two).
+                let mut live_keys = Vec::new();
+                let mut cursor = Some(0);
+                while let Some(from) = cursor {
+                    let (page, next) = self.table.cursor_page(from, 1024, now)?;
+                    live_keys.extend(page.into_iter().filter(live));
+                    cursor = next;
+                }
+                if !live_keys.is_empty() {
+                    return Ok(Some(
+                        live_keys.swap_remove(fastrand::usize(..live_keys.len())),
+                    ));
                 }
             }
             for _ in 0..RANDOM_PICKS {
@@ -201,3 +220,6 @@ impl View {
 
 /// Random places `RANDOMKEY` tries before settling for the next live key.
 const RANDOM_PICKS: usize = 64;
+
+/// Most live keys a sparse table's `RANDOMKEY` draws from all at once.
+const EXACT_PICK_UP_TO: usize = 4096;

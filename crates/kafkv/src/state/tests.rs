@@ -601,6 +601,33 @@ fn random_key_is_uniform_over_a_half_empty_table() {
     });
 }
 
+#[test]
+fn random_key_is_uniform_over_two_keys_after_a_long_freed_run() {
+    on_both_backends(vec![0], |view| {
+        // Redis's suite after FLUSHDB: two live keys side by side after
+        // many freed places. "The next live key after a random place" drew
+        // the first of them nearly every time.
+        let keys: Vec<String> = (0..2000).map(|i| format!("k{i:04}")).collect();
+        put_each(view, &keys);
+        let deletes = (0..1998)
+            .map(|i| del(0, 2000 + i as i64, &keys[i]))
+            .collect();
+        apply(view, deletes);
+        assert_eq!(view.len(), 2);
+        let mut counts = std::collections::HashMap::new();
+        for _ in 0..400 {
+            *counts
+                .entry(view.random_key().unwrap().unwrap())
+                .or_insert(0) += 1;
+        }
+        assert_eq!(counts.len(), 2, "{counts:?}");
+        // 200 expected each; the standard deviation is 10.
+        for (key, count) in counts {
+            assert!((140..=260).contains(&count), "{key:?} drawn {count} times");
+        }
+    });
+}
+
 fn op(p: i32, o: i64, k: &str, op: crate::op::Op) -> Event {
     Event::Record(Record::put(p, o, k.as_bytes(), &op.encode()).with_kind(Kind::Op(op)))
 }
