@@ -8,19 +8,16 @@
 //! consumers, 250 ms for a third-party consumer with librdkafka's default
 //! 500 ms — and an idle consumer re-read SQLite once per wait.
 //!
-//! So the broker routes Fetch to [`LongPollFetch`]: one read
-//! ([`fetch_once`]), answered at once when it found records or an error,
-//! else held until the next produce and read again, until the hold ends. The hold is the longer of the client's
-//! wait and [`LongPoll`]'s: holding an idle fetch past the client's
+//! So the broker routes Fetch to [`LongPollFetch`]: one read of kafkv's
+//! own ([`fetch_once`], not tansu's handler), answered at once when it
+//! found records or an error, else held until the next produce and read
+//! again, until the hold ends. The hold is the longer of the client's wait
+//! and [`LongPoll`]'s: holding an idle fetch past the client's
 //! `fetch.wait.max.ms` is safe (librdkafka allows a fetch
 //! `socket.timeout.ms` more than its wait) and is what keeps an idle
 //! consumer at one storage read per hold instead of one per 10 ms.
 //!
 //! `fetch.min.bytes` above 1 is not honoured: any record answers at once.
-//!
-//! Each pass is kafkv's own read ([`fetch_once`]), not tansu's handler:
-//! one storage fetch per partition, so a response never repeats records
-//! after a compaction gap.
 
 use std::{sync::Arc, time::Duration};
 

@@ -177,12 +177,15 @@ impl EmbeddedBroker {
         let database_path = database.clone();
         runtime.spawn(async move {
             let prepared = async {
-                let storage = build_storage(storage, listener.clone(), &database_path).await?;
-                if sync_commits {
-                    storage.sync_commits(wal_sync::WalSync::new(&database_path));
-                }
+                let storage = build_storage(
+                    storage,
+                    listener.clone(),
+                    &database_path,
+                    !tansu_fetch,
+                    sync_commits,
+                )
+                .await?;
                 if tansu_fetch {
-                    storage.disable_caches();
                     warn!("embedded broker: serving tansu 0.6's own Fetch (--broker-fetch tansu)");
                 }
                 let health = storage.health();
@@ -306,6 +309,8 @@ async fn build_storage(
     url: Url,
     listener: Url,
     database: &Path,
+    caching: bool,
+    sync_commits: bool,
 ) -> Result<KafkvStorage, BrokerError> {
     let inner = StorageContainer::builder()
         .cluster_id(CLUSTER_ID)
@@ -319,8 +324,17 @@ async fn build_storage(
         .build()
         .await
         .map_err(|e| BrokerError::Start(e.to_string()))?;
+    let wal_sync = sync_commits.then(|| wal_sync::WalSync::new(database));
     let database = Database::open(database).await?;
-    Ok(KafkvStorage::new(inner, database, FETCH_HOLD))
+    Ok(KafkvStorage::new(
+        inner,
+        database,
+        storage::Options {
+            fetch_hold: FETCH_HOLD,
+            caching,
+            wal_sync,
+        },
+    ))
 }
 
 /// Compacts every `interval` ([`maintenance`]), holding tansu's calls off

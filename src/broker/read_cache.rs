@@ -111,6 +111,12 @@ impl ReadCache {
         }
     }
 
+    /// A topic was created or deleted: its metadata and stages.
+    pub fn topics_changed(&self) {
+        self.metadata_changed();
+        self.stages_changed();
+    }
+
     /// Topics or brokers changed.
     pub fn metadata_changed(&self) {
         let mut cache = self.metadata.lock();

@@ -147,9 +147,21 @@ struct Shared {
     tails: Tails,
     read_cache: ReadCache,
     /// Set: a produce is acknowledged once the WAL is fsynced.
-    wal_sync: std::sync::OnceLock<WalSync>,
+    wal_sync: Option<WalSync>,
     /// The tail and read caches; off only for `--broker-fetch tansu`.
-    caching: std::sync::atomic::AtomicBool,
+    caching: bool,
+}
+
+/// How [`KafkvStorage`] serves, fixed when the broker starts.
+pub struct Options {
+    /// How long a fetch that finds nothing is held ([`LongPoll`]).
+    pub fetch_hold: Duration,
+    /// Answer fetches from the tail and read caches (off: every fetch
+    /// reads SQLite, as tansu 0.6 alone does).
+    pub caching: bool,
+    /// Acknowledge a produce only once `WalSync` has synced the WAL after
+    /// its commit (`--broker-sync commit`).
+    pub wal_sync: Option<WalSync>,
 }
 
 impl fmt::Debug for KafkvStorage {
@@ -159,44 +171,26 @@ impl fmt::Debug for KafkvStorage {
 }
 
 impl KafkvStorage {
-    pub fn new(inner: StorageContainer, database: Database, fetch_hold: Duration) -> Self {
+    pub fn new(inner: StorageContainer, database: Database, options: Options) -> Self {
         Self {
             inner,
             shared: Arc::new(Shared {
                 gate: RwLock::new(()),
                 database,
-                long_poll: Arc::new(LongPoll::new(fetch_hold)),
+                long_poll: Arc::new(LongPoll::new(options.fetch_hold)),
                 health: Health::new(),
                 epochs: parking_lot::Mutex::new(HashMap::new()),
                 timestamp_types: TimestampTypes::default(),
                 tails: Tails::default(),
                 read_cache: ReadCache::default(),
-                wal_sync: std::sync::OnceLock::new(),
-                caching: std::sync::atomic::AtomicBool::new(true),
+                wal_sync: options.wal_sync,
+                caching: options.caching,
             }),
         }
     }
 
-    /// From now on a produce is acknowledged only once `sync` has synced
-    /// the WAL after its commit (`--broker-sync commit`).
-    pub fn sync_commits(&self, sync: WalSync) {
-        let _ = self.shared.wal_sync.set(sync);
-    }
-
-    /// Every fetch reads SQLite from now on, as tansu 0.6 alone does.
-    pub fn disable_caches(&self) {
-        self.shared
-            .caching
-            .store(false, std::sync::atomic::Ordering::Relaxed);
-        self.shared.tails.forget_all();
-        self.shared.read_cache.stages_changed();
-        self.shared.read_cache.metadata_changed();
-    }
-
     fn caching(&self) -> bool {
-        self.shared
-            .caching
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.shared.caching
     }
 
     /// What the Fetch route waits on for produces.
@@ -246,31 +240,26 @@ impl KafkvStorage {
         max_bytes: u32,
         isolation: IsolationLevel,
     ) -> Result<Vec<deflated::Batch>> {
-        let mut batches = self
-            .call(
+        let read = |from| {
+            self.call(
                 self.inner
-                    .fetch(topition, offset, min_bytes, max_bytes, isolation),
+                    .fetch(topition, from, min_bytes, max_bytes, isolation),
             )
-            .await?;
+        };
+        let batches = read(offset).await?;
         // tansu reads the first record's headers at the offset asked for,
         // not at the record's own: when that offset was compacted away the
         // first record comes back without its headers (and kafkv's
         // operation, repair, expiry and SWEEP records are their headers).
         // Asking again from the record's own offset gets them; this costs
         // one query, only when a fetch starts inside a compaction gap.
-        if let Some(first) = batches
+        match batches
             .first()
             .filter(|batch| batch.record_count > 0 && batch.base_offset > offset)
         {
-            let from = first.base_offset;
-            batches = self
-                .call(
-                    self.inner
-                        .fetch(topition, from, min_bytes, max_bytes, isolation),
-                )
-                .await?;
+            Some(first) => read(first.base_offset).await,
+            None => Ok(batches),
         }
-        Ok(batches)
     }
 
     async fn call<T>(&self, operation: impl Future<Output = Result<T>>) -> Result<T> {
@@ -361,8 +350,7 @@ impl Storage for KafkvStorage {
         let created = self
             .call(self.inner.create_topic(topic, validate_only))
             .await;
-        self.shared.read_cache.metadata_changed();
-        self.shared.read_cache.stages_changed();
+        self.shared.read_cache.topics_changed();
         created
     }
 
@@ -410,8 +398,7 @@ impl Storage for KafkvStorage {
 
     async fn delete_topic(&self, topic: &TopicId) -> Result<ErrorCode> {
         let deleted = self.call(self.inner.delete_topic(topic)).await;
-        self.shared.read_cache.metadata_changed();
-        self.shared.read_cache.stages_changed();
+        self.shared.read_cache.topics_changed();
         match topic {
             TopicId::Name(name) => {
                 self.shared.timestamp_types.forget(name);
@@ -444,15 +431,16 @@ impl Storage for KafkvStorage {
         } else {
             batch
         };
-        // Bytes are shared, so this copy costs no record data.
-        let stored = batch.clone();
+        // For the tail cache; Bytes are shared, so this copy costs no
+        // record data.
+        let stored = self.caching().then(|| batch.clone());
         let offset = self
             .call(self.inner.produce(transaction_id, topition, batch))
             .await;
         // Failed or not, the partition's stage is read again.
         self.shared.read_cache.stage_changed(topition);
         let offset = offset?;
-        if let Some(sync) = self.shared.wal_sync.get()
+        if let Some(sync) = &self.shared.wal_sync
             && let Err(error) = sync.synced().await
         {
             // Committed but maybe not durable, and the next fsync may
@@ -465,14 +453,12 @@ impl Storage for KafkvStorage {
             self.shared.health.fail(reason.clone());
             return Err(Error::Message(reason));
         }
-        let cached = if self.caching() {
-            self.shared
-                .tails
-                .produced(topition, transaction_id.is_some(), offset, &stored)
-        } else {
-            Ok(())
-        };
-        if let Err(error) = cached {
+        if let Some(stored) = stored
+            && let Err(error) =
+                self.shared
+                    .tails
+                    .produced(topition, transaction_id.is_some(), offset, &stored)
+        {
             // Storage has the records; the cache must not answer for them.
             warn!(%error, ?topition, "embedded broker: could not cache a produced batch");
             self.shared.tails.forget_topic(topition.topic());

@@ -60,9 +60,7 @@ struct Cached {
 
 impl Cached {
     fn size(&self) -> usize {
-        let octets = |bytes: &Option<Bytes>| bytes.as_ref().map_or(0, Bytes::len);
-        octets(&self.key)
-            + octets(&self.value)
+        self.key_and_value()
             + self
                 .headers
                 .iter()
@@ -71,10 +69,13 @@ impl Cached {
     }
 
     /// What `record_fetch.sql` counts against its budget.
-    fn key_and_value(&self) -> i64 {
-        let octets = |bytes: &Option<Bytes>| bytes.as_ref().map_or(0, Bytes::len) as i64;
+    fn key_and_value(&self) -> usize {
         octets(&self.key) + octets(&self.value)
     }
+}
+
+fn octets(bytes: &Option<Bytes>) -> usize {
+    bytes.as_ref().map_or(0, Bytes::len)
 }
 
 #[derive(Debug, Default)]
@@ -182,7 +183,7 @@ impl Tails {
             .records
             .range(offset..end.max(offset))
             .take_while(|(_, record)| {
-                budget_used += record.key_and_value();
+                budget_used += record.key_and_value() as i64;
                 budget_used < i64::from(max_bytes)
             })
             .map(|(offset, record)| (*offset, record))
@@ -268,7 +269,9 @@ mod tests {
         let cwd = std::env::current_dir().expect("a working directory");
         let url = storage_url(path, &cwd).expect("a URL");
         let listener = url::Url::parse("tcp://127.0.0.1:9092").expect("a URL");
-        let storage = build_storage(url, listener, path).await.expect("storage");
+        let storage = build_storage(url, listener, path, true, false)
+            .await
+            .expect("storage");
         // What the broker does at start: the cluster's row, which every
         // later call joins on.
         storage
