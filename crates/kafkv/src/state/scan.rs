@@ -182,18 +182,13 @@ impl View {
                 // "The first live key after a random place" picked the lower
                 // of two keys after a long freed run nearly every time
                 // (Redis's suite: RANDOMKEY after FLUSHDB saw one of two).
-                let mut live_keys = Vec::new();
-                let mut cursor = Some(0);
-                while let Some(from) = cursor {
-                    let (page, next) = self.table.cursor_page(from, 1024, now)?;
-                    live_keys.extend(page.into_iter().filter(live));
-                    cursor = next;
+                let mut live_keys = self.live_in_order(now, &live, usize::MAX)?;
+                if live_keys.is_empty() {
+                    return Ok(unapplied.first().map(|key| Bytes::copy_from_slice(key)));
                 }
-                if !live_keys.is_empty() {
-                    return Ok(Some(
-                        live_keys.swap_remove(fastrand::usize(..live_keys.len())),
-                    ));
-                }
+                return Ok(Some(
+                    live_keys.swap_remove(fastrand::usize(..live_keys.len())),
+                ));
             }
             for _ in 0..RANDOM_PICKS {
                 let (mut page, _) = self.table.cursor_page(fastrand::u64(..bound), 1, now)?;
@@ -206,15 +201,30 @@ impl View {
             }
         }
         // Every pick hit a key an acknowledged delete hides: walk in order.
+        match self.live_in_order(now, &live, 1)?.pop() {
+            Some(key) => Ok(Some(key)),
+            None => Ok(unapplied.first().map(|key| Bytes::copy_from_slice(key))),
+        }
+    }
+
+    /// Up to `limit` keys of the table that `live` accepts, in cursor
+    /// order, unexpired at `now`.
+    fn live_in_order(
+        &self,
+        now: i64,
+        live: &impl Fn(&Bytes) -> bool,
+        limit: usize,
+    ) -> Result<Vec<Bytes>, StateError> {
+        let mut keys = Vec::new();
         let mut cursor = Some(0);
-        while let Some(from) = cursor {
+        while let Some(from) = cursor
+            && keys.len() < limit
+        {
             let (page, next) = self.table.cursor_page(from, 1024, now)?;
-            if let Some(key) = page.into_iter().find(live) {
-                return Ok(Some(key));
-            }
+            keys.extend(page.into_iter().filter(live).take(limit - keys.len()));
             cursor = next;
         }
-        Ok(unapplied.first().map(|key| Bytes::copy_from_slice(key)))
+        Ok(keys)
     }
 }
 
