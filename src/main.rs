@@ -92,9 +92,9 @@ struct ServeArgs {
     /// OS (survives a crash of the process, as a single Kafka broker's default).
     #[arg(long, env = "KAFKV_BROKER_SYNC", value_enum, default_value_t = BrokerSync::Commit)]
     broker_sync: BrokerSync,
-    /// Embedded broker only: whose Fetch it serves (see BrokerFetch).
-    #[arg(long, env = "KAFKV_BROKER_FETCH", value_enum, default_value_t = BrokerFetch::Kafkv, hide = true)]
-    broker_fetch: BrokerFetch,
+    /// Embedded broker only: whose Fetch and Produce it serves (see BrokerPaths).
+    #[arg(long, env = "KAFKV_BROKER_PATHS", value_enum, default_value_t = BrokerPaths::Kafkv, hide = true)]
+    broker_paths: BrokerPaths,
     /// A librdkafka property for every Kafka client, key=value (repeatable; SASL, TLS,
     /// timeouts). Several in one value or in the env var are separated by ';'.
     #[arg(long = "kafka-config", env = "KAFKV_KAFKA_CONFIG", value_delimiter = ';', value_parser = parse_key_value)]
@@ -195,16 +195,11 @@ struct BrokerArgs {
     /// crash of the process, as a single Kafka broker's default).
     #[arg(long = "sync", alias = "broker-sync", env = "KAFKV_BROKER_SYNC", value_enum, default_value_t = BrokerSync::Commit)]
     sync: BrokerSync,
-    /// Whose Fetch the broker serves (see BrokerFetch).
-    #[arg(long = "broker-fetch", env = "KAFKV_BROKER_FETCH", value_enum, default_value_t = BrokerFetch::Kafkv, hide = true)]
-    fetch: BrokerFetch,
+    /// Whose Fetch and Produce the broker serves (see BrokerPaths).
+    #[arg(long = "broker-paths", env = "KAFKV_BROKER_PATHS", value_enum, default_value_t = BrokerPaths::Kafkv, hide = true)]
+    paths: BrokerPaths,
 }
 
-/// The embedded broker's Fetch: kafkv's (long poll, tail cache), or tansu
-/// 0.6's own handler reading SQLite for every fetch (kafkv's storage
-/// corrections stay on). Hidden: it exists so the bench can measure the
-/// one beside the other with the same binary (`kafkv-bench --broker-fetch
-/// tansu,kafkv`).
 /// When the embedded broker acknowledges a write (src/broker/wal_sync.rs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum BrokerSync {
@@ -212,10 +207,30 @@ enum BrokerSync {
     None,
 }
 
+/// The embedded broker's Fetch and Produce: kafkv's (long poll and tail
+/// cache; prepared statements and shared transactions), or tansu 0.6's own
+/// (kafkv's storage corrections stay on). Hidden: it exists so the bench
+/// can measure them side by side with the same binary (`kafkv-bench
+/// --broker-paths tansu,kafkv-fetch,kafkv`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum BrokerFetch {
+enum BrokerPaths {
+    /// kafkv's Fetch and Produce.
     Kafkv,
+    /// kafkv's Fetch, tansu's Produce.
+    KafkvFetch,
+    /// tansu's Fetch and Produce.
     Tansu,
+}
+
+#[cfg(feature = "embedded-broker")]
+impl From<BrokerPaths> for broker::BrokerPaths {
+    fn from(paths: BrokerPaths) -> Self {
+        match paths {
+            BrokerPaths::Kafkv => Self::Kafkv,
+            BrokerPaths::KafkvFetch => Self::KafkvFetch,
+            BrokerPaths::Tansu => Self::Tansu,
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -243,7 +258,7 @@ enum KafkaSource {
         listen: SocketAddr,
         data_dir: PathBuf,
         maintenance_interval: Duration,
-        fetch: BrokerFetch,
+        paths: BrokerPaths,
         sync: BrokerSync,
     },
 }
@@ -286,7 +301,7 @@ impl ServeArgs {
                 listen: self.broker_listen,
                 data_dir: self.data_dir,
                 maintenance_interval: self.broker_maintenance_interval,
-                fetch: self.broker_fetch,
+                paths: self.broker_paths,
                 sync: self.broker_sync,
             },
         };
@@ -362,14 +377,14 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
             listen,
             data_dir,
             maintenance_interval,
-            fetch,
+            paths,
             sync,
         } => {
             let broker = EmbeddedBroker::start(&BrokerConfig {
                 listen,
                 data_dir,
                 maintenance_interval,
-                tansu_fetch: fetch == BrokerFetch::Tansu,
+                paths: paths.into(),
                 sync_commits: sync == BrokerSync::Commit,
             })
             .await?;
@@ -419,7 +434,7 @@ async fn broker(args: BrokerArgs) -> Result<(), Failure> {
         listen: args.listen,
         data_dir: args.data_dir,
         maintenance_interval: args.maintenance_interval,
-        tansu_fetch: args.fetch == BrokerFetch::Tansu,
+        paths: args.paths.into(),
         sync_commits: args.sync == BrokerSync::Commit,
     })
     .await?;

@@ -1,6 +1,6 @@
 //! kafkv's own connection to the embedded broker's SQLite database, beside
-//! tansu's: the key and header indexes, producer-epoch rows and compaction
-//! ([`super::maintenance`]). Callers hold the storage gate exclusively
+//! tansu's: the key and header indexes, producer-epoch rows, produced
+//! batches ([`super::produce`]) and compaction ([`super::maintenance`]). Callers hold the storage gate exclusively
 //! ([`super::storage::KafkvStorage::exclusive`]) while they use it.
 
 use std::path::Path;
@@ -45,7 +45,15 @@ impl Database {
         let connection = database.connect().map_err(error)?;
         // tansu's storage task may hold a write lock briefly; wait for it
         // rather than fail. Cascades remove a deleted record's headers.
-        for pragma in ["PRAGMA busy_timeout = 10000", "PRAGMA foreign_keys = ON"] {
+        // Commits are not fsynced here, as on tansu's connections: whether
+        // an acknowledged produce waits for an fsync is `--broker-sync`'s
+        // (super::wal_sync), which syncs the WAL after the commit. At
+        // SQLite's default (FULL) every produce transaction would fsync.
+        for pragma in [
+            "PRAGMA busy_timeout = 10000",
+            "PRAGMA foreign_keys = ON",
+            "PRAGMA synchronous = NORMAL",
+        ] {
             let mut rows = connection.query(pragma, ()).await.map_err(error)?;
             while rows.next().await.map_err(error)?.is_some() {}
         }

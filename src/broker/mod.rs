@@ -31,10 +31,13 @@ mod fetch_once;
 mod groups;
 mod long_poll;
 mod maintenance;
+mod produce;
 mod read_cache;
 mod serve;
 mod storage;
 mod tail;
+#[cfg(test)]
+mod testing;
 mod wal_sync;
 
 use std::{
@@ -62,13 +65,35 @@ pub struct BrokerConfig {
     pub data_dir: PathBuf,
     /// How often the broker compacts (and applies retention). Default 1 minute.
     pub maintenance_interval: Duration,
-    /// Serve tansu 0.6's own Fetch (every fetch read from SQLite, the
-    /// remaining wait slept out) instead of kafkv's long poll and tail
-    /// cache: only so the bench can measure the one beside the other.
-    pub tansu_fetch: bool,
+    /// Whose Fetch and Produce the broker serves. Default: kafkv's; the
+    /// others exist only so the bench can measure them side by side.
+    pub paths: BrokerPaths,
     /// Acknowledge a produce only once the broker's write-ahead log is
     /// fsynced ([`wal_sync`]). Default on.
     pub sync_commits: bool,
+}
+
+/// Whose request paths the embedded broker serves where kafkv has its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerPaths {
+    /// tansu 0.6's Fetch (every fetch read from SQLite, the remaining wait
+    /// slept out) and Produce (statements compiled for every use, a
+    /// transaction per batch); kafkv's storage corrections stay on.
+    Tansu,
+    /// kafkv's Fetch ([`long_poll`], [`tail`], [`read_cache`]), tansu's Produce.
+    KafkvFetch,
+    /// kafkv's Fetch and Produce ([`produce`]).
+    Kafkv,
+}
+
+impl BrokerPaths {
+    fn kafkv_fetch(self) -> bool {
+        self != Self::Tansu
+    }
+
+    fn kafkv_produce(self) -> bool {
+        self == Self::Kafkv
+    }
 }
 
 impl Default for BrokerConfig {
@@ -77,7 +102,7 @@ impl Default for BrokerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
             data_dir: PathBuf::from("kafkv-data"),
             maintenance_interval: Duration::from_secs(60),
-            tansu_fetch: false,
+            paths: BrokerPaths::Kafkv,
             sync_commits: true,
         }
     }
@@ -172,7 +197,7 @@ impl EmbeddedBroker {
         let (built, built_rx) = oneshot::channel();
         let (served, mut served_rx) = oneshot::channel();
         let maintenance_interval = config.maintenance_interval;
-        let tansu_fetch = config.tansu_fetch;
+        let paths = config.paths;
         let sync_commits = config.sync_commits;
         let database_path = database.clone();
         runtime.spawn(async move {
@@ -181,12 +206,15 @@ impl EmbeddedBroker {
                     storage,
                     listener.clone(),
                     &database_path,
-                    !tansu_fetch,
+                    paths,
                     sync_commits,
                 )
                 .await?;
-                if tansu_fetch {
-                    warn!("embedded broker: serving tansu 0.6's own Fetch (--broker-fetch tansu)");
+                if paths != BrokerPaths::Kafkv {
+                    warn!(
+                        ?paths,
+                        "embedded broker: serving tansu 0.6's own paths (--broker-paths)"
+                    );
                 }
                 let health = storage.health();
                 let groups = Controller::with_storage(storage.clone())
@@ -214,7 +242,7 @@ impl EmbeddedBroker {
                 }
                 Ok::<_, BrokerError>((
                     health,
-                    serve::accept(listening, storage_for_routes, groups, tansu_fetch),
+                    serve::accept(listening, storage_for_routes, groups, paths.kafkv_fetch()),
                 ))
             };
             match prepared.await {
@@ -309,7 +337,7 @@ async fn build_storage(
     url: Url,
     listener: Url,
     database: &Path,
-    caching: bool,
+    paths: BrokerPaths,
     sync_commits: bool,
 ) -> Result<KafkvStorage, BrokerError> {
     let inner = StorageContainer::builder()
@@ -326,15 +354,18 @@ async fn build_storage(
         .map_err(|e| BrokerError::Start(e.to_string()))?;
     let wal_sync = sync_commits.then(|| wal_sync::WalSync::new(database));
     let database = Database::open(database).await?;
-    Ok(KafkvStorage::new(
+    KafkvStorage::new(
         inner,
         database,
         storage::Options {
             fetch_hold: FETCH_HOLD,
-            caching,
+            caching: paths.kafkv_fetch(),
             wal_sync,
+            own_produce: paths.kafkv_produce(),
         },
-    ))
+    )
+    .await
+    .map_err(|e| BrokerError::Start(format!("preparing the produce statements: {e}")))
 }
 
 /// Compacts every `interval` ([`maintenance`]), holding tansu's calls off

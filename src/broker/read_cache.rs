@@ -85,6 +85,15 @@ impl ReadCache {
         slot.value = None;
     }
 
+    /// `topition`'s stage is now `stage`: kafkv's produce path committed,
+    /// and knows what storage holds.
+    pub fn set_stage(&self, topition: &Topition, stage: OffsetStage) {
+        let mut stages = self.stages.lock();
+        let slot = stages.entry(topition.clone()).or_default();
+        slot.generation += 1;
+        slot.value = Some(stage);
+    }
+
     /// Every stage may have moved (compaction, a transaction's end, a topic
     /// created or deleted).
     pub fn stages_changed(&self) {

@@ -40,9 +40,9 @@ pub async fn accept(
     listener: TcpListener,
     storage: KafkvStorage,
     groups: Controller<KafkvStorage>,
-    tansu_fetch: bool,
+    kafkv_fetch: bool,
 ) -> Result<(), String> {
-    let poll = (!tansu_fetch).then(|| storage.long_poll());
+    let poll = kafkv_fetch.then(|| storage.long_poll());
     loop {
         let (stream, peer) = listener
             .accept()
@@ -77,7 +77,7 @@ pub async fn accept(
 }
 
 /// Every request route tansu 0.6 serves, with kafkv's Fetch (tansu's own
-/// without `poll`: `--broker-fetch tansu`).
+/// without `poll`: `--broker-paths tansu`).
 fn routes(
     storage: KafkvStorage,
     groups: Controller<KafkvStorage>,

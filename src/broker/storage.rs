@@ -70,6 +70,7 @@ use super::{
     fetch_budget,
     long_poll::LongPoll,
     maintenance::{self, Compacted},
+    produce::{Producer, Published},
     read_cache::ReadCache,
     tail::Tails,
     wal_sync::WalSync,
@@ -136,19 +137,21 @@ pub struct KafkvStorage {
 
 struct Shared {
     /// Shared by calls into tansu, exclusive for kafkv's own SQL.
-    gate: RwLock<()>,
-    database: Database,
+    gate: Arc<RwLock<()>>,
+    database: Arc<Database>,
+    /// kafkv's produce path ([`super::produce`]); `None`: tansu's.
+    producer: Option<Producer>,
     long_poll: Arc<LongPoll>,
     health: Health,
     /// Per producer id, the highest epoch known to be in tansu's
     /// `producer_epoch` table, so only a new epoch costs a query.
     epochs: parking_lot::Mutex<HashMap<i64, i16>>,
     timestamp_types: TimestampTypes,
-    tails: Tails,
-    read_cache: ReadCache,
+    tails: Arc<Tails>,
+    read_cache: Arc<ReadCache>,
     /// Set: a produce is acknowledged once the WAL is fsynced.
     wal_sync: Option<WalSync>,
-    /// The tail and read caches; off only for `--broker-fetch tansu`.
+    /// The tail and read caches; off only for `--broker-paths tansu`.
     caching: bool,
 }
 
@@ -162,6 +165,8 @@ pub struct Options {
     /// Acknowledge a produce only once `WalSync` has synced the WAL after
     /// its commit (`--broker-sync commit`).
     pub wal_sync: Option<WalSync>,
+    /// Write produced batches through kafkv's produce path (off: tansu's).
+    pub own_produce: bool,
 }
 
 impl fmt::Debug for KafkvStorage {
@@ -171,22 +176,45 @@ impl fmt::Debug for KafkvStorage {
 }
 
 impl KafkvStorage {
-    pub fn new(inner: StorageContainer, database: Database, options: Options) -> Self {
-        Self {
+    /// Fails only when kafkv's produce statements cannot be prepared.
+    pub async fn new(
+        inner: StorageContainer,
+        database: Database,
+        options: Options,
+    ) -> std::result::Result<Self, libsql::Error> {
+        let gate = Arc::new(RwLock::new(()));
+        let database = Arc::new(database);
+        let long_poll = Arc::new(LongPoll::new(options.fetch_hold));
+        let tails = Arc::new(Tails::default());
+        let read_cache = Arc::new(ReadCache::default());
+        // kafkv's produce path publishes to the caches, so it runs only
+        // with them.
+        let producer = if options.own_produce && options.caching {
+            let published = Published {
+                tails: tails.clone(),
+                read_cache: read_cache.clone(),
+                long_poll: long_poll.clone(),
+            };
+            Some(Producer::start(database.clone(), gate.clone(), published).await?)
+        } else {
+            None
+        };
+        Ok(Self {
             inner,
             shared: Arc::new(Shared {
-                gate: RwLock::new(()),
+                gate,
                 database,
-                long_poll: Arc::new(LongPoll::new(options.fetch_hold)),
+                producer,
+                long_poll,
                 health: Health::new(),
                 epochs: parking_lot::Mutex::new(HashMap::new()),
                 timestamp_types: TimestampTypes::default(),
-                tails: Tails::default(),
-                read_cache: ReadCache::default(),
+                tails,
+                read_cache,
                 wal_sync: options.wal_sync,
                 caching: options.caching,
             }),
-        }
+        })
     }
 
     fn caching(&self) -> bool {
@@ -224,6 +252,11 @@ impl KafkvStorage {
             compacted
         })
         .await
+    }
+
+    #[cfg(test)]
+    pub fn producer(&self) -> Option<&Producer> {
+        self.shared.producer.as_ref()
     }
 
     #[cfg(test)]
@@ -267,6 +300,25 @@ impl KafkvStorage {
         operation
             .await
             .inspect_err(|e| self.shared.health.observe(e))
+    }
+
+    /// Returns once everything committed so far is on disk, with
+    /// `--broker-sync commit`.
+    async fn synced(&self) -> Result<()> {
+        let Some(sync) = &self.shared.wal_sync else {
+            return Ok(());
+        };
+        sync.synced().await.map_err(|error| {
+            // Committed but maybe not durable, and the next fsync may
+            // report success for pages the kernel dropped: stop serving
+            // (the process exits; a restart recovers from the WAL).
+            let reason = format!(
+                "the embedded broker could not fsync its write-ahead log ({error}); it cannot \
+                 promise that acknowledged writes survive a power loss"
+            );
+            self.shared.health.fail(reason.clone());
+            Error::Message(reason)
+        })
     }
 
     /// Whether `topic` is `message.timestamp.type=LogAppendTime`. A lookup
@@ -431,6 +483,16 @@ impl Storage for KafkvStorage {
         } else {
             batch
         };
+        if let (Some(producer), None) = (&self.shared.producer, transaction_id) {
+            // Committed, cached and woken by kafkv's writer (super::produce).
+            let offset = producer
+                .produce(topition, batch)
+                .await
+                .inspect_err(|e| self.shared.health.observe(e))?;
+            self.synced().await?;
+            return Ok(offset);
+        }
+        // tansu's produce: `--broker-paths kafkv-fetch`, and transactions.
         // For the tail cache; Bytes are shared, so this copy costs no
         // record data.
         let stored = self.caching().then(|| batch.clone());
@@ -440,19 +502,7 @@ impl Storage for KafkvStorage {
         // Failed or not, the partition's stage is read again.
         self.shared.read_cache.stage_changed(topition);
         let offset = offset?;
-        if let Some(sync) = &self.shared.wal_sync
-            && let Err(error) = sync.synced().await
-        {
-            // Committed but maybe not durable, and the next fsync may
-            // report success for pages the kernel dropped: stop serving
-            // (the process exits; a restart recovers from the WAL).
-            let reason = format!(
-                "the embedded broker could not fsync its write-ahead log ({error}); it cannot \
-                 promise that acknowledged writes survive a power loss"
-            );
-            self.shared.health.fail(reason.clone());
-            return Err(Error::Message(reason));
-        }
+        self.synced().await?;
         if let Some(stored) = stored
             && let Err(error) =
                 self.shared

@@ -254,70 +254,16 @@ fn headers_of(
 mod tests {
     use std::time::{Duration, SystemTime};
 
-    use tansu_sans_io::{
-        create_topics_request::{CreatableTopic, CreatableTopicConfig},
-        record::Record,
-    };
+    use tansu_sans_io::record::Record;
     use tansu_storage::Storage as _;
 
     use super::*;
-    use crate::broker::{build_storage, storage::KafkvStorage, storage_url};
+    use crate::broker::{
+        BrokerPaths,
+        testing::{create_compacted_topic, offsets_in, open},
+    };
 
     const TOPIC: &str = "tail";
-
-    async fn open(path: &std::path::Path) -> KafkvStorage {
-        let cwd = std::env::current_dir().expect("a working directory");
-        let url = storage_url(path, &cwd).expect("a URL");
-        let listener = url::Url::parse("tcp://127.0.0.1:9092").expect("a URL");
-        let storage = build_storage(url, listener, path, true, false)
-            .await
-            .expect("storage");
-        // What the broker does at start: the cluster's row, which every
-        // later call joins on.
-        storage
-            .register_broker(tansu_storage::BrokerRegistrationRequest {
-                broker_id: tansu_broker::NODE_ID,
-                cluster_id: crate::broker::CLUSTER_ID.into(),
-                incarnation_id: uuid::Uuid::new_v4(),
-                rack: None,
-            })
-            .await
-            .expect("registered");
-        storage
-    }
-
-    fn config(name: &str, value: &str) -> CreatableTopicConfig {
-        CreatableTopicConfig::default()
-            .name(name.into())
-            .value(Some(value.into()))
-    }
-
-    /// [`TOPIC`], one partition, compacted at every run.
-    async fn create_compacted_topic(storage: &KafkvStorage) {
-        let topic = CreatableTopic::default()
-            .name(TOPIC.into())
-            .num_partitions(1)
-            .replication_factor(1)
-            .configs(Some(vec![
-                config("cleanup.policy", "compact"),
-                config("min.compaction.lag.ms", "0"),
-                config("delete.retention.ms", "0"),
-            ]));
-        storage.create_topic(topic, false).await.expect("a topic");
-    }
-
-    /// The offsets of the records in `batches`, in order.
-    fn offsets_in<'a>(batches: impl IntoIterator<Item = &'a deflated::Batch>) -> Vec<i64> {
-        batches
-            .into_iter()
-            .flat_map(|batch| {
-                Vec::<Record>::try_from(batch)
-                    .expect("decodes")
-                    .into_iter()
-                    .map(|record| batch.base_offset + i64::from(record.offset_delta))
-            })
-            .collect()
-    }
 
     /// A batch of `count` records over a few keys (so compaction has work),
     /// some of them tombstones, some with headers; its attributes vary so
@@ -369,8 +315,8 @@ mod tests {
         use crate::broker::long_poll::LongPollFetch;
 
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let storage = open(&dir.path().join("broker.db")).await;
-        create_compacted_topic(&storage).await;
+        let storage = open(&dir.path().join("broker.db"), BrokerPaths::Kafkv).await;
+        create_compacted_topic(&storage, TOPIC).await;
         let topition = Topition::new(TOPIC, 0);
         let mut rng = fastrand::Rng::with_seed(7);
         for step in 0..20 {
@@ -457,8 +403,8 @@ mod tests {
             let mut rng = fastrand::Rng::with_seed(seed);
             let dir = tempfile::tempdir().expect("a temporary directory");
             let path = dir.path().join("broker.db");
-            let mut storage = open(&path).await;
-            create_compacted_topic(&storage).await;
+            let mut storage = open(&path, BrokerPaths::Kafkv).await;
+            create_compacted_topic(&storage, TOPIC).await;
             let start = SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .expect("after the epoch")
@@ -479,7 +425,7 @@ mod tests {
                             .await
                             .expect("compacted");
                     }
-                    12 => storage = open(&path).await,
+                    12 => storage = open(&path, BrokerPaths::Kafkv).await,
                     _ => {
                         let stage = storage.offset_stage(&topition).await.expect("a stage");
                         for offset in 0..=stage.high_watermark() + 1 {

@@ -113,19 +113,21 @@ struct BenchConfig {
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Whose Fetch the brokers the bench starts serve: `kafkv` (long poll, tail
-    /// cache) or `tansu` (tansu 0.6's own handler, SQLite for every fetch). Several
-    /// run the chosen sections once per value, each on a broker of its own, and
-    /// label the rows of all but `kafkv`: issue 19's before/after in one run.
-    #[arg(long = "broker-fetch", value_delimiter = ',', default_value = "kafkv")]
-    broker_fetch: Vec<BrokerFetch>,
+    /// Whose Fetch and Produce the brokers the bench starts serve: `kafkv` (long
+    /// poll and tail cache; prepared statements, shared transactions), `kafkv-fetch`
+    /// (kafkv's Fetch, tansu's Produce) or `tansu` (tansu 0.6's own: SQLite for every
+    /// fetch, statements compiled for every produce). Several run the chosen sections
+    /// once per value, each on a broker of its own, and label the rows of all but
+    /// `kafkv`: issue 19's before/after in one run.
+    #[arg(long = "broker-paths", value_delimiter = ',', default_value = "kafkv")]
+    broker_paths: Vec<BrokerPaths>,
     /// When the brokers the bench starts acknowledge a write (`kafkv broker --sync`):
     /// `commit` (after an fsync of their write-ahead log, kafkv's default) or `none`.
     #[arg(long = "broker-sync", default_value = "commit", value_parser = ["commit", "none"])]
     broker_sync: String,
-    /// The value of `--broker-fetch` this pass runs with.
+    /// The value of `--broker-paths` this pass runs with.
     #[arg(skip)]
-    fetch_now: BrokerFetch,
+    paths_now: BrokerPaths,
     /// Run only these measurements.
     #[arg(
         long = "only",
@@ -207,25 +209,28 @@ struct BenchConfig {
     expiry_steady_seconds: Duration,
 }
 
-/// Whose Fetch a broker the bench starts serves (`kafkv broker --broker-fetch`).
+/// Whose Fetch and Produce a broker the bench starts serves (`kafkv broker
+/// --broker-paths`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
-enum BrokerFetch {
+enum BrokerPaths {
     #[default]
     Kafkv,
+    KafkvFetch,
     Tansu,
 }
 
-impl BrokerFetch {
+impl BrokerPaths {
     fn name(self) -> &'static str {
         match self {
-            BrokerFetch::Kafkv => "kafkv",
-            BrokerFetch::Tansu => "tansu",
+            BrokerPaths::Kafkv => "kafkv",
+            BrokerPaths::KafkvFetch => "kafkv-fetch",
+            BrokerPaths::Tansu => "tansu",
         }
     }
 
     /// The flags that select it, for `kafkv broker` and `kafkv serve`.
     fn flags(self) -> [&'static str; 2] {
-        ["--broker-fetch", self.name()]
+        ["--broker-paths", self.name()]
     }
 }
 
@@ -233,7 +238,7 @@ impl BenchConfig {
     /// The flags of every broker the bench starts, for `kafkv broker` and
     /// `kafkv serve` alike.
     fn broker_flags(&self) -> Vec<&str> {
-        let mut flags = self.fetch_now.flags().to_vec();
+        let mut flags = self.paths_now.flags().to_vec();
         flags.extend(["--broker-sync", self.broker_sync.as_str()]);
         flags
     }
@@ -309,25 +314,25 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Runs every chosen measurement once per `--broker-fetch`, prints the
+/// Runs every chosen measurement once per `--broker-paths`, prints the
 /// table and writes the JSON.
 async fn run(config: BenchConfig) -> Result<Report> {
     let mut passes = Vec::new();
-    for fetch in config.broker_fetch.clone() {
+    for paths in config.broker_paths.clone() {
         let pass = BenchConfig {
-            fetch_now: fetch,
+            paths_now: paths,
             ..config.clone()
         };
-        progress(format!("brokers serve {}'s Fetch", fetch.name()));
+        progress(format!("brokers serve --broker-paths {}", paths.name()));
         let mut report = run_pass(pass).await?;
-        if fetch != BrokerFetch::Kafkv {
+        if paths != BrokerPaths::Kafkv {
             for row in &mut report.rows {
-                row.measurement = format!("[{} fetch] {}", fetch.name(), row.measurement);
+                row.measurement = format!("[{}] {}", paths.name(), row.measurement);
             }
         }
         passes.push(report);
     }
-    let mut report = passes.pop().expect("at least one --broker-fetch");
+    let mut report = passes.pop().expect("at least one --broker-paths");
     for earlier in passes.into_iter().rev() {
         report.rows.splice(0..0, earlier.rows);
     }

@@ -1,0 +1,887 @@
+//! kafkv's own produce path for the embedded broker: the rows tansu 0.6's
+//! `produce_in_tx` (tansu-storage `lite.rs`) writes for a batch, written on
+//! kafkv's connection with statements prepared once, several produces per
+//! SQLite transaction.
+//!
+//! **Why.** A profile of the broker under RESP `SET` (docs/design.md (l))
+//! put 39% of its CPU in `sqlite3_prepare_v2`: tansu compiles each of the
+//! 7 + n·(1 + headers) statements of an n-record batch afresh every time, and
+//! commits every batch in its own transaction after resolving the partition
+//! by name in every statement. Here the statements are compiled when the
+//! broker starts, the partition is resolved once per transaction, and the
+//! produces that arrive while one transaction commits share the next one.
+//!
+//! **The same rows as tansu.** For each batch, in one savepoint:
+//! 1. Idempotence, for a batch with a producer id and base sequence (as
+//!    tansu's `idempotent_message_check`): the producer's newest epoch
+//!    decides `ProducerFenced` / `InvalidProducerEpoch`; the sequence stored
+//!    for (epoch, partition), 0 when none, decides `DuplicateSequenceNumber` /
+//!    `OutOfOrderSequenceNumber`; an accepted batch adds its record count to
+//!    that sequence. An unknown producer id is `UnknownProducerId`.
+//! 2. The partition's watermark; none is `UnknownTopicOrPartition`.
+//! 3. Record *i* of the batch at `high + i`, with the batch's attributes, its
+//!    base timestamp plus the record's delta, and no producer id or epoch
+//!    (tansu stores those for transactional produces only); then its headers.
+//! 4. The watermark's high moved past the batch.
+//!
+//! A failed batch rolls back to its savepoint and fails alone; the others in
+//! the transaction commit. A test produces the same calls through this path
+//! and through tansu's and compares every row and every answer
+//! (`tests::the_same_rows_and_answers_as_tansu`).
+//!
+//! Transactional produces (a `transactional.id`) are not handled here: they
+//! go to tansu, which also records the offsets its transaction commit and
+//! abort read back. kafkv's own producers are idempotent, not transactional.
+//!
+//! **Invariants.** The writer holds the storage gate exclusively for the
+//! whole transaction, so no tansu call runs on the database meanwhile (its
+//! connections do not wait for locks). A produce is answered only after its
+//! transaction committed; what an acknowledgement means beyond that
+//! (`--broker-sync`) is the caller's ([`super::wal_sync`]).
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
+};
+
+use libsql::{Statement, Value, params::Params};
+use tansu_sans_io::{
+    ErrorCode,
+    record::{deflated, inflated},
+};
+use tansu_storage::{Error, OffsetStage, Result, Topition};
+use tokio::sync::{RwLock, mpsc, oneshot};
+use tracing::warn;
+
+use super::{
+    CLUSTER_ID, database::Database, long_poll::LongPoll, read_cache::ReadCache, tail::Tails,
+};
+
+/// Produces per transaction at most: a bound on how long the gate is held.
+const MAX_GROUP: usize = 256;
+
+/// Sends produces to the writer task; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Producer {
+    requests: mpsc::UnboundedSender<Pending>,
+    counts: Arc<Counts>,
+}
+
+/// What the writer has done so far.
+#[derive(Debug, Default)]
+pub struct Counts {
+    /// Produces sent to the writer.
+    pub sent: AtomicU64,
+    /// Transactions the writer has run.
+    pub transactions: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Pending {
+    topition: Topition,
+    batch: deflated::Batch,
+    answer: oneshot::Sender<Result<i64>>,
+}
+
+/// Where a committed batch becomes visible to fetches.
+pub struct Published {
+    pub tails: Arc<Tails>,
+    pub read_cache: Arc<ReadCache>,
+    pub long_poll: Arc<LongPoll>,
+}
+
+impl Producer {
+    /// Prepares the statements on `database` (whose schema tansu has
+    /// created) and starts the writer. It stops once every `Producer` is
+    /// dropped.
+    pub async fn start(
+        database: Arc<Database>,
+        gate: Arc<RwLock<()>>,
+        published: Published,
+    ) -> std::result::Result<Self, libsql::Error> {
+        let statements = Statements::prepare(&database).await?;
+        let (requests, pending) = mpsc::unbounded_channel();
+        let counts = Arc::new(Counts::default());
+        tokio::spawn(write(statements, gate, published, pending, counts.clone()));
+        Ok(Self { requests, counts })
+    }
+
+    #[cfg(test)]
+    pub fn counts(&self) -> &Counts {
+        &self.counts
+    }
+
+    /// Appends `batch` to `topition`; its base offset once committed and
+    /// visible to fetches.
+    pub async fn produce(&self, topition: &Topition, batch: deflated::Batch) -> Result<i64> {
+        let (answer, answered) = oneshot::channel();
+        self.requests
+            .send(Pending {
+                topition: topition.clone(),
+                batch,
+                answer,
+            })
+            .map_err(|_| Error::UnableToSend)?;
+        self.counts.sent.fetch_add(1, Relaxed);
+        // Both errors are the ones tansu's own storage task gives once it
+        // has stopped, so the broker's health sees them the same way.
+        answered.await.map_err(|_| Error::OneshotRecv)?
+    }
+}
+
+/// The writer: one transaction at a time, for every produce that arrived
+/// before it began (up to [`MAX_GROUP`]).
+async fn write(
+    statements: Statements,
+    gate: Arc<RwLock<()>>,
+    published: Published,
+    mut pending: mpsc::UnboundedReceiver<Pending>,
+    counts: Arc<Counts>,
+) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while let Some(first) = pending.recv().await {
+        group.push(first);
+        let exclusive = gate.write().await;
+        // Those that arrived while tansu's calls finished join too.
+        while group.len() < MAX_GROUP
+            && let Ok(more) = pending.try_recv()
+        {
+            group.push(more);
+        }
+        let committed = statements.commit(&group).await;
+        // Still under the gate, so compaction (which forgets the tail cache
+        // under it too) cannot come between the commit and the cache.
+        publish(&published, &group, &committed);
+        drop(exclusive);
+        counts.transactions.fetch_add(1, Relaxed);
+        metrics::histogram!("kafkv_broker_produces_per_transaction").record(group.len() as f64);
+        for (produce, appended) in group.drain(..).zip(committed.appended) {
+            // A caller that stopped waiting has nothing to be told.
+            let _ = produce
+                .answer
+                .send(appended.map(|appended| appended.base_offset));
+        }
+    }
+}
+
+/// Makes a committed transaction visible to fetches: its batches in the
+/// tail cache, each partition's new offset stage, and the held fetches
+/// woken. These are what tansu's storage now holds, so fetches answered
+/// from memory stay exactly what storage would return.
+fn publish(published: &Published, group: &[Pending], committed: &Committed) {
+    let mut any = false;
+    for (produce, appended) in group.iter().zip(&committed.appended) {
+        let Ok(appended) = appended else { continue };
+        any = true;
+        if let Err(error) = published.tails.produced(
+            &produce.topition,
+            false,
+            appended.base_offset,
+            &produce.batch,
+        ) {
+            // Storage has the records; the cache must not answer for them.
+            warn!(%error, topition = ?produce.topition, "embedded broker: could not cache a produced batch");
+            published.tails.forget_topic(produce.topition.topic());
+        }
+    }
+    for (topition, watermark) in &committed.watermarks {
+        published.read_cache.set_stage(topition, watermark.stage());
+    }
+    if any {
+        published.long_poll.produced();
+    }
+}
+
+/// A partition's watermark after a transaction.
+#[derive(Debug, Clone, Copy)]
+struct Watermark {
+    low: i64,
+    high: i64,
+}
+
+impl Watermark {
+    /// The offset stage tansu's `offset_stage` reads from this watermark:
+    /// the last stable offset is the high watermark (tansu 0.6 reads the
+    /// high column for both).
+    fn stage(self) -> OffsetStage {
+        // OffsetStage's fields are private and it has no constructor; its
+        // serde form is its only public way in.
+        serde_json::from_value(serde_json::json!({
+            "last_stable": self.high,
+            "high_watermark": self.high,
+            "log_start": self.low,
+        }))
+        .expect("OffsetStage deserializes from its own fields")
+    }
+}
+
+/// One produce's outcome in a committed transaction.
+#[derive(Debug, Clone, Copy)]
+struct Appended {
+    base_offset: i64,
+    watermark: Watermark,
+}
+
+/// What a transaction did: an outcome per produce, in order, and each
+/// partition's watermark once it committed (only partitions it wrote to).
+struct Committed {
+    appended: Vec<Result<Appended>>,
+    watermarks: HashMap<Topition, Watermark>,
+}
+
+/// The statements of one produce, compiled once on kafkv's connection.
+struct Statements {
+    begin: Statement,
+    commit: Statement,
+    rollback: Statement,
+    savepoint: Statement,
+    release: Statement,
+    rollback_to_savepoint: Statement,
+    topition: Statement,
+    newest_epoch: Statement,
+    sequence: Statement,
+    advance_sequence: Statement,
+    watermark: Statement,
+    insert_record: Statement,
+    insert_header: Statement,
+    move_watermark: Statement,
+}
+
+impl Statements {
+    async fn prepare(database: &Database) -> std::result::Result<Self, libsql::Error> {
+        let connection = database.connection();
+        let prepare = async |sql: &str| connection.prepare(sql).await;
+        Ok(Self {
+            begin: prepare("BEGIN IMMEDIATE").await?,
+            commit: prepare("COMMIT").await?,
+            rollback: prepare("ROLLBACK").await?,
+            savepoint: prepare("SAVEPOINT kafkv_batch").await?,
+            release: prepare("RELEASE kafkv_batch").await?,
+            rollback_to_savepoint: prepare("ROLLBACK TO kafkv_batch").await?,
+            topition: prepare(
+                "SELECT tp.id FROM cluster c JOIN topic t ON t.cluster = c.id \
+                 JOIN topition tp ON tp.topic = t.id \
+                 WHERE c.name = ?1 AND t.name = ?2 AND tp.partition = ?3",
+            )
+            .await?,
+            newest_epoch: prepare(
+                "SELECT pe.epoch FROM cluster c JOIN producer p ON p.cluster = c.id \
+                 JOIN producer_epoch pe ON pe.producer = p.id \
+                 WHERE c.name = ?1 AND p.id = ?2 ORDER BY pe.epoch DESC LIMIT 1",
+            )
+            .await?,
+            sequence: prepare(
+                "SELECT pe.id, coalesce(pd.sequence, 0) FROM producer_epoch pe \
+                 LEFT JOIN producer_detail pd ON pd.producer_epoch = pe.id AND pd.topition = ?3 \
+                 WHERE pe.producer = ?1 AND pe.epoch = ?2",
+            )
+            .await?,
+            advance_sequence: prepare(
+                "INSERT INTO producer_detail (producer_epoch, topition, sequence) \
+                 VALUES (?1, ?2, ?3) ON CONFLICT (producer_epoch, topition) DO UPDATE SET \
+                 sequence = producer_detail.sequence + ?3, last_updated = excluded.last_updated",
+            )
+            .await?,
+            watermark: prepare("SELECT low, high FROM watermark WHERE topition = ?1").await?,
+            insert_record: prepare(
+                "INSERT INTO record \
+                 (topition, offset_id, attributes, producer_id, producer_epoch, timestamp, k, v) \
+                 VALUES (?1, ?2, ?3, NULL, NULL, ?4, ?5, ?6)",
+            )
+            .await?,
+            insert_header: prepare(
+                "INSERT INTO header (topition, offset_id, k, v) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .await?,
+            move_watermark: prepare(
+                "UPDATE watermark SET low = ?2, high = ?3, last_updated = current_timestamp \
+                 WHERE topition = ?1",
+            )
+            .await?,
+        })
+    }
+
+    /// One transaction for `group`. When the transaction itself fails,
+    /// every produce fails with it.
+    async fn commit(&self, group: &[Pending]) -> Committed {
+        let failed_all = |error: libsql::Error| {
+            let reason = format!("embedded broker produce transaction: {error}");
+            Committed {
+                appended: group
+                    .iter()
+                    .map(|_| Err(Error::Message(reason.clone())))
+                    .collect(),
+                watermarks: HashMap::new(),
+            }
+        };
+        if let Err(error) = run(&self.begin, ()).await {
+            return failed_all(error);
+        }
+        let mut topitions = HashMap::new();
+        let mut committed = Committed {
+            appended: Vec::with_capacity(group.len()),
+            watermarks: HashMap::new(),
+        };
+        for produce in group {
+            let appended = self.append_in_savepoint(&mut topitions, produce).await;
+            if let Ok(appended) = &appended {
+                committed
+                    .watermarks
+                    .insert(produce.topition.clone(), appended.watermark);
+            }
+            committed.appended.push(appended);
+        }
+        if let Err(error) = run(&self.commit, ()).await {
+            // Nothing of this transaction stays; a failed COMMIT may leave
+            // it open.
+            let _ = run(&self.rollback, ()).await;
+            return failed_all(error);
+        }
+        committed
+    }
+
+    async fn append_in_savepoint(
+        &self,
+        topitions: &mut HashMap<Topition, Option<i64>>,
+        produce: &Pending,
+    ) -> Result<Appended> {
+        run(&self.savepoint, ()).await.map_err(sql_error)?;
+        let appended = self.append(topitions, produce).await;
+        if appended.is_err() {
+            run(&self.rollback_to_savepoint, ())
+                .await
+                .map_err(sql_error)?;
+        }
+        run(&self.release, ()).await.map_err(sql_error)?;
+        appended
+    }
+
+    async fn append(
+        &self,
+        topitions: &mut HashMap<Topition, Option<i64>>,
+        produce: &Pending,
+    ) -> Result<Appended> {
+        let unknown = || Error::Api(ErrorCode::UnknownTopicOrPartition);
+        let topition = match topitions.get(&produce.topition) {
+            Some(known) => *known,
+            None => {
+                let id = first_row(
+                    &self.topition,
+                    vec![
+                        Value::from(CLUSTER_ID),
+                        Value::from(produce.topition.topic()),
+                        Value::from(produce.topition.partition()),
+                    ],
+                    |row| row.get::<i64>(0),
+                )
+                .await
+                .map_err(sql_error)?;
+                topitions.insert(produce.topition.clone(), id);
+                id
+            }
+        }
+        .ok_or_else(unknown)?;
+        let batch = &produce.batch;
+        if batch.is_idempotent() {
+            self.check_sequence(topition, batch).await?;
+        }
+        let (low, high) = first_row(&self.watermark, vec![Value::from(topition)], |row| {
+            Ok((row.get::<Option<i64>>(0)?, row.get::<Option<i64>>(1)?))
+        })
+        .await
+        .map_err(sql_error)?
+        .ok_or_else(unknown)?;
+        let base = high.unwrap_or_default();
+        let inflated = inflated::Batch::try_from(batch.clone())?;
+        for (place, record) in inflated.records.iter().enumerate() {
+            let offset = base + i64::try_from(place)?;
+            execute(
+                &self.insert_record,
+                vec![
+                    Value::from(topition),
+                    Value::from(offset),
+                    Value::from(inflated.attributes),
+                    Value::from(inflated.base_timestamp + record.timestamp_delta),
+                    blob(record.key.as_deref()),
+                    blob(record.value.as_deref()),
+                ],
+            )
+            .await
+            .map_err(sql_error)?;
+            for header in &record.headers {
+                execute(
+                    &self.insert_header,
+                    vec![
+                        Value::from(topition),
+                        Value::from(offset),
+                        blob(header.key.as_deref()),
+                        blob(header.value.as_deref()),
+                    ],
+                )
+                .await
+                .map_err(sql_error)?;
+            }
+        }
+        let last_offset_delta = i64::from(inflated.last_offset_delta);
+        let watermark = Watermark {
+            low: low.unwrap_or_default(),
+            high: high.map_or(last_offset_delta + 1, |high| high + last_offset_delta + 1),
+        };
+        execute(
+            &self.move_watermark,
+            vec![
+                Value::from(topition),
+                Value::from(watermark.low),
+                Value::from(watermark.high),
+            ],
+        )
+        .await
+        .map_err(sql_error)?;
+        Ok(Appended {
+            base_offset: base,
+            watermark,
+        })
+    }
+
+    /// Step 1 of the module docs: checks `batch` against its producer's
+    /// epoch and sequence on this partition, and advances the sequence.
+    async fn check_sequence(&self, topition: i64, batch: &deflated::Batch) -> Result<()> {
+        let newest = first_row(
+            &self.newest_epoch,
+            vec![Value::from(CLUSTER_ID), Value::from(batch.producer_id)],
+            |row| row.get::<i64>(0),
+        )
+        .await
+        .map_err(sql_error)?
+        .ok_or(Error::Api(ErrorCode::UnknownProducerId))?;
+        let stored = first_row(
+            &self.sequence,
+            vec![
+                Value::from(batch.producer_id),
+                Value::from(batch.producer_epoch),
+                Value::from(topition),
+            ],
+            |row| Ok((row.get::<i64>(0)?, row.get::<i64>(1)?)),
+        )
+        .await
+        .map_err(sql_error)?;
+        let increment = sequence_check(newest, stored.map(|(_, sequence)| sequence), batch)?;
+        let Some((producer_epoch, _)) = stored else {
+            // sequence_check refuses a batch whose epoch has no row.
+            return Err(Error::Api(ErrorCode::InvalidProducerEpoch));
+        };
+        execute(
+            &self.advance_sequence,
+            vec![
+                Value::from(producer_epoch),
+                Value::from(topition),
+                Value::from(increment),
+            ],
+        )
+        .await
+        .map_err(sql_error)?;
+        Ok(())
+    }
+}
+
+/// How much `batch` advances its producer's sequence, or why it is refused:
+/// tansu's `idempotent_sequence_check`, given the producer's newest epoch
+/// and the sequence stored for the batch's epoch on this partition (`None`
+/// when that epoch has no row).
+fn sequence_check(newest_epoch: i64, stored: Option<i64>, batch: &deflated::Batch) -> Result<i64> {
+    use std::cmp::Ordering;
+    match newest_epoch.cmp(&i64::from(batch.producer_epoch)) {
+        Ordering::Greater => Err(Error::Api(ErrorCode::ProducerFenced)),
+        Ordering::Less => Err(Error::Api(ErrorCode::InvalidProducerEpoch)),
+        Ordering::Equal => {
+            let stored = stored.ok_or(Error::Api(ErrorCode::InvalidProducerEpoch))?;
+            match stored.cmp(&i64::from(batch.base_sequence)) {
+                Ordering::Equal => Ok(i64::from(batch.last_offset_delta) + 1),
+                Ordering::Greater => Err(Error::Api(ErrorCode::DuplicateSequenceNumber)),
+                Ordering::Less => Err(Error::Api(ErrorCode::OutOfOrderSequenceNumber)),
+            }
+        }
+    }
+}
+
+fn blob(bytes: Option<&[u8]>) -> Value {
+    bytes.map_or(Value::Null, |bytes| Value::Blob(bytes.to_vec()))
+}
+
+fn sql_error(error: libsql::Error) -> Error {
+    Error::Message(format!("embedded broker produce: {error}"))
+}
+
+/// Runs a statement that returns nothing of interest. Every use resets the
+/// statement first: libsql binds without resetting, and SQLite ignores a
+/// bind on a statement that has run (libsql drops that error).
+async fn run(statement: &Statement, params: impl libsql::params::IntoParams) -> libsql::Result<()> {
+    statement.reset();
+    statement.run(params).await
+}
+
+async fn execute(statement: &Statement, params: Vec<Value>) -> libsql::Result<usize> {
+    statement.reset();
+    statement.execute(Params::Positional(params)).await
+}
+
+/// The first row's `read`, or `None` without rows. The row is read before
+/// the statement is reset, because a row reads its statement's columns.
+async fn first_row<T>(
+    statement: &Statement,
+    params: Vec<Value>,
+    read: impl FnOnce(&libsql::Row) -> libsql::Result<T>,
+) -> libsql::Result<Option<T>> {
+    statement.reset();
+    let mut rows = statement.query(Params::Positional(params)).await?;
+    let first = match rows.next().await? {
+        Some(row) => Some(read(&row)?),
+        None => None,
+    };
+    drop(rows);
+    statement.reset();
+    Ok(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use bytes::Bytes;
+    use tansu_sans_io::{
+        IsolationLevel,
+        record::{Header, Record},
+    };
+    use tansu_storage::Storage as _;
+
+    use super::*;
+    use crate::broker::{
+        BrokerPaths,
+        storage::KafkvStorage,
+        testing::{create_compacted_topic, open},
+    };
+
+    const TOPIC: &str = "produce";
+
+    /// `count` records, some tombstones, some with headers; the attributes
+    /// (none, gzip, log append time) vary.
+    fn batch(
+        rng: &mut fastrand::Rng,
+        producer: Option<(i64, i16, i32)>,
+        count: usize,
+    ) -> deflated::Batch {
+        let attributes = [0, 1, 8][rng.usize(0..3)];
+        let (producer_id, producer_epoch, base_sequence) = producer.unwrap_or((-1, -1, -1));
+        let mut builder = inflated::Batch::builder()
+            .base_timestamp(1_700_000_000_000 + rng.i64(0..1000))
+            .attributes(attributes)
+            .producer_id(producer_id)
+            .producer_epoch(producer_epoch)
+            .base_sequence(base_sequence)
+            .last_offset_delta(count as i32 - 1);
+        for delta in 0..count {
+            let value =
+                (!rng.u8(..).is_multiple_of(5)).then(|| Bytes::from(vec![b'v'; rng.usize(0..50)]));
+            let mut record = Record::builder()
+                .offset_delta(delta as i32)
+                .timestamp_delta(rng.i64(0..3))
+                .key(Some(Bytes::from(format!("k{}", rng.u8(0..6)))))
+                .value(value);
+            for h in 0..rng.usize(0..3) {
+                record = record.header(
+                    Header::builder()
+                        .key(Bytes::from(format!("h{h}")))
+                        .value(Bytes::from(vec![b'h'; rng.usize(0..20)])),
+                );
+            }
+            builder = builder.record(record);
+        }
+        builder
+            .build()
+            .expect("a batch")
+            .try_into()
+            .expect("deflates")
+    }
+
+    /// A batch that cannot be inflated: it says gzip, its records are not.
+    fn corrupt(mut batch: deflated::Batch) -> deflated::Batch {
+        batch.attributes = 1;
+        batch
+    }
+
+    /// A produce's answer as a client would see it.
+    fn answer(produced: Result<i64>) -> String {
+        match produced {
+            Ok(offset) => format!("offset {offset}"),
+            Err(Error::Api(code)) => format!("{code:?}"),
+            Err(_) => "a storage error".into(),
+        }
+    }
+
+    /// The rows a produce writes, in a comparable form.
+    async fn rows(path: &Path) -> Vec<String> {
+        let database = libsql::Builder::new_local(path)
+            .build()
+            .await
+            .expect("opens");
+        let connection = database.connect().expect("connects");
+        let mut dump = Vec::new();
+        for query in [
+            "SELECT 'record', topition, offset_id, attributes, producer_id, producer_epoch, \
+             timestamp, k, v FROM record ORDER BY topition, offset_id",
+            "SELECT 'header', topition, offset_id, k, v FROM header ORDER BY rowid",
+            "SELECT 'watermark', topition, low, high FROM watermark ORDER BY topition",
+            "SELECT 'producer_detail', producer_epoch, topition, sequence FROM producer_detail \
+             ORDER BY id",
+            "SELECT 'producer_epoch', producer, epoch FROM producer_epoch ORDER BY id",
+        ] {
+            let mut found = connection.query(query, ()).await.expect("a query");
+            while let Some(row) = found.next().await.expect("a row") {
+                let columns = (0..row.column_count())
+                    .map(|i| format!("{:?}", row.get_value(i).expect("a value")))
+                    .collect::<Vec<_>>();
+                dump.push(columns.join(" "));
+            }
+        }
+        dump
+    }
+
+    /// One producer as a test client sees it.
+    struct Client {
+        id: i64,
+        epoch: i16,
+        next: i32,
+    }
+
+    async fn init_producer(storage: &KafkvStorage) -> Client {
+        let response = storage
+            .init_producer(None, 60_000, Some(-1), Some(-1))
+            .await
+            .expect("a producer id");
+        Client {
+            id: response.id,
+            epoch: response.epoch,
+            next: 0,
+        }
+    }
+
+    /// The same produces, valid and not, go through kafkv's path and
+    /// through tansu's: every answer and every row they leave must be the
+    /// same.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_same_rows_and_answers_as_tansu() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let (ours_path, theirs_path) = (dir.path().join("ours.db"), dir.path().join("theirs.db"));
+        let ours = open(&ours_path, BrokerPaths::Kafkv).await;
+        let theirs = open(&theirs_path, BrokerPaths::KafkvFetch).await;
+        assert!(ours.producer().is_some() && theirs.producer().is_none());
+        let mut clients = Vec::new();
+        for storage in [&ours, &theirs] {
+            create_compacted_topic(storage, TOPIC).await;
+            clients.push([init_producer(storage).await, init_producer(storage).await]);
+        }
+        let [ours_clients, theirs_clients] = &clients[..] else {
+            unreachable!()
+        };
+        assert_eq!(
+            ours_clients.iter().map(|c| c.id).collect::<Vec<_>>(),
+            theirs_clients.iter().map(|c| c.id).collect::<Vec<_>>(),
+            "fresh databases hand out the same producer ids"
+        );
+        let mut clients = clients.swap_remove(0);
+        let mut rng = fastrand::Rng::with_seed(19);
+        let mut kinds = std::collections::BTreeMap::<String, usize>::new();
+        for step in 0..400 {
+            let client = &mut clients[rng.usize(0..2)];
+            let count = rng.usize(1..5);
+            let mut topition = Topition::new(TOPIC, 0);
+            let (produced, sequence_used) = match rng.u8(0..11) {
+                // In order: accepted.
+                0..=3 => (
+                    batch(
+                        &mut rng,
+                        Some((client.id, client.epoch, client.next)),
+                        count,
+                    ),
+                    true,
+                ),
+                // Sent again: a duplicate.
+                4 => (
+                    batch(
+                        &mut rng,
+                        Some((client.id, client.epoch, client.next - 1)),
+                        count,
+                    ),
+                    false,
+                ),
+                // A gap: out of order.
+                5 => (
+                    batch(
+                        &mut rng,
+                        Some((client.id, client.epoch, client.next + 3)),
+                        count,
+                    ),
+                    false,
+                ),
+                // The client bumps its epoch (KIP-360) and starts again at 0.
+                6 => {
+                    client.epoch += 1;
+                    client.next = 0;
+                    (
+                        batch(&mut rng, Some((client.id, client.epoch, 0)), count),
+                        true,
+                    )
+                }
+                // An older epoch: fenced.
+                7 if client.epoch > 0 => (
+                    batch(
+                        &mut rng,
+                        Some((client.id, client.epoch - 1, client.next)),
+                        count,
+                    ),
+                    false,
+                ),
+                // A producer id the broker never issued.
+                8 => (batch(&mut rng, Some((424_242, 0, 0)), count), false),
+                // Records that cannot be read, in sequence: nothing of
+                // them may stay, the sequence included.
+                9 => (
+                    corrupt(batch(
+                        &mut rng,
+                        Some((client.id, client.epoch, client.next)),
+                        count,
+                    )),
+                    false,
+                ),
+                // A partition that does not exist.
+                10 => {
+                    topition = Topition::new(TOPIC, 3);
+                    (batch(&mut rng, None, count), false)
+                }
+                // Not idempotent.
+                _ => (batch(&mut rng, None, count), false),
+            };
+            let mine = answer(ours.produce(None, &topition, produced.clone()).await);
+            let tansu = answer(theirs.produce(None, &topition, produced).await);
+            assert_eq!(mine, tansu, "step {step}");
+            // The stage kafkv's writer published is the one tansu reads.
+            let stage = Topition::new(TOPIC, 0);
+            assert_eq!(
+                ours.offset_stage(&stage).await.expect("a stage"),
+                theirs.offset_stage(&stage).await.expect("a stage"),
+                "step {step}"
+            );
+            if sequence_used && mine.starts_with("offset") {
+                client.next += count as i32;
+            }
+            *kinds
+                .entry(mine.split(' ').next().unwrap_or_default().to_owned())
+                .or_default() += 1;
+        }
+        // Every kind of answer was exercised.
+        for kind in [
+            "offset",
+            "DuplicateSequenceNumber",
+            "OutOfOrderSequenceNumber",
+            "ProducerFenced",
+            "UnknownProducerId",
+            "UnknownTopicOrPartition",
+            "a",
+        ] {
+            assert!(kinds.contains_key(kind), "no {kind} answer in {kinds:?}");
+        }
+        let (mine, tansu) = (rows(&ours_path).await, rows(&theirs_path).await);
+        assert!(mine.len() > 400, "{} rows", mine.len());
+        assert_eq!(mine, tansu);
+        // And what a consumer reads back is the same: here from the batches
+        // kafkv's writer cached, there from tansu's rows.
+        let topition = Topition::new(TOPIC, 0);
+        let high = ours
+            .offset_stage(&topition)
+            .await
+            .expect("a stage")
+            .high_watermark();
+        let decoded = |batches: Vec<deflated::Batch>| {
+            batches
+                .iter()
+                .map(|batch| {
+                    let records = Vec::<Record>::try_from(batch).expect("decodes");
+                    (batch.base_offset, records)
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut from_tail = 0;
+        for offset in (0..high).step_by(7) {
+            let budget = 1 << 20;
+            let isolation = IsolationLevel::ReadUncommitted;
+            let stage = ours.offset_stage(&topition).await.expect("a stage");
+            let cached = ours
+                .tails()
+                .read(&topition, offset, budget, isolation, &stage)
+                .is_some();
+            let mine = ours.fetch(&topition, offset, 0, budget, isolation).await;
+            let tansu = theirs
+                .fetch_from_storage(&topition, offset, 0, budget, isolation)
+                .await;
+            assert_eq!(
+                decoded(mine.expect("a fetch")),
+                decoded(tansu.expect("a fetch")),
+                "from offset {offset}"
+            );
+            from_tail += usize::from(cached);
+        }
+        assert!(from_tail > 0, "no fetch was answered from the tail cache");
+    }
+
+    /// Produces that arrive while the writer waits share one transaction,
+    /// and one bad batch among them fails alone.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_produces_share_a_transaction_and_fail_alone() {
+        const PRODUCES: u64 = 64;
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let storage = open(&dir.path().join("broker.db"), BrokerPaths::Kafkv).await;
+        create_compacted_topic(&storage, TOPIC).await;
+        let producer = storage.producer().expect("kafkv's produce path").clone();
+        let before = producer.counts().transactions.load(Relaxed);
+        let topition = Topition::new(TOPIC, 0);
+        let mut rng = fastrand::Rng::with_seed(7);
+        let mut produces = tokio::task::JoinSet::new();
+        // Held while every produce is sent, so the writer finds them all
+        // queued once it gets the gate.
+        storage
+            .exclusive(async |_| {
+                for n in 0..PRODUCES {
+                    let batch = batch(&mut rng, None, 2);
+                    let batch = if n == PRODUCES / 2 {
+                        corrupt(batch)
+                    } else {
+                        batch
+                    };
+                    let (producer, topition) = (producer.clone(), topition.clone());
+                    produces.spawn(async move { (n, producer.produce(&topition, batch).await) });
+                }
+                while producer.counts().sent.load(Relaxed) < PRODUCES {
+                    tokio::task::yield_now().await;
+                }
+            })
+            .await;
+        let mut offsets = Vec::new();
+        while let Some(joined) = produces.join_next().await {
+            let (n, produced) = joined.expect("a produce task");
+            if n == PRODUCES / 2 {
+                assert!(produced.is_err(), "a corrupt batch was stored");
+            } else {
+                offsets.push(produced.expect("stored"));
+            }
+        }
+        assert_eq!(producer.counts().transactions.load(Relaxed) - before, 1);
+        offsets.sort_unstable();
+        let expected = (0..PRODUCES as i64 - 1).map(|n| n * 2).collect::<Vec<_>>();
+        assert_eq!(offsets, expected, "each batch got its own offsets, no gap");
+        let stage = storage.offset_stage(&topition).await.expect("a stage");
+        assert_eq!(stage.high_watermark(), 2 * (PRODUCES as i64 - 1));
+    }
+}
