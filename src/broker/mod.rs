@@ -7,6 +7,9 @@
 //! - **Long-polling fetches** ([`long_poll`]): a fetch with data is answered
 //!   at once, one without is held until a produce; kafkv serves the
 //!   connections itself ([`serve`]) to route Fetch there.
+//! - **Produce** ([`produce`]): tansu's rows, written by kafkv with
+//!   statements prepared once and concurrent produces in one transaction;
+//!   tansu compiles every statement on every use.
 //! - **Compaction with `min.compaction.lag.ms` and `delete.retention.ms`**
 //!   ([`maintenance`]), run by kafkv on `maintenance_interval`.
 //! - **Producer epoch bumps accepted** and `DeleteRecords` refused, where

@@ -150,6 +150,10 @@ pub(crate) struct Hazards {
     inexact: Vec<bool>,
     /// The record time of the last sweep.
     swept_at: i64,
+    /// Keys a record touched since [`Hazards::take_touched_unsettled`] last
+    /// ran: only a record of a key can unsettle it, so only these can need
+    /// a repair the repairer has not heard of.
+    touched: Vec<Box<[u8]>>,
 }
 
 impl Hazards {
@@ -158,6 +162,7 @@ impl Hazards {
             entries: HashMap::new(),
             inexact: vec![false; partitions],
             swept_at: 0,
+            touched: Vec::new(),
         }
     }
 
@@ -237,6 +242,29 @@ impl Hazards {
             })
     }
 
+    /// The keys touched since the last call that are unsettled now, once
+    /// each: what the repairer needs to hear after a batch. Reporting every
+    /// unsettled key after every batch cost time in proportion to all keys
+    /// an operation touched in the last ten minutes: INCR on 100,000
+    /// random keys fell to 31 per second on one client.
+    pub fn take_touched_unsettled(&mut self) -> Vec<Unsettled<'_>> {
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.sort_unstable();
+        touched.dedup();
+        touched
+            .iter()
+            .filter_map(|key| {
+                let (key, entry) = self.entries.get_key_value(key)?;
+                (!entry.settled).then_some(Unsettled {
+                    key,
+                    partition: entry.partition,
+                    own: entry.own,
+                    elsewhere: entry.elsewhere,
+                })
+            })
+            .collect()
+    }
+
     /// Whether `key`'s newest record is not self-contained.
     pub fn is_unsettled(&self, key: &[u8]) -> bool {
         self.entries.get(key).is_some_and(|entry| !entry.settled)
@@ -246,6 +274,7 @@ impl Hazards {
     /// `own` says whether this instance wrote it.
     pub fn resolve(&mut self, record: &Record, before: Option<KeyState>, own: bool) -> Resolved {
         let key = record.key();
+        self.touched.push(key.into());
         let offset = record.offset;
         let inexact = self.is_inexact_partition(record.partition);
         match &record.kind {
@@ -404,6 +433,7 @@ impl Hazards {
         own: bool,
         elsewhere: bool,
     ) {
+        self.touched.push(key.into());
         let entry = self.entries.entry(key.into()).or_insert_with(|| Entry {
             partition,
             // A key with no entry was last stated whole at its version

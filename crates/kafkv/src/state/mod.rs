@@ -900,12 +900,20 @@ impl View {
             });
         }
         drop(inner);
-        self.report_unsettled(&hazards);
+        let unsettled: Vec<RepairHint> = hazards
+            .take_touched_unsettled()
+            .into_iter()
+            .map(RepairHint::from)
+            .collect();
         for partition in &gaps {
             self.tracker.await_target(*partition);
         }
         self.log_clock.advance(&newest, &at_end);
         self.tracker.advance(positions, count, &ends);
+        // After the positions moved: the repairer ignores a hint for a key
+        // whose repair it has not yet seen applied, counting on the batch
+        // that applies it to report the key again if it still needs one.
+        self.report_unsettled(unsettled);
         if hazards.any_inexact() {
             for (partition, reached) in self.tracker.reached().into_iter().enumerate() {
                 if reached {
@@ -1117,15 +1125,18 @@ impl View {
         })
     }
 
-    /// Tells the repairer about every key whose newest record is not
-    /// self-contained (it coalesces repeats).
-    fn report_unsettled(&self, hazards: &Hazards) {
+    /// Tells the repairer about keys a batch left not self-contained (it
+    /// coalesces repeats).
+    fn report_unsettled(&self, unsettled: Vec<RepairHint>) {
+        if unsettled.is_empty() {
+            return;
+        }
         let hints = self.repair_hints.lock();
         let Some(hints) = hints.as_ref() else {
             return;
         };
-        for unsettled in hazards.unsettled() {
-            let _ = hints.send(unsettled.into());
+        for hint in unsettled {
+            let _ = hints.send(hint);
         }
     }
 

@@ -1244,3 +1244,43 @@ fn an_acknowledged_expiring_put_is_readable_with_its_estimated_expiry_and_stops_
     };
     assert_eq!(view.outcome_at_ack(id, incr, 0, 3).unwrap(), None);
 }
+
+/// Regression: after every applied batch the view reported every unsettled
+/// key to the repairer again, so each batch cost time in proportion to all
+/// keys awaiting a repair; INCR on 100,000 random keys fell to 31 per second
+/// on one client. A batch now reports the keys it touched, once each.
+#[test]
+fn a_batch_reports_only_the_unsettled_keys_it_touched() {
+    use crate::op::Op;
+    let view = View::in_memory(vec![0]);
+    let (hints, mut received) = mpsc::unbounded_channel();
+    view.set_repair_hints(hints);
+    let reported = |received: &mut mpsc::UnboundedReceiver<RepairHint>| {
+        let mut keys = Vec::new();
+        while let Ok(hint) = received.try_recv() {
+            keys.push(String::from_utf8(hint.key.to_vec()).unwrap());
+        }
+        keys.sort();
+        keys
+    };
+    let incrs: Vec<Event> = (0..100)
+        .map(|n| op(0, n, &format!("k{n:03}"), Op::IncrBy(1)))
+        .collect();
+    apply(&view, incrs);
+    assert_eq!(reported(&mut received).len(), 100, "each new hazard once");
+    // Two more operations, one twice, and a plain put: only those two keys.
+    apply(
+        &view,
+        vec![
+            op(0, 100, "k007", Op::IncrBy(1)),
+            op(0, 101, "k007", Op::IncrBy(1)),
+            op(0, 102, "fresh", Op::IncrBy(1)),
+            put(0, 103, "plain", "x"),
+        ],
+    );
+    assert_eq!(reported(&mut received), ["fresh", "k007"]);
+    assert_eq!(view.unsettled_keys(), 101, "the others are still unsettled");
+    // A batch touching nothing hazardous reports nothing.
+    apply(&view, vec![put(0, 104, "plain", "y")]);
+    assert!(reported(&mut received).is_empty());
+}
