@@ -550,18 +550,14 @@ async fn first_row<T>(
 mod tests {
     use std::path::Path;
 
-    use bytes::Bytes;
-    use tansu_sans_io::{
-        IsolationLevel,
-        record::{Header, Record},
-    };
+    use tansu_sans_io::{IsolationLevel, record::Record};
     use tansu_storage::Storage as _;
 
     use super::*;
     use crate::broker::{
         BrokerPaths,
         storage::KafkvStorage,
-        testing::{create_compacted_topic, open},
+        testing::{create_compacted_topic, open, with_records},
     };
 
     const TOPIC: &str = "produce";
@@ -575,35 +571,13 @@ mod tests {
     ) -> deflated::Batch {
         let attributes = [0, 1, 8][rng.usize(0..3)];
         let (producer_id, producer_epoch, base_sequence) = producer.unwrap_or((-1, -1, -1));
-        let mut builder = inflated::Batch::builder()
+        let builder = inflated::Batch::builder()
             .base_timestamp(1_700_000_000_000 + rng.i64(0..1000))
             .attributes(attributes)
             .producer_id(producer_id)
             .producer_epoch(producer_epoch)
-            .base_sequence(base_sequence)
-            .last_offset_delta(count as i32 - 1);
-        for delta in 0..count {
-            let value =
-                (!rng.u8(..).is_multiple_of(5)).then(|| Bytes::from(vec![b'v'; rng.usize(0..50)]));
-            let mut record = Record::builder()
-                .offset_delta(delta as i32)
-                .timestamp_delta(rng.i64(0..3))
-                .key(Some(Bytes::from(format!("k{}", rng.u8(0..6)))))
-                .value(value);
-            for h in 0..rng.usize(0..3) {
-                record = record.header(
-                    Header::builder()
-                        .key(Bytes::from(format!("h{h}")))
-                        .value(Bytes::from(vec![b'h'; rng.usize(0..20)])),
-                );
-            }
-            builder = builder.record(record);
-        }
-        builder
-            .build()
-            .expect("a batch")
-            .try_into()
-            .expect("deflates")
+            .base_sequence(base_sequence);
+        with_records(rng, builder, count, 50, 20)
     }
 
     /// A batch that cannot be inflated: it says gzip, its records are not.

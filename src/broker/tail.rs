@@ -254,13 +254,12 @@ fn headers_of(
 mod tests {
     use std::time::{Duration, SystemTime};
 
-    use tansu_sans_io::record::Record;
     use tansu_storage::Storage as _;
 
     use super::*;
     use crate::broker::{
         BrokerPaths,
-        testing::{create_compacted_topic, offsets_in, open},
+        testing::{create_compacted_topic, offsets_in, open, with_records},
     };
 
     const TOPIC: &str = "tail";
@@ -270,34 +269,13 @@ mod tests {
     /// fetches cross batch boundaries.
     fn batch(rng: &mut fastrand::Rng, count: usize, timestamp: i64) -> deflated::Batch {
         let attributes = if rng.bool() { 0 } else { 8 };
-        let mut builder = inflated::Batch::builder()
+        let builder = inflated::Batch::builder()
             .base_timestamp(timestamp)
             .attributes(attributes)
             .producer_id(-1)
             .producer_epoch(-1)
-            .base_sequence(-1)
-            .last_offset_delta(count as i32 - 1);
-        for delta in 0..count {
-            let value =
-                (!rng.u8(..).is_multiple_of(5)).then(|| Bytes::from(vec![b'v'; rng.usize(0..300)]));
-            let mut record = Record::builder()
-                .offset_delta(delta as i32)
-                .timestamp_delta(rng.i64(0..3))
-                .key(Some(Bytes::from(format!("k{}", rng.u8(0..6)))))
-                .value(value);
-            for h in 0..rng.usize(0..3) {
-                record = record.header(
-                    Header::builder()
-                        .key(Bytes::from(format!("h{h}")))
-                        .value(Bytes::from(vec![b'h'; rng.usize(0..100)])),
-                );
-            }
-            builder = builder.record(record);
-        }
-        builder
-            .build()
-            .and_then(deflated::Batch::try_from)
-            .expect("a batch")
+            .base_sequence(-1);
+        with_records(rng, builder, count, 300, 100)
     }
 
     /// A fetch through kafkv's Fetch route from the start of a compacted

@@ -3,9 +3,10 @@
 
 use std::path::Path;
 
+use bytes::Bytes;
 use tansu_sans_io::{
     create_topics_request::{CreatableTopic, CreatableTopicConfig},
-    record::{Record, deflated},
+    record::{Header, Record, deflated, inflated},
 };
 use tansu_storage::Storage as _;
 
@@ -64,4 +65,38 @@ pub fn offsets_in<'a>(batches: impl IntoIterator<Item = &'a deflated::Batch>) ->
                 .map(|record| batch.base_offset + i64::from(record.offset_delta))
         })
         .collect()
+}
+
+/// `count` records added to the batch `builder` begins, over a few keys
+/// (so compaction has work), some of them tombstones, some with headers:
+/// values up to `value_bytes` long, headers up to `header_bytes`.
+pub fn with_records(
+    rng: &mut fastrand::Rng,
+    mut builder: inflated::Builder,
+    count: usize,
+    value_bytes: usize,
+    header_bytes: usize,
+) -> deflated::Batch {
+    builder = builder.last_offset_delta(count as i32 - 1);
+    for delta in 0..count {
+        let value = (!rng.u8(..).is_multiple_of(5))
+            .then(|| Bytes::from(vec![b'v'; rng.usize(0..value_bytes)]));
+        let mut record = Record::builder()
+            .offset_delta(delta as i32)
+            .timestamp_delta(rng.i64(0..3))
+            .key(Some(Bytes::from(format!("k{}", rng.u8(0..6)))))
+            .value(value);
+        for h in 0..rng.usize(0..3) {
+            record = record.header(
+                Header::builder()
+                    .key(Bytes::from(format!("h{h}")))
+                    .value(Bytes::from(vec![b'h'; rng.usize(0..header_bytes)])),
+            );
+        }
+        builder = builder.record(record);
+    }
+    builder
+        .build()
+        .and_then(deflated::Batch::try_from)
+        .expect("a batch")
 }
