@@ -210,11 +210,14 @@ impl Store {
             Err(error) => tracing::warn!(%error, "could not evaluate a write at acknowledgement"),
         }
         let timeout = self.shared.config.read_timeout;
+        let acknowledged_at = std::time::Instant::now();
         match tokio::time::timeout(timeout, outcome).await {
             Ok(Ok(delivered)) if delivered.exact => {
                 // Answered by the consumer, or by the acknowledgement of an
                 // earlier own record that completed what this one needed.
                 metrics::counter!("kafkv_rmw_replies_total", "at" => "later").increment(1);
+                metrics::histogram!("kafkv_rmw_reply_after_ack_seconds")
+                    .record(acknowledged_at.elapsed().as_secs_f64());
                 Ok(Applied {
                     receipt,
                     outcome: delivered.outcome,
