@@ -210,7 +210,7 @@ impl EmbeddedBroker {
                     listener.clone(),
                     &database_path,
                     paths,
-                    sync_commits,
+                    sync_commits.then(|| wal_sync::WalSync::new(&database_path)),
                 )
                 .await?;
                 if paths != BrokerPaths::Kafkv {
@@ -341,7 +341,7 @@ async fn build_storage(
     listener: Url,
     database: &Path,
     paths: BrokerPaths,
-    sync_commits: bool,
+    wal_sync: Option<wal_sync::WalSync>,
 ) -> Result<KafkvStorage, BrokerError> {
     let inner = StorageContainer::builder()
         .cluster_id(CLUSTER_ID)
@@ -355,7 +355,6 @@ async fn build_storage(
         .build()
         .await
         .map_err(|e| BrokerError::Start(e.to_string()))?;
-    let wal_sync = sync_commits.then(|| wal_sync::WalSync::new(database));
     let database = Database::open(database).await?;
     KafkvStorage::new(
         inner,

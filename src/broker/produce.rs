@@ -33,11 +33,13 @@
 //! go to tansu, which also records the offsets its transaction commit and
 //! abort read back. kafkv's own producers are idempotent, not transactional.
 //!
-//! **Invariants.** The writer holds the storage gate exclusively for the
-//! whole transaction, so no tansu call runs on the database meanwhile (its
-//! connections do not wait for locks). A produce is answered only after its
-//! transaction committed; what an acknowledgement means beyond that
-//! (`--broker-sync`) is the caller's ([`super::wal_sync`]).
+//! **Invariants.** The writer holds the storage gate exclusively from
+//! `BEGIN` until the transaction is committed, fsynced (`--broker-sync
+//! commit`, [`super::wal_sync`]) and published to the tail and read caches,
+//! so no tansu call runs on the database meanwhile (its connections do not
+//! wait for locks) and no fetch sees a record before it is durable: the
+//! embedded broker's high watermark, as Kafka's, covers only what an
+//! acknowledgement covers. A produce is answered after that.
 
 use std::{
     collections::HashMap,
@@ -58,6 +60,7 @@ use tracing::warn;
 
 use super::{
     CLUSTER_ID, database::Database, long_poll::LongPoll, read_cache::ReadCache, tail::Tails,
+    wal_sync::Durability,
 };
 
 /// Produces per transaction at most: a bound on how long the gate is held.
@@ -86,11 +89,13 @@ struct Pending {
     answer: oneshot::Sender<Result<i64>>,
 }
 
-/// Where a committed batch becomes visible to fetches.
+/// Where a committed batch becomes visible to fetches, and what it waits
+/// for first.
 pub struct Published {
     pub tails: Arc<Tails>,
     pub read_cache: Arc<ReadCache>,
     pub long_poll: Arc<LongPoll>,
+    pub durability: Durability,
 }
 
 impl Producer {
@@ -151,9 +156,18 @@ async fn write(
         {
             group.push(more);
         }
-        let committed = statements.commit(&group).await;
-        // Still under the gate, so compaction (which forgets the tail cache
-        // under it too) cannot come between the commit and the cache.
+        let mut committed = statements.commit(&group).await;
+        // Durable before anyone sees it: no fetch answers a record a power
+        // loss could take back, as Kafka serves only records below the high
+        // watermark. Under the gate all along, so no tansu call reads the
+        // commit from SQLite before it is synced, and compaction (which
+        // forgets the tail cache under the gate too) cannot come between
+        // the commit and the cache.
+        if committed.appended.iter().any(Result::is_ok)
+            && let Err(error) = published.durability.synced().await
+        {
+            committed = Committed::failed(group.len(), &error.to_string());
+        }
         publish(&published, &group, &committed);
         drop(exclusive);
         counts.transactions.fetch_add(1, Relaxed);
@@ -232,6 +246,18 @@ struct Committed {
     watermarks: HashMap<Topition, Watermark>,
 }
 
+impl Committed {
+    /// Every produce of a group of `produces` failed for `reason`.
+    fn failed(produces: usize, reason: &str) -> Self {
+        Self {
+            appended: (0..produces)
+                .map(|_| Err(Error::Message(reason.to_owned())))
+                .collect(),
+            watermarks: HashMap::new(),
+        }
+    }
+}
+
 /// The statements of one produce, compiled once on kafkv's connection.
 struct Statements {
     begin: Statement,
@@ -308,14 +334,10 @@ impl Statements {
     /// every produce fails with it.
     async fn commit(&self, group: &[Pending]) -> Committed {
         let failed_all = |error: libsql::Error| {
-            let reason = format!("embedded broker produce transaction: {error}");
-            Committed {
-                appended: group
-                    .iter()
-                    .map(|_| Err(Error::Message(reason.clone())))
-                    .collect(),
-                watermarks: HashMap::new(),
-            }
+            Committed::failed(
+                group.len(),
+                &format!("embedded broker produce transaction: {error}"),
+            )
         };
         if let Err(error) = run(&self.begin, ()).await {
             return failed_all(error);
@@ -557,7 +579,8 @@ mod tests {
     use crate::broker::{
         BrokerPaths,
         storage::KafkvStorage,
-        testing::{create_compacted_topic, open, with_records},
+        testing::{create_compacted_topic, offsets_in, open, open_synced, with_records},
+        wal_sync::WalSync,
     };
 
     const TOPIC: &str = "produce";
@@ -857,5 +880,50 @@ mod tests {
         assert_eq!(offsets, expected, "each batch got its own offsets, no gap");
         let stage = storage.offset_stage(&topition).await.expect("a stage");
         assert_eq!(stage.high_watermark(), 2 * (PRODUCES as i64 - 1));
+    }
+
+    /// A batch becomes visible to fetches only once the fsync its
+    /// acknowledgement waits for succeeded: here every fsync fails (the
+    /// files it syncs do not exist), so the produce fails, the broker stops
+    /// serving, and neither the offset stage nor the tail cache shows it.
+    /// With a working fsync the same produce is published.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_is_published_only_after_its_fsync() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let topition = Topition::new(TOPIC, 0);
+        let budget = 1 << 20;
+        let isolation = IsolationLevel::ReadUncommitted;
+        let mut rng = fastrand::Rng::with_seed(3);
+        for works in [false, true] {
+            let path = dir.path().join(format!("broker-{works}.db"));
+            let synced = if works {
+                path.clone()
+            } else {
+                dir.path().join("missing").join("broker.db")
+            };
+            let sync = WalSync::new(&synced);
+            let storage = open_synced(&path, BrokerPaths::Kafkv, Some(sync)).await;
+            create_compacted_topic(&storage, TOPIC).await;
+            let before = storage.offset_stage(&topition).await.expect("a stage");
+            let produced = storage
+                .produce(None, &topition, batch(&mut rng, None, 3))
+                .await;
+            let stage = storage.offset_stage(&topition).await.expect("a stage");
+            let cached = storage
+                .tails()
+                .read(&topition, 0, budget, isolation, &stage)
+                .is_some_and(|read| !offsets_in(&read.expect("cached")).is_empty());
+            if works {
+                assert_eq!(produced.expect("stored"), 0);
+                assert_eq!(stage.high_watermark(), 3);
+                assert!(cached, "published to the tail cache");
+                assert!(storage.health().is_serving());
+            } else {
+                assert!(produced.is_err(), "acknowledged without an fsync");
+                assert_eq!(stage, before, "the stage moved before the fsync");
+                assert!(!cached, "cached before the fsync");
+                assert!(!storage.health().is_serving(), "the broker kept serving");
+            }
+        }
     }
 }

@@ -73,7 +73,7 @@ use super::{
     produce::{Producer, Published},
     read_cache::ReadCache,
     tail::Tails,
-    wal_sync::WalSync,
+    wal_sync::{Durability, WalSync},
 };
 
 /// Why the embedded broker cannot serve any more, once it cannot.
@@ -149,8 +149,8 @@ struct Shared {
     timestamp_types: TimestampTypes,
     tails: Arc<Tails>,
     read_cache: Arc<ReadCache>,
-    /// Set: a produce is acknowledged once the WAL is fsynced.
-    wal_sync: Option<WalSync>,
+    /// What a produce's acknowledgement waits for.
+    durability: Durability,
     /// The tail and read caches; off only for `--broker-paths tansu`.
     caching: bool,
 }
@@ -184,6 +184,11 @@ impl KafkvStorage {
     ) -> std::result::Result<Self, libsql::Error> {
         let gate = Arc::new(RwLock::new(()));
         let database = Arc::new(database);
+        let health = Health::new();
+        let durability = Durability {
+            sync: options.wal_sync,
+            health: health.clone(),
+        };
         let long_poll = Arc::new(LongPoll::new(options.fetch_hold));
         let tails = Arc::new(Tails::default());
         let read_cache = Arc::new(ReadCache::default());
@@ -194,6 +199,7 @@ impl KafkvStorage {
                 tails: tails.clone(),
                 read_cache: read_cache.clone(),
                 long_poll: long_poll.clone(),
+                durability: durability.clone(),
             };
             Some(Producer::start(database.clone(), gate.clone(), published).await?)
         } else {
@@ -206,12 +212,12 @@ impl KafkvStorage {
                 database,
                 producer,
                 long_poll,
-                health: Health::new(),
+                health,
                 epochs: parking_lot::Mutex::new(HashMap::new()),
                 timestamp_types: TimestampTypes::default(),
                 tails,
                 read_cache,
-                wal_sync: options.wal_sync,
+                durability,
                 caching: options.caching,
             }),
         })
@@ -300,25 +306,6 @@ impl KafkvStorage {
         operation
             .await
             .inspect_err(|e| self.shared.health.observe(e))
-    }
-
-    /// Returns once everything committed so far is on disk, with
-    /// `--broker-sync commit`.
-    async fn synced(&self) -> Result<()> {
-        let Some(sync) = &self.shared.wal_sync else {
-            return Ok(());
-        };
-        sync.synced().await.map_err(|error| {
-            // Committed but maybe not durable, and the next fsync may
-            // report success for pages the kernel dropped: stop serving
-            // (the process exits; a restart recovers from the WAL).
-            let reason = format!(
-                "the embedded broker could not fsync its write-ahead log ({error}); it cannot \
-                 promise that acknowledged writes survive a power loss"
-            );
-            self.shared.health.fail(reason.clone());
-            Error::Message(reason)
-        })
     }
 
     /// Whether `topic` is `message.timestamp.type=LogAppendTime`. A lookup
@@ -484,13 +471,12 @@ impl Storage for KafkvStorage {
             batch
         };
         if let (Some(producer), None) = (&self.shared.producer, transaction_id) {
-            // Committed, cached and woken by kafkv's writer (super::produce).
-            let offset = producer
+            // Committed, synced, cached and woken by kafkv's writer
+            // (super::produce).
+            return producer
                 .produce(topition, batch)
                 .await
-                .inspect_err(|e| self.shared.health.observe(e))?;
-            self.synced().await?;
-            return Ok(offset);
+                .inspect_err(|e| self.shared.health.observe(e));
         }
         // tansu's produce: `--broker-paths kafkv-fetch`, and transactions.
         // For the tail cache; Bytes are shared, so this copy costs no
@@ -502,7 +488,7 @@ impl Storage for KafkvStorage {
         // Failed or not, the partition's stage is read again.
         self.shared.read_cache.stage_changed(topition);
         let offset = offset?;
-        self.synced().await?;
+        self.shared.durability.synced().await?;
         if let Some(stored) = stored
             && let Err(error) =
                 self.shared

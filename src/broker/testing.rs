@@ -10,16 +10,23 @@ use tansu_sans_io::{
 };
 use tansu_storage::Storage as _;
 
-use super::{BrokerPaths, CLUSTER_ID, build_storage, storage::KafkvStorage, storage_url};
+use super::{
+    BrokerPaths, CLUSTER_ID, build_storage, storage::KafkvStorage, storage_url, wal_sync::WalSync,
+};
 
 /// The storage the broker would build on `path` with `paths`, registered as
 /// the broker registers itself at start (the cluster's row, which every
 /// later call joins on). Acknowledgements do not wait for an fsync.
 pub async fn open(path: &Path, paths: BrokerPaths) -> KafkvStorage {
+    open_synced(path, paths, None).await
+}
+
+/// [`open`], with acknowledgements waiting for `sync`.
+pub async fn open_synced(path: &Path, paths: BrokerPaths, sync: Option<WalSync>) -> KafkvStorage {
     let cwd = std::env::current_dir().expect("a working directory");
     let url = storage_url(path, &cwd).expect("a URL");
     let listener = url::Url::parse("tcp://127.0.0.1:9092").expect("a URL");
-    let storage = build_storage(url, listener, path, paths, false)
+    let storage = build_storage(url, listener, path, paths, sync)
         .await
         .expect("storage");
     storage

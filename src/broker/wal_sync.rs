@@ -28,6 +28,36 @@ use std::{
 use tokio::sync::{mpsc, oneshot};
 use tracing::error;
 
+use super::storage::Health;
+
+/// What an acknowledgement waits for: the WAL fsync with `--broker-sync
+/// commit`, nothing with `none`. A failed fsync stops the broker: the
+/// commit may not be durable, and the next fsync may report success for
+/// pages the kernel dropped (the process exits; a restart recovers from the
+/// WAL).
+#[derive(Clone)]
+pub struct Durability {
+    pub sync: Option<WalSync>,
+    pub health: Health,
+}
+
+impl Durability {
+    /// Returns once everything committed so far is on disk (with `commit`).
+    pub async fn synced(&self) -> tansu_storage::Result<()> {
+        let Some(sync) = &self.sync else {
+            return Ok(());
+        };
+        sync.synced().await.map_err(|error| {
+            let reason = format!(
+                "the embedded broker could not fsync its write-ahead log ({error}); it cannot \
+                 promise that acknowledged writes survive a power loss"
+            );
+            self.health.fail(reason.clone());
+            tansu_storage::Error::Message(reason)
+        })
+    }
+}
+
 /// Shares WAL fsyncs among the produces that wait for one.
 #[derive(Debug, Clone)]
 pub struct WalSync {
