@@ -169,6 +169,13 @@ async fn write(
             committed = Committed::failed(group.len(), &error.to_string());
         }
         publish(&published, &group, &committed);
+        if !statements.is_idle() {
+            published.durability.health.fail(
+                "the embedded broker's produce connection is stuck in a transaction it could \
+                 neither commit nor roll back"
+                    .into(),
+            );
+        }
         drop(exclusive);
         counts.transactions.fetch_add(1, Relaxed);
         metrics::histogram!("kafkv_broker_produces_per_transaction").record(group.len() as f64);
@@ -204,6 +211,7 @@ fn publish(published: &Published, group: &[Pending], committed: &Committed) {
     for (topition, watermark) in &committed.watermarks {
         published.read_cache.set_stage(topition, watermark.stage());
     }
+
     if any {
         published.long_poll.produced();
     }
@@ -260,6 +268,9 @@ impl Committed {
 
 /// The statements of one produce, compiled once on kafkv's connection.
 struct Statements {
+    /// The connection they were prepared on, to see whether a transaction
+    /// is still open after an error.
+    connection: libsql::Connection,
     begin: Statement,
     commit: Statement,
     rollback: Statement,
@@ -281,6 +292,7 @@ impl Statements {
         let connection = database.connection();
         let prepare = async |sql: &str| connection.prepare(sql).await;
         Ok(Self {
+            connection: connection.clone(),
             begin: prepare("BEGIN IMMEDIATE").await?,
             commit: prepare("COMMIT").await?,
             rollback: prepare("ROLLBACK").await?,
@@ -348,7 +360,24 @@ impl Statements {
             watermarks: HashMap::new(),
         };
         for produce in group {
-            let appended = self.append_in_savepoint(&mut topitions, produce).await;
+            let appended = match self.append_in_savepoint(&mut topitions, produce).await {
+                Ok(appended) => appended,
+                // The savepoint itself failed: what this transaction holds
+                // is unknown, so none of it stays.
+                Err(error) => {
+                    let _ = run(&self.rollback, ()).await;
+                    return failed_all(error);
+                }
+            };
+            if appended.is_err() && self.connection.is_autocommit() {
+                // SQLite rolled the whole transaction back (a full disk, an
+                // I/O error): the batches before this one are gone too, and
+                // the next SAVEPOINT would open a transaction of its own.
+                return Committed::failed(
+                    group.len(),
+                    "embedded broker produce transaction rolled back by SQLite",
+                );
+            }
             if let Ok(appended) = &appended {
                 committed
                     .watermarks
@@ -365,20 +394,28 @@ impl Statements {
         committed
     }
 
+    /// Whether the connection is outside any transaction, as it must be
+    /// between groups (a failed COMMIT and ROLLBACK could leave one open).
+    fn is_idle(&self) -> bool {
+        self.connection.is_autocommit()
+    }
+
+    /// One produce in a savepoint of its own. The outer error: the
+    /// savepoint could not be taken, rolled back to or released.
     async fn append_in_savepoint(
         &self,
         topitions: &mut HashMap<Topition, Option<i64>>,
         produce: &Pending,
-    ) -> Result<Appended> {
-        run(&self.savepoint, ()).await.map_err(sql_error)?;
+    ) -> std::result::Result<Result<Appended>, libsql::Error> {
+        run(&self.savepoint, ()).await?;
         let appended = self.append(topitions, produce).await;
-        if appended.is_err() {
-            run(&self.rollback_to_savepoint, ())
-                .await
-                .map_err(sql_error)?;
+        if appended.is_err() && !self.connection.is_autocommit() {
+            run(&self.rollback_to_savepoint, ()).await?;
         }
-        run(&self.release, ()).await.map_err(sql_error)?;
-        appended
+        if !self.connection.is_autocommit() {
+            run(&self.release, ()).await?;
+        }
+        Ok(appended)
     }
 
     async fn append(
@@ -558,14 +595,17 @@ async fn first_row<T>(
     read: impl FnOnce(&libsql::Row) -> libsql::Result<T>,
 ) -> libsql::Result<Option<T>> {
     statement.reset();
-    let mut rows = statement.query(Params::Positional(params)).await?;
-    let first = match rows.next().await? {
-        Some(row) => Some(read(&row)?),
-        None => None,
-    };
-    drop(rows);
+    let first = async {
+        let mut rows = statement.query(Params::Positional(params)).await?;
+        match rows.next().await? {
+            Some(row) => Ok(Some(read(&row)?)),
+            None => Ok(None),
+        }
+    }
+    .await;
+    // On every path: a statement left stepping keeps its read snapshot.
     statement.reset();
-    Ok(first)
+    first
 }
 
 #[cfg(test)]

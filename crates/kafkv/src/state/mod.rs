@@ -324,9 +324,11 @@ impl View {
 
     /// Where to report keys that need a repair from now on.
     pub fn set_repair_hints(&self, hints: mpsc::UnboundedSender<RepairHint>) {
+        // `hazards` before `repair_hints`, the order `apply` takes them in.
+        let hazards = self.hazards.lock();
         let mut slot = self.repair_hints.lock();
         // Every key already unsettled is reported at once, so none is missed.
-        for unsettled in self.hazards.lock().unsettled() {
+        for unsettled in hazards.unsettled() {
             let _ = hints.send(unsettled.into());
         }
         *slot = Some(hints);

@@ -53,8 +53,14 @@ pub(super) async fn run(shared: Weak<Shared>, mut hints: mpsc::UnboundedReceiver
     let mut due: HashMap<Bytes, Due> = HashMap::new();
     // Each key's last repair, until this instance has applied it.
     let mut in_flight: HashMap<Bytes, (i32, i64)> = HashMap::new();
+    // Hints for keys whose last repair was not yet applied when they came.
+    // The batch that applies the repair reports its key again if it still
+    // needs one; these cover a repair this instance never applies (skipped
+    // in a compaction gap), since the view reports only the keys a batch
+    // touches.
+    let mut parked = Parked::default();
     loop {
-        let next = due.values().map(|d| d.at).min();
+        let next = due.values().map(|d| d.at).chain(parked.recheck_at).min();
         let hint = tokio::select! {
             hint = hints.recv() => match hint {
                 Some(hint) => Some(hint),
@@ -69,8 +75,11 @@ pub(super) async fn run(shared: Weak<Shared>, mut hints: mpsc::UnboundedReceiver
             return;
         }
         if let Some(hint) = hint {
-            schedule(&shared, &mut due, &mut in_flight, hint);
+            schedule(&shared, &mut due, &mut in_flight, &mut parked, hint);
             continue;
+        }
+        for hint in parked.take_due(Instant::now()) {
+            schedule(&shared, &mut due, &mut in_flight, &mut parked, hint);
         }
         for key in ready(&due, Instant::now()) {
             let Some(Due {
@@ -131,6 +140,31 @@ fn ready(due: &HashMap<Bytes, Due>, now: Instant) -> Vec<Bytes> {
     ready.into_iter().map(|(key, _)| key.clone()).collect()
 }
 
+/// Hints set aside while their key's last repair was on its way, looked at
+/// again [`RETRY_DELAY`] after the first of them.
+#[derive(Default)]
+struct Parked {
+    hints: HashMap<Bytes, RepairHint>,
+    recheck_at: Option<Instant>,
+}
+
+impl Parked {
+    fn park(&mut self, hint: RepairHint) {
+        self.recheck_at
+            .get_or_insert_with(|| Instant::now() + RETRY_DELAY);
+        self.hints.insert(hint.key.clone(), hint);
+    }
+
+    /// Every parked hint, once the recheck is due.
+    fn take_due(&mut self, now: Instant) -> Vec<RepairHint> {
+        if self.recheck_at.is_none_or(|at| at > now) {
+            return Vec::new();
+        }
+        self.recheck_at = None;
+        self.hints.drain().map(|(_, hint)| hint).collect()
+    }
+}
+
 fn retry_later(due: &mut HashMap<Bytes, Due>, key: Bytes, partition: i32, after_record_key: bool) {
     let at = Instant::now() + RETRY_DELAY;
     due.insert(
@@ -147,6 +181,7 @@ fn schedule(
     shared: &Shared,
     due: &mut HashMap<Bytes, Due>,
     in_flight: &mut HashMap<Bytes, (i32, i64)>,
+    parked: &mut Parked,
     hint: RepairHint,
 ) {
     if let Some((partition, offset)) = in_flight.get(&hint.key) {
@@ -158,7 +193,9 @@ fn schedule(
             .is_some_and(|position| position > offset);
         if !applied {
             // Its last repair is on its way; the batch that applies it reports
-            // the key again if it still needs one.
+            // the key again if it still needs one, and the parked hint is
+            // looked at again once the position has passed it either way.
+            parked.park(hint);
             return;
         }
         in_flight.remove(&hint.key);
@@ -202,6 +239,36 @@ mod tests {
             partition,
             after_record_key,
         }
+    }
+
+    fn hint(key: &'static str) -> RepairHint {
+        RepairHint {
+            key: Bytes::from_static(key.as_bytes()),
+            partition: 0,
+            own: true,
+            after_record_key: false,
+        }
+    }
+
+    /// A hint set aside while its key's repair was on its way comes back
+    /// once, after the retry delay, whatever else arrives meanwhile: the
+    /// view reports a key only when a batch touches it, so a repair that is
+    /// never applied (skipped in a compaction gap) must not lose the key.
+    #[test]
+    fn parked_hints_come_back_once_after_the_retry_delay() {
+        let mut parked = Parked::default();
+        let start = Instant::now();
+        parked.park(hint("a"));
+        parked.park(hint("b"));
+        parked.park(hint("a"));
+        assert!(parked.take_due(start).is_empty(), "not yet");
+        let due_at = parked.recheck_at.expect("a recheck");
+        assert!(due_at >= start + RETRY_DELAY);
+        let mut keys: Vec<Bytes> = parked.take_due(due_at).into_iter().map(|h| h.key).collect();
+        keys.sort();
+        assert_eq!(keys, [Bytes::from_static(b"a"), Bytes::from_static(b"b")]);
+        assert!(parked.take_due(due_at + RETRY_DELAY).is_empty(), "once");
+        assert_eq!(parked.recheck_at, None);
     }
 
     #[test]
