@@ -10,7 +10,7 @@
 
 use std::{future::Future, net::SocketAddr, sync::OnceLock, time::Duration};
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -58,6 +58,13 @@ pub fn metrics_handle() -> PrometheusHandle {
                     0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                     10.0,
                 ])
+                .expect("static buckets are valid")
+                // A count, not a duration: produces sharing one transaction
+                // in the embedded broker (at most 256).
+                .set_buckets_for_metric(
+                    Matcher::Full("kafkv_broker_produces_per_transaction".into()),
+                    &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
+                )
                 .expect("static buckets are valid")
                 .build_recorder();
             let handle = recorder.handle();
