@@ -56,7 +56,6 @@ use tansu_sans_io::{
 };
 use tansu_storage::{Error, OffsetStage, Result, Topition};
 use tokio::sync::{RwLock, mpsc, oneshot};
-use tracing::warn;
 
 use super::{
     CLUSTER_ID, database::Database, long_poll::LongPoll, read_cache::ReadCache, tail::Tails,
@@ -156,19 +155,19 @@ async fn write(
         {
             group.push(more);
         }
-        let mut committed = statements.commit(&group).await;
+        let mut appended = statements.commit(&group).await;
         // Durable before anyone sees it: no fetch answers a record a power
         // loss could take back, as Kafka serves only records below the high
         // watermark. Under the gate all along, so no tansu call reads the
         // commit from SQLite before it is synced, and compaction (which
         // forgets the tail cache under the gate too) cannot come between
         // the commit and the cache.
-        if committed.appended.iter().any(Result::is_ok)
+        if appended.iter().any(Result::is_ok)
             && let Err(error) = published.durability.synced().await
         {
-            committed = Committed::failed(group.len(), &error.to_string());
+            appended = all_failed(group.len(), &error.to_string());
         }
-        publish(&published, &group, &committed);
+        let answers = publish(&published, &group, appended);
         if !statements.is_idle() {
             published.durability.health.fail(
                 "the embedded broker's produce connection is stuck in a transaction it could \
@@ -179,11 +178,9 @@ async fn write(
         drop(exclusive);
         counts.transactions.fetch_add(1, Relaxed);
         metrics::histogram!("kafkv_broker_produces_per_transaction").record(group.len() as f64);
-        for (produce, appended) in group.drain(..).zip(committed.appended) {
+        for (produce, answer) in group.drain(..).zip(answers) {
             // A caller that stopped waiting has nothing to be told.
-            let _ = produce
-                .answer
-                .send(appended.map(|appended| appended.base_offset));
+            let _ = produce.answer.send(answer);
         }
     }
 }
@@ -191,30 +188,37 @@ async fn write(
 /// Makes a committed transaction visible to fetches: its batches in the
 /// tail cache, each partition's new offset stage, and the held fetches
 /// woken. These are what tansu's storage now holds, so fetches answered
-/// from memory stay exactly what storage would return.
-fn publish(published: &Published, group: &[Pending], committed: &Committed) {
+/// from memory stay exactly what storage would return. Returns each
+/// produce's answer.
+fn publish(
+    published: &Published,
+    group: &[Pending],
+    appended: Vec<Result<Appended>>,
+) -> Vec<Result<i64>> {
     let mut any = false;
-    for (produce, appended) in group.iter().zip(&committed.appended) {
-        let Ok(appended) = appended else { continue };
-        any = true;
-        if let Err(error) = published.tails.produced(
-            &produce.topition,
-            false,
-            appended.base_offset,
-            &produce.batch,
-        ) {
-            // Storage has the records; the cache must not answer for them.
-            warn!(%error, topition = ?produce.topition, "embedded broker: could not cache a produced batch");
-            published.tails.forget_topic(produce.topition.topic());
-        }
-    }
-    for (topition, watermark) in &committed.watermarks {
-        published.read_cache.set_stage(topition, watermark.stage());
-    }
-
+    let answers = group
+        .iter()
+        .zip(appended)
+        .map(|(produce, appended)| {
+            let appended = appended?;
+            any = true;
+            // In log order, so a partition's last stage set is its newest.
+            published
+                .read_cache
+                .set_stage(&produce.topition, appended.watermark.stage());
+            published.tails.produced(
+                &produce.topition,
+                false,
+                appended.base_offset,
+                appended.batch,
+            );
+            Ok(appended.base_offset)
+        })
+        .collect();
     if any {
         published.long_poll.produced();
     }
+    answers
 }
 
 /// A partition's watermark after a transaction.
@@ -241,29 +245,18 @@ impl Watermark {
 }
 
 /// One produce's outcome in a committed transaction.
-#[derive(Debug, Clone, Copy)]
 struct Appended {
     base_offset: i64,
     watermark: Watermark,
+    /// Its records as stored, for the tail cache.
+    batch: inflated::Batch,
 }
 
-/// What a transaction did: an outcome per produce, in order, and each
-/// partition's watermark once it committed (only partitions it wrote to).
-struct Committed {
-    appended: Vec<Result<Appended>>,
-    watermarks: HashMap<Topition, Watermark>,
-}
-
-impl Committed {
-    /// Every produce of a group of `produces` failed for `reason`.
-    fn failed(produces: usize, reason: &str) -> Self {
-        Self {
-            appended: (0..produces)
-                .map(|_| Err(Error::Message(reason.to_owned())))
-                .collect(),
-            watermarks: HashMap::new(),
-        }
-    }
+/// Every produce of a group of `produces` failed for `reason`.
+fn all_failed(produces: usize, reason: &str) -> Vec<Result<Appended>> {
+    (0..produces)
+        .map(|_| Err(Error::Message(reason.to_owned())))
+        .collect()
 }
 
 /// The statements of one produce, compiled once on kafkv's connection.
@@ -342,11 +335,11 @@ impl Statements {
         })
     }
 
-    /// One transaction for `group`. When the transaction itself fails,
-    /// every produce fails with it.
-    async fn commit(&self, group: &[Pending]) -> Committed {
+    /// One transaction for `group`: an outcome per produce, in order. When
+    /// the transaction itself fails, every produce fails with it.
+    async fn commit(&self, group: &[Pending]) -> Vec<Result<Appended>> {
         let failed_all = |error: libsql::Error| {
-            Committed::failed(
+            all_failed(
                 group.len(),
                 &format!("embedded broker produce transaction: {error}"),
             )
@@ -355,13 +348,10 @@ impl Statements {
             return failed_all(error);
         }
         let mut topitions = HashMap::new();
-        let mut committed = Committed {
-            appended: Vec::with_capacity(group.len()),
-            watermarks: HashMap::new(),
-        };
+        let mut appended = Vec::with_capacity(group.len());
         for produce in group {
-            let appended = match self.append_in_savepoint(&mut topitions, produce).await {
-                Ok(appended) => appended,
+            let outcome = match self.append_in_savepoint(&mut topitions, produce).await {
+                Ok(outcome) => outcome,
                 // The savepoint itself failed: what this transaction holds
                 // is unknown, so none of it stays.
                 Err(error) => {
@@ -369,21 +359,16 @@ impl Statements {
                     return failed_all(error);
                 }
             };
-            if appended.is_err() && self.connection.is_autocommit() {
+            if outcome.is_err() && self.is_idle() {
                 // SQLite rolled the whole transaction back (a full disk, an
                 // I/O error): the batches before this one are gone too, and
                 // the next SAVEPOINT would open a transaction of its own.
-                return Committed::failed(
+                return all_failed(
                     group.len(),
                     "embedded broker produce transaction rolled back by SQLite",
                 );
             }
-            if let Ok(appended) = &appended {
-                committed
-                    .watermarks
-                    .insert(produce.topition.clone(), appended.watermark);
-            }
-            committed.appended.push(appended);
+            appended.push(outcome);
         }
         if let Err(error) = run(&self.commit, ()).await {
             // Nothing of this transaction stays; a failed COMMIT may leave
@@ -391,7 +376,7 @@ impl Statements {
             let _ = run(&self.rollback, ()).await;
             return failed_all(error);
         }
-        committed
+        appended
     }
 
     /// Whether the connection is outside any transaction, as it must be
@@ -409,10 +394,10 @@ impl Statements {
     ) -> std::result::Result<Result<Appended>, libsql::Error> {
         run(&self.savepoint, ()).await?;
         let appended = self.append(topitions, produce).await;
-        if appended.is_err() && !self.connection.is_autocommit() {
+        if appended.is_err() && !self.is_idle() {
             run(&self.rollback_to_savepoint, ()).await?;
         }
-        if !self.connection.is_autocommit() {
+        if !self.is_idle() {
             run(&self.release, ()).await?;
         }
         Ok(appended)
@@ -502,6 +487,7 @@ impl Statements {
         Ok(Appended {
             base_offset: base,
             watermark,
+            batch: inflated,
         })
     }
 

@@ -52,7 +52,7 @@ use tansu_sans_io::{
     incremental_alter_configs_request::AlterConfigsResource,
     incremental_alter_configs_response::AlterConfigsResourceResponse,
     list_groups_response::ListedGroup,
-    record::deflated,
+    record::{deflated, inflated},
     txn_offset_commit_response::TxnOffsetCommitResponseTopic,
 };
 use tansu_storage::{
@@ -489,15 +489,20 @@ impl Storage for KafkvStorage {
         self.shared.read_cache.stage_changed(topition);
         let offset = offset?;
         self.shared.durability.synced().await?;
-        if let Some(stored) = stored
-            && let Err(error) =
-                self.shared
-                    .tails
-                    .produced(topition, transaction_id.is_some(), offset, &stored)
-        {
-            // Storage has the records; the cache must not answer for them.
-            warn!(%error, ?topition, "embedded broker: could not cache a produced batch");
-            self.shared.tails.forget_topic(topition.topic());
+        if let Some(stored) = stored {
+            match inflated::Batch::try_from(&stored) {
+                Ok(batch) => {
+                    self.shared
+                        .tails
+                        .produced(topition, transaction_id.is_some(), offset, batch)
+                }
+                Err(error) => {
+                    // Storage has the records; the cache must not answer
+                    // for them.
+                    warn!(%error, ?topition, "embedded broker: could not cache a produced batch");
+                    self.shared.tails.forget_topic(topition.topic());
+                }
+            }
         }
         self.shared.long_poll.produced();
         Ok(offset)

@@ -120,9 +120,8 @@ impl Tails {
         topition: &Topition,
         transactional: bool,
         base_offset: i64,
-        batch: &deflated::Batch,
-    ) -> Result<()> {
-        let batch = inflated::Batch::try_from(batch)?;
+        batch: inflated::Batch,
+    ) {
         let producer = transactional.then_some((batch.producer_id, batch.producer_epoch));
         let mut partitions = self.partitions.lock();
         let tail = partitions.entry(topition.clone()).or_default();
@@ -139,7 +138,6 @@ impl Tails {
                 },
             );
         }
-        Ok(())
     }
 
     /// Forgets every partition: storage removed records (compaction).
