@@ -571,6 +571,17 @@ fn random_key_picks_every_live_key_and_never_a_deleted_one() {
     });
 }
 
+/// How often each key came back in `draws` calls of `random_key`.
+fn random_key_draws(view: &View, draws: usize) -> std::collections::HashMap<Bytes, usize> {
+    let mut counts = std::collections::HashMap::new();
+    for _ in 0..draws {
+        *counts
+            .entry(view.random_key().unwrap().unwrap())
+            .or_insert(0) += 1;
+    }
+    counts
+}
+
 #[test]
 fn random_key_is_uniform_over_a_half_empty_table() {
     on_both_backends(vec![0], |view| {
@@ -586,13 +597,7 @@ fn random_key_is_uniform_over_a_half_empty_table() {
             .collect();
         apply(view, deletes);
         let live = view.len();
-        let draws = 400 * live;
-        let mut counts = std::collections::HashMap::new();
-        for _ in 0..draws {
-            *counts
-                .entry(view.random_key().unwrap().unwrap())
-                .or_insert(0) += 1;
-        }
+        let counts = random_key_draws(view, 400 * live);
         assert_eq!(counts.len(), live);
         // 400 expected each; the standard deviation is about 20.
         for (key, count) in counts {
@@ -614,12 +619,7 @@ fn random_key_is_uniform_over_two_keys_after_a_long_freed_run() {
             .collect();
         apply(view, deletes);
         assert_eq!(view.len(), 2);
-        let mut counts = std::collections::HashMap::new();
-        for _ in 0..400 {
-            *counts
-                .entry(view.random_key().unwrap().unwrap())
-                .or_insert(0) += 1;
-        }
+        let counts = random_key_draws(view, 400);
         assert_eq!(counts.len(), 2, "{counts:?}");
         // 200 expected each; the standard deviation is 10.
         for (key, count) in counts {
