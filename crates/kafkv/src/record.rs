@@ -168,11 +168,31 @@ impl Outgoing {
 
     /// The Kafka record for `topic`: key and value verbatim, kafkv's headers
     /// where the kind needs them.
+    #[cfg(test)]
     pub fn to_kafka<'a>(&'a self, topic: &'a str) -> FutureRecord<'a, [u8], [u8]> {
+        self.to_kafka_with(topic, self.kafka_headers())
+    }
+
+    /// The Kafka record for `topic` with `headers` built beforehand by
+    /// [`Self::kafka_headers`]: the writer builds them outside its send
+    /// window's lock, which hands records to librdkafka in one burst.
+    pub fn to_kafka_with<'a>(
+        &'a self,
+        topic: &'a str,
+        headers: Option<OwnedHeaders>,
+    ) -> FutureRecord<'a, [u8], [u8]> {
         let mut record = FutureRecord::to(topic).key(&self.key[..]);
         if let Some(value) = &self.value {
             record = record.payload(&value[..]);
         }
+        match headers {
+            Some(headers) => record.headers(headers),
+            None => record,
+        }
+    }
+
+    /// kafkv's headers for this record; none for a plain put or delete.
+    pub fn kafka_headers(&self) -> Option<OwnedHeaders> {
         let mut headers: Option<OwnedHeaders> = None;
         let mut add = |key: &str, value: String| {
             let taken = headers
@@ -220,10 +240,7 @@ impl Outgoing {
         if let Some(id) = id {
             add(ID_HEADER, format!("{id:x}"));
         }
-        match headers {
-            Some(headers) => record.headers(headers),
-            None => record,
-        }
+        headers
     }
 }
 

@@ -161,20 +161,19 @@ impl Writer {
         let (started_tx, started) = tokio::sync::oneshot::channel();
         let producer = self.producer.read().clone();
         let topic = self.topic.clone();
+        let headers = record.kafka_headers();
         self.window.start(Box::new(move |permit| {
             if started_tx.is_closed() {
                 // The writer gave up (timed out, or its client hung up) while
                 // the record was held: it is not sent.
-                return Some(permit);
+                return Box::new(move || drop(permit));
             }
             // Never blocks: a full librdkafka queue is an error at once.
             let started = producer
-                .send_result(record.to_kafka(&topic))
+                .send_result(record.to_kafka_with(&topic, headers))
                 .map_err(|(error, _)| error);
-            started_tx
-                .send((started, permit))
-                .err()
-                .map(|(_, permit)| permit)
+            // A writer that gave up since drops the delivery and the permit.
+            Box::new(move || drop(started_tx.send((started, permit))))
         }));
         let (started, permit) = started
             .await
