@@ -21,7 +21,10 @@
 //!   requests per second (goal: INCR ≥ 0.8 × SET); records written per
 //!   acknowledged request, from the topic's end offsets before and after
 //!   (goal: INCR ≤ 1.1); the child's CPU time per 1,000 acknowledged
-//!   requests, settling included (goal: INCR ≤ 1.3 × SET). The counter must
+//!   requests, settling included (goal: INCR ≤ 1.3 × SET), and the part of
+//!   it spent in librdkafka's threads (`/proc/<pid>/task/*`, names `rdk:…`;
+//!   its idempotent producer's thread spins while records wait behind its
+//!   in-flight limit, see `log/window.rs` in the library). The counter must
 //!   then read `--rmw-requests`: every INCR was acknowledged once.
 
 use std::{
@@ -41,7 +44,7 @@ use tokio::{net::TcpListener, task::JoinHandle};
 
 use crate::{
     BenchConfig,
-    cpu_time::cpu_seconds,
+    cpu_time::{cpu_seconds, threads_cpu_seconds},
     error::{Error, Result},
     kafka::{EndOffsets, serve, store_config},
     progress,
@@ -64,6 +67,8 @@ const SETTLE_POLL: Duration = Duration::from_millis(25);
 /// How long one wait (applied, settled, ready) may take before the run fails.
 const PATIENCE: Duration = Duration::from_secs(60);
 const STOP_GRACE: Duration = Duration::from_secs(30);
+/// The name prefix of librdkafka's threads (`rdk:main`, `rdk:broker<id>`).
+const LIBRDKAFKA_THREADS: &str = "rdk:";
 
 pub async fn measure(
     kafkv: &Path,
@@ -296,6 +301,8 @@ struct OneKeyRun {
     records: i64,
     /// The `kafkv serve` child's CPU seconds, settling included.
     cpu: f64,
+    /// Of which librdkafka's threads (its producer's and consumer's).
+    librdkafka_cpu: f64,
     /// `kafkv_repairs_written_total` of the child grew by this much.
     repairs: f64,
 }
@@ -380,6 +387,13 @@ async fn one_key(
             peer: "SET, 50 clients".into(),
             raw: set_cpu,
         },
+        Row {
+            measurement: "rmw: of which librdkafka's threads".into(),
+            unit: "CPU-ms".into(),
+            kafkv: per_thousand(incr.librdkafka_cpu),
+            peer: "SET, 50 clients".into(),
+            raw: per_thousand(set.librdkafka_cpu),
+        },
     ])
 }
 
@@ -404,12 +418,14 @@ async fn one_key_run(
     let repairs = repairs_written(served).await?;
     let before = settled(ends).await?;
     let cpu = cpu_seconds(served.pid())?;
+    let librdkafka_cpu = threads_cpu_seconds(served.pid(), LIBRDKAFKA_THREADS)?;
     let figures = one_key_benchmark(port, test, requests).await?;
     let after = settled(ends).await?;
     Ok(OneKeyRun {
         figures,
         records: after - before,
         cpu: cpu_seconds(served.pid())? - cpu,
+        librdkafka_cpu: threads_cpu_seconds(served.pid(), LIBRDKAFKA_THREADS)? - librdkafka_cpu,
         repairs: repairs_written(served).await? - repairs,
     })
 }
