@@ -4,6 +4,7 @@
 
 #[cfg(feature = "embedded-broker")]
 mod broker;
+mod logging;
 mod watch;
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
@@ -15,7 +16,6 @@ use kafkv::{
     service::{self, Listeners},
 };
 use tracing::info;
-use tracing_subscriber::EnvFilter;
 
 #[cfg(feature = "embedded-broker")]
 use broker::{BrokerConfig, BrokerError, EmbeddedBroker};
@@ -331,15 +331,15 @@ async fn shutdown_signal() {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let (log_filter, invalid_rust_log) = logging::filter(std::env::var("RUST_LOG").ok().as_deref());
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-            // tansu logs normal conditions (an existing topic) as errors; broker
-            // trouble shows up in kafkv's own Kafka client logs.
-            EnvFilter::new("info,tansu_broker=warn,tansu_storage=off,tansu_service=warn,tansu_sans_io=warn,tansu_schema=warn,libsql=warn")
-        }))
+        .with_env_filter(log_filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if let Some(why) = invalid_rust_log {
+        tracing::warn!("{why}");
+    }
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Serve(args) => serve(*args).await,
