@@ -474,6 +474,63 @@ fn applied_records_are_published_once_in_log_order_on_both_backends() {
     });
 }
 
+/// A batch larger than one install part reaches subscribers as parts of
+/// at most `INSTALL_PART` records, each with the positions where it ends,
+/// together every record once in log order; the view ends where the whole
+/// batch does.
+#[test]
+fn a_large_batch_is_installed_and_published_in_parts_that_end_at_record_boundaries() {
+    on_both_backends(vec![0, 0], |view| {
+        let (mut rx, _) = view.subscribe_changes();
+        let n = View::INSTALL_PART * 2 + 44;
+        let mut events = Vec::new();
+        let mut expected = Vec::new();
+        for i in 0..n as i64 {
+            // Partition 1 every third record; partition 0 skips offset 100.
+            let (partition, offset) = if i % 3 == 2 {
+                (1, i / 3)
+            } else {
+                (0, i - i / 3)
+            };
+            let offset = if partition == 0 && offset >= 100 {
+                offset + 1
+            } else {
+                offset
+            };
+            if partition == 0 && offset == 101 {
+                events.push(Event::Skipped {
+                    partition: 0,
+                    offset: 100,
+                });
+            }
+            let key = format!("k{i}");
+            events.push(put(partition, offset, &key, "v"));
+            expected.push((partition, offset, key, Some("v".to_owned())));
+        }
+        let end = view.progress().positions.clone();
+        assert_eq!(end, vec![0, 0]);
+        apply(view, events);
+        let mut published = Vec::new();
+        let mut parts = Vec::new();
+        while let Ok(part) = rx.try_recv() {
+            let part_changes = changes(&part);
+            assert!(part_changes.len() <= View::INSTALL_PART);
+            // The part's positions are just past its last record.
+            let &(partition, offset, ..) = part_changes.last().unwrap();
+            assert_eq!(part.positions[partition as usize], offset + 1);
+            parts.push(part.positions.clone());
+            published.extend(part_changes);
+        }
+        assert_eq!(published, expected);
+        assert_eq!(parts.len(), n.div_ceil(View::INSTALL_PART));
+        let last_p0 = expected.iter().rev().find(|c| c.0 == 0).unwrap().1;
+        let last_p1 = expected.iter().rev().find(|c| c.0 == 1).unwrap().1;
+        assert_eq!(parts.last().unwrap(), &vec![last_p0 + 1, last_p1 + 1]);
+        assert_eq!(view.progress().positions, vec![last_p0 + 1, last_p1 + 1]);
+        assert_eq!(view.len(), n);
+    });
+}
+
 #[test]
 fn changes_carry_the_record_timestamp() {
     let view = View::in_memory(vec![0]);
