@@ -160,8 +160,11 @@ pub(crate) trait Table: Send + Sync + fmt::Debug {
     fn volatile_counts(&self, now: i64) -> Result<(usize, usize), StateError>;
 
     /// Up to `limit` entries expired by `upto`, earliest first, after the
-    /// cursor of the last one a previous call returned (`None`: from the
-    /// start).
+    /// cursor of the last one a previous call returned. From the start
+    /// (`None`), when more than `limit` are due, a backend may return
+    /// `limit` of them that are not the earliest of all (the memory table
+    /// stops its walk of an unordered slab there); paging with a cursor
+    /// walks every one in order.
     fn due(
         &self,
         upto: i64,
