@@ -186,8 +186,8 @@ pub struct RepairStatement {
 /// A `parking_lot::RwLock` rather than a concurrent map: reads take a shared
 /// lock for a lookup and a value copy (nanoseconds), the consumer takes the
 /// exclusive lock for each part of [`View::INSTALL_PART`] records of a
-/// batch, so no reader waits long, and one lock keeps the table's in-memory entries, the
-/// overlay and `positions` consistent with each other. It is never held
+/// batch, so no reader waits long, and one lock keeps the table's in-memory
+/// entries, the overlay and `positions` consistent with each other. It is never held
 /// across an `.await`. A table with transactions of its own (disk) commits a
 /// batch before the lock is taken (see [`Table`]).
 #[derive(Debug)]

@@ -198,9 +198,10 @@ impl Table for MemoryTable {
     /// keeps up, so then this only reads one floor per 64 volatile keys),
     /// a whole block at once where its ceiling is too (a bulk expiry: a
     /// million expired keys are counted in 15,625 steps).
-    /// The walk lets writers in as [`walk_blocks`] says, so under a bulk
-    /// expiry the count is of a slab that changed while it was counted:
-    /// a gauge's figure, never exact while keys are being swept.
+    /// The walk lets writers in as [`walk_blocks`] says, so a count taken
+    /// while an install runs (the sweeper's gauge) is of a slab that changed
+    /// while it was counted; `View::len` holds the view's lock, which every
+    /// install needs, so its count is exact.
     fn volatile_counts(&self, now: i64) -> Result<(usize, usize), StateError> {
         let mut entries = self.entries.read();
         let mut expired = 0;
@@ -461,10 +462,10 @@ const WALK_GROUP: usize = 16;
 
 /// Calls `visit` for every non-empty block in slab order until it returns
 /// `false`, letting a waiting writer take the lock (`bump`) after each
-/// [`WALK_GROUP`] blocks. The slab
-/// may change at those points: the walk goes on by block index, so an entry
-/// moved meanwhile (a swap-remove fills holes from the end) may be visited
-/// twice or not at all, and one added may be visited.
+/// [`WALK_GROUP`] blocks. The slab may change at those points: the walk
+/// goes on by block index, so an entry moved meanwhile (a swap-remove
+/// fills holes from the end) may be visited twice or not at all, and one
+/// added may be visited.
 fn walk_blocks(
     entries: &mut RwLockReadGuard<'_, Entries>,
     mut visit: impl FnMut(Block<'_>) -> bool,
