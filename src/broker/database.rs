@@ -24,10 +24,15 @@ const KEY_INDEX: &str =
 const HEADER_INDEX: &str =
     "CREATE INDEX IF NOT EXISTS kafkv_header_record ON header (topition, offset_id)";
 
+/// The WAL size, in pages, at which the produce connection checkpoints
+/// itself: ten times SQLite's default, reached only when the checkpoint task
+/// ([`super::checkpoint`]) falls behind.
+pub const BACKSTOP_PAGES: u32 = 10_000;
+
 pub struct Database {
     connection: Connection,
-    /// Kept open for the connection's lifetime.
-    _database: libsql::Database,
+    /// Kept open for the connection's lifetime, and for more connections.
+    database: libsql::Database,
 }
 
 impl Database {
@@ -49,10 +54,18 @@ impl Database {
         // an acknowledged produce waits for an fsync is `--broker-sync`'s
         // (super::wal_sync), which syncs the WAL after the commit. At
         // SQLite's default (FULL) every produce transaction would fsync.
+        // The checkpoint task copies the WAL back into the database file
+        // off the produce path (super::checkpoint). A page cache of 64 MiB
+        // instead of SQLite's 2 MiB keeps the index pages a produce walks
+        // (the key index is random by key) in memory: during a bulk expiry
+        // reading them back took 9.5% of the broker's CPU, 1% after.
+        let backstop = format!("PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}");
         for pragma in [
             "PRAGMA busy_timeout = 10000",
             "PRAGMA foreign_keys = ON",
             "PRAGMA synchronous = NORMAL",
+            &backstop,
+            "PRAGMA cache_size = -65536",
         ] {
             let mut rows = connection.query(pragma, ()).await.map_err(error)?;
             while rows.next().await.map_err(error)?.is_some() {}
@@ -62,12 +75,18 @@ impl Database {
         }
         Ok(Self {
             connection,
-            _database: database,
+            database,
         })
     }
 
     pub fn connection(&self) -> &Connection {
         &self.connection
+    }
+
+    /// Another connection to the same database, for work beside this one's
+    /// (the checkpoint task).
+    pub fn connect(&self) -> Result<Connection, libsql::Error> {
+        self.database.connect()
     }
 
     /// Makes `epoch` known for `producer` if it is newer than the highest

@@ -28,6 +28,7 @@
 //!   a path relative to the working directory, whatever the user gave.
 
 mod append_time;
+mod checkpoint;
 mod database;
 mod fetch_budget;
 mod fetch_once;

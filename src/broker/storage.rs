@@ -66,6 +66,7 @@ use tracing::{info, warn};
 
 use super::{
     append_time::{self, TimestampTypes},
+    checkpoint::Checkpointer,
     database::Database,
     fetch_budget,
     long_poll::LongPoll,
@@ -196,6 +197,7 @@ impl KafkvStorage {
         // with them.
         let producer = if options.own_produce && options.caching {
             let published = Published {
+                checkpoints: Checkpointer::start(database.connect()?),
                 tails: tails.clone(),
                 read_cache: read_cache.clone(),
                 long_poll: long_poll.clone(),
