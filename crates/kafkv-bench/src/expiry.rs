@@ -181,7 +181,7 @@ async fn memory(
         std::fs::create_dir_all(&load_dir)?;
         let port = free_port()?;
         let loader = serve_resp(kafkv, &load_dir, brokers, &topic, port).await?;
-        let took = fan_out(&[port], 0..keys, config.value_bytes, extra).await?;
+        let took = fan_out(&[port], 0..keys, config.value_bytes, extra, false).await?;
         let rate = keys as f64 / took.as_secs_f64();
         progress(format!(
             "expiry: {name}: written in {:.1}s ({rate:.0} keys/s)",
@@ -309,9 +309,10 @@ impl Cluster {
         keys: std::ops::Range<usize>,
         value_bytes: usize,
         extra: &[&[u8]],
+        shuffled: bool,
     ) -> Result<Duration> {
         let ports: Vec<u16> = self.instances.iter().map(|i| i.resp.port()).collect();
-        fan_out(&ports, keys, value_bytes, extra).await
+        fan_out(&ports, keys, value_bytes, extra, shuffled).await
     }
 
     /// Waits until every instance's DBSIZE is `keys`.
@@ -443,16 +444,36 @@ async fn fan_out(
     keys: std::ops::Range<usize>,
     value_bytes: usize,
     extra: &[&[u8]],
+    shuffled: bool,
 ) -> Result<Duration> {
     let started = Instant::now();
     let lanes = ports.len() * PIPES_PER_PORT;
+    let len = keys.len();
+    let stride = shuffle_stride(len);
     try_join_all((0..lanes).map(|lane| {
         let first = keys.start + (lane + lanes - keys.start % lanes) % lanes;
-        let mine = (first..keys.end.max(first)).step_by(lanes);
+        let start = keys.start;
+        let mine = (first..keys.end.max(first)).step_by(lanes).map(move |key| {
+            if shuffled {
+                start + ((key - start) * stride) % len
+            } else {
+                key
+            }
+        });
         pipe_sets(ports[lane % ports.len()], mine, value_bytes, extra, SECTION)
     }))
     .await?;
     Ok(started.elapsed())
+}
+
+/// A stride coprime with `len`, far from 1: `i ↦ i · stride mod len` visits
+/// every key of a range of `len` once, in an order unrelated to key order.
+fn shuffle_stride(len: usize) -> usize {
+    const PRIMES: [usize; 3] = [1_000_003, 999_983, 7_919];
+    PRIMES
+        .into_iter()
+        .find(|prime| !len.is_multiple_of(*prime))
+        .expect("a multiple of all three would be over 7.9 × 10^15 keys")
 }
 
 /// SIGTERM, and a clean exit.
@@ -724,7 +745,7 @@ async fn bulk(cluster: &mut Cluster, config: &BenchConfig, rates: &LoadRates) ->
         others.len()
     ));
     let took = cluster
-        .load(others.clone(), config.value_bytes, &[])
+        .load(others.clone(), config.value_bytes, &[], false)
         .await?;
     let others_rate = others.len() as f64 / took.as_secs_f64();
     // Plain keys through three instances, slowed as the memory load was by
@@ -745,7 +766,12 @@ async fn bulk(cluster: &mut Cluster, config: &BenchConfig, rates: &LoadRates) ->
     ));
     let pxat = expiry.to_string();
     let took = cluster
-        .load(0..bulk, config.value_bytes, &[b"PXAT", pxat.as_bytes()])
+        .load(
+            0..bulk,
+            config.value_bytes,
+            &[b"PXAT", pxat.as_bytes()],
+            config.expiry_bulk_shuffled,
+        )
         .await?;
     progress(format!(
         "expiry: bulk: loaded in {:.1}s ({:.0} keys/s)",
@@ -861,7 +887,12 @@ async fn bulk(cluster: &mut Cluster, config: &BenchConfig, rates: &LoadRates) ->
         (cpu_after.0 - cpu.0) * 1e6 / sweeps.total() as f64,
         (cpu_after.1 - cpu.1) * 1e6 / sweeps.total() as f64,
     ));
-    let label = |what: &str| format!("expiry bulk, {bulk} keys, 3 instances: {what}");
+    let order = if config.expiry_bulk_shuffled {
+        " loaded shuffled"
+    } else {
+        ""
+    };
+    let label = |what: &str| format!("expiry bulk, {bulk} keys{order}, 3 instances: {what}");
     let all_swept = if swept == bulk {
         String::new()
     } else {
@@ -1154,5 +1185,18 @@ mod tests {
     fn reads_key_numbers() {
         assert_eq!(key_number(key_name(42).as_bytes()), Some(42));
         assert_eq!(key_number(b"other"), None);
+    }
+
+    #[test]
+    fn a_shuffled_load_sets_every_key_once() {
+        for len in [1, 2, 7_919, 10_000, 1_000_003, 2_000_006] {
+            let stride = shuffle_stride(len);
+            let mut seen = vec![false; len];
+            for i in 0..len {
+                let key = (i * stride) % len;
+                assert!(!seen[key], "key {key} of {len} twice");
+                seen[key] = true;
+            }
+        }
     }
 }

@@ -200,6 +200,11 @@ struct BenchConfig {
     /// and the memory loads, plus 10 s].
     #[arg(long, value_parser = humantime::parse_duration)]
     expiry_bulk_lead: Option<Duration>,
+    /// Loads the bulk's keys in a shuffled order instead of in key order: every
+    /// record then lands on a random page of the embedded broker's key index (and
+    /// of each instance's key order), where loading in key order appends to both.
+    #[arg(long)]
+    expiry_bulk_shuffled: bool,
     /// Keys a second written with `SET … PX 1000` (and, first, plain) in the
     /// steady-state sweep measurement.
     #[arg(long, default_value_t = 1_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]

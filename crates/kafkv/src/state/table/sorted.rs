@@ -8,8 +8,15 @@
 //! lookup is a binary search over the chunks' last keys and then within one
 //! chunk, an insert shifts at most one chunk.
 //!
+//! Each chunk's last key is also kept here, copied (its *fence*): the search
+//! over the chunks compares fences instead of reaching each key through its
+//! slot, a cache miss per comparison with a large table. Sweeping a million
+//! expired keys spent a quarter of an instance's CPU in these searches.
+//! Fences cost a key's bytes per chunk, well under a byte per key.
+//!
 //! Invariants: every chunk is non-empty; ids are in strictly increasing key
-//! order across the concatenation of the chunks; each id appears once.
+//! order across the concatenation of the chunks; each id appears once;
+//! `fences[c]` is the key of `chunks[c]`'s last id.
 
 use std::{cmp::Ordering, ops::Bound};
 
@@ -20,6 +27,8 @@ const CHUNK: usize = 512;
 #[derive(Debug, Default)]
 pub(super) struct SortedIds {
     chunks: Vec<Vec<u32>>,
+    /// The key of each chunk's last id.
+    fences: Vec<Box<[u8]>>,
 }
 
 impl SortedIds {
@@ -29,20 +38,23 @@ impl SortedIds {
             let mut chunk = Vec::with_capacity(CHUNK);
             chunk.push(id);
             self.chunks.push(chunk);
+            self.fences.push(key.into());
             return;
         }
         // The first chunk whose last key is not below `key`, or the last chunk
         // when `key` is beyond every key.
         let mut c = self
-            .chunks
-            .partition_point(|chunk| key_of(*chunk.last().expect("non-empty")) < key)
+            .fences
+            .partition_point(|fence| &**fence < key)
             .min(self.chunks.len() - 1);
         // Split a full chunk before inserting, so no chunk ever grows past
         // its capacity (a reallocation would double it for good).
         if self.chunks[c].len() == CHUNK {
             let tail = self.chunks[c].split_off(CHUNK / 2);
             self.chunks.insert(c + 1, tail);
-            if key_of(*self.chunks[c].last().expect("non-empty")) < key {
+            let head_fence: Box<[u8]> = key_of(*self.chunks[c].last().expect("non-empty")).into();
+            self.fences.insert(c, head_fence);
+            if &*self.fences[c] < key {
                 c += 1;
             }
         }
@@ -53,6 +65,9 @@ impl SortedIds {
             "key already indexed"
         );
         chunk.insert(at, id);
+        if at + 1 == chunk.len() {
+            self.fences[c] = key.into();
+        }
     }
 
     /// Removes the id indexed under `key`, if any.
@@ -67,6 +82,9 @@ impl SortedIds {
         chunk.remove(at);
         if chunk.is_empty() {
             self.chunks.remove(c);
+            self.fences.remove(c);
+        } else if at == chunk.len() {
+            self.fences[c] = key_of(*chunk.last().expect("non-empty")).into();
         }
     }
 
@@ -88,16 +106,14 @@ impl SortedIds {
         lower: Bound<&[u8]>,
         key_of: &impl Fn(u32) -> &'a [u8],
     ) -> Option<(usize, usize)> {
-        let before = |id: u32| match lower {
-            Bound::Included(bound) => key_of(id).cmp(bound) == Ordering::Less,
-            Bound::Excluded(bound) => key_of(id).cmp(bound) != Ordering::Greater,
+        let before = |key: &[u8]| match lower {
+            Bound::Included(bound) => key.cmp(bound) == Ordering::Less,
+            Bound::Excluded(bound) => key.cmp(bound) != Ordering::Greater,
             Bound::Unbounded => false,
         };
-        let c = self
-            .chunks
-            .partition_point(|chunk| before(*chunk.last().expect("non-empty")));
+        let c = self.fences.partition_point(|fence| before(fence));
         let chunk = self.chunks.get(c)?;
-        Some((c, chunk.partition_point(|id| before(*id))))
+        Some((c, chunk.partition_point(|id| before(key_of(*id)))))
     }
 
     /// Heap bytes held, for the memory figures.
@@ -109,6 +125,8 @@ impl SortedIds {
                 .iter()
                 .map(|c| c.capacity() * size_of::<u32>())
                 .sum::<usize>()
+            + self.fences.capacity() * size_of::<Box<[u8]>>()
+            + self.fences.iter().map(|fence| fence.len()).sum::<usize>()
     }
 }
 
@@ -146,6 +164,10 @@ mod tests {
             let after: Vec<u16> = index.range_from(Bound::Excluded(&bound_key), key_of).map(|id| id as u16).collect();
             prop_assert_eq!(after, model.range(bound + 1..).copied().collect::<Vec<_>>());
             prop_assert!(index.chunks.iter().all(|c| !c.is_empty() && c.len() <= CHUNK));
+            prop_assert_eq!(index.fences.len(), index.chunks.len());
+            for (chunk, fence) in index.chunks.iter().zip(&index.fences) {
+                prop_assert_eq!(&**fence, key_of(*chunk.last().expect("non-empty")));
+            }
         }
     }
 
