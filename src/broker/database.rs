@@ -1,7 +1,10 @@
 //! kafkv's own connection to the embedded broker's SQLite database, beside
 //! tansu's: the key and header indexes, producer-epoch rows, produced
-//! batches ([`super::produce`]) and compaction ([`super::maintenance`]). Callers hold the storage gate exclusively
-//! ([`super::storage::KafkvStorage::exclusive`]) while they use it.
+//! batches ([`super::produce`]) and compaction ([`super::maintenance`]).
+//! Callers hold the storage gate exclusively
+//! ([`super::storage::KafkvStorage::exclusive`]) while they use it; the
+//! checkpoint task's connection ([`Database::connect`]) needs no gate, since
+//! a passive checkpoint waits for no lock and takes none a writer waits for.
 
 use std::path::Path;
 
@@ -25,8 +28,10 @@ const HEADER_INDEX: &str =
     "CREATE INDEX IF NOT EXISTS kafkv_header_record ON header (topition, offset_id)";
 
 /// The WAL size, in pages, at which the produce connection checkpoints
-/// itself: ten times SQLite's default, reached only when the checkpoint task
-/// ([`super::checkpoint`]) falls behind.
+/// itself: ten times SQLite's default. Under steady produces the WAL reaches
+/// it (the checkpoint task's copies race the commits, so the WAL is seldom
+/// started over: [`super::checkpoint`]), and the writer then copies only
+/// what the task has not.
 pub const BACKSTOP_PAGES: u32 = 10_000;
 
 pub struct Database {

@@ -28,9 +28,9 @@
 //! A failed batch fails alone; the others in the transaction commit. A
 //! refused one wrote nothing; one that failed while being written makes the
 //! writer roll back and write the group again with a savepoint per batch
-//! ([`Statements::commit`] says why not always). A test produces the same calls through this path
-//! and through tansu's and compares every row and every answer
-//! (`tests::the_same_rows_and_answers_as_tansu`).
+//! ([`Statements::commit`] says why not always). A test produces the same
+//! calls through this path and through tansu's and compares every row and
+//! every answer (`tests::the_same_rows_and_answers_as_tansu`).
 //!
 //! Transactional produces (a `transactional.id`) are not handled here: they
 //! go to tansu, which also records the offsets its transaction commit and
@@ -265,13 +265,13 @@ fn failed_all(produces: usize, error: libsql::Error) -> Vec<Result<Appended>> {
     )
 }
 
-/// SQLite rolled the whole transaction back (a full disk, an I/O error):
-/// every batch of the group is gone, and the next SAVEPOINT would open a
-/// transaction of its own.
+/// The transaction is gone (SQLite rolled it back after a full disk or an
+/// I/O error) or stuck (a ROLLBACK failed; the writer's health check sees
+/// it): every batch of the group fails.
 fn rolled_back(produces: usize) -> Vec<Result<Appended>> {
     all_failed(
         produces,
-        "embedded broker produce transaction rolled back by SQLite",
+        "embedded broker produce transaction rolled back after an error",
     )
 }
 
@@ -358,8 +358,9 @@ impl Statements {
         })
     }
 
-    /// One transaction for `group`: an outcome per produce, in order. When
-    /// the transaction itself fails, every produce fails with it.
+    /// One transaction for `group` (two when the first is rolled back, as
+    /// below): an outcome per produce, in order. When the transaction itself
+    /// fails, every produce fails with it.
     ///
     /// Each produce is checked before anything of it is written
     /// ([`Statements::check`]), so a refused batch leaves nothing behind

@@ -3,9 +3,9 @@
 //! tansu 0.6 commits each produced batch in its own SQLite transaction on
 //! connections it opens with `journal_mode=WAL` and `synchronous=NORMAL`: a
 //! commit is written to `broker.db-wal` but not fsynced; the WAL reaches the
-//! disk at checkpoints (about every 4 MiB of WAL; with kafkv's produce path
-//! about a second after a commit, [`super::checkpoint`]). An acknowledged
-//! write therefore survives a crash of the process (SIGKILL, a panic), not an OS
+//! disk at checkpoints (about every 4 MiB of WAL; with kafkv's produce path,
+//! by a checkpoint task about a second after a commit and by the writer
+//! every 10,000 pages, [`super::checkpoint`]). An acknowledged write therefore survives a crash of the process (SIGKILL, a panic), not an OS
 //! crash or a power loss since the last checkpoint, and after such a loss
 //! the broker hands the lost offsets out again. That is what a single Kafka
 //! broker with its default flush settings promises too (Kafka's durability
