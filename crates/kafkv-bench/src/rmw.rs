@@ -12,6 +12,11 @@
 //! - **One client, another instance writing.** The same on another fresh
 //!   topic while a second instance in this process puts other keys, one at a
 //!   time, without pause. Goal: INCR p50 ≤ SET p50 + ack → applied p50.
+//! - **A header's cost.** One librdkafka producer with kafkv's settings
+//!   sends raw records one at a time to a fresh topic, alternating one with
+//!   an operation's `kafkv.op` header and one without, `--writes` of each:
+//!   the produce+ack p50 and p99 of each (no goal; it is what the broker
+//!   charges an operation record beyond a put, docs/design.md (n)).
 //! - **50 clients, one key**, against a `kafkv serve --brokers` child
 //!   process, so that its CPU time is its own (`/proc/<pid>/stat`):
 //!   `redis-benchmark -c 50 -n --rmw-requests -t set`, then `-t incr`,
@@ -40,13 +45,18 @@ use std::{
 use bytes::Bytes;
 use kafkv::Store;
 use kafkv_testkit::{ServeProcess, free_port};
+use rdkafka::{
+    message::{Header, OwnedHeaders},
+    producer::FutureRecord,
+    util::Timeout as RdTimeout,
+};
 use tokio::{net::TcpListener, task::JoinHandle};
 
 use crate::{
     BenchConfig,
     cpu_time::{cpu_seconds, threads_cpu_seconds},
     error::{Error, Result},
-    kafka::{EndOffsets, serve, store_config},
+    kafka::{EndOffsets, create_topic, raw_producer, serve, store_config},
     progress,
     redis_peer::{Figures, missing, redis_benchmark, which},
     report::{Row, percentile, with_goal},
@@ -80,6 +90,7 @@ pub async fn measure(
         return Err(missing("redis-benchmark", "rmw"));
     }
     let mut rows = one_client(brokers, run_id, config).await?;
+    rows.extend(header_cost(brokers, run_id, config).await?);
     let dir = std::env::temp_dir().join(format!("kafkv-bench-rmw-{run_id}"));
     std::fs::create_dir_all(&dir)?;
     let hot = one_key(kafkv, &dir, brokers, run_id, config).await;
@@ -289,6 +300,67 @@ impl OtherWriter {
         let writes = self.task.await.expect("the other writer does not panic")?;
         Ok((writes, writes as f64 / elapsed.as_secs_f64()))
     }
+}
+
+// ---------------------------------------------------------------------------
+// What a header costs the broker.
+
+/// An operation record's header as kafkv writes it (`kafkv.op`, the
+/// writer's id folded in), without its meaning: the broker stores it as
+/// any other header.
+fn operation_header(i: usize) -> OwnedHeaders {
+    OwnedHeaders::new().insert(Header {
+        key: "kafkv.op",
+        value: Some(&format!("1:{:016x}", 0x5eed_0000_0000_0000_u64 + i as u64)),
+    })
+}
+
+/// One librdkafka producer with kafkv's settings sends one record at a time
+/// to a fresh topic, alternating a record with an operation's header and one
+/// without (key and value alike): the produce-to-acknowledgement time a
+/// header adds, broker and client together, apart from anything kafkv's
+/// instance does. On the embedded broker that is a row of tansu's `header`
+/// table and one of kafkv's index on it (docs/design.md (n)): about half of
+/// what an INCR's p50 costs beyond a SET's at one client.
+async fn header_cost(brokers: &str, run_id: u32, config: &BenchConfig) -> Result<Vec<Row>> {
+    progress(format!(
+        "rmw: {} raw produces with an operation's header and {0} without",
+        config.writes
+    ));
+    let topic = format!("bench-rmw-header-{run_id}");
+    create_topic(brokers, &topic).await?;
+    let producer = raw_producer(brokers)?;
+    let value = b"1";
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for i in 0..WARMUP + config.writes {
+        let keep = i >= WARMUP;
+        // Alternate which goes first, as the one-client rows rotate.
+        for headed in [i % 2 == 0, i % 2 == 1] {
+            let key = format!("counter-{}", i % 16);
+            let mut record = FutureRecord::to(&topic).key(&key).payload(&value[..]);
+            if headed {
+                record = record.headers(operation_header(i));
+            }
+            let started = Instant::now();
+            producer
+                .send(record, RdTimeout::After(PATIENCE))
+                .await
+                .map_err(|(e, _)| Error::Kafka(e))?;
+            if keep {
+                if headed { &mut with } else { &mut without }.push(started.elapsed());
+            }
+        }
+    }
+    Ok([("p50", 0.50), ("p99", 0.99)]
+        .into_iter()
+        .map(|(name, q)| Row {
+            measurement: format!("rmw: raw produce+ack {name}, record with an operation's header"),
+            unit: "ms".into(),
+            kafkv: percentile(&with, q),
+            peer: "without".into(),
+            raw: percentile(&without, q),
+        })
+        .collect())
 }
 
 // ---------------------------------------------------------------------------
