@@ -833,6 +833,34 @@ mod tests {
         }
     }
 
+    /// Produces `batches` to partition 0 of [`TOPIC`] so that the writer
+    /// finds them all queued when it next takes the gate (held here while
+    /// they are sent), and so writes them as one group: each batch's
+    /// answer, in the order given.
+    async fn produce_as_one_group(
+        storage: &KafkvStorage,
+        batches: Vec<deflated::Batch>,
+    ) -> Vec<Result<i64>> {
+        let producer = storage.producer().expect("kafkv's produce path").clone();
+        let topition = Topition::new(TOPIC, 0);
+        let sent = producer.counts().sent.load(Relaxed) + batches.len() as u64;
+        let mut produces = tokio::task::JoinSet::new();
+        storage
+            .exclusive(async |_| {
+                for (n, batch) in batches.into_iter().enumerate() {
+                    let (producer, topition) = (producer.clone(), topition.clone());
+                    produces.spawn(async move { (n, producer.produce(&topition, batch).await) });
+                }
+                while producer.counts().sent.load(Relaxed) < sent {
+                    tokio::task::yield_now().await;
+                }
+            })
+            .await;
+        let mut answers = produces.join_all().await;
+        answers.sort_unstable_by_key(|(n, _)| *n);
+        answers.into_iter().map(|(_, answer)| answer).collect()
+    }
+
     /// The same produces, valid and not, go through kafkv's path and
     /// through tansu's: every answer and every row they leave must be the
     /// same.
@@ -1013,29 +1041,18 @@ mod tests {
         let before = producer.counts().transactions.load(Relaxed);
         let topition = Topition::new(TOPIC, 0);
         let mut rng = fastrand::Rng::with_seed(7);
-        let mut produces = tokio::task::JoinSet::new();
-        // Held while every produce is sent, so the writer finds them all
-        // queued once it gets the gate.
-        storage
-            .exclusive(async |_| {
-                for n in 0..PRODUCES {
-                    let batch = batch(&mut rng, None, 2);
-                    let batch = if n == PRODUCES / 2 {
-                        corrupt(batch)
-                    } else {
-                        batch
-                    };
-                    let (producer, topition) = (producer.clone(), topition.clone());
-                    produces.spawn(async move { (n, producer.produce(&topition, batch).await) });
-                }
-                while producer.counts().sent.load(Relaxed) < PRODUCES {
-                    tokio::task::yield_now().await;
+        let batches = (0..PRODUCES)
+            .map(|n| {
+                let batch = batch(&mut rng, None, 2);
+                if n == PRODUCES / 2 {
+                    corrupt(batch)
+                } else {
+                    batch
                 }
             })
-            .await;
+            .collect();
         let mut offsets = Vec::new();
-        while let Some(joined) = produces.join_next().await {
-            let (n, produced) = joined.expect("a produce task");
+        for (n, produced) in (0..).zip(produce_as_one_group(&storage, batches).await) {
             if n == PRODUCES / 2 {
                 assert!(produced.is_err(), "a corrupt batch was stored");
             } else {
@@ -1086,32 +1103,23 @@ mod tests {
         let before = producer.counts().transactions.load(Relaxed);
         let topition = Topition::new(TOPIC, 0);
         let mut rng = fastrand::Rng::with_seed(11);
-        let mut produces = tokio::task::JoinSet::new();
-        storage
-            .exclusive(async |_| {
-                for n in 0..PRODUCES {
-                    let base_timestamp = if n == POISONED {
-                        POISON_TIME
-                    } else {
-                        1_700_000_000_000
-                    };
-                    let builder = inflated::Batch::builder()
-                        .base_timestamp(base_timestamp)
-                        .producer_id(-1)
-                        .producer_epoch(-1)
-                        .base_sequence(-1);
-                    let batch = with_records(&mut rng, builder, 2, 50, 20);
-                    let (producer, topition) = (producer.clone(), topition.clone());
-                    produces.spawn(async move { (n, producer.produce(&topition, batch).await) });
-                }
-                while producer.counts().sent.load(Relaxed) < PRODUCES {
-                    tokio::task::yield_now().await;
-                }
+        let batches = (0..PRODUCES)
+            .map(|n| {
+                let base_timestamp = if n == POISONED {
+                    POISON_TIME
+                } else {
+                    1_700_000_000_000
+                };
+                let builder = inflated::Batch::builder()
+                    .base_timestamp(base_timestamp)
+                    .producer_id(-1)
+                    .producer_epoch(-1)
+                    .base_sequence(-1);
+                with_records(&mut rng, builder, 2, 50, 20)
             })
-            .await;
+            .collect();
         let mut offsets = Vec::new();
-        while let Some(joined) = produces.join_next().await {
-            let (n, produced) = joined.expect("a produce task");
+        for (n, produced) in (0..).zip(produce_as_one_group(&storage, batches).await) {
             if n == POISONED {
                 assert!(produced.is_err(), "the poisoned batch was stored");
             } else {
