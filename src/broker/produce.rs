@@ -540,7 +540,6 @@ impl Statements {
             inflated,
             low,
             high,
-            ..
         } = checked;
         if let Some(advance) = sequence {
             execute(
@@ -833,17 +832,22 @@ mod tests {
         }
     }
 
-    /// Produces `batches` to partition 0 of [`TOPIC`] so that the writer
-    /// finds them all queued when it next takes the gate (held here while
-    /// they are sent), and so writes them as one group: each batch's
-    /// answer, in the order given.
-    async fn produce_as_one_group(
+    /// Produces `batches` (two records each) to partition 0 of [`TOPIC`] so
+    /// that the writer finds them all queued when it next takes the gate
+    /// (held here while they are sent), and checks what a group with one bad
+    /// batch must give: one transaction, the batch at `failing` refused
+    /// (`why` says what it was), every other stored at contiguous offsets.
+    async fn assert_one_group_where_only_one_fails(
         storage: &KafkvStorage,
         batches: Vec<deflated::Batch>,
-    ) -> Vec<Result<i64>> {
+        failing: usize,
+        why: &str,
+    ) {
         let producer = storage.producer().expect("kafkv's produce path").clone();
         let topition = Topition::new(TOPIC, 0);
-        let sent = producer.counts().sent.load(Relaxed) + batches.len() as u64;
+        let before = producer.counts().transactions.load(Relaxed);
+        let produces_count = batches.len();
+        let sent = producer.counts().sent.load(Relaxed) + produces_count as u64;
         let mut produces = tokio::task::JoinSet::new();
         storage
             .exclusive(async |_| {
@@ -856,9 +860,20 @@ mod tests {
                 }
             })
             .await;
-        let mut answers = produces.join_all().await;
-        answers.sort_unstable_by_key(|(n, _)| *n);
-        answers.into_iter().map(|(_, answer)| answer).collect()
+        let mut offsets = Vec::new();
+        for (n, produced) in produces.join_all().await {
+            if n == failing {
+                assert!(produced.is_err(), "{why} was stored");
+            } else {
+                offsets.push(produced.expect("stored"));
+            }
+        }
+        assert_eq!(producer.counts().transactions.load(Relaxed) - before, 1);
+        offsets.sort_unstable();
+        let expected = (0..produces_count as i64 - 1)
+            .map(|n| n * 2)
+            .collect::<Vec<_>>();
+        assert_eq!(offsets, expected, "each batch got its own offsets, no gap");
     }
 
     /// The same produces, valid and not, go through kafkv's path and
@@ -1037,8 +1052,6 @@ mod tests {
         let dir = tempfile::tempdir().expect("a temp dir");
         let storage = open(&dir.path().join("broker.db"), BrokerPaths::Kafkv).await;
         create_compacted_topic(&storage, TOPIC).await;
-        let producer = storage.producer().expect("kafkv's produce path").clone();
-        let before = producer.counts().transactions.load(Relaxed);
         let topition = Topition::new(TOPIC, 0);
         let mut rng = fastrand::Rng::with_seed(7);
         let batches = (0..PRODUCES)
@@ -1051,18 +1064,13 @@ mod tests {
                 }
             })
             .collect();
-        let mut offsets = Vec::new();
-        for (n, produced) in (0..).zip(produce_as_one_group(&storage, batches).await) {
-            if n == PRODUCES / 2 {
-                assert!(produced.is_err(), "a corrupt batch was stored");
-            } else {
-                offsets.push(produced.expect("stored"));
-            }
-        }
-        assert_eq!(producer.counts().transactions.load(Relaxed) - before, 1);
-        offsets.sort_unstable();
-        let expected = (0..PRODUCES as i64 - 1).map(|n| n * 2).collect::<Vec<_>>();
-        assert_eq!(offsets, expected, "each batch got its own offsets, no gap");
+        assert_one_group_where_only_one_fails(
+            &storage,
+            batches,
+            PRODUCES as usize / 2,
+            "a corrupt batch",
+        )
+        .await;
         let stage = storage.offset_stage(&topition).await.expect("a stage");
         assert_eq!(stage.high_watermark(), 2 * (PRODUCES as i64 - 1));
     }
@@ -1099,8 +1107,6 @@ mod tests {
             )
             .await
             .expect("a trigger");
-        let producer = storage.producer().expect("kafkv's produce path").clone();
-        let before = producer.counts().transactions.load(Relaxed);
         let topition = Topition::new(TOPIC, 0);
         let mut rng = fastrand::Rng::with_seed(11);
         let batches = (0..PRODUCES)
@@ -1118,18 +1124,13 @@ mod tests {
                 with_records(&mut rng, builder, 2, 50, 20)
             })
             .collect();
-        let mut offsets = Vec::new();
-        for (n, produced) in (0..).zip(produce_as_one_group(&storage, batches).await) {
-            if n == POISONED {
-                assert!(produced.is_err(), "the poisoned batch was stored");
-            } else {
-                offsets.push(produced.expect("stored"));
-            }
-        }
-        assert_eq!(producer.counts().transactions.load(Relaxed) - before, 1);
-        offsets.sort_unstable();
-        let expected = (0..PRODUCES as i64 - 1).map(|n| n * 2).collect::<Vec<_>>();
-        assert_eq!(offsets, expected, "each batch got its own offsets, no gap");
+        assert_one_group_where_only_one_fails(
+            &storage,
+            batches,
+            POISONED as usize,
+            "the poisoned batch",
+        )
+        .await;
         let mut rows = connection
             .query(
                 "SELECT count(*), count(*) FILTER (WHERE timestamp < 1000) FROM record",
