@@ -448,14 +448,13 @@ async fn fan_out(
 ) -> Result<Duration> {
     let started = Instant::now();
     let lanes = ports.len() * PIPES_PER_PORT;
-    let len = keys.len();
-    let stride = shuffle_stride(len);
+    let shuffle = Shuffle::of(keys.len());
     try_join_all((0..lanes).map(|lane| {
         let first = keys.start + (lane + lanes - keys.start % lanes) % lanes;
         let start = keys.start;
         let mine = (first..keys.end.max(first)).step_by(lanes).map(move |key| {
             if shuffled {
-                start + ((key - start) * stride) % len
+                start + shuffle.position(key - start)
             } else {
                 key
             }
@@ -466,14 +465,28 @@ async fn fan_out(
     Ok(started.elapsed())
 }
 
-/// A stride coprime with `len`, far from 1: `i ↦ i · stride mod len` visits
-/// every key of a range of `len` once, in an order unrelated to key order.
-fn shuffle_stride(len: usize) -> usize {
-    const PRIMES: [usize; 3] = [1_000_003, 999_983, 7_919];
-    PRIMES
-        .into_iter()
-        .find(|prime| !len.is_multiple_of(*prime))
-        .expect("a multiple of all three would be over 7.9 × 10^15 keys")
+/// An order of `0..len` unrelated to key order: `i ↦ i · stride mod len`,
+/// with a stride coprime with `len` and far from 1, visits each once.
+#[derive(Clone, Copy)]
+struct Shuffle {
+    len: usize,
+    stride: usize,
+}
+
+impl Shuffle {
+    fn of(len: usize) -> Self {
+        const PRIMES: [usize; 3] = [1_000_003, 999_983, 7_919];
+        let stride = PRIMES
+            .into_iter()
+            .find(|prime| !len.is_multiple_of(*prime))
+            .expect("a multiple of all three would be over 7.9 × 10^15 keys");
+        Self { len, stride }
+    }
+
+    /// Where the `i`-th key of the load goes, `i < len`.
+    fn position(self, i: usize) -> usize {
+        (i * self.stride) % self.len
+    }
 }
 
 /// SIGTERM, and a clean exit.
@@ -1190,10 +1203,10 @@ mod tests {
     #[test]
     fn a_shuffled_load_sets_every_key_once() {
         for len in [1, 2, 7_919, 10_000, 1_000_003, 2_000_006] {
-            let stride = shuffle_stride(len);
+            let shuffle = Shuffle::of(len);
             let mut seen = vec![false; len];
             for i in 0..len {
-                let key = (i * stride) % len;
+                let key = shuffle.position(i);
                 assert!(!seen[key], "key {key} of {len} twice");
                 seen[key] = true;
             }
