@@ -180,6 +180,11 @@ struct BenchConfig {
     /// the read-modify-write measurement.
     #[arg(long, default_value_t = 20_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     rmw_requests: usize,
+    /// Runs of each test (SET, INCR) at 50 clients on one key, interleaved SET, INCR,
+    /// INCR, SET, …, pooled into one figure each: a drift of the machine's speed
+    /// during the section then weighs on both alike.
+    #[arg(long, default_value_t = 4, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    rmw_rounds: usize,
     /// Distinct keys written with `SET … EX 3600` through a `kafkv serve` child, and
     /// plain to another topic, for the memory per volatile key (and into redis-server).
     #[arg(long, default_value_t = 1_000_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]

@@ -19,18 +19,24 @@
 //!   charges an operation record beyond a put, docs/design.md (n)).
 //! - **50 clients, one key**, against a `kafkv serve --brokers` child
 //!   process, so that its CPU time is its own (`/proc/<pid>/stat`):
-//!   `redis-benchmark -c 50 -n --rmw-requests -t set`, then `-t incr`,
+//!   `redis-benchmark -c 50 -n --rmw-requests -t set` and `-t incr`,
 //!   without `-r`, so every request goes to one key (`key:__rand_int__`,
-//!   `counter:__rand_int__`). After each, the bench waits until the topic's
-//!   end offset has not moved for 0.5 s (the repairs settled). Per run:
-//!   requests per second (goal: INCR ≥ 0.8 × SET); records written per
-//!   acknowledged request, from the topic's end offsets before and after
-//!   (goal: INCR ≤ 1.1); the child's CPU time per 1,000 acknowledged
-//!   requests, settling included (goal: INCR ≤ 1.3 × SET), and the part of
-//!   it spent in librdkafka's threads (`/proc/<pid>/task/*`, names `rdk:…`;
-//!   its idempotent producer's thread spins while records wait behind its
-//!   in-flight limit, see `log/window.rs` in the library). The counter must
-//!   then read `--rmw-requests`: every INCR was acknowledged once.
+//!   `counter:__rand_int__`), `--rmw-rounds` runs of each in the order SET,
+//!   INCR, INCR, SET, SET, INCR, … After each run, the bench waits until the
+//!   topic's end offset has not moved for 0.5 s (the repairs settled). Each
+//!   test's runs are pooled: requests per second over all of them (goal:
+//!   INCR ≥ 0.8 × SET); records written per acknowledged request, from the
+//!   topic's end offsets before and after each run (goal: INCR ≤ 1.1); the
+//!   child's CPU time per 1,000 acknowledged requests, settling included
+//!   (goal: INCR ≤ 1.3 × SET), and the part of it spent in librdkafka's
+//!   threads (`/proc/<pid>/task/*`, names `rdk:…`; its idempotent
+//!   producer's thread spins while records wait behind its in-flight limit,
+//!   see `log/window.rs` in the library); the median of the runs' p50s.
+//!   The counter must then read rounds × `--rmw-requests`: every INCR was
+//!   acknowledged once. Why rounds: one SET run then one INCR run put the
+//!   machine's drift between them into the ratios (SET's own rate moved
+//!   from 12,700 to 16,400 req/s between runs of the bench); interleaved,
+//!   a drift weighs on both tests alike.
 
 use std::{
     net::{Ipv4Addr, SocketAddr},
@@ -393,80 +399,141 @@ async fn one_key(
     let served = serve_resp(kafkv, dir, brokers, &topic, resp_port).await?;
     let ends = EndOffsets::new(brokers, &topic).await?;
     one_key_benchmark(resp_port, "set", WARMUP_REQUESTS).await?;
-    let mut runs = Vec::new();
-    for test in ["set", "incr"] {
+    let rounds = config.rmw_rounds;
+    let (mut sets, mut incrs) = (Vec::new(), Vec::new());
+    for test in interleaved(rounds) {
         progress(format!(
             "rmw: {} x {requests}, 50 clients, one key",
             test.to_uppercase()
         ));
         let run = one_key_run(&served, &ends, resp_port, test, requests).await?;
         progress(format!(
-            "rmw: {} records, {} repairs, {:.3} CPU-s",
-            run.records, run.repairs, run.cpu
+            "rmw: {:.0} req/s, {} records, {} repairs, {:.3} CPU-s",
+            run.figures.rps, run.records, run.repairs, run.cpu
         ));
-        runs.push(run);
+        if test == "set" { &mut sets } else { &mut incrs }.push(run);
     }
     let mut client =
         RespClient::connect(SocketAddr::from((Ipv4Addr::LOCALHOST, resp_port))).await?;
     client
         .call(&[b"GET", b"counter:__rand_int__"])
         .await?
-        .expect(Reply::Bulk(Some(requests.to_string().into_bytes())))?;
+        .expect(Reply::Bulk(Some(
+            (rounds * requests).to_string().into_bytes(),
+        )))?;
     drop(client);
     tokio::task::spawn_blocking(move || served.terminate(STOP_GRACE))
         .await
         .expect("terminate does not panic")?;
 
-    let (set, incr) = (&runs[0], &runs[1]);
-    let per_request = |records: i64| records as f64 / requests as f64;
-    let per_thousand = |cpu: f64| cpu * 1e6 / requests as f64;
-    let records = per_request(incr.records);
-    let (incr_cpu, set_cpu) = (per_thousand(incr.cpu), per_thousand(set.cpu));
+    let (set, incr) = (Pooled::of(&sets, requests), Pooled::of(&incrs, requests));
+    let records = incr.records_per_request;
+    let round_ratios = |figure: fn(&OneKeyRun) -> f64| {
+        let ratios: Vec<String> = incrs
+            .iter()
+            .zip(&sets)
+            .map(|(i, s)| format!("{:.2}", figure(i) / figure(s)))
+            .collect();
+        ratios.join(", ")
+    };
+    progress(format!(
+        "rmw: INCR/SET by round: req/s {}; CPU {}",
+        round_ratios(|run| run.figures.rps),
+        round_ratios(|run| run.cpu),
+    ));
+    let runs = format!("{rounds} runs each, interleaved");
     Ok(vec![
         Row {
             measurement: with_goal(
-                "rmw: INCR/s, 50 clients, one key",
+                &format!("rmw: INCR/s, 50 clients, one key, {runs}"),
                 "≥ 0.8× SET",
-                incr.figures.rps >= 0.8 * set.figures.rps,
+                incr.rps >= 0.8 * set.rps,
             ),
             unit: "req/s".into(),
-            kafkv: incr.figures.rps,
+            kafkv: incr.rps,
             peer: "SET, 50 clients".into(),
-            raw: set.figures.rps,
+            raw: set.rps,
         },
         Row {
-            measurement: "rmw: INCR p50, 50 clients, one key".into(),
+            measurement: "rmw: INCR p50, 50 clients, one key, median of runs".into(),
             unit: "ms".into(),
-            kafkv: incr.figures.p50,
+            kafkv: incr.p50,
             peer: "SET, 50 clients".into(),
-            raw: set.figures.p50,
+            raw: set.p50,
         },
         Row {
             measurement: with_goal("rmw: records per INCR, one key", "≤ 1.1", records <= 1.1),
             unit: "records".into(),
             kafkv: records,
             peer: "SET".into(),
-            raw: per_request(set.records),
+            raw: set.records_per_request,
         },
         Row {
             measurement: with_goal(
-                "rmw: kafkv CPU per 1,000 INCR",
+                &format!("rmw: kafkv CPU per 1,000 INCR, {runs}"),
                 "≤ 1.3× SET",
-                incr_cpu <= 1.3 * set_cpu,
+                incr.cpu_per_thousand <= 1.3 * set.cpu_per_thousand,
             ),
             unit: "CPU-ms".into(),
-            kafkv: incr_cpu,
+            kafkv: incr.cpu_per_thousand,
             peer: "SET, 50 clients".into(),
-            raw: set_cpu,
+            raw: set.cpu_per_thousand,
         },
         Row {
             measurement: "rmw: of which librdkafka's threads".into(),
             unit: "CPU-ms".into(),
-            kafkv: per_thousand(incr.librdkafka_cpu),
+            kafkv: incr.librdkafka_per_thousand,
             peer: "SET, 50 clients".into(),
-            raw: per_thousand(set.librdkafka_cpu),
+            raw: set.librdkafka_per_thousand,
         },
     ])
+}
+
+/// The order of `rounds` runs of each test: SET, INCR, INCR, SET, SET, INCR,
+/// … — each pair reversed from the one before, so that a steady drift of
+/// the machine's speed favours neither test.
+fn interleaved(rounds: usize) -> Vec<&'static str> {
+    (0..rounds)
+        .flat_map(|round| {
+            if round % 2 == 0 {
+                ["set", "incr"]
+            } else {
+                ["incr", "set"]
+            }
+        })
+        .collect()
+}
+
+/// One test's runs, pooled.
+struct Pooled {
+    /// All requests over the time all runs took.
+    rps: f64,
+    /// The median of the runs' p50s.
+    p50: f64,
+    records_per_request: f64,
+    cpu_per_thousand: f64,
+    librdkafka_per_thousand: f64,
+}
+
+impl Pooled {
+    /// `runs`, of `requests` requests each.
+    fn of(runs: &[OneKeyRun], requests: usize) -> Self {
+        let total = (runs.len() * requests) as f64;
+        let seconds: f64 = runs
+            .iter()
+            .map(|run| requests as f64 / run.figures.rps)
+            .sum();
+        let mut p50s: Vec<f64> = runs.iter().map(|run| run.figures.p50).collect();
+        p50s.sort_by(f64::total_cmp);
+        let sum = |figure: fn(&OneKeyRun) -> f64| runs.iter().map(figure).sum::<f64>();
+        Self {
+            rps: total / seconds,
+            p50: p50s[p50s.len() / 2],
+            records_per_request: sum(|run| run.records as f64) / total,
+            cpu_per_thousand: sum(|run| run.cpu) * 1e3 / total * 1e3,
+            librdkafka_per_thousand: sum(|run| run.librdkafka_cpu) * 1e3 / total * 1e3,
+        }
+    }
 }
 
 /// `redis-benchmark -c 50 -t <test>` without `-r`: every request on one key.
@@ -529,4 +596,51 @@ async fn repairs_written(served: &ServeProcess) -> Result<f64> {
     Ok(metric(served, "kafkv_repairs_written_total")
         .await?
         .unwrap_or(0.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounds_alternate_which_test_goes_first() {
+        assert_eq!(interleaved(1), ["set", "incr"]);
+        assert_eq!(
+            interleaved(3),
+            ["set", "incr", "incr", "set", "set", "incr"]
+        );
+        let runs = interleaved(4);
+        let position_sum = |test| -> usize {
+            runs.iter()
+                .enumerate()
+                .filter(|(_, t)| **t == test)
+                .map(|(i, _)| i)
+                .sum()
+        };
+        // An even number of rounds puts both tests at the same mean position.
+        assert_eq!(position_sum("set"), position_sum("incr"));
+    }
+
+    fn run(rps: f64, p50: f64, records: i64, cpu: f64) -> OneKeyRun {
+        OneKeyRun {
+            figures: Figures { rps, p50, p99: 0.0 },
+            records,
+            cpu,
+            librdkafka_cpu: cpu / 2.0,
+            repairs: 0.0,
+        }
+    }
+
+    #[test]
+    fn pooling_weighs_each_run_by_the_time_it_took() {
+        // 1,000 requests at 1,000/s (1 s) and at 250/s (4 s): 2,000 in 5 s.
+        let runs = [run(1_000.0, 1.0, 1_000, 0.5), run(250.0, 3.0, 1_010, 1.5)];
+        let pooled = Pooled::of(&runs, 1_000);
+        assert!((pooled.rps - 400.0).abs() < 1e-9, "{}", pooled.rps);
+        assert_eq!(pooled.p50, 3.0, "the upper median of two");
+        assert!((pooled.records_per_request - 1.005).abs() < 1e-9);
+        // 2 CPU-s over 2,000 requests: 1,000 CPU-ms per 1,000.
+        assert!((pooled.cpu_per_thousand - 1_000.0).abs() < 1e-9);
+        assert!((pooled.librdkafka_per_thousand - 500.0).abs() < 1e-9);
+    }
 }
