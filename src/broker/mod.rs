@@ -39,6 +39,7 @@ mod produce;
 mod read_cache;
 mod serve;
 mod storage;
+mod stored_read;
 mod tail;
 #[cfg(test)]
 mod testing;

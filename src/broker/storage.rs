@@ -15,6 +15,10 @@
 //!   produced batch, as Kafka does; tansu keeps the producer's.
 //! - **Tail cache** ([`super::tail`]): a fetch near a partition's end is
 //!   answered from the records this wrapper saw produced, without SQLite.
+//! - **Stored reads** ([`super::stored_read`]): a fetch the tail cache
+//!   cannot answer reads SQLite with kafkv's prepared statements, in time
+//!   proportional to what it returns; tansu's fetch walks the rest of the
+//!   partition and compiles a query per record.
 //! - **Read cache** ([`super::read_cache`]): the offset stages and metadata
 //!   tansu's fetch handler reads on every fetch come from memory until
 //!   something the wrapper sees changes them.
@@ -73,6 +77,7 @@ use super::{
     maintenance::{self, Compacted},
     produce::{Producer, Published},
     read_cache::ReadCache,
+    stored_read::StoredRead,
     tail::Tails,
     wal_sync::{Durability, WalSync},
 };
@@ -154,14 +159,18 @@ struct Shared {
     durability: Durability,
     /// The tail and read caches; off only for `--broker-paths tansu`.
     caching: bool,
+    /// kafkv's read of stored records ([`super::stored_read`]); `None`:
+    /// tansu's fetch reads them (`--broker-paths tansu`).
+    stored_read: Option<StoredRead>,
 }
 
 /// How [`KafkvStorage`] serves, fixed when the broker starts.
 pub struct Options {
     /// How long a fetch that finds nothing is held ([`LongPoll`]).
     pub fetch_hold: Duration,
-    /// Answer fetches from the tail and read caches (off: every fetch
-    /// reads SQLite, as tansu 0.6 alone does).
+    /// Answer fetches from the tail and read caches, and from storage with
+    /// kafkv's read (off: every fetch reads SQLite with tansu's, as tansu
+    /// 0.6 alone does).
     pub caching: bool,
     /// Acknowledge a produce only once `WalSync` has synced the WAL after
     /// its commit (`--broker-sync commit`).
@@ -207,6 +216,11 @@ impl KafkvStorage {
         } else {
             None
         };
+        let stored_read = if options.caching {
+            Some(StoredRead::prepare(database.connect()?).await?)
+        } else {
+            None
+        };
         Ok(Self {
             inner,
             shared: Arc::new(Shared {
@@ -221,6 +235,7 @@ impl KafkvStorage {
                 read_cache,
                 durability,
                 caching: options.caching,
+                stored_read,
             }),
         })
     }
@@ -272,8 +287,37 @@ impl KafkvStorage {
         &self.shared.tails
     }
 
-    /// What tansu's own fetch reads from SQLite, with the header fix.
+    /// The batches stored for a fetch: kafkv's read
+    /// ([`super::stored_read`]), or tansu's fetch where that read leaves it
+    /// to tansu (and with `--broker-paths tansu`).
     pub(super) async fn fetch_from_storage(
+        &self,
+        topition: &Topition,
+        offset: i64,
+        min_bytes: u32,
+        max_bytes: u32,
+        isolation: IsolationLevel,
+    ) -> Result<Vec<deflated::Batch>> {
+        if let Some(stored_read) = &self.shared.stored_read {
+            // The stage first: it takes the gate itself, and a second shared
+            // hold would wait behind a queued writer.
+            let stage = self.offset_stage(topition).await?;
+            let read = {
+                let _shared = self.shared.gate.read().await;
+                stored_read
+                    .read(topition, offset, max_bytes, isolation, &stage)
+                    .await
+            };
+            if let Some(batches) = read? {
+                return Ok(batches);
+            }
+        }
+        self.fetch_from_tansu(topition, offset, min_bytes, max_bytes, isolation)
+            .await
+    }
+
+    /// What tansu's own fetch reads from SQLite, with the header fix.
+    pub(super) async fn fetch_from_tansu(
         &self,
         topition: &Topition,
         offset: i64,

@@ -46,19 +46,20 @@ pub const MAX_RECORDS: usize = 16_384;
 /// Bytes (keys, values and headers) kept per partition at most.
 pub const MAX_BYTES: usize = 8 << 20;
 
-/// One record as tansu stored it.
+/// One record as tansu stored it (the cache's, and
+/// [`super::stored_read`]'s rows).
 #[derive(Debug, Clone)]
-struct Cached {
-    attributes: i16,
+pub(super) struct Stored {
+    pub attributes: i16,
     /// Only for a transactional produce, as tansu stores them.
-    producer: Option<(i64, i16)>,
-    timestamp: i64,
-    key: Option<Bytes>,
-    value: Option<Bytes>,
-    headers: Vec<Header>,
+    pub producer: Option<(i64, i16)>,
+    pub timestamp: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<Header>,
 }
 
-impl Cached {
+impl Stored {
     fn size(&self) -> usize {
         self.key_and_value()
             + self
@@ -80,12 +81,12 @@ fn octets(bytes: &Option<Bytes>) -> usize {
 
 #[derive(Debug, Default)]
 struct Tail {
-    records: BTreeMap<i64, Cached>,
+    records: BTreeMap<i64, Stored>,
     bytes: usize,
 }
 
 impl Tail {
-    fn insert(&mut self, offset: i64, record: Cached) {
+    fn insert(&mut self, offset: i64, record: Stored) {
         self.bytes += record.size();
         if let Some(replaced) = self.records.insert(offset, record) {
             self.bytes -= replaced.size();
@@ -128,7 +129,7 @@ impl Tails {
         for (place, record) in batch.records.into_iter().enumerate() {
             tail.insert(
                 base_offset + place as i64,
-                Cached {
+                Stored {
                     attributes: batch.attributes,
                     producer,
                     timestamp: batch.base_timestamp + record.timestamp_delta,
@@ -177,7 +178,7 @@ impl Tails {
         // running sum of key and value bytes, this row's included, stays
         // below the budget.
         let mut budget_used = 0i64;
-        let rows: Vec<(i64, &Cached)> = tail
+        let rows: Vec<(i64, &Stored)> = tail
             .records
             .range(offset..end.max(offset))
             .take_while(|(_, record)| {
@@ -191,11 +192,11 @@ impl Tails {
 }
 
 /// Rows as tansu's fetch turns them into batches (`lite.rs`, `fetch`).
-fn batches_of(rows: &[(i64, &Cached)]) -> Result<Vec<deflated::Batch>> {
+pub(super) fn batches_of(rows: &[(i64, &Stored)]) -> Result<Vec<deflated::Batch>> {
     let Some((first_offset, first)) = rows.first() else {
         return Ok(vec![inflated::Batch::builder().build()?.try_into()?]);
     };
-    let header = |record: &Cached| (record.attributes, record.producer);
+    let header = |record: &Stored| (record.attributes, record.producer);
     let mut batches = Vec::new();
     let mut start = (*first_offset, *first);
     let mut builder = batch_builder(*first_offset, first);
@@ -221,7 +222,7 @@ fn batches_of(rows: &[(i64, &Cached)]) -> Result<Vec<deflated::Batch>> {
     Ok(batches)
 }
 
-fn batch_builder(offset: i64, first: &Cached) -> inflated::Builder {
+fn batch_builder(offset: i64, first: &Stored) -> inflated::Builder {
     let (producer_id, producer_epoch) = first.producer.unwrap_or((-1, -1));
     inflated::Batch::builder()
         .base_offset(offset)
@@ -257,24 +258,12 @@ mod tests {
     use super::*;
     use crate::broker::{
         BrokerPaths,
-        testing::{create_compacted_topic, offsets_in, open, with_records},
+        testing::{
+            a_minute_ago, at_fetch_time, create_compacted_topic, mixed_batch, offsets_in, open,
+        },
     };
 
     const TOPIC: &str = "tail";
-
-    /// A batch of `count` records over a few keys (so compaction has work),
-    /// some of them tombstones, some with headers; its attributes vary so
-    /// fetches cross batch boundaries.
-    fn batch(rng: &mut fastrand::Rng, count: usize, timestamp: i64) -> deflated::Batch {
-        let attributes = if rng.bool() { 0 } else { 8 };
-        let builder = inflated::Batch::builder()
-            .base_timestamp(timestamp)
-            .attributes(attributes)
-            .producer_id(-1)
-            .producer_epoch(-1)
-            .base_sequence(-1);
-        with_records(rng, builder, count, 300, 100)
-    }
 
     /// A fetch through kafkv's Fetch route from the start of a compacted
     /// partition holds each kept record once; tansu's own handler repeats
@@ -296,7 +285,7 @@ mod tests {
         let topition = Topition::new(TOPIC, 0);
         let mut rng = fastrand::Rng::with_seed(7);
         for step in 0..20 {
-            let batch = batch(&mut rng, 4, 1_700_000_000_000 + step);
+            let batch = mixed_batch(&mut rng, 4, 1_700_000_000_000 + step);
             storage
                 .produce(None, &topition, batch)
                 .await
@@ -356,18 +345,6 @@ mod tests {
         assert_eq!(offsets(&ours), kept);
     }
 
-    /// tansu's fetch leaves a batch's `max_timestamp` at the batch
-    /// builder's default, the time of the fetch (and the CRC covers it);
-    /// clients read each record's time from the base timestamp and its
-    /// delta, as the batches are create-time batches.
-    fn at_fetch_time(batch: deflated::Batch) -> deflated::Batch {
-        deflated::Batch {
-            max_timestamp: 0,
-            crc: 0,
-            ..batch
-        }
-    }
-
     /// The tail cache answers every fetch it answers exactly as storage
     /// does, over random sequences of produces, compactions, restarts and
     /// fetches from every offset with large and small budgets.
@@ -381,17 +358,13 @@ mod tests {
             let path = dir.path().join("broker.db");
             let mut storage = open(&path, BrokerPaths::Kafkv).await;
             create_compacted_topic(&storage, TOPIC).await;
-            let start = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .expect("after the epoch")
-                .as_millis() as i64
-                - 60_000;
+            let start = a_minute_ago();
             for step in 0..30 {
                 match rng.u8(0..20) {
                     0..10 => {
                         let count = rng.usize(1..6);
                         storage
-                            .produce(None, &topition, batch(&mut rng, count, start + step))
+                            .produce(None, &topition, mixed_batch(&mut rng, count, start + step))
                             .await
                             .expect("produced");
                     }

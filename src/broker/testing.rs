@@ -1,7 +1,7 @@
 //! What the broker's unit tests share: a storage opened as the broker opens
 //! it, and a compacted topic on it.
 
-use std::path::Path;
+use std::{path::Path, time::SystemTime};
 
 use bytes::Bytes;
 use tansu_sans_io::{
@@ -106,4 +106,40 @@ pub fn with_records(
         .build()
         .and_then(deflated::Batch::try_from)
         .expect("a batch")
+}
+
+/// A batch of `count` records over a few keys (so compaction has work),
+/// some of them tombstones, some with headers; its attributes vary so
+/// fetches cross batch boundaries.
+pub fn mixed_batch(rng: &mut fastrand::Rng, count: usize, timestamp: i64) -> deflated::Batch {
+    let attributes = if rng.bool() { 0 } else { 8 };
+    let builder = inflated::Batch::builder()
+        .base_timestamp(timestamp)
+        .attributes(attributes)
+        .producer_id(-1)
+        .producer_epoch(-1)
+        .base_sequence(-1);
+    with_records(rng, builder, count, 300, 100)
+}
+
+/// tansu's fetch leaves a batch's `max_timestamp` at the batch builder's
+/// default, the time of the fetch (and the CRC covers it); clients read
+/// each record's time from the base timestamp and its delta, as the batches
+/// are create-time batches. Answers compare equal once this is cleared.
+pub fn at_fetch_time(batch: deflated::Batch) -> deflated::Batch {
+    deflated::Batch {
+        max_timestamp: 0,
+        crc: 0,
+        ..batch
+    }
+}
+
+/// Milliseconds since the epoch a minute ago: record times that
+/// compaction's lag has passed.
+pub fn a_minute_ago() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("after the epoch")
+        .as_millis() as i64
+        - 60_000
 }
