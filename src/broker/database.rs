@@ -27,6 +27,12 @@ const KEY_INDEX: &str =
 const HEADER_INDEX: &str =
     "CREATE INDEX IF NOT EXISTS kafkv_header_record ON header (topition, offset_id)";
 
+/// A partition's row id (`topition.id`), by cluster, topic and partition:
+/// what kafkv's statements key records and headers by.
+pub const TOPITION_ID: &str = "SELECT tp.id FROM cluster c JOIN topic t ON t.cluster = c.id \
+     JOIN topition tp ON tp.topic = t.id \
+     WHERE c.name = ?1 AND t.name = ?2 AND tp.partition = ?3";
+
 /// The WAL size, in pages, at which the produce connection checkpoints
 /// itself: ten times SQLite's default. Under steady produces the WAL reaches
 /// it (the checkpoint task's copies race the commits, so the WAL is seldom

@@ -61,8 +61,13 @@ use tansu_storage::{Error, OffsetStage, Result, Topition};
 use tokio::sync::{RwLock, mpsc, oneshot};
 
 use super::{
-    CLUSTER_ID, checkpoint::Checkpointer, database::Database, long_poll::LongPoll,
-    read_cache::ReadCache, tail::Tails, wal_sync::Durability,
+    CLUSTER_ID,
+    checkpoint::Checkpointer,
+    database::{Database, TOPITION_ID},
+    long_poll::LongPoll,
+    read_cache::ReadCache,
+    tail::Tails,
+    wal_sync::Durability,
 };
 
 /// Produces per transaction at most: a bound on how long the gate is held.
@@ -315,12 +320,7 @@ impl Statements {
             savepoint: prepare("SAVEPOINT kafkv_batch").await?,
             release: prepare("RELEASE kafkv_batch").await?,
             rollback_to_savepoint: prepare("ROLLBACK TO kafkv_batch").await?,
-            topition: prepare(
-                "SELECT tp.id FROM cluster c JOIN topic t ON t.cluster = c.id \
-                 JOIN topition tp ON tp.topic = t.id \
-                 WHERE c.name = ?1 AND t.name = ?2 AND tp.partition = ?3",
-            )
-            .await?,
+            topition: prepare(TOPITION_ID).await?,
             newest_epoch: prepare(
                 "SELECT pe.epoch FROM cluster c JOIN producer p ON p.cluster = c.id \
                  JOIN producer_epoch pe ON pe.producer = p.id \

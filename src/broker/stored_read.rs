@@ -41,6 +41,7 @@ use tokio::sync::Mutex;
 
 use super::{
     CLUSTER_ID,
+    database::TOPITION_ID,
     tail::{Stored, batches_of},
 };
 
@@ -64,12 +65,7 @@ impl StoredRead {
         let statements = Statements {
             begin: prepare("BEGIN").await?,
             end: prepare("COMMIT").await?,
-            topition: prepare(
-                "SELECT tp.id FROM cluster c JOIN topic t ON t.cluster = c.id \
-                 JOIN topition tp ON tp.topic = t.id \
-                 WHERE c.name = ?1 AND t.name = ?2 AND tp.partition = ?3",
-            )
-            .await?,
+            topition: prepare(TOPITION_ID).await?,
             // The primary key (topition, offset_id) orders the rows.
             records: prepare(
                 "SELECT offset_id, attributes, timestamp, k, v, producer_id, producer_epoch \
@@ -264,15 +260,10 @@ fn sql_error(error: libsql::Error) -> Error {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, SystemTime};
-
-    use tansu_storage::Storage as _;
+    use tansu_sans_io::record::Record;
 
     use super::*;
-    use crate::broker::{
-        BrokerPaths,
-        testing::{a_minute_ago, at_fetch_time, create_compacted_topic, mixed_batch, open},
-    };
+    use crate::broker::testing::{Fetch, at_fetch_time, random_fetches};
 
     const TOPIC: &str = "stored";
 
@@ -282,76 +273,41 @@ mod tests {
     /// isolation levels.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn answers_every_fetch_as_tansus_fetch_does() {
-        let topition = Topition::new(TOPIC, 0);
         let (mut with_records, mut with_headers) = (0usize, 0usize);
-        for seed in 0..12u64 {
-            let mut rng = fastrand::Rng::with_seed(seed);
-            let dir = tempfile::tempdir().expect("a temporary directory");
-            let path = dir.path().join("broker.db");
-            let mut storage = open(&path, BrokerPaths::Kafkv).await;
-            create_compacted_topic(&storage, TOPIC).await;
-            let start = a_minute_ago();
-            for step in 0..30 {
-                match rng.u8(0..20) {
-                    0..10 => {
-                        let count = rng.usize(1..6);
-                        storage
-                            .produce(None, &topition, mixed_batch(&mut rng, count, start + step))
-                            .await
-                            .expect("produced");
-                    }
-                    10..12 => {
-                        storage
-                            .compact(SystemTime::now() + Duration::from_secs(1))
-                            .await
-                            .expect("compacted");
-                    }
-                    12 => storage = open(&path, BrokerPaths::Kafkv).await,
-                    _ => {
-                        let stage = storage.offset_stage(&topition).await.expect("a stage");
-                        for offset in 0..=stage.high_watermark() + 1 {
-                            for max_bytes in [5 << 20, rng.u32(1..400)] {
-                                let isolation = if rng.bool() {
-                                    IsolationLevel::ReadCommitted
-                                } else {
-                                    IsolationLevel::ReadUncommitted
-                                };
-                                let ours = storage
-                                    .fetch_from_storage(&topition, offset, 0, max_bytes, isolation)
-                                    .await
-                                    .expect("kafkv's read");
-                                let tansus = storage
-                                    .fetch_from_tansu(&topition, offset, 0, max_bytes, isolation)
-                                    .await
-                                    .expect("tansu's fetch");
-                                let records = |batches: &[deflated::Batch]| {
-                                    batches.iter().map(|b| b.record_count).sum::<u32>()
-                                };
-                                if records(&ours) == 0 && records(&tansus) == 0 {
-                                    // Both the empty batch, stamped with the
-                                    // time it was built.
-                                    continue;
-                                }
-                                with_records += 1;
-                                if ours.iter().any(|batch| {
-                                    Vec::<tansu_sans_io::record::Record>::try_from(batch)
-                                        .expect("decodes")
-                                        .iter()
-                                        .any(|record| !record.headers.is_empty())
-                                }) {
-                                    with_headers += 1;
-                                }
-                                assert_eq!(
-                                    ours.into_iter().map(at_fetch_time).collect::<Vec<_>>(),
-                                    tansus.into_iter().map(at_fetch_time).collect::<Vec<_>>(),
-                                    "seed {seed} step {step} offset {offset} max_bytes {max_bytes}"
-                                );
-                            }
-                        }
-                    }
-                }
+        random_fetches(TOPIC, async |fetch: Fetch<'_>| {
+            let (storage, topition) = (fetch.storage, fetch.topition);
+            let (offset, max_bytes, isolation) = (fetch.offset, fetch.max_bytes, fetch.isolation);
+            let ours = storage
+                .fetch_from_storage(topition, offset, 0, max_bytes, isolation)
+                .await
+                .expect("kafkv's read");
+            let tansus = storage
+                .fetch_from_tansu(topition, offset, 0, max_bytes, isolation)
+                .await
+                .expect("tansu's fetch");
+            let records =
+                |batches: &[deflated::Batch]| batches.iter().map(|b| b.record_count).sum::<u32>();
+            if records(&ours) == 0 && records(&tansus) == 0 {
+                // Both the empty batch, stamped with the time it was built.
+                return;
             }
-        }
+            with_records += 1;
+            if ours.iter().any(|batch| {
+                Vec::<Record>::try_from(batch)
+                    .expect("decodes")
+                    .iter()
+                    .any(|record| !record.headers.is_empty())
+            }) {
+                with_headers += 1;
+            }
+            assert_eq!(
+                ours.into_iter().map(at_fetch_time).collect::<Vec<_>>(),
+                tansus.into_iter().map(at_fetch_time).collect::<Vec<_>>(),
+                "{}",
+                fetch.context
+            );
+        })
+        .await;
         println!("{with_records} fetches with records, {with_headers} with headers");
         assert!(
             with_records > 200,

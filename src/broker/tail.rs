@@ -259,7 +259,8 @@ mod tests {
     use crate::broker::{
         BrokerPaths,
         testing::{
-            a_minute_ago, at_fetch_time, create_compacted_topic, mixed_batch, offsets_in, open,
+            Fetch, at_fetch_time, create_compacted_topic, mixed_batch, offsets_in, open,
+            random_fetches,
         },
     };
 
@@ -350,74 +351,46 @@ mod tests {
     /// fetches from every offset with large and small budgets.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_tail_cache_answers_exactly_what_storage_returns() {
-        let topition = Topition::new(TOPIC, 0);
         let (mut from_tail, mut compared) = (0usize, 0usize);
-        for seed in 0..12u64 {
-            let mut rng = fastrand::Rng::with_seed(seed);
-            let dir = tempfile::tempdir().expect("a temporary directory");
-            let path = dir.path().join("broker.db");
-            let mut storage = open(&path, BrokerPaths::Kafkv).await;
-            create_compacted_topic(&storage, TOPIC).await;
-            let start = a_minute_ago();
-            for step in 0..30 {
-                match rng.u8(0..20) {
-                    0..10 => {
-                        let count = rng.usize(1..6);
-                        storage
-                            .produce(None, &topition, mixed_batch(&mut rng, count, start + step))
-                            .await
-                            .expect("produced");
-                    }
-                    10..12 => {
-                        storage
-                            .compact(SystemTime::now() + Duration::from_secs(1))
-                            .await
-                            .expect("compacted");
-                    }
-                    12 => storage = open(&path, BrokerPaths::Kafkv).await,
-                    _ => {
-                        let stage = storage.offset_stage(&topition).await.expect("a stage");
-                        for offset in 0..=stage.high_watermark() + 1 {
-                            for max_bytes in [5 << 20, rng.u32(1..400)] {
-                                let isolation = if rng.bool() {
-                                    IsolationLevel::ReadCommitted
-                                } else {
-                                    IsolationLevel::ReadUncommitted
-                                };
-                                let Some(cached) = storage
-                                    .tails()
-                                    .read(&topition, offset, max_bytes, isolation, &stage)
-                                else {
-                                    continue;
-                                };
-                                let cached = cached.expect("built");
-                                let stored = storage
-                                    .fetch_from_storage(&topition, offset, 0, max_bytes, isolation)
-                                    .await
-                                    .expect("fetched");
-                                compared += 1;
-                                let context = format!(
-                                    "seed {seed} step {step} offset {offset} max_bytes {max_bytes}"
-                                );
-                                if stored.iter().all(|batch| batch.record_count == 0) {
-                                    assert!(
-                                        cached.iter().all(|batch| batch.record_count == 0),
-                                        "{context}: storage has nothing, the tail {cached:?}"
-                                    );
-                                    continue;
-                                }
-                                from_tail += 1;
-                                assert_eq!(
-                                    cached.into_iter().map(at_fetch_time).collect::<Vec<_>>(),
-                                    stored.into_iter().map(at_fetch_time).collect::<Vec<_>>(),
-                                    "{context}"
-                                );
-                            }
-                        }
-                    }
-                }
+        random_fetches(TOPIC, async |fetch: Fetch<'_>| {
+            let Some(cached) = fetch.storage.tails().read(
+                fetch.topition,
+                fetch.offset,
+                fetch.max_bytes,
+                fetch.isolation,
+                fetch.stage,
+            ) else {
+                return;
+            };
+            let cached = cached.expect("built");
+            let stored = fetch
+                .storage
+                .fetch_from_storage(
+                    fetch.topition,
+                    fetch.offset,
+                    0,
+                    fetch.max_bytes,
+                    fetch.isolation,
+                )
+                .await
+                .expect("fetched");
+            compared += 1;
+            let context = fetch.context;
+            if stored.iter().all(|batch| batch.record_count == 0) {
+                assert!(
+                    cached.iter().all(|batch| batch.record_count == 0),
+                    "{context}: storage has nothing, the tail {cached:?}"
+                );
+                return;
             }
-        }
+            from_tail += 1;
+            assert_eq!(
+                cached.into_iter().map(at_fetch_time).collect::<Vec<_>>(),
+                stored.into_iter().map(at_fetch_time).collect::<Vec<_>>(),
+                "{context}"
+            );
+        })
+        .await;
         println!("{compared} fetches compared, {from_tail} with records");
         assert!(from_tail > 100, "only {from_tail} fetches with records");
     }

@@ -1,14 +1,18 @@
 //! What the broker's unit tests share: a storage opened as the broker opens
 //! it, and a compacted topic on it.
 
-use std::{path::Path, time::SystemTime};
+use std::{
+    path::Path,
+    time::{Duration, SystemTime},
+};
 
 use bytes::Bytes;
 use tansu_sans_io::{
+    IsolationLevel,
     create_topics_request::{CreatableTopic, CreatableTopicConfig},
     record::{Header, Record, deflated, inflated},
 };
-use tansu_storage::Storage as _;
+use tansu_storage::{OffsetStage, Storage as _, Topition};
 
 use super::{
     BrokerPaths, CLUSTER_ID, build_storage, storage::KafkvStorage, storage_url, wal_sync::WalSync,
@@ -142,4 +146,76 @@ pub fn a_minute_ago() -> i64 {
         .expect("after the epoch")
         .as_millis() as i64
         - 60_000
+}
+
+/// One fetch of a random history ([`random_fetches`]).
+pub struct Fetch<'a> {
+    pub storage: &'a KafkvStorage,
+    pub topition: &'a Topition,
+    /// Where the partition stood when the fetch was drawn.
+    pub stage: &'a OffsetStage,
+    pub offset: i64,
+    pub max_bytes: u32,
+    pub isolation: IsolationLevel,
+    /// Seed, step, offset and budget, for an assertion's message.
+    pub context: String,
+}
+
+/// Random histories of one compacted partition, 12 seeds of 30 steps each:
+/// produces of [`mixed_batch`]es, compactions, restarts of the storage, and
+/// at random points a fetch from every offset up to one past the end, each
+/// with a large and a small budget and a random isolation level, handed to
+/// `check`.
+pub async fn random_fetches(topic: &str, mut check: impl AsyncFnMut(Fetch<'_>)) {
+    let topition = Topition::new(topic, 0);
+    for seed in 0..12u64 {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("broker.db");
+        let mut storage = open(&path, BrokerPaths::Kafkv).await;
+        create_compacted_topic(&storage, topic).await;
+        let start = a_minute_ago();
+        for step in 0..30 {
+            match rng.u8(0..20) {
+                0..10 => {
+                    let count = rng.usize(1..6);
+                    storage
+                        .produce(None, &topition, mixed_batch(&mut rng, count, start + step))
+                        .await
+                        .expect("produced");
+                }
+                10..12 => {
+                    storage
+                        .compact(SystemTime::now() + Duration::from_secs(1))
+                        .await
+                        .expect("compacted");
+                }
+                12 => storage = open(&path, BrokerPaths::Kafkv).await,
+                _ => {
+                    let stage = storage.offset_stage(&topition).await.expect("a stage");
+                    for offset in 0..=stage.high_watermark() + 1 {
+                        for max_bytes in [5 << 20, rng.u32(1..400)] {
+                            let isolation = if rng.bool() {
+                                IsolationLevel::ReadCommitted
+                            } else {
+                                IsolationLevel::ReadUncommitted
+                            };
+                            check(Fetch {
+                                storage: &storage,
+                                topition: &topition,
+                                stage: &stage,
+                                offset,
+                                max_bytes,
+                                isolation,
+                                context: format!(
+                                    "seed {seed} step {step} offset {offset} max_bytes {max_bytes}"
+                                ),
+                            })
+                            .await;
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
