@@ -42,7 +42,7 @@ use tokio::sync::Mutex;
 use super::{
     CLUSTER_ID,
     database::TOPITION_ID,
-    tail::{Stored, batches_of},
+    tail::{Stored, batches_of, fetch_end},
 };
 
 /// A connection of its own with the read statements; one read at a time
@@ -100,11 +100,7 @@ impl StoredRead {
         isolation: IsolationLevel,
         stage: &OffsetStage,
     ) -> Result<Option<Vec<deflated::Batch>>> {
-        let end = if isolation == IsolationLevel::ReadCommitted {
-            stage.last_stable()
-        } else {
-            stage.high_watermark()
-        };
+        let end = fetch_end(stage, isolation);
         let statements = self.statements.lock().await;
         reset(&statements.begin);
         statements.begin.execute(()).await.map_err(sql_error)?;

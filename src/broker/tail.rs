@@ -164,11 +164,7 @@ impl Tails {
         isolation: IsolationLevel,
         stage: &OffsetStage,
     ) -> Option<Result<Vec<deflated::Batch>>> {
-        let end = if isolation == IsolationLevel::ReadCommitted {
-            stage.last_stable()
-        } else {
-            stage.high_watermark()
-        };
+        let end = fetch_end(stage, isolation);
         let partitions = self.partitions.lock();
         let tail = partitions.get(topition)?;
         if !tail.covers(offset, end) {
@@ -188,6 +184,16 @@ impl Tails {
             .map(|(offset, record)| (*offset, record))
             .collect();
         Some(batches_of(&rows))
+    }
+}
+
+/// Where a fetch at `isolation` stops reading, as tansu's does: the high
+/// watermark, or the last stable offset for `read_committed`.
+pub(super) fn fetch_end(stage: &OffsetStage, isolation: IsolationLevel) -> i64 {
+    if isolation == IsolationLevel::ReadCommitted {
+        stage.last_stable()
+    } else {
+        stage.high_watermark()
     }
 }
 
