@@ -211,7 +211,9 @@ enum BrokerSync {
 /// cache; prepared statements and shared transactions), or tansu 0.6's own
 /// (kafkv's storage corrections stay on). Hidden: it exists so the bench
 /// can measure them side by side with the same binary (`kafkv-bench
-/// --broker-paths tansu,kafkv-fetch,kafkv`).
+/// --broker-paths tansu,kafkv-fetch,kafkv`), each on a database of its
+/// own: `tansu`'s fetch does not read the headers kafkv's produce path
+/// keeps in the record's row (docs/design.md (p)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum BrokerPaths {
     /// kafkv's Fetch and Produce.

@@ -1,5 +1,6 @@
 //! kafkv's own connection to the embedded broker's SQLite database, beside
-//! tansu's: the key and header indexes, producer-epoch rows, produced
+//! tansu's: the key and header indexes, the in-row headers column
+//! ([`super::row_headers`]), producer-epoch rows, produced
 //! batches ([`super::produce`]) and compaction ([`super::maintenance`]).
 //! Callers hold the storage gate exclusively
 //! ([`super::storage::KafkvStorage::exclusive`]) while they use it; the
@@ -26,6 +27,12 @@ const KEY_INDEX: &str =
 /// (`kafkv-bench --only rmw`).
 const HEADER_INDEX: &str =
     "CREATE INDEX IF NOT EXISTS kafkv_header_record ON header (topition, offset_id)";
+
+/// The column of `record` that holds the headers kafkv's produce path
+/// writes ([`super::row_headers`]). Adding a nullable column to a SQLite
+/// table rewrites nothing; tansu's statements name their columns, so they
+/// neither see it nor mind it.
+const HEADERS_COLUMN: &str = "ALTER TABLE record ADD COLUMN kafkv_headers BLOB";
 
 /// A partition's row id (`topition.id`), by cluster, topic and partition:
 /// what kafkv's statements key records and headers by.
@@ -83,6 +90,26 @@ impl Database {
         }
         for index in [KEY_INDEX, HEADER_INDEX] {
             connection.execute(index, ()).await.map_err(error)?;
+        }
+        let mut columns = connection
+            .query(
+                "SELECT 1 FROM pragma_table_info('record') WHERE name = 'kafkv_headers'",
+                (),
+            )
+            .await
+            .map_err(error)?;
+        // Stepped to its end: a statement left mid-way would keep this
+        // connection's read transaction open.
+        let mut has_headers_column = false;
+        while columns.next().await.map_err(error)?.is_some() {
+            has_headers_column = true;
+        }
+        drop(columns);
+        if !has_headers_column {
+            connection
+                .execute(HEADERS_COLUMN, ())
+                .await
+                .map_err(error)?;
         }
         Ok(Self {
             connection,

@@ -37,6 +37,7 @@ mod long_poll;
 mod maintenance;
 mod produce;
 mod read_cache;
+mod row_headers;
 mod serve;
 mod storage;
 mod stored_read;

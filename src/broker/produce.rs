@@ -11,8 +11,8 @@
 //! broker starts, the partition is resolved once per transaction, and the
 //! produces that arrive while one transaction commits share the next one.
 //!
-//! **The same rows as tansu.** For each batch (steps 1 and 2 checked, and
-//! its records decoded, before anything of it is written):
+//! **The same rows as tansu, but for headers.** For each batch (steps 1 and
+//! 2 checked, and its records decoded, before anything of it is written):
 //! 1. Idempotence, for a batch with a producer id and base sequence (as
 //!    tansu's `idempotent_message_check`): the producer's newest epoch
 //!    decides `ProducerFenced` / `InvalidProducerEpoch`; the sequence stored
@@ -22,15 +22,19 @@
 //! 2. The partition's watermark; none is `UnknownTopicOrPartition`.
 //! 3. Record *i* of the batch at `high + i`, with the batch's attributes, its
 //!    base timestamp plus the record's delta, and no producer id or epoch
-//!    (tansu stores those for transactional produces only); then its headers.
+//!    (tansu stores those for transactional produces only). Its headers go
+//!    in the same row ([`super::row_headers`]), not in tansu's `header`
+//!    table: a row there and its index entry cost two more pages per
+//!    transaction.
 //! 4. The watermark's high moved past the batch.
 //!
 //! A failed batch fails alone; the others in the transaction commit. A
 //! refused one wrote nothing; one that failed while being written makes the
 //! writer roll back and write the group again with a savepoint per batch
 //! ([`Statements::commit`] says why not always). A test produces the same
-//! calls through this path and through tansu's and compares every row and
-//! every answer (`tests::the_same_rows_and_answers_as_tansu`).
+//! calls through this path and through tansu's and compares every row (a
+//! record's headers wherever each path keeps them) and every answer
+//! (`tests::the_same_rows_and_answers_as_tansu`).
 //!
 //! Transactional produces (a `transactional.id`) are not handled here: they
 //! go to tansu, which also records the offsets its transaction commit and
@@ -66,6 +70,7 @@ use super::{
     database::{Database, TOPITION_ID},
     long_poll::LongPoll,
     read_cache::ReadCache,
+    row_headers,
     tail::Tails,
     wal_sync::Durability,
 };
@@ -304,7 +309,6 @@ struct Statements {
     advance_sequence: Statement,
     watermark: Statement,
     insert_record: Statement,
-    insert_header: Statement,
     move_watermark: Statement,
 }
 
@@ -341,13 +345,9 @@ impl Statements {
             .await?,
             watermark: prepare("SELECT low, high FROM watermark WHERE topition = ?1").await?,
             insert_record: prepare(
-                "INSERT INTO record \
-                 (topition, offset_id, attributes, producer_id, producer_epoch, timestamp, k, v) \
-                 VALUES (?1, ?2, ?3, NULL, NULL, ?4, ?5, ?6)",
-            )
-            .await?,
-            insert_header: prepare(
-                "INSERT INTO header (topition, offset_id, k, v) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO record (topition, offset_id, attributes, producer_id, \
+                 producer_epoch, timestamp, k, v, kafkv_headers) \
+                 VALUES (?1, ?2, ?3, NULL, NULL, ?4, ?5, ?6, ?7)",
             )
             .await?,
             move_watermark: prepare(
@@ -566,23 +566,11 @@ impl Statements {
                     Value::from(inflated.base_timestamp + record.timestamp_delta),
                     blob(record.key.as_deref()),
                     blob(record.value.as_deref()),
+                    blob(row_headers::encode(&record.headers).as_deref()),
                 ],
             )
             .await
             .map_err(partial)?;
-            for header in &record.headers {
-                execute(
-                    &self.insert_header,
-                    vec![
-                        Value::from(topition),
-                        Value::from(offset),
-                        blob(header.key.as_deref()),
-                        blob(header.value.as_deref()),
-                    ],
-                )
-                .await
-                .map_err(partial)?;
-            }
         }
         let last_offset_delta = i64::from(inflated.last_offset_delta);
         let watermark = Watermark {
@@ -797,6 +785,10 @@ mod tests {
             "SELECT 'record', topition, offset_id, attributes, producer_id, producer_epoch, \
              timestamp, k, v FROM record ORDER BY topition, offset_id",
             "SELECT 'header', topition, offset_id, k, v FROM header ORDER BY rowid",
+            // kafkv's path keeps them in the record's row: one line per
+            // header, as the `header` rows above.
+            "SELECT 'in-row headers', topition, offset_id, kafkv_headers FROM record \
+             WHERE kafkv_headers IS NOT NULL ORDER BY topition, offset_id",
             "SELECT 'watermark', topition, low, high FROM watermark ORDER BY topition",
             "SELECT 'producer_detail', producer_epoch, topition, sequence FROM producer_detail \
              ORDER BY id",
@@ -804,6 +796,25 @@ mod tests {
         ] {
             let mut found = connection.query(query, ()).await.expect("a query");
             while let Some(row) = found.next().await.expect("a row") {
+                if let Ok(libsql::Value::Blob(encoded)) = row.get_value(3)
+                    && row
+                        .get::<String>(0)
+                        .is_ok_and(|kind| kind == "in-row headers")
+                {
+                    let (topition, offset) = (row.get_value(1), row.get_value(2));
+                    let (topition, offset) = (topition.expect("a value"), offset.expect("a value"));
+                    for header in row_headers::decode(&encoded).expect("well formed") {
+                        let blob = |part: Option<bytes::Bytes>| {
+                            part.map_or(libsql::Value::Null, |b| libsql::Value::Blob(b.to_vec()))
+                        };
+                        dump.push(format!(
+                            "Text(\"header\") {topition:?} {offset:?} {:?} {:?}",
+                            blob(header.key),
+                            blob(header.value)
+                        ));
+                    }
+                    continue;
+                }
                 let columns = (0..row.column_count())
                     .map(|i| format!("{:?}", row.get_value(i).expect("a value")))
                     .collect::<Vec<_>>();

@@ -288,8 +288,8 @@ impl KafkvStorage {
     }
 
     /// The batches stored for a fetch: kafkv's read
-    /// ([`super::stored_read`]), or tansu's fetch where that read leaves it
-    /// to tansu (and with `--broker-paths tansu`).
+    /// ([`super::stored_read`]), or tansu's fetch with `--broker-paths
+    /// tansu`.
     pub(super) async fn fetch_from_storage(
         &self,
         topition: &Topition,
@@ -298,22 +298,19 @@ impl KafkvStorage {
         max_bytes: u32,
         isolation: IsolationLevel,
     ) -> Result<Vec<deflated::Batch>> {
-        if let Some(stored_read) = &self.shared.stored_read {
-            // The stage first: it takes the gate itself, and a second shared
-            // hold would wait behind a queued writer.
-            let stage = self.offset_stage(topition).await?;
-            let read = {
-                let _shared = self.shared.gate.read().await;
-                stored_read
-                    .read(topition, offset, max_bytes, isolation, &stage)
-                    .await
-            };
-            if let Some(batches) = read? {
-                return Ok(batches);
-            }
-        }
-        self.fetch_from_tansu(topition, offset, min_bytes, max_bytes, isolation)
+        let Some(stored_read) = &self.shared.stored_read else {
+            return self
+                .fetch_from_tansu(topition, offset, min_bytes, max_bytes, isolation)
+                .await;
+        };
+        // The stage first: it takes the gate itself, and a second shared
+        // hold would wait behind a queued writer.
+        let stage = self.offset_stage(topition).await?;
+        let _shared = self.shared.gate.read().await;
+        stored_read
+            .read(topition, offset, max_bytes, isolation, &stage)
             .await
+            .inspect_err(|e| self.shared.health.observe(e))
     }
 
     /// What tansu's own fetch reads from SQLite, with the header fix.

@@ -42,6 +42,7 @@ use tokio::sync::Mutex;
 use super::{
     CLUSTER_ID,
     database::TOPITION_ID,
+    row_headers,
     tail::{Stored, batches_of, fetch_end},
 };
 
@@ -68,14 +69,16 @@ impl StoredRead {
             topition: prepare(TOPITION_ID).await?,
             // The primary key (topition, offset_id) orders the rows.
             records: prepare(
-                "SELECT offset_id, attributes, timestamp, k, v, producer_id, producer_epoch \
+                "SELECT offset_id, attributes, timestamp, k, v, producer_id, producer_epoch, \
+                 kafkv_headers \
                  FROM record WHERE topition = ?1 AND offset_id >= ?2 AND offset_id < ?3 \
                  ORDER BY offset_id",
             )
             .await?,
-            // kafkv's header index (topition, offset_id) holds the rowid
-            // too, so a record's headers come in the order they were
-            // written, as tansu's per-record lookup returns them.
+            // The headers tansu's produce path wrote (kafkv's keeps them in
+            // the row). kafkv's header index (topition, offset_id) holds
+            // the rowid too, so a record's headers come in the order they
+            // were written, as tansu's per-record lookup returns them.
             headers: prepare(
                 "SELECT offset_id, k, v FROM header \
                  WHERE topition = ?1 AND offset_id >= ?2 AND offset_id <= ?3 \
@@ -89,9 +92,8 @@ impl StoredRead {
     }
 
     /// The batches tansu's fetch returns for `offset` and `max_bytes` (it
-    /// ignores `min_bytes`), given the partition's `stage`. `Ok(None)` for
-    /// rows this read does not decode as tansu does (a timestamp stored as
-    /// text, by something other than a produce): tansu answers those.
+    /// ignores `min_bytes`), given the partition's `stage`, with the headers
+    /// kept in each record's row as well as those in the `header` table.
     pub async fn read(
         &self,
         topition: &Topition,
@@ -99,7 +101,7 @@ impl StoredRead {
         max_bytes: u32,
         isolation: IsolationLevel,
         stage: &OffsetStage,
-    ) -> Result<Option<Vec<deflated::Batch>>> {
+    ) -> Result<Vec<deflated::Batch>> {
         let end = fetch_end(stage, isolation);
         let statements = self.statements.lock().await;
         reset(&statements.begin);
@@ -119,11 +121,8 @@ impl StoredRead {
         let ended = statements.end.execute(()).await.map_err(sql_error);
         let rows = rows?;
         ended?;
-        let Some(rows) = rows else {
-            return Ok(None);
-        };
         let rows: Vec<(i64, &Stored)> = rows.iter().map(|(at, row)| (*at, row)).collect();
-        batches_of(&rows).map(Some)
+        batches_of(&rows)
     }
 }
 
@@ -137,7 +136,7 @@ impl Statements {
         offset: i64,
         end: i64,
         max_bytes: u32,
-    ) -> Result<Option<Vec<(i64, Stored)>>> {
+    ) -> Result<Vec<(i64, Stored)>> {
         reset(&self.topition);
         let id = {
             let mut rows = self
@@ -151,7 +150,7 @@ impl Statements {
                 .map_err(sql_error)?;
             match rows.next().await.map_err(sql_error)? {
                 Some(row) => row.get::<i64>(0).map_err(sql_error)?,
-                None => return Ok(Some(Vec::new())),
+                None => return Ok(Vec::new()),
             }
         };
 
@@ -175,11 +174,16 @@ impl Statements {
                 if budget_used >= i64::from(max_bytes) {
                     break;
                 }
-                // tansu reads a text timestamp too, and fails on one before
-                // the epoch: let it answer those.
-                let timestamp = match row.get_value(2).map_err(sql_error)? {
-                    Value::Integer(timestamp) if timestamp >= 0 => timestamp,
-                    _ => return Ok(None),
+                // Both produce paths store milliseconds as an integer. One
+                // before the epoch (a client's -1, "no timestamp", which
+                // kafkv's path keeps as sent) is returned as stored, as
+                // Kafka does; tansu's fetch fails the whole fetch on it.
+                let Value::Integer(timestamp) = row.get_value(2).map_err(sql_error)? else {
+                    return Err(Error::Message(format!(
+                        "embedded broker fetch: {topition:?} offset {} has a timestamp that is \
+                         not an integer, which no produce path writes",
+                        row.get::<i64>(0).unwrap_or(-1)
+                    )));
                 };
                 let attributes = row.get::<Option<i32>>(1).map_err(sql_error)?.unwrap_or(0);
                 // As tansu's fetch reads them: no producer is (-1, -1).
@@ -187,6 +191,16 @@ impl Statements {
                     row.get::<Option<i64>>(5).map_err(sql_error)?.unwrap_or(-1),
                     row.get::<Option<i32>>(6).map_err(sql_error)?.unwrap_or(-1) as i16,
                 );
+                let headers = match row.get::<Option<Vec<u8>>>(7).map_err(sql_error)? {
+                    Some(encoded) => row_headers::decode(&encoded).ok_or_else(|| {
+                        Error::Message(format!(
+                            "embedded broker fetch: the headers stored with {topition:?} \
+                             offset {} are not in kafkv's format",
+                            row.get::<i64>(0).unwrap_or(-1)
+                        ))
+                    })?,
+                    None => Vec::new(),
+                };
                 read.push((
                     row.get::<i64>(0).map_err(sql_error)?,
                     Stored {
@@ -195,13 +209,13 @@ impl Statements {
                         timestamp,
                         key,
                         value,
-                        headers: Vec::new(),
+                        headers,
                     },
                 ));
             }
         }
         let (Some((first, _)), Some((last, _))) = (read.first(), read.last()) else {
-            return Ok(Some(read));
+            return Ok(read);
         };
 
         reset(&self.headers);
@@ -232,7 +246,7 @@ impl Statements {
             }
         }
         drop(rows);
-        Ok(Some(read))
+        Ok(read)
     }
 }
 
@@ -259,49 +273,66 @@ mod tests {
     use tansu_sans_io::record::Record;
 
     use super::*;
-    use crate::broker::testing::{Fetch, at_fetch_time, random_fetches};
+    use crate::broker::{
+        BrokerPaths,
+        testing::{Fetch, at_fetch_time, random_fetches},
+    };
 
     const TOPIC: &str = "stored";
 
     /// kafkv's read answers every fetch as tansu's fetch does (with kafkv's
     /// header fix), over random sequences of produces, compactions, restarts
     /// and fetches from every offset with large and small budgets, at both
-    /// isolation levels.
+    /// isolation levels: on a database kafkv's produce path wrote (headers
+    /// in the record's row), against tansu's fetch on a twin database tansu's
+    /// produce path wrote with the same history; and on that twin (headers
+    /// in tansu's `header` table), against tansu's fetch there.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn answers_every_fetch_as_tansus_fetch_does() {
         let (mut with_records, mut with_headers) = (0usize, 0usize);
-        random_fetches(TOPIC, async |fetch: Fetch<'_>| {
-            let (storage, topition) = (fetch.storage, fetch.topition);
+        let paths = [BrokerPaths::Kafkv, BrokerPaths::KafkvFetch];
+        random_fetches(TOPIC, &paths, async |fetch: Fetch<'_>| {
+            let [ours, tansus_produce] = fetch.storages else {
+                unreachable!("two storages");
+            };
+            let topition = fetch.topition;
             let (offset, max_bytes, isolation) = (fetch.offset, fetch.max_bytes, fetch.isolation);
-            let ours = storage
-                .fetch_from_storage(topition, offset, 0, max_bytes, isolation)
-                .await
-                .expect("kafkv's read");
-            let tansus = storage
+            let tansus = tansus_produce
                 .fetch_from_tansu(topition, offset, 0, max_bytes, isolation)
                 .await
                 .expect("tansu's fetch");
-            let records =
-                |batches: &[deflated::Batch]| batches.iter().map(|b| b.record_count).sum::<u32>();
-            if records(&ours) == 0 && records(&tansus) == 0 {
-                // Both the empty batch, stamped with the time it was built.
-                return;
+            for (reader, storage) in [("in-row", ours), ("tansu's rows", tansus_produce)] {
+                let read = storage
+                    .fetch_from_storage(topition, offset, 0, max_bytes, isolation)
+                    .await
+                    .expect("kafkv's read");
+                let records = |batches: &[deflated::Batch]| {
+                    batches.iter().map(|b| b.record_count).sum::<u32>()
+                };
+                if records(&read) == 0 && records(&tansus) == 0 {
+                    // Both the empty batch, stamped with the time it was built.
+                    continue;
+                }
+                with_records += 1;
+                if read.iter().any(|batch| {
+                    Vec::<Record>::try_from(batch)
+                        .expect("decodes")
+                        .iter()
+                        .any(|record| !record.headers.is_empty())
+                }) {
+                    with_headers += 1;
+                }
+                assert_eq!(
+                    read.into_iter().map(at_fetch_time).collect::<Vec<_>>(),
+                    tansus
+                        .iter()
+                        .cloned()
+                        .map(at_fetch_time)
+                        .collect::<Vec<_>>(),
+                    "{reader}: {}",
+                    fetch.context
+                );
             }
-            with_records += 1;
-            if ours.iter().any(|batch| {
-                Vec::<Record>::try_from(batch)
-                    .expect("decodes")
-                    .iter()
-                    .any(|record| !record.headers.is_empty())
-            }) {
-                with_headers += 1;
-            }
-            assert_eq!(
-                ours.into_iter().map(at_fetch_time).collect::<Vec<_>>(),
-                tansus.into_iter().map(at_fetch_time).collect::<Vec<_>>(),
-                "{}",
-                fetch.context
-            );
         })
         .await;
         println!("{with_records} fetches with records, {with_headers} with headers");

@@ -358,8 +358,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_tail_cache_answers_exactly_what_storage_returns() {
         let (mut from_tail, mut compared) = (0usize, 0usize);
-        random_fetches(TOPIC, async |fetch: Fetch<'_>| {
-            let Some(cached) = fetch.storage.tails().read(
+        random_fetches(TOPIC, &[BrokerPaths::Kafkv], async |fetch: Fetch<'_>| {
+            let storage = &fetch.storages[0];
+            let Some(cached) = storage.tails().read(
                 fetch.topition,
                 fetch.offset,
                 fetch.max_bytes,
@@ -369,8 +370,7 @@ mod tests {
                 return;
             };
             let cached = cached.expect("built");
-            let stored = fetch
-                .storage
+            let stored = storage
                 .fetch_from_storage(
                     fetch.topition,
                     fetch.offset,

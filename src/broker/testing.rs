@@ -150,7 +150,8 @@ pub fn a_minute_ago() -> i64 {
 
 /// One fetch of a random history ([`random_fetches`]).
 pub struct Fetch<'a> {
-    pub storage: &'a KafkvStorage,
+    /// One storage per path set asked for, each with the same history.
+    pub storages: &'a [KafkvStorage],
     pub topition: &'a Topition,
     /// Where the partition stood when the fetch was drawn.
     pub stage: &'a OffsetStage,
@@ -161,38 +162,63 @@ pub struct Fetch<'a> {
     pub context: String,
 }
 
-/// Random histories of one compacted partition, 12 seeds of 30 steps each:
-/// produces of [`mixed_batch`]es, compactions, restarts of the storage, and
-/// at random points a fetch from every offset up to one past the end, each
-/// with a large and a small budget and a random isolation level, handed to
+/// Random histories of one compacted partition, 12 seeds of 30 steps each,
+/// applied alike to a storage for each of `paths`: produces of
+/// [`mixed_batch`]es, compactions, restarts of the storage, and at random
+/// points a fetch from every offset up to one past the end, each with a
+/// large and a small budget and a random isolation level, handed to
 /// `check`.
-pub async fn random_fetches(topic: &str, mut check: impl AsyncFnMut(Fetch<'_>)) {
+pub async fn random_fetches(
+    topic: &str,
+    paths: &[BrokerPaths],
+    mut check: impl AsyncFnMut(Fetch<'_>),
+) {
     let topition = Topition::new(topic, 0);
     for seed in 0..12u64 {
         let mut rng = fastrand::Rng::with_seed(seed);
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let path = dir.path().join("broker.db");
-        let mut storage = open(&path, BrokerPaths::Kafkv).await;
-        create_compacted_topic(&storage, topic).await;
+        let files: Vec<_> = (0..paths.len())
+            .map(|i| dir.path().join(format!("broker-{i}.db")))
+            .collect();
+        let mut storages = Vec::new();
+        for (file, paths) in files.iter().zip(paths) {
+            let storage = open(file, *paths).await;
+            create_compacted_topic(&storage, topic).await;
+            storages.push(storage);
+        }
         let start = a_minute_ago();
         for step in 0..30 {
             match rng.u8(0..20) {
                 0..10 => {
                     let count = rng.usize(1..6);
-                    storage
-                        .produce(None, &topition, mixed_batch(&mut rng, count, start + step))
-                        .await
-                        .expect("produced");
+                    let batch = mixed_batch(&mut rng, count, start + step);
+                    for storage in &storages {
+                        storage
+                            .produce(None, &topition, batch.clone())
+                            .await
+                            .expect("produced");
+                    }
                 }
                 10..12 => {
-                    storage
-                        .compact(SystemTime::now() + Duration::from_secs(1))
-                        .await
-                        .expect("compacted");
+                    for storage in &storages {
+                        storage
+                            .compact(SystemTime::now() + Duration::from_secs(1))
+                            .await
+                            .expect("compacted");
+                    }
                 }
-                12 => storage = open(&path, BrokerPaths::Kafkv).await,
+                12 => {
+                    // Open the new ones before the old ones go, as one
+                    // storage was replaced before: an old one's tasks wind
+                    // down on their own after its drop.
+                    let mut reopened = Vec::new();
+                    for (file, paths) in files.iter().zip(paths) {
+                        reopened.push(open(file, *paths).await);
+                    }
+                    storages = reopened;
+                }
                 _ => {
-                    let stage = storage.offset_stage(&topition).await.expect("a stage");
+                    let stage = storages[0].offset_stage(&topition).await.expect("a stage");
                     for offset in 0..=stage.high_watermark() + 1 {
                         for max_bytes in [5 << 20, rng.u32(1..400)] {
                             let isolation = if rng.bool() {
@@ -201,7 +227,7 @@ pub async fn random_fetches(topic: &str, mut check: impl AsyncFnMut(Fetch<'_>)) 
                                 IsolationLevel::ReadUncommitted
                             };
                             check(Fetch {
-                                storage: &storage,
+                                storages: &storages,
                                 topition: &topition,
                                 stage: &stage,
                                 offset,
