@@ -273,10 +273,83 @@ mod tests {
     use tansu_sans_io::record::Record;
 
     use super::*;
+    use tansu_storage::Storage as _;
+
     use crate::broker::{
         BrokerPaths,
-        testing::{Fetch, at_fetch_time, random_fetches},
+        testing::{
+            Fetch, a_minute_ago, at_fetch_time, create_compacted_topic, mixed_batch, open,
+            random_fetches,
+        },
     };
+
+    /// Every record's headers, in offset order.
+    fn headers_of<'a>(batches: impl IntoIterator<Item = &'a deflated::Batch>) -> Vec<Vec<Header>> {
+        batches
+            .into_iter()
+            .flat_map(|batch| Vec::<Record>::try_from(batch).expect("decodes"))
+            .map(|record| record.headers)
+            .collect()
+    }
+
+    /// A database from before the headers column (its records' headers in
+    /// tansu's `header` table) gets the column when the broker opens it,
+    /// and a read returns the headers of the records written before and of
+    /// those written after, each where its path put them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_database_from_before_the_headers_column_keeps_its_headers() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("broker.db");
+        let topition = Topition::new(TOPIC, 0);
+        let mut rng = fastrand::Rng::with_seed(3);
+        let start = a_minute_ago();
+        let mut produced = Vec::new();
+        let before = open(&path, BrokerPaths::KafkvFetch).await;
+        create_compacted_topic(&before, TOPIC).await;
+        for step in 0..5 {
+            let batch = mixed_batch(&mut rng, 4, start + step);
+            before
+                .produce(None, &topition, batch.clone())
+                .await
+                .expect("produced");
+            produced.push(batch);
+        }
+        let database = libsql::Builder::new_local(&path)
+            .build()
+            .await
+            .expect("opens");
+        let connection = database.connect().expect("connects");
+        connection
+            .execute("ALTER TABLE record DROP COLUMN kafkv_headers", ())
+            .await
+            .expect("the column dropped, as before it existed");
+        drop(connection);
+
+        let after = open(&path, BrokerPaths::Kafkv).await;
+        drop(before);
+        for step in 5..10 {
+            let batch = mixed_batch(&mut rng, 4, start + step);
+            after
+                .produce(None, &topition, batch.clone())
+                .await
+                .expect("produced");
+            produced.push(batch);
+        }
+        let read = after
+            .fetch_from_storage(&topition, 0, 0, 5 << 20, IsolationLevel::ReadUncommitted)
+            .await
+            .expect("read");
+        let expected = headers_of(&produced);
+        assert!(
+            expected
+                .iter()
+                .filter(|headers| !headers.is_empty())
+                .count()
+                > 10,
+            "the batches carry headers"
+        );
+        assert_eq!(headers_of(&read), expected);
+    }
 
     const TOPIC: &str = "stored";
 
