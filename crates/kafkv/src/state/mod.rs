@@ -595,13 +595,22 @@ impl View {
         partition: i32,
         offset: i64,
     ) -> Result<Option<Outcome>, StateError> {
+        // Applied already (the consumer often beats the acknowledgement
+        // when other instances write): the consumer delivered the outcome.
+        // Seen under the shared lock alone, so the writer's thread does not
+        // wait for `hazards`, which the consumer holds for a whole batch.
+        // Positions only grow, so the answer cannot turn false.
+        let applied = |positions: &[i64]| {
+            positions
+                .get(partition as usize)
+                .is_none_or(|position| offset < *position)
+        };
+        if applied(&self.inner.read().positions) {
+            return Ok(None);
+        }
         let hazards = self.hazards.lock();
         let mut inner = self.inner.write();
-        let Some(position) = inner.positions.get(partition as usize).copied() else {
-            return Ok(None);
-        };
-        if offset < position {
-            // Applied already: the consumer delivered the outcome.
+        if applied(&inner.positions) {
             return Ok(None);
         }
         let answerable = matches!(record, Acknowledged::Plain { .. } | Acknowledged::Op { .. });
