@@ -277,9 +277,10 @@ mod tests {
 
     use crate::broker::{
         BrokerPaths,
+        storage::KafkvStorage,
         testing::{
-            Fetch, a_minute_ago, at_fetch_time, create_compacted_topic, mixed_batch, open,
-            random_fetches,
+            Fetch, a_minute_ago, at_fetch_time, create_compacted_topic, execute_behind,
+            mixed_batch, open, random_fetches,
         },
     };
 
@@ -304,37 +305,23 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(3);
         let start = a_minute_ago();
         let mut produced = Vec::new();
+        let mut produce = async |storage: &KafkvStorage, steps: std::ops::Range<i64>| {
+            for step in steps {
+                let batch = mixed_batch(&mut rng, 4, start + step);
+                storage
+                    .produce(None, &topition, batch.clone())
+                    .await
+                    .expect("produced");
+                produced.push(batch);
+            }
+        };
         let before = open(&path, BrokerPaths::KafkvFetch).await;
         create_compacted_topic(&before, TOPIC).await;
-        for step in 0..5 {
-            let batch = mixed_batch(&mut rng, 4, start + step);
-            before
-                .produce(None, &topition, batch.clone())
-                .await
-                .expect("produced");
-            produced.push(batch);
-        }
-        let database = libsql::Builder::new_local(&path)
-            .build()
-            .await
-            .expect("opens");
-        let connection = database.connect().expect("connects");
-        connection
-            .execute("ALTER TABLE record DROP COLUMN kafkv_headers", ())
-            .await
-            .expect("the column dropped, as before it existed");
-        drop(connection);
-
+        produce(&before, 0..5).await;
+        execute_behind(&path, "ALTER TABLE record DROP COLUMN kafkv_headers").await;
         let after = open(&path, BrokerPaths::Kafkv).await;
         drop(before);
-        for step in 5..10 {
-            let batch = mixed_batch(&mut rng, 4, start + step);
-            after
-                .produce(None, &topition, batch.clone())
-                .await
-                .expect("produced");
-            produced.push(batch);
-        }
+        produce(&after, 5..10).await;
         let read = after
             .fetch_from_storage(&topition, 0, 0, 5 << 20, IsolationLevel::ReadUncommitted)
             .await

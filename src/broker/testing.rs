@@ -148,6 +148,21 @@ pub fn a_minute_ago() -> i64 {
         - 60_000
 }
 
+/// Runs `sql` on a connection of its own to the database at `path`: what a
+/// test does behind the broker's back (a schema as an earlier version left
+/// it).
+pub async fn execute_behind(path: &Path, sql: &str) {
+    let database = libsql::Builder::new_local(path)
+        .build()
+        .await
+        .expect("opens");
+    let connection = database.connect().expect("connects");
+    connection
+        .execute(sql, ())
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error}"));
+}
+
 /// One fetch of a random history ([`random_fetches`]).
 pub struct Fetch<'a> {
     /// One storage per path set asked for, each with the same history.
