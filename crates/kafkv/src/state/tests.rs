@@ -849,6 +849,47 @@ fn the_fast_path_answers_at_acknowledgement_only_when_every_earlier_offset_is_kn
     assert_eq!(value(&view, "n").as_deref(), Some("101"));
 }
 
+/// When the consumer has applied a writer's record before its
+/// acknowledgement comes back (usual when other instances write), the
+/// writer learns it without the protocol's lock, which the consumer holds
+/// for a whole batch: here the lock is held throughout, and the writer is
+/// still answered, by the consumer's delivery.
+#[test]
+fn a_record_applied_before_its_acknowledgement_is_answered_without_the_protocol_lock() {
+    use crate::op::Op;
+    let view = std::sync::Arc::new(View::in_memory(vec![0]));
+    apply(&view, vec![put(0, 0, "n", "5")]);
+    let (id, mut delivered) = view.register_waiter();
+    let mut record =
+        Record::put(0, 1, b"n", &Op::IncrBy(1).encode()).with_kind(Kind::Op(Op::IncrBy(1)));
+    record.id = Some(id);
+    apply(&view, vec![Event::Record(record)]);
+
+    let held = view.hazards.lock();
+    let (answered, answer) = std::sync::mpsc::channel();
+    let acknowledging = std::thread::spawn({
+        let view = view.clone();
+        move || {
+            let acknowledged = Acknowledged::Op {
+                key: Bytes::from_static(b"n"),
+                op: Op::IncrBy(1),
+            };
+            let _ = answered.send(view.outcome_at_ack(id, acknowledged, 0, 1).unwrap());
+        }
+    });
+    let at_ack = answer
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("answered while the protocol's lock is held");
+    drop(held);
+    acknowledging.join().unwrap();
+    assert_eq!(at_ack, None, "the consumer answers an applied record");
+    let outcome = delivered.try_recv().expect("the consumer delivered it");
+    assert_eq!(
+        outcome.outcome.after.unwrap().value,
+        Bytes::from_static(b"6")
+    );
+}
+
 // Regression: applying a batch took the fast path's tail and then the view's
 // read lock, while acknowledging a write held the write lock and took the
 // tail: a write and the consumer deadlocked (seen as a SET that never
