@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use libsql::Connection;
+use libsql::{Connection, Statement, Value, params::Params};
 
 use super::BrokerError;
 
@@ -161,4 +161,43 @@ impl Database {
             .await?;
         Ok(Some(epoch))
     }
+}
+
+// Running prepared statements. Every use resets the statement first: libsql
+// binds without resetting, and SQLite ignores a bind on a statement that has
+// run (libsql drops that error).
+
+/// Runs a statement that returns nothing of interest.
+pub async fn run(
+    statement: &Statement,
+    params: impl libsql::params::IntoParams,
+) -> libsql::Result<()> {
+    statement.reset();
+    statement.run(params).await
+}
+
+pub async fn execute(statement: &Statement, params: Vec<Value>) -> libsql::Result<usize> {
+    statement.reset();
+    statement.execute(Params::Positional(params)).await
+}
+
+/// The first row's `read`, or `None` without rows. The row is read before
+/// the statement is reset, because a row reads its statement's columns.
+pub async fn first_row<T>(
+    statement: &Statement,
+    params: Vec<Value>,
+    read: impl FnOnce(&libsql::Row) -> libsql::Result<T>,
+) -> libsql::Result<Option<T>> {
+    statement.reset();
+    let first = async {
+        let mut rows = statement.query(Params::Positional(params)).await?;
+        match rows.next().await? {
+            Some(row) => Ok(Some(read(&row)?)),
+            None => Ok(None),
+        }
+    }
+    .await;
+    // On every path: a statement left stepping keeps its read snapshot.
+    statement.reset();
+    first
 }

@@ -56,7 +56,7 @@ use std::{
     },
 };
 
-use libsql::{Statement, Value, params::Params};
+use libsql::{Statement, Value};
 use tansu_sans_io::{
     ErrorCode,
     record::{deflated, inflated},
@@ -67,7 +67,7 @@ use tokio::sync::{RwLock, mpsc, oneshot};
 use super::{
     CLUSTER_ID,
     checkpoint::Checkpointer,
-    database::{Database, TOPITION_ID},
+    database::{Database, TOPITION_ID, execute, first_row, run},
     long_poll::LongPoll,
     read_cache::ReadCache,
     row_headers,
@@ -687,40 +687,6 @@ fn blob(bytes: Option<&[u8]>) -> Value {
 
 fn sql_error(error: libsql::Error) -> Error {
     Error::Message(format!("embedded broker produce: {error}"))
-}
-
-/// Runs a statement that returns nothing of interest. Every use resets the
-/// statement first: libsql binds without resetting, and SQLite ignores a
-/// bind on a statement that has run (libsql drops that error).
-async fn run(statement: &Statement, params: impl libsql::params::IntoParams) -> libsql::Result<()> {
-    statement.reset();
-    statement.run(params).await
-}
-
-async fn execute(statement: &Statement, params: Vec<Value>) -> libsql::Result<usize> {
-    statement.reset();
-    statement.execute(Params::Positional(params)).await
-}
-
-/// The first row's `read`, or `None` without rows. The row is read before
-/// the statement is reset, because a row reads its statement's columns.
-async fn first_row<T>(
-    statement: &Statement,
-    params: Vec<Value>,
-    read: impl FnOnce(&libsql::Row) -> libsql::Result<T>,
-) -> libsql::Result<Option<T>> {
-    statement.reset();
-    let first = async {
-        let mut rows = statement.query(Params::Positional(params)).await?;
-        match rows.next().await? {
-            Some(row) => Ok(Some(read(&row)?)),
-            None => Ok(None),
-        }
-    }
-    .await;
-    // On every path: a statement left stepping keeps its read snapshot.
-    statement.reset();
-    first
 }
 
 #[cfg(test)]

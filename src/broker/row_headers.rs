@@ -24,6 +24,8 @@
 use bytes::Bytes;
 use tansu_sans_io::record::Header;
 
+use super::tail::octets;
+
 /// The length that stands for a null key or value.
 const NULL: u32 = u32::MAX;
 
@@ -82,10 +84,6 @@ fn part(rest: &mut &[u8]) -> Option<Option<Bytes>> {
     let (bytes, tail) = tail.split_at(length);
     *rest = tail;
     Some(Some(Bytes::copy_from_slice(bytes)))
-}
-
-fn octets(bytes: &Option<Bytes>) -> usize {
-    bytes.as_ref().map_or(0, Bytes::len)
 }
 
 #[cfg(test)]

@@ -41,9 +41,9 @@ use tokio::sync::Mutex;
 
 use super::{
     CLUSTER_ID,
-    database::TOPITION_ID,
+    database::{TOPITION_ID, first_row, run},
     row_headers,
-    tail::{Stored, batches_of, fetch_end},
+    tail::{Stored, batches_of, fetch_end, octets},
 };
 
 /// A connection of its own with the read statements; one read at a time
@@ -104,21 +104,14 @@ impl StoredRead {
     ) -> Result<Vec<deflated::Batch>> {
         let end = fetch_end(stage, isolation);
         let statements = self.statements.lock().await;
-        reset(&statements.begin);
-        statements.begin.execute(()).await.map_err(sql_error)?;
+        run(&statements.begin, ()).await.map_err(sql_error)?;
         let rows = statements.rows(topition, offset, end, max_bytes).await;
         // A statement stopped before its last row keeps its snapshot (and
         // the read transaction) open past COMMIT, and the next read would
-        // see that old state: reset them all first.
-        for statement in [
-            &statements.topition,
-            &statements.records,
-            &statements.headers,
-        ] {
-            reset(statement);
-        }
-        reset(&statements.end);
-        let ended = statements.end.execute(()).await.map_err(sql_error);
+        // see that old state: reset both first (`first_row` resets its own).
+        statements.records.reset();
+        statements.headers.reset();
+        let ended = run(&statements.end, ()).await.map_err(sql_error);
         let rows = rows?;
         ended?;
         let rows: Vec<(i64, &Stored)> = rows.iter().map(|(at, row)| (*at, row)).collect();
@@ -137,24 +130,22 @@ impl Statements {
         end: i64,
         max_bytes: u32,
     ) -> Result<Vec<(i64, Stored)>> {
-        reset(&self.topition);
-        let id = {
-            let mut rows = self
-                .topition
-                .query(Params::Positional(vec![
-                    Value::from(CLUSTER_ID),
-                    Value::from(topition.topic()),
-                    Value::from(topition.partition()),
-                ]))
-                .await
-                .map_err(sql_error)?;
-            match rows.next().await.map_err(sql_error)? {
-                Some(row) => row.get::<i64>(0).map_err(sql_error)?,
-                None => return Ok(Vec::new()),
-            }
+        let id = first_row(
+            &self.topition,
+            vec![
+                Value::from(CLUSTER_ID),
+                Value::from(topition.topic()),
+                Value::from(topition.partition()),
+            ],
+            |row| row.get::<i64>(0),
+        )
+        .await
+        .map_err(sql_error)?;
+        let Some(id) = id else {
+            return Ok(Vec::new());
         };
 
-        reset(&self.records);
+        self.records.reset();
         let mut read = Vec::new();
         let mut budget_used = 0i64;
         {
@@ -218,7 +209,7 @@ impl Statements {
             return Ok(read);
         };
 
-        reset(&self.headers);
+        self.headers.reset();
         let mut rows = self
             .headers
             .query(Params::Positional(vec![
@@ -250,18 +241,8 @@ impl Statements {
     }
 }
 
-/// libsql binds without resetting, and SQLite ignores a bind on a statement
-/// that has run: every use resets first.
-fn reset(statement: &Statement) {
-    statement.reset();
-}
-
 fn bytes(stored: Option<Vec<u8>>) -> Option<Bytes> {
     stored.map(Bytes::from)
-}
-
-fn octets(bytes: &Option<Bytes>) -> usize {
-    bytes.as_ref().map_or(0, Bytes::len)
 }
 
 fn sql_error(error: libsql::Error) -> Error {

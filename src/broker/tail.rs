@@ -75,7 +75,8 @@ impl Stored {
     }
 }
 
-fn octets(bytes: &Option<Bytes>) -> usize {
+/// The bytes of a key, value or header part; 0 for null.
+pub(super) fn octets(bytes: &Option<Bytes>) -> usize {
     bytes.as_ref().map_or(0, Bytes::len)
 }
 
