@@ -113,6 +113,26 @@ pub fn percentile(samples: &[Duration], q: f64) -> f64 {
     sorted[rank]
 }
 
+/// Two rows, p50 and p99 in ms, of `kafkv`'s latencies beside `peer`'s
+/// (`raw`); `measurement` names each row from its quantile's name.
+pub fn p50_p99_rows(
+    measurement: impl Fn(&str) -> String,
+    kafkv: &[Duration],
+    peer: &str,
+    raw: &[Duration],
+) -> Vec<Row> {
+    [("p50", 0.50), ("p99", 0.99)]
+        .into_iter()
+        .map(|(name, q)| Row {
+            measurement: measurement(name),
+            unit: "ms".into(),
+            kafkv: percentile(kafkv, q),
+            peer: peer.into(),
+            raw: percentile(raw, q),
+        })
+        .collect()
+}
+
 /// A figure for the table; "—" when there is none (NaN: no peer does this).
 fn format_figure(value: f64) -> String {
     if !value.is_finite() {

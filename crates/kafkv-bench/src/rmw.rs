@@ -65,7 +65,7 @@ use crate::{
     kafka::{EndOffsets, create_topic, raw_producer, serve, store_config},
     progress,
     redis_peer::{Figures, missing, redis_benchmark, which},
-    report::{Row, percentile, with_goal},
+    report::{Row, p50_p99_rows, percentile, with_goal},
     resp_client::{Reply, RespClient},
     serve_child::{metric, serve_resp},
 };
@@ -357,16 +357,12 @@ async fn header_cost(brokers: &str, run_id: u32, config: &BenchConfig) -> Result
             }
         }
     }
-    Ok([("p50", 0.50), ("p99", 0.99)]
-        .into_iter()
-        .map(|(name, q)| Row {
-            measurement: format!("rmw: raw produce+ack {name}, record with an operation's header"),
-            unit: "ms".into(),
-            kafkv: percentile(&with, q),
-            peer: "without".into(),
-            raw: percentile(&without, q),
-        })
-        .collect())
+    Ok(p50_p99_rows(
+        |name| format!("rmw: raw produce+ack {name}, record with an operation's header"),
+        &with,
+        "without",
+        &without,
+    ))
 }
 
 // ---------------------------------------------------------------------------

@@ -14,7 +14,7 @@ use crate::{
     error::{Error, Result},
     kafka::{create_topic, raw_producer, serve, store_config},
     progress,
-    report::{Row, percentile},
+    report::{Row, p50_p99_rows},
 };
 
 /// Writes not measured on each side, before the measured ones.
@@ -23,16 +23,12 @@ const WARMUP: usize = 100;
 pub async fn compare(brokers: &str, run_id: u32, config: &BenchConfig) -> Result<Vec<Row>> {
     progress(format!("sequential writes: {} on each side", config.writes));
     let (kafkv, raw) = write_latency(brokers, run_id, config).await?;
-    Ok([("p50", 0.50), ("p99", 0.99)]
-        .into_iter()
-        .map(|(name, q)| Row {
-            measurement: format!("sequential write latency {name} (HTTP PUT vs produce+ack)"),
-            unit: "ms".into(),
-            kafkv: percentile(&kafkv, q),
-            peer: "librdkafka".into(),
-            raw: percentile(&raw, q),
-        })
-        .collect())
+    Ok(p50_p99_rows(
+        |name| format!("sequential write latency {name} (HTTP PUT vs produce+ack)"),
+        &kafkv,
+        "librdkafka",
+        &raw,
+    ))
 }
 
 /// Each side's write latencies: (kafkv, raw).
