@@ -566,7 +566,8 @@ impl Statements {
                     Value::from(inflated.base_timestamp + record.timestamp_delta),
                     blob(record.key.as_deref()),
                     blob(record.value.as_deref()),
-                    blob(row_headers::encode(&record.headers).as_deref()),
+                    // Moved in as it is: `blob` would copy it again.
+                    row_headers::encode(&record.headers).map_or(Value::Null, Value::Blob),
                 ],
             )
             .await
