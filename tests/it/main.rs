@@ -5,6 +5,7 @@ mod api;
 mod bad_input;
 mod binary;
 mod cli;
+mod collections;
 mod compaction;
 mod convergence;
 mod embedded_broker;

@@ -374,9 +374,11 @@ async fn every_command(kv: &Kafkv, resp3: bool) {
         .await
         .unwrap();
     assert!((9..=10).contains(&ttl), "TTL {ttl}");
-    let unknown: redis::RedisResult<()> = redis::cmd("LPUSH")
-        .arg(key("list"))
-        .arg("a")
+    let unknown: redis::RedisResult<()> = redis::cmd("XADD")
+        .arg(key("stream"))
+        .arg("*")
+        .arg("f")
+        .arg("v")
         .query_async(&mut c)
         .await;
     assert!(unknown.unwrap_err().to_string().contains("unknown command"));
@@ -875,7 +877,7 @@ async fn subscribe_mode_allows_only_what_redis_allows_and_publish_is_refused() {
         .unwrap();
     expect(
         &mut s,
-        b"*2\r\n$22\r\nnotify-keyspace-events\r\n$5\r\ng$xKE\r\n-ERR kafkv has no message bus",
+        b"*2\r\n$22\r\nnotify-keyspace-events\r\n$9\r\ng$lshzxKE\r\n-ERR kafkv has no message bus",
     )
     .await;
     let mut rest = [0u8; 512];

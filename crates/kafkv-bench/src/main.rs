@@ -67,6 +67,7 @@ use kafkv_testkit::BrokerProcess;
 use tracing_subscriber::EnvFilter;
 
 mod bootstrap;
+mod collections;
 mod cpu;
 mod cpu_time;
 mod error;
@@ -176,6 +177,10 @@ struct BenchConfig {
     /// Writes per fan-out run of the watch measurement (0, 1 and 100 watchers).
     #[arg(long, default_value_t = 20_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     watch_writes: usize,
+    /// redis-benchmark requests per list, set, hash and sorted-set test (each on
+    /// one key, at 50 clients, as its default list runs them).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    collection_requests: usize,
     /// redis-benchmark requests per test (SET, then INCR) at 50 clients on one key in
     /// the read-modify-write measurement.
     #[arg(long, default_value_t = 20_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
@@ -263,6 +268,9 @@ enum Section {
     Bootstrap,
     /// redis-benchmark against kafkv's RESP port and redis-server.
     Resp,
+    /// redis-benchmark's list, set, hash and sorted-set tests against kafkv's
+    /// RESP port and redis-server.
+    Collections,
     /// HTTP GET and PUT throughput and latency at `--concurrency` (no peer).
     Http,
     /// Write throughput at `--concurrency`: HTTP PUT beside raw produce.
@@ -400,6 +408,9 @@ async fn run_pass(config: BenchConfig) -> Result<Report> {
     }
     if config.sections.contains(&Section::Resp) {
         rows.extend(redis_peer::compare(&brokers, run_id, &config).await?);
+    }
+    if config.sections.contains(&Section::Collections) {
+        rows.extend(collections::compare(&brokers, run_id, &config).await?);
     }
     if config.sections.contains(&Section::Http) {
         rows.extend(http_load::measure(&brokers, run_id, &config).await?);

@@ -179,7 +179,11 @@ pub(crate) async fn redis_benchmark(
 fn parse_csv(csv: &str, test: &str) -> Option<Figures> {
     csv.lines().find_map(|line| {
         let fields: Vec<&str> = line.split(',').map(|f| f.trim_matches('"')).collect();
-        if fields.len() < 7 || !fields[0].eq_ignore_ascii_case(test) {
+        // LRANGE_100's row is "LRANGE_100 (first 100 elements)".
+        let name = fields[0].to_ascii_lowercase();
+        let named = name == test.to_ascii_lowercase()
+            || name.starts_with(&format!("{} (", test.to_ascii_lowercase()));
+        if fields.len() < 7 || !named {
             return None;
         }
         Some(Figures {
@@ -225,5 +229,10 @@ mod tests {
         assert_eq!(figures.p50, 0.295);
         assert_eq!(figures.p99, 0.631);
         assert!(parse_csv(csv, "get").is_none());
+        let lrange = "\"LPUSH (needed to benchmark LRANGE)\",\"1.0\",\"0\",\"0\",\"1\",\"0\",\"2\",\"0\"\n\
+                      \"LRANGE_100 (first 100 elements)\",\"5.0\",\"0\",\"0\",\"3\",\"0\",\"4\",\"0\"\n";
+        let figures = parse_csv(lrange, "lrange_100").unwrap();
+        assert_eq!((figures.rps, figures.p50, figures.p99), (5.0, 3.0, 4.0));
+        assert!(parse_csv(lrange, "lpush").is_none());
     }
 }

@@ -27,6 +27,7 @@
 //! so embedding kafkv pulls in no broker.
 
 mod auth;
+pub mod collection;
 pub mod config;
 pub mod error;
 mod http;

@@ -17,8 +17,11 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use crate::collection::{Change, CollectionError, CollectionOp, Type};
+
 /// A key's state as evaluation sees it: the value, its version (the offset
-/// of the record that last changed its value or expiry) and its expiry.
+/// of the record that last changed its value or expiry), its expiry and its
+/// type (a collection's value is its encoding, see [`crate::collection`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyState {
     pub value: Bytes,
@@ -26,16 +29,23 @@ pub struct KeyState {
     /// Milliseconds since the Unix epoch at which the key expires; `None`:
     /// never.
     pub expires_at: Option<i64>,
+    pub ty: Type,
 }
 
 impl KeyState {
-    /// A state without an expiry.
+    /// A string without an expiry.
     pub fn new(value: Bytes, version: i64) -> Self {
         Self {
             value,
             version,
             expires_at: None,
+            ty: Type::String,
         }
+    }
+
+    /// Whether the key holds a string (what every string command needs).
+    pub fn is_string(&self) -> bool {
+        self.ty == Type::String
     }
 
     /// Whether the key is expired at `time` (ms since the epoch).
@@ -151,6 +161,12 @@ pub enum Condition {
     Present,
     /// The key's version is exactly this (`If-Match`, compare-and-set).
     Version(i64),
+    /// The key is absent or holds a string: what a string command that
+    /// answers the old value needs before it overwrites (`GETSET`,
+    /// `GETDEL`, `SET … GET`); on a collection it is Redis's WRONGTYPE.
+    StringOrAbsent,
+    /// The key holds a string (`SET … XX GET`).
+    PresentString,
 }
 
 impl Condition {
@@ -161,6 +177,8 @@ impl Condition {
             (Condition::Present, state) => state.is_some(),
             (Condition::Version(version), Some(state)) => state.version == version,
             (Condition::Version(_), None) => false,
+            (Condition::StringOrAbsent, state) => state.is_none_or(KeyState::is_string),
+            (Condition::PresentString, state) => state.is_some_and(KeyState::is_string),
         }
     }
 }
@@ -214,6 +232,9 @@ pub enum Op {
     /// Several keys at once (`MULTI`/`EXEC` after `WATCH`, `MSETNX`): the
     /// steps run in order only if every condition holds; see [`Batch`].
     Batch(Batch),
+    /// A write to a list, set, hash or sorted set (`LPUSH`, `SADD`, `HSET`,
+    /// `ZADD`, …); it keeps the key's expiry, as Redis does.
+    Collection(CollectionOp),
 }
 
 /// An atomic multi-key operation. All its keys are in the partition of the
@@ -290,6 +311,7 @@ impl Batch {
                     // The source's whole state, its expiry included (RENAME
                     // and COPY carry the TTL); an expired source is absent.
                     let copied = live_at(state_of(states, source).as_ref(), at.time).cloned();
+                    let ty = copied.as_ref().map_or(Type::String, |copied| copied.ty);
                     let op = match copied {
                         Some(copied) => Op::with_expiry(copied.value, *when, copied.expires_at),
                         // Nothing to copy: a condition that never holds.
@@ -297,7 +319,14 @@ impl Batch {
                             when: Condition::Version(i64::MIN),
                         },
                     };
-                    let (_, outcome) = op.evaluate(before.as_ref(), at);
+                    let (_, mut outcome) = op.evaluate(before.as_ref(), at);
+                    // The copy is of the source's type: the put above wrote
+                    // the value when the key's version is now this record's.
+                    if let Some(after) = outcome.after.as_mut()
+                        && after.version == at.offset
+                    {
+                        after.ty = ty;
+                    }
                     if let Some((_, state)) = states.iter_mut().find(|(k, _)| k == key) {
                         *state = outcome.after.clone();
                     }
@@ -335,6 +364,34 @@ pub enum OpError {
     NotFinite,
     #[error("string exceeds maximum allowed size ({max} bytes)")]
     TooLarge { max: u64 },
+    /// A string command on a collection, or a collection command on a key
+    /// of another type.
+    #[error("Operation against a key holding the wrong kind of value")]
+    WrongType,
+    /// A collection written whole would exceed the bound.
+    #[error("the collection would exceed its maximum size ({max} bytes)")]
+    CollectionTooLarge { max: u64 },
+    #[error("hash value is not an integer")]
+    HashNotAnInteger,
+    #[error("resulting score is not a number (NaN)")]
+    NotANumber,
+    /// A collection's stored value does not decode (written by another
+    /// program or a newer kafkv).
+    #[error("the key's stored value is not a valid kafkv collection")]
+    Corrupt,
+}
+
+impl From<CollectionError> for OpError {
+    fn from(error: CollectionError) -> Self {
+        match error {
+            CollectionError::WrongType => OpError::WrongType,
+            CollectionError::TooLarge { max } => OpError::CollectionTooLarge { max },
+            CollectionError::NotAnInteger => OpError::HashNotAnInteger,
+            CollectionError::Overflow => OpError::Overflow,
+            CollectionError::NotANumber => OpError::NotANumber,
+            CollectionError::Corrupt => OpError::Corrupt,
+        }
+    }
 }
 
 /// What evaluating an operation did.
@@ -342,8 +399,9 @@ pub enum OpError {
 pub enum Effect {
     /// The key keeps its state (a failed condition, an error, an empty `SETRANGE`).
     Unchanged,
-    /// The key now holds this value, expiring at this time (or never).
-    Put(Bytes, Option<i64>),
+    /// The key now holds this value of this type, expiring at this time (or
+    /// never).
+    Put(Bytes, Option<i64>, Type),
     /// The key is now absent.
     Delete,
 }
@@ -420,10 +478,10 @@ impl Op {
     /// before the record at `at`): the effect on the key and the reply.
     pub fn evaluate(&self, state: Option<&KeyState>, at: At) -> (Effect, Outcome) {
         let live = live_at(state, at.time);
-        let result = self.effect(live, at.time);
+        let result = self.effect(live, at);
         let (effect, error) = match result {
             // A write whose expiry has already passed deletes (Redis does).
-            Ok(Effect::Put(_, Some(expires_at))) if expires_at <= at.time => (
+            Ok(Effect::Put(_, Some(expires_at), _)) if expires_at <= at.time => (
                 if live.is_some() {
                     Effect::Delete
                 } else {
@@ -436,10 +494,11 @@ impl Op {
         };
         let after = match &effect {
             Effect::Unchanged => state.cloned(),
-            Effect::Put(value, expires_at) => Some(KeyState {
+            Effect::Put(value, expires_at, ty) => Some(KeyState {
                 value: value.clone(),
                 version: at.offset,
                 expires_at: *expires_at,
+                ty: *ty,
             }),
             Effect::Delete => None,
         };
@@ -467,11 +526,30 @@ impl Op {
         }
     }
 
-    /// The effect on the live state `state` at `time`.
-    fn effect(&self, state: Option<&KeyState>, time: i64) -> Result<Effect, OpError> {
-        let current = state.map(|s| &s.value[..]);
+    /// The effect on the live state `state` at `at`.
+    fn effect(&self, state: Option<&KeyState>, at: At) -> Result<Effect, OpError> {
+        let time = at.time;
         // What INCR, APPEND and the like keep, as Redis does.
         let kept = state.and_then(|s| s.expires_at);
+        if let Op::Collection(op) = self {
+            let current = state.map(|s| (s.ty, &s.value));
+            return Ok(match op.evaluate(current, at.offset)? {
+                Change::Unchanged => Effect::Unchanged,
+                Change::Put(value) => Effect::Put(value, kept, op.result_type()),
+                Change::Delete => Effect::Delete,
+            });
+        }
+        // Every other operation but a plain overwrite or a delete reads or
+        // keeps the value as a string: on a collection it is Redis's
+        // WRONGTYPE, and changes nothing.
+        let overwrites = matches!(self, Op::Set { .. } | Op::SetEx { .. } | Op::Delete { .. });
+        let keeps_type = matches!(self, Op::Expire { .. } | Op::Persist);
+        if !overwrites && !keeps_type && state.is_some_and(|s| !s.is_string()) {
+            return Err(OpError::WrongType);
+        }
+        let current = state.map(|s| &s.value[..]);
+        let string =
+            |value: Bytes, expires_at: Option<i64>| Effect::Put(value, expires_at, Type::String);
         match self {
             Op::IncrBy(by) => {
                 let value = match current {
@@ -479,7 +557,7 @@ impl Op {
                     Some(bytes) => parse_i64(bytes).ok_or(OpError::NotAnInteger)?,
                 };
                 let sum = value.checked_add(*by).ok_or(OpError::Overflow)?;
-                Ok(Effect::Put(Bytes::from(sum.to_string()), kept))
+                Ok(string(Bytes::from(sum.to_string()), kept))
             }
             Op::IncrByFloat(by) => {
                 let value = match current {
@@ -490,7 +568,7 @@ impl Op {
                 if !sum.is_finite() {
                     return Err(OpError::NotFinite);
                 }
-                Ok(Effect::Put(Bytes::from(format_float(sum)), kept))
+                Ok(string(Bytes::from(format_float(sum)), kept))
             }
             Op::Append { suffix, max_len } => {
                 let current = current.unwrap_or_default();
@@ -501,7 +579,7 @@ impl Op {
                 let mut value = BytesMut::with_capacity(len as usize);
                 value.put_slice(current);
                 value.put_slice(suffix);
-                Ok(Effect::Put(value.freeze(), kept))
+                Ok(string(value.freeze(), kept))
             }
             Op::SetRange {
                 offset,
@@ -523,7 +601,7 @@ impl Op {
                     value.resize(end as usize, 0);
                 }
                 value[*offset as usize..end as usize].copy_from_slice(bytes);
-                Ok(Effect::Put(Bytes::from(value), kept))
+                Ok(string(Bytes::from(value), kept))
             }
             Op::SetBit {
                 offset,
@@ -544,10 +622,10 @@ impl Op {
                 } else {
                     value[byte as usize] &= !mask;
                 }
-                Ok(Effect::Put(Bytes::from(value), kept))
+                Ok(string(Bytes::from(value), kept))
             }
             Op::Set { value, when } => Ok(if when.holds(state) {
-                Effect::Put(value.clone(), None)
+                string(value.clone(), None)
             } else {
                 Effect::Unchanged
             }),
@@ -560,18 +638,20 @@ impl Op {
                     SetExpiry::Keep => kept,
                     SetExpiry::Until(deadline) => Some(deadline.resolve(time)),
                 };
-                Effect::Put(value.clone(), expires_at)
+                string(value.clone(), expires_at)
             } else {
                 Effect::Unchanged
             }),
             Op::Expire { deadline, when } => Ok(match state {
                 Some(state) if when.holds(state.expires_at, deadline.resolve(time)) => {
-                    Effect::Put(state.value.clone(), Some(deadline.resolve(time)))
+                    Effect::Put(state.value.clone(), Some(deadline.resolve(time)), state.ty)
                 }
                 _ => Effect::Unchanged,
             }),
             Op::Persist => Ok(match state {
-                Some(state) if state.expires_at.is_some() => Effect::Put(state.value.clone(), None),
+                Some(state) if state.expires_at.is_some() => {
+                    Effect::Put(state.value.clone(), None, state.ty)
+                }
                 _ => Effect::Unchanged,
             }),
             Op::Delete { when } => Ok(if when.holds(state) && state.is_some() {
@@ -581,6 +661,7 @@ impl Op {
             }),
             // Evaluated on all its keys by `Batch::evaluate`, never here.
             Op::Batch(_) | Op::CopyFrom { .. } => Ok(Effect::Unchanged),
+            Op::Collection(_) => unreachable!("evaluated above"),
         }
     }
 }
@@ -706,6 +787,10 @@ impl Op {
                 put_condition(&mut out, *when);
                 out.put_slice(source);
             }
+            Op::Collection(op) => {
+                out.put_u8(b'C');
+                op.encode(&mut out);
+            }
             Op::Batch(batch) => {
                 out.put_u8(b'B');
                 out.put_u32(batch.conditions.len() as u32);
@@ -823,6 +908,10 @@ impl Op {
                     when,
                 }
             }
+            b'C' => Op::Collection(
+                CollectionOp::decode(buf)
+                    .map_err(|_| DecodeError("malformed collection operation"))?,
+            ),
             b'B' => {
                 let mut conditions = Vec::new();
                 for _ in 0..get_u32(&mut buf)? {
@@ -897,6 +986,8 @@ fn put_condition(out: &mut BytesMut, when: Condition) {
         Condition::Always => out.put_u8(b'a'),
         Condition::Absent => out.put_u8(b'n'),
         Condition::Present => out.put_u8(b'x'),
+        Condition::StringOrAbsent => out.put_u8(b's'),
+        Condition::PresentString => out.put_u8(b'S'),
         Condition::Version(version) => {
             out.put_u8(b'v');
             out.put_i64(version);
@@ -912,6 +1003,8 @@ fn get_condition(buf: &mut &[u8]) -> Result<Condition, DecodeError> {
         b'a' => Condition::Always,
         b'n' => Condition::Absent,
         b'x' => Condition::Present,
+        b's' => Condition::StringOrAbsent,
+        b'S' => Condition::PresentString,
         b'v' if buf.len() >= 8 => Condition::Version(buf.get_i64()),
         _ => return Err(DecodeError("unknown condition")),
     })

@@ -25,6 +25,10 @@
 //! - `kafkv.expired` (`<sweeper>:<r>:<e>`) on a tombstone: a SWEEP, "delete
 //!   the key if it expired", naming the sweeper's view (offset `r`, expiry
 //!   `e`).
+//! - `kafkv.type` (`list`, `set`, `hash` or `zset`) on a put or a repair:
+//!   the value is that collection's encoding ([`crate::collection`]), not a
+//!   string. Strings carry no type header, so plain Kafka clients' records
+//!   stay strings.
 //!
 //! A record carrying any other header inside the prefix was written by a
 //! newer kafkv whose meaning this version cannot honour; applying it as a
@@ -40,7 +44,7 @@ use rdkafka::{
     producer::FutureRecord,
 };
 
-use crate::op::Op;
+use crate::{collection::Type, op::Op};
 
 /// The prefix of every record header name kafkv reserves for itself.
 pub const HEADER_PREFIX: &str = "kafkv.";
@@ -51,6 +55,7 @@ const ID_HEADER: &str = "kafkv.id";
 const TTL_HEADER: &str = "kafkv.ttl";
 const EXPIRES_AT_HEADER: &str = "kafkv.expires-at";
 const EXPIRED_HEADER: &str = "kafkv.expired";
+const TYPE_HEADER: &str = "kafkv.type";
 
 /// What a record is, beyond its key and value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +99,8 @@ pub struct Outgoing {
     pub id: Option<u64>,
     /// A put's or a repair's expiry.
     pub expiry: Option<Expiry>,
+    /// The type of a put's or a repair's value.
+    pub ty: Type,
 }
 
 impl Outgoing {
@@ -105,6 +112,7 @@ impl Outgoing {
             kind: Kind::Plain,
             id: None,
             expiry: None,
+            ty: Type::String,
         }
     }
 
@@ -145,14 +153,20 @@ impl Outgoing {
             kind: Kind::Op(op.clone()),
             id: None,
             expiry: None,
+            ty: Type::String,
         }
     }
 
     /// A repair of `key`: its value and version as of offset `restates`.
     pub fn repair(key: Bytes, restates: i64, state: Option<crate::op::KeyState>) -> Self {
-        let (value, version, expires_at) = match state {
-            Some(state) => (Some(state.value), Some(state.version), state.expires_at),
-            None => (None, None, None),
+        let (value, version, expires_at, ty) = match state {
+            Some(state) => (
+                Some(state.value),
+                Some(state.version),
+                state.expires_at,
+                state.ty,
+            ),
+            None => (None, None, None, Type::String),
         };
         Self {
             key,
@@ -163,6 +177,7 @@ impl Outgoing {
                 deadline: crate::op::Deadline::At(at),
                 writer: None,
             }),
+            ty,
         }
     }
 
@@ -237,6 +252,9 @@ impl Outgoing {
                 None => add(name, ms.to_string()),
             }
         }
+        if self.ty != Type::String {
+            add(TYPE_HEADER, self.ty.name().into());
+        }
         if let Some(id) = id {
             add(ID_HEADER, format!("{id:x}"));
         }
@@ -261,6 +279,8 @@ pub struct Record {
     pub expires_at: Option<i64>,
     /// The instance named to sweep the key first (a put's `<writer>`).
     pub sweeper: Option<u32>,
+    /// The type of a put's value (a string unless `kafkv.type` says).
+    pub ty: Type,
     /// key ‖ value.
     data: Box<[u8]>,
     key_len: u32,
@@ -280,6 +300,7 @@ impl Record {
             id: None,
             expires_at: None,
             sweeper: None,
+            ty: Type::String,
             data: data.into_boxed_slice(),
             key_len: key_len(key),
             tombstone: false,
@@ -295,6 +316,7 @@ impl Record {
             id: None,
             expires_at: None,
             sweeper: None,
+            ty: Type::String,
             data: key.into(),
             key_len: key_len(key),
             tombstone: true,
@@ -321,6 +343,11 @@ impl Record {
         self
     }
 
+    pub fn with_type(mut self, ty: Type) -> Self {
+        self.ty = ty;
+        self
+    }
+
     /// The state a plain put or delete leaves its key in: the value at
     /// this record's offset with its expiry, or absent.
     pub fn plain_state(&self) -> Option<crate::op::KeyState> {
@@ -328,6 +355,7 @@ impl Record {
             value: Bytes::copy_from_slice(value),
             version: self.offset,
             expires_at: self.expires_at,
+            ty: self.ty,
         })
     }
 
@@ -399,6 +427,7 @@ pub fn decode(message: &impl Message) -> Decoded {
     // (relative?, ms, writer)
     let mut expiry: Option<(bool, i64, Option<u32>)> = None;
     let mut sweep: Option<(u32, i64, i64)> = None;
+    let mut ty: Option<Type> = None;
     if let Some(headers) = message.headers() {
         for header in headers.iter() {
             if !header.key.starts_with(HEADER_PREFIX) {
@@ -445,6 +474,12 @@ pub fn decode(message: &impl Message) -> Decoded {
                     sweep = text.and_then(parse_sweep);
                     sweep.is_some()
                 }
+                TYPE_HEADER if ty.is_none() => {
+                    ty = text
+                        .and_then(Type::from_name)
+                        .filter(|ty| *ty != Type::String);
+                    ty.is_some()
+                }
                 _ => false,
             };
             if !parsed {
@@ -458,7 +493,13 @@ pub fn decode(message: &impl Message) -> Decoded {
     };
     if let Some((sweeper, restates, expires_at)) = sweep {
         // A SWEEP is a bare tombstone with its one header.
-        if op || repair.is_some() || version.is_some() || id.is_some() || expiry.is_some() {
+        if op
+            || repair.is_some()
+            || version.is_some()
+            || id.is_some()
+            || expiry.is_some()
+            || ty.is_some()
+        {
             return unsupported(EXPIRED_HEADER);
         }
         if message.payload().is_some() {
@@ -482,6 +523,10 @@ pub fn decode(message: &impl Message) -> Decoded {
         Some((true, ms, writer)) => (Some(timestamp.unwrap_or(0).saturating_add(ms)), writer),
         Some((false, at, writer)) => (Some(at), writer),
     };
+    // Only a value has a type: an operation's value is the operation.
+    if ty.is_some() && (op || message.payload().is_none()) {
+        return unsupported(TYPE_HEADER);
+    }
     let kind = match (op, repair) {
         (false, None) if version.is_none() => Kind::Plain,
         // A repair of a present key states its version; of an absent one, none.
@@ -502,7 +547,8 @@ pub fn decode(message: &impl Message) -> Decoded {
         .with_timestamp(timestamp)
         .with_kind(kind)
         .with_id(id)
-        .with_expiry(expires_at);
+        .with_expiry(expires_at)
+        .with_type(ty.unwrap_or_default());
     Decoded::Record(Record { sweeper, ..record })
 }
 
@@ -628,6 +674,76 @@ mod tests {
                 version: None
             }
         );
+    }
+
+    #[test]
+    fn a_collections_repair_carries_its_type_and_a_string_none() {
+        use crate::op::KeyState;
+        let key = Bytes::from_static(b"k");
+        let list = KeyState {
+            ty: Type::List,
+            ..KeyState::new(Bytes::from_static(b"encoded"), 5)
+        };
+        let repair = Outgoing::repair(key.clone(), 9, Some(list));
+        let headers = repair.to_kafka("t").headers.unwrap();
+        let names: Vec<&str> = headers.iter().map(|h| h.key).collect();
+        assert!(names.contains(&"kafkv.type"), "{names:?}");
+        let Decoded::Record(record) = round_trip(&repair) else {
+            panic!("a repair")
+        };
+        assert_eq!(record.ty, Type::List);
+        assert_eq!(record.plain_state().unwrap().ty, Type::List);
+        let string = Outgoing::repair(key, 9, Some(KeyState::new(Bytes::from_static(b"s"), 5)));
+        let headers = string.to_kafka("t").headers.unwrap();
+        assert!(headers.iter().all(|h| h.key != "kafkv.type"));
+        let Decoded::Record(record) = round_trip(&string) else {
+            panic!("a repair")
+        };
+        assert_eq!(record.ty, Type::String);
+    }
+
+    #[test]
+    fn a_type_header_only_types_a_value() {
+        let header = |key, value| Header {
+            key,
+            value: Some(value),
+        };
+        let typed = |headers: OwnedHeaders, value: Option<&[u8]>| {
+            decode(&message(Some(b"k"), value, Some(headers)))
+        };
+        // A plain put with a type: a collection written whole.
+        let put = typed(
+            OwnedHeaders::new().insert(header("kafkv.type", "hash")),
+            Some(b"v"),
+        );
+        assert!(matches!(put, Decoded::Record(r) if r.ty == Type::Hash && r.kind == Kind::Plain));
+        // On a tombstone, an operation, or naming no type kafkv has (or
+        // `string`, which is never written): refused.
+        let op = Op::IncrBy(1).encode();
+        for (headers, value) in [
+            (
+                OwnedHeaders::new().insert(header("kafkv.type", "list")),
+                None,
+            ),
+            (
+                OwnedHeaders::new()
+                    .insert(header("kafkv.op", "1"))
+                    .insert(header("kafkv.type", "list")),
+                Some(&op[..]),
+            ),
+            (
+                OwnedHeaders::new().insert(header("kafkv.type", "stream")),
+                Some(&b"v"[..]),
+            ),
+            (
+                OwnedHeaders::new().insert(header("kafkv.type", "string")),
+                Some(&b"v"[..]),
+            ),
+        ] {
+            assert!(
+                matches!(typed(headers, value), Decoded::Unsupported { header, .. } if header == "kafkv.type"),
+            );
+        }
     }
 
     #[test]

@@ -103,6 +103,9 @@ pub async fn get(State(state): State<AppState>, uri: Uri) -> Result<Response, Ap
         .await
         .map_err(|e| ApiError::from(e).shaped(Shape::Message))?
         .ok_or_else(|| message(StatusCode::NOT_FOUND, format!("Key = {shown} not found")))?;
+    if found.ty != crate::collection::Type::String {
+        return Err(super::v1::not_a_string(found.ty).shaped(Shape::Message));
+    }
     let value = String::from_utf8(found.value.to_vec()).map_err(|_| {
         message(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -376,7 +376,9 @@ fn step_result(
         StepKind::Get => {
             item.insert("op".into(), "get".into());
             match &step.before {
-                Some(state) => encode_into(&mut item, "value", &state.value),
+                Some(state) => {
+                    super::v1::encode_value_into(&mut item, state.ty, Some(&state.value))
+                }
                 None => {
                     item.insert("value".into(), Value::Null);
                 }

@@ -41,7 +41,10 @@ use super::{
     expiry::{self, ExpiryArgs, with_expires_at},
     path_key, read_body,
 };
+use bytes::Bytes;
+
 use crate::{
+    collection::Type,
     error::InputError,
     op::{Condition, KeyState, Op, parse_f64},
     store::{Applied, Consistency, WriteError},
@@ -62,6 +65,7 @@ pub async fn get(State(state): State<AppState>, uri: Uri) -> Result<Response, Ap
     let query = Query::parse(uri.query())?;
     match state.store.get(&key, query.consistency()?).await? {
         None => Err(ApiError::new(StatusCode::NOT_FOUND, "key not found")),
+        Some(found) if found.ty != Type::String => Err(not_a_string(found.ty)),
         Some(found) => {
             let mut response = found.value.into_response();
             let headers = response.headers_mut();
@@ -304,7 +308,7 @@ pub async fn scan(State(state): State<AppState>, uri: Uri) -> Result<Response, A
         .map(|(key, found)| {
             let mut item = Map::new();
             encode_into(&mut item, "key", &key);
-            encode_into(&mut item, "value", &found.value);
+            encode_value_into(&mut item, found.ty, Some(&found.value));
             item.insert("partition".into(), found.partition.into());
             item.insert("offset".into(), found.offset.into());
             if let Some(at) = found.expires_at {
@@ -314,6 +318,33 @@ pub async fn scan(State(state): State<AppState>, uri: Uri) -> Result<Response, A
         })
         .collect();
     Ok(Json(json!({ "items": items, "cursor": cursor })).into_response())
+}
+
+/// A string value as `value` (or `value_base64`); a collection as its
+/// `type` alone: its stored form is kafkv's encoding, which the HTTP API
+/// does not expose (read it over RESP: `LRANGE`, `SMEMBERS`, `HGETALL`,
+/// `ZRANGE`).
+pub(super) fn encode_value_into(item: &mut Map<String, Value>, ty: Type, value: Option<&Bytes>) {
+    match (ty, value) {
+        (Type::String, Some(value)) => encode_into(item, "value", value),
+        (Type::String, None) => {}
+        (ty, _) => {
+            item.insert("type".into(), ty.name().into());
+        }
+    }
+}
+
+/// A `409 Conflict` for a key holding a collection, which the HTTP API's
+/// string reads cannot return.
+pub(super) fn not_a_string(ty: Type) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        format!(
+            "the key holds a {} (WRONGTYPE): the HTTP API reads strings; read it over the Redis \
+             protocol",
+            ty.name()
+        ),
+    )
 }
 
 /// `name` as a string when the bytes are UTF-8, else `name_base64`.

@@ -120,9 +120,7 @@ fn sse_event(event: &WatchEvent) -> Event {
     let mut data = Map::new();
     if let Some(record) = event.record() {
         encode_into(&mut data, "key", record.key);
-        if let Some(value) = record.value {
-            encode_into(&mut data, "value", value);
-        }
+        super::v1::encode_value_into(&mut data, record.ty, record.value);
         if let Some(op) = record.op {
             data.insert("op".into(), op.name().into());
         }

@@ -21,17 +21,21 @@ use bytes::{BufMut, Bytes, BytesMut};
 use parking_lot::Mutex;
 
 use super::{frame::Frame, glob};
-use crate::state::{ChangeBatch, ChangeOp, ChangeReceiver};
+use crate::{
+    collection::Type,
+    state::{ChangeBatch, ChangeOp, ChangeReceiver},
+};
 
 const KEYSPACE: &[u8] = b"__keyspace@0__:";
 
 /// What `CONFIG GET notify-keyspace-events` answers: generic (`g`: `del`,
 /// `rename_from`, `rename_to`, `copy_to`, `expire`, `persist`), string (`$`:
-/// `set`, `incrby`, `incrbyfloat`, `append`, `setrange`, `setbit`) and
-/// expired (`x`: `expired`) events, on keyspace (`K`) and keyevent (`E`)
-/// channels, in Redis's canonical order. Always on: they cost nothing
-/// unless someone subscribes.
-pub const NOTIFY_KEYSPACE_EVENTS: &str = "g$xKE";
+/// `set`, `incrby`, `incrbyfloat`, `append`, `setrange`, `setbit`), list
+/// (`l`), set (`s`), hash (`h`), sorted set (`z`) and expired (`x`:
+/// `expired`) events, on keyspace (`K`) and keyevent (`E`) channels, in
+/// Redis's canonical order. Always on: they cost nothing unless someone
+/// subscribes.
+pub const NOTIFY_KEYSPACE_EVENTS: &str = "g$lshzxKE";
 
 /// The `notify-keyspace-events` class Redis files an event under.
 fn class(op: ChangeOp) -> u8 {
@@ -43,6 +47,13 @@ fn class(op: ChangeOp) -> u8 {
         | ChangeOp::Expire
         | ChangeOp::Persist => b'g',
         ChangeOp::Expired => b'x',
+        ChangeOp::Collection { ty, .. } => match ty {
+            Type::List => b'l',
+            Type::Set => b's',
+            Type::Hash => b'h',
+            Type::ZSet => b'z',
+            Type::String => b'$',
+        },
         ChangeOp::Set
         | ChangeOp::IncrBy
         | ChangeOp::IncrByFloat
@@ -58,8 +69,11 @@ fn notifies(flag: u8) -> bool {
 }
 
 /// `__keyevent@0__:<event>`.
-fn keyevent_channel(op: ChangeOp) -> &'static [u8] {
-    match op {
+fn keyevent_channel(op: ChangeOp) -> Bytes {
+    if let ChangeOp::Collection { event, .. } = op {
+        return Bytes::from(format!("__keyevent@0__:{event}"));
+    }
+    Bytes::from_static(match op {
         ChangeOp::Set => b"__keyevent@0__:set",
         ChangeOp::Del => b"__keyevent@0__:del",
         ChangeOp::IncrBy => b"__keyevent@0__:incrby",
@@ -73,7 +87,8 @@ fn keyevent_channel(op: ChangeOp) -> &'static [u8] {
         ChangeOp::Expire => b"__keyevent@0__:expire",
         ChangeOp::Persist => b"__keyevent@0__:persist",
         ChangeOp::Expired => b"__keyevent@0__:expired",
-    }
+        ChangeOp::Collection { .. } => unreachable!("named above"),
+    })
 }
 
 /// Subscriber counts across every connection of this front end.
@@ -244,7 +259,7 @@ impl Subscriptions {
             self.deliver(&keyspace.freeze(), &event, out);
         }
         if notifies(b'E') {
-            let keyevent = Bytes::from_static(keyevent_channel(op));
+            let keyevent = keyevent_channel(op);
             self.deliver(&keyevent, key, out);
         }
     }
@@ -315,6 +330,7 @@ mod tests {
         Change {
             key: Bytes::copy_from_slice(key.as_bytes()),
             value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+            ty: Type::String,
             expires_at: None,
             sets_expiry: false,
             op,

@@ -30,8 +30,11 @@ use crate::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
     pub key: Bytes,
-    /// The new value; `None`: the key was deleted (a tombstone).
+    /// The new value; `None`: the key was deleted (a tombstone). A
+    /// collection's is its encoding ([`crate::collection`]).
     pub value: Option<Bytes>,
+    /// The new value's type.
+    pub ty: crate::collection::Type,
     /// When the new value expires (ms since the epoch); `None`: never, or
     /// the key was deleted.
     pub expires_at: Option<i64>,
@@ -54,6 +57,7 @@ impl From<&Record> for Change {
         Change {
             key: Bytes::copy_from_slice(record.key()),
             value: record.value().map(Bytes::copy_from_slice),
+            ty: record.ty,
             expires_at: record.value().and(record.expires_at),
             op: ChangeOp::of(&record.kind, record.key(), record.value()),
             sets_expiry: record.kind == Kind::Plain
@@ -83,6 +87,7 @@ impl Change {
         Change {
             key: Bytes::copy_from_slice(state.key()),
             value: state.value().map(Bytes::copy_from_slice),
+            ty: state.ty,
             expires_at: state.value().and(state.expires_at),
             op,
             sets_expiry,
@@ -121,6 +126,12 @@ pub enum ChangeOp {
     CopyTo,
     /// `EXPIRE` and friends, `GETEX` with a time: a new expiry.
     Expire,
+    /// A write to a list, set, hash or sorted set, by Redis's event name
+    /// (`lpush`, `sadd`, `hset`, `zadd`, …).
+    Collection {
+        event: &'static str,
+        ty: crate::collection::Type,
+    },
     /// `PERSIST`, `GETEX PERSIST`: the expiry removed.
     Persist,
     /// A SWEEP removed the key once its expiry had passed.
@@ -160,6 +171,7 @@ impl ChangeOp {
             ChangeOp::Expire => "expire",
             ChangeOp::Persist => "persist",
             ChangeOp::Expired => "expired",
+            ChangeOp::Collection { event, .. } => event,
         }
     }
 
@@ -198,6 +210,10 @@ impl ChangeOp {
             Op::Persist => ChangeOp::Persist,
             Op::Delete { .. } => ChangeOp::Del,
             Op::CopyFrom { .. } => ChangeOp::CopyTo,
+            Op::Collection(op) => ChangeOp::Collection {
+                event: op.event_name(),
+                ty: op.result_type(),
+            },
             // Never a step; named per key by `in_batch`.
             Op::Batch(_) => ChangeOp::Set,
         }

@@ -317,6 +317,7 @@ impl Hazards {
                         value: Bytes::copy_from_slice(value),
                         version: *version,
                         expires_at: record.expires_at,
+                        ty: record.ty,
                     }),
                     _ => None,
                 };

@@ -53,6 +53,7 @@ pub(crate) use table::Table;
 pub use table::{Due, StateError, Versioned, disk::Checkpoint};
 
 use crate::{
+    collection::Type,
     op::{Batch, Condition, KeyState, Op, Outcome},
     record::{Kind, Record},
 };
@@ -567,6 +568,7 @@ impl View {
                 partition,
                 offset,
                 expires_at,
+                ty: crate::collection::Type::String,
             },
         );
         // This put may have been the last unknown offset before a waiting
@@ -678,6 +680,10 @@ impl View {
             {
                 let value = outcome.after.as_ref().map(|state| state.value.clone());
                 let expires_at = outcome.after.as_ref().and_then(|state| state.expires_at);
+                let ty = outcome
+                    .after
+                    .as_ref()
+                    .map_or(Type::String, |state| state.ty);
                 inner.overlay.insert(
                     key,
                     Acked {
@@ -685,6 +691,7 @@ impl View {
                         partition,
                         offset: at,
                         expires_at,
+                        ty,
                     },
                 );
             }
@@ -1296,6 +1303,7 @@ fn versioned_state(v: Versioned) -> KeyState {
         value: v.value,
         version: v.offset,
         expires_at: v.expires_at,
+        ty: v.ty,
     }
 }
 
@@ -1304,9 +1312,9 @@ fn versioned_state(v: Versioned) -> KeyState {
 /// a tombstone.
 fn state_record(partition: i32, offset: i64, key: &[u8], state: &Option<KeyState>) -> Record {
     match state {
-        Some(state) => {
-            Record::put(partition, state.version, key, &state.value).with_expiry(state.expires_at)
-        }
+        Some(state) => Record::put(partition, state.version, key, &state.value)
+            .with_expiry(state.expires_at)
+            .with_type(state.ty),
         None => Record::tombstone(partition, offset, key),
     }
 }

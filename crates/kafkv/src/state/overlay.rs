@@ -26,6 +26,9 @@ pub(super) struct Acked {
     /// the record resolves against, so the estimate is late by the produce
     /// latency at most, never early.
     pub expires_at: Option<i64>,
+    /// A put's type (a string) or, for an operation the fast path answered
+    /// at acknowledgement, the type it left the key with.
+    pub ty: crate::collection::Type,
 }
 
 impl Acked {
@@ -36,6 +39,7 @@ impl Acked {
             partition: self.partition,
             offset: self.offset,
             expires_at: self.expires_at,
+            ty: self.ty,
         })
     }
 }

@@ -80,6 +80,7 @@ impl View {
                         partition: write.partition,
                         offset: write.offset,
                         expires_at: None,
+                        ty: write.ty,
                     };
                     if !visit(live) {
                         return false;

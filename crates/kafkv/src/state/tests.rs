@@ -1382,3 +1382,30 @@ fn a_batch_reports_only_the_unsettled_keys_it_touched() {
     apply(&view, vec![put(0, 104, "plain", "y")]);
     assert!(reported(&mut received).is_empty());
 }
+
+/// Regression: an operation the fast path answered at acknowledgement put
+/// its result into the overlay as a string, so `TYPE` of a just-pushed list
+/// answered `string` (and `LRANGE` WRONGTYPE) until the consumer applied it.
+#[test]
+fn a_collection_answered_at_acknowledgement_reads_with_its_type() {
+    use crate::collection::{CollectionOp, Type};
+    use crate::op::Op;
+    let view = View::in_memory(vec![0]);
+    let push = Acknowledged::Op {
+        key: Bytes::from_static(b"l"),
+        op: Op::Collection(CollectionOp::Push {
+            left: true,
+            values: vec![Bytes::from_static(b"a")],
+            only_if_exists: false,
+            max_len: 1 << 20,
+        }),
+    };
+    let (id, _) = view.register_waiter();
+    let outcome = view.outcome_at_ack(id, push, 0, 0).unwrap().expect("known");
+    assert_eq!(outcome.after.as_ref().unwrap().ty, Type::List);
+    // Not applied yet: the read comes from the overlay.
+    let found = view.get(b"l").unwrap().unwrap();
+    assert_eq!(found.ty, Type::List);
+    let scanned = view.scan(b"", None, 10, usize::MAX).unwrap();
+    assert_eq!(scanned[0].1.ty, Type::List);
+}

@@ -50,6 +50,7 @@ pub mod token;
 
 use std::{collections::VecDeque, sync::Arc, time::Duration};
 
+pub use crate::collection::Type;
 use bytes::Bytes;
 use rdkafka::error::KafkaError;
 use tokio::{
@@ -107,8 +108,11 @@ pub enum WatchEvent {
     /// snapshot cannot be resumed halfway), timestamp or operation.
     Put {
         key: Bytes,
-        /// `None` when the watch was opened without values.
+        /// `None` when the watch was opened without values. A collection's
+        /// is its encoding ([`crate::collection`]).
         value: Option<Bytes>,
+        /// The value's type.
+        ty: Type,
         /// What set it (`set`, `incrby`, `append`, `rename_to`, …); `None`
         /// for a snapshot entry.
         op: Option<ChangeOp>,
@@ -158,6 +162,7 @@ impl WatchEvent {
             WatchEvent::Put {
                 key,
                 value,
+                ty,
                 op,
                 expires_at,
                 partition,
@@ -167,6 +172,7 @@ impl WatchEvent {
             } => Some(EventRecord {
                 key,
                 value: value.as_ref(),
+                ty: *ty,
                 op: *op,
                 expires_at: *expires_at,
                 partition: *partition,
@@ -183,6 +189,7 @@ impl WatchEvent {
             } => Some(EventRecord {
                 key,
                 value: None,
+                ty: Type::String,
                 op: Some(*op),
                 expires_at: None,
                 partition: *partition,
@@ -212,6 +219,8 @@ impl WatchEvent {
 pub struct EventRecord<'a> {
     pub key: &'a Bytes,
     pub value: Option<&'a Bytes>,
+    /// A put's value's type (a string for a delete).
+    pub ty: Type,
     /// What made the change (its Redis keyspace-notification event name is
     /// [`ChangeOp::name`]); `None` for a snapshot entry.
     pub op: Option<ChangeOp>,
@@ -317,6 +326,7 @@ impl Watch {
                     watch.pending.push_back(WatchEvent::Put {
                         key,
                         value: watch.values.then_some(entry.value),
+                        ty: entry.ty,
                         op: None,
                         expires_at: entry.expires_at,
                         partition: entry.partition,
@@ -517,6 +527,7 @@ impl Watch {
             Some(value) => WatchEvent::Put {
                 key: change.key.clone(),
                 value: self.values.then(|| value.clone()),
+                ty: change.ty,
                 op: Some(change.op),
                 expires_at: change.expires_at,
                 partition: change.partition,

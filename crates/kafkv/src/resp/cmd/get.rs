@@ -23,13 +23,13 @@ impl Get {
 
     pub fn batched(self) -> super::Batched {
         super::Batched::one(self.key, None, |outcome| {
-            outcome.before.map_or(Frame::Null, |state| Frame::Bulk(state.value))
+            super::getset::previous(outcome)
         })
     }
 
     pub fn apply(self, session: &mut Session) -> Frame {
-        super::with_value(session, &self.key, |found| {
-            found.map_or(Frame::Null, |found| Frame::Bulk(found.value))
+        super::with_string(session, &self.key, |found| {
+            found.map_or(Frame::Null, Frame::Bulk)
         })
     }
 }

@@ -36,8 +36,8 @@ impl GetBit {
     }
 
     pub fn apply(self, session: &mut Session) -> Frame {
-        super::with_value(session, &self.key, |found| {
-            let value = found.map(|f| f.value).unwrap_or_default();
+        super::with_string(session, &self.key, |found| {
+            let value = found.unwrap_or_default();
             Frame::Integer(bit(&value, self.offset).into())
         })
     }

@@ -83,7 +83,11 @@ impl GetEx {
     pub async fn apply(self, store: &Store) -> Frame {
         match self.action {
             Action::Read => match store.get_now(&self.key) {
-                Ok(found) => found.map_or(Frame::Null, |found| Frame::Bulk(found.value)),
+                Ok(None) => Frame::Null,
+                Ok(Some(found)) if found.ty == crate::collection::Type::String => {
+                    Frame::Bulk(found.value)
+                }
+                Ok(Some(_)) => super::wrong_type(),
                 Err(error) => super::store_error(error),
             },
             Action::Refused(error) => match store.get_now(&self.key) {
@@ -91,7 +95,20 @@ impl GetEx {
                 Ok(None) => Frame::Null,
                 Err(error) => super::store_error(error),
             },
-            Action::Expire(_) | Action::Persist => self.batched().run(store).await,
+            Action::Expire(_) | Action::Persist => {
+                // GETEX is a string command: on a collection Redis answers
+                // WRONGTYPE and changes nothing. This view's type is the
+                // check (the expiry record cannot test the type); a
+                // collection written meanwhile elsewhere gets the expiry
+                // and the reply WRONGTYPE.
+                match store.get_now(&self.key) {
+                    Ok(Some(found)) if found.ty != crate::collection::Type::String => {
+                        super::wrong_type()
+                    }
+                    Err(error) => super::store_error(error),
+                    Ok(_) => self.batched().run(store).await,
+                }
+            }
         }
     }
 }

@@ -1,6 +1,8 @@
-//! `GETSET key value` and `GETDEL key`: a plain put or tombstone (nothing
-//! for compaction to worry about); the reply is the value it replaced, as
-//! this instance applies the record at its offset.
+//! `GETSET key value` and `GETDEL key`: a conditional put or delete
+//! ([`Condition::StringOrAbsent`](crate::op::Condition)), decided where it
+//! lands in the log: on a key holding a collection it writes nothing and
+//! answers WRONGTYPE, as Redis does; otherwise the reply is the value it
+//! replaced there.
 
 use super::{Args, Frame, Kind, Spec};
 use crate::store::Store;
@@ -39,7 +41,8 @@ impl GetSet {
 
     pub fn batched(self) -> super::Batched {
         use crate::op::{Condition, Op};
-        let when = Condition::Always;
+        // On a collection: WRONGTYPE, and nothing written.
+        let when = Condition::StringOrAbsent;
         let op = match self.value {
             Some(value) => Op::Set { value, when },
             None => Op::Delete { when },
@@ -48,13 +51,17 @@ impl GetSet {
     }
 
     pub async fn apply(self, store: &Store) -> Frame {
-        super::op_reply(store.replace(&self.key, self.value).await, previous)
+        self.batched().run(store).await
     }
 }
 
 /// The reply of commands that answer the value they replaced.
+/// WRONGTYPE when that was a collection (which the operation's
+/// [`Condition::StringOrAbsent`](crate::op::Condition) left alone).
 pub(super) fn previous(outcome: crate::op::Outcome) -> Frame {
-    outcome
-        .before
-        .map_or(Frame::Null, |state| Frame::Bulk(state.value))
+    match outcome.before {
+        None => Frame::Null,
+        Some(state) if state.is_string() => Frame::Bulk(state.value),
+        Some(_) => super::wrong_type(),
+    }
 }

@@ -61,6 +61,9 @@ impl Lcs {
             Ok(values) => values,
             Err(reply) => return reply,
         };
+        if values.iter().flatten().any(|found| found.ty != crate::collection::Type::String) {
+            return super::wrong_type();
+        }
         let [a, b] = [&values[0], &values[1]].map(|v| v.as_ref().map(|f| f.value.clone()));
         let (a, b) = (a.unwrap_or_default(), b.unwrap_or_default());
         let cells = (a.len() + 1).saturating_mul(b.len() + 1);

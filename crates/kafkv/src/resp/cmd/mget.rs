@@ -22,7 +22,10 @@ impl MGet {
                 Frame::Array(
                     outcomes
                         .into_iter()
-                        .map(|o| o.before.map_or(Frame::Null, |state| Frame::Bulk(state.value)))
+                        .map(|o| match o.before {
+                            Some(state) if state.is_string() => Frame::Bulk(state.value),
+                            _ => Frame::Null,
+                        })
                         .collect(),
                 )
             }),
@@ -40,7 +43,11 @@ impl MGet {
             Ok(found) => Frame::Array(
                 found
                     .into_iter()
-                    .map(|v| v.map_or(Frame::Null, |f| Frame::Bulk(f.value)))
+                    // A key of another type is nil, as in Redis.
+                    .map(|v| match v {
+                        Some(f) if f.ty == crate::collection::Type::String => Frame::Bulk(f.value),
+                        _ => Frame::Null,
+                    })
                     .collect(),
             ),
             Err(reply) => reply,

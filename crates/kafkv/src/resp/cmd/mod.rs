@@ -8,6 +8,7 @@
 //!
 //! Adding a command is a new file and one line in the `commands!` list below.
 
+mod collection;
 mod expiry;
 mod spec;
 mod unknown;
@@ -31,6 +32,20 @@ fn with_value(
         Ok(found) => reply(found),
         Err(error) => store_error(error),
     }
+}
+
+/// Redis's reply to a command on a key of another type.
+pub(super) fn wrong_type() -> Frame {
+    Frame::error("WRONGTYPE Operation against a key holding the wrong kind of value")
+}
+
+/// The reply `reply` makes of `key`'s current string value (`None`:
+/// absent); WRONGTYPE for a collection.
+fn with_string(session: &Session, key: &[u8], reply: impl FnOnce(Option<Bytes>) -> Frame) -> Frame {
+    with_value(session, key, |found| match found {
+        Some(found) if found.ty != crate::collection::Type::String => wrong_type(),
+        found => reply(found.map(|found| found.value)),
+    })
 }
 
 /// The current value of each of `keys`, or the error reply for the first
@@ -68,6 +83,11 @@ fn step_reply(
         None => reply(outcome),
         Some(OpError::TooLarge { max }) => Frame::error(format!(
             "ERR string exceeds maximum allowed size ({max} bytes, --max-value-bytes)"
+        )),
+        Some(OpError::WrongType) => wrong_type(),
+        Some(OpError::CollectionTooLarge { max }) => Frame::error(format!(
+            "ERR the collection would exceed {max} bytes (--max-value-bytes): kafkv keeps a \
+             collection in one record"
         )),
         Some(error) => Frame::error(format!("ERR {error}")),
     }
@@ -221,11 +241,13 @@ commands! {
         Get(get::Get),
         GetBit(getbit::GetBit),
         GetRange(getrange::GetRange),
+        HashRead(hash_read::HashRead),
         Hello(hello::Hello),
         Info(info::Info),
         Keys(keys::Keys),
         LastSave(lastsave::LastSave),
         Lcs(lcs::Lcs),
+        ListRead(list_read::ListRead),
         Memory(memory::Memory),
         MGet(mget::MGet),
         Object(object::Object),
@@ -240,11 +262,13 @@ commands! {
         Scan(scan::Scan),
         Scripting(scripting::Scripting),
         Select(select::Select),
+        SetRead(set_read::SetRead),
         Strlen(strlen::Strlen),
         Subscribe(subscribe::Subscribe),
         Type(type_::Type),
         Unsubscribe(unsubscribe::Unsubscribe),
         Watch(watch::Watch),
+        ZSetRead(zset_read::ZSetRead),
     }
     write {
         Append(append::Append),
@@ -254,16 +278,25 @@ commands! {
         Flush(flush::Flush),
         GetEx(getex::GetEx),
         GetSet(getset::GetSet),
+        HIncrBy(hincrby::HIncrBy),
+        HSet(hset::HSet),
         Incr(incr::Incr),
         IncrByFloat(incrbyfloat::IncrByFloat),
         MSet(mset::MSet),
         MSetNx(msetnx::MSetNx),
         Persist(persist::Persist),
+        Pop(pop::Pop),
+        Push(push::Push),
         Rename(rename::Rename),
         Set(set::Set),
         SetBit(setbit::SetBit),
         SetEx(setex::SetEx),
         SetRange(setrange::SetRange),
+        SAdd(sadd::SAdd),
+        SPop(spop::SPop),
+        ZAdd(zadd::ZAdd),
+        ZPop(zpop::ZPop),
+        ZRem(zrem::ZRem),
     }
 }
 
@@ -329,6 +362,19 @@ impl Command {
             Command::Expire(_, cmd) => cmd.batched(),
             Command::Persist(_, cmd) => cmd.batched(),
             Command::Ttl(_, cmd) => cmd.batched(),
+            Command::ListRead(_, cmd) => cmd.batched(),
+            Command::SetRead(_, cmd) => cmd.batched(),
+            Command::HashRead(_, cmd) => cmd.batched(),
+            Command::ZSetRead(_, cmd) => cmd.batched(),
+            Command::Push(_, cmd) => cmd.batched(max_len),
+            Command::Pop(_, cmd) => cmd.batched(),
+            Command::SAdd(_, cmd) => cmd.batched(max_len),
+            Command::SPop(_, cmd) => cmd.batched(),
+            Command::HSet(_, cmd) => cmd.batched(max_len),
+            Command::HIncrBy(_, cmd) => cmd.batched(max_len),
+            Command::ZAdd(_, cmd) => cmd.batched(max_len),
+            Command::ZRem(_, cmd) => cmd.batched(),
+            Command::ZPop(_, cmd) => cmd.batched(),
             // Its arguments were refused: it fails alone, as Redis runs it.
             Command::Failed(_, reply) => Batched {
                 steps: Vec::new(),

@@ -21,7 +21,9 @@ pub struct Scan {
     cursor: u64,
     pattern: Option<bytes::Bytes>,
     count: usize,
-    strings_only: Option<bool>,
+    /// `TYPE`: only keys of this type (`None` inside: a type name kafkv
+    /// has no keys of, which matches nothing, as in Redis 7.0).
+    of_type: Option<Option<crate::collection::Type>>,
 }
 
 impl Scan {
@@ -35,7 +37,7 @@ impl Scan {
             cursor,
             pattern: None,
             count: 10,
-            strings_only: None,
+            of_type: None,
         };
         while let Some(option) = args.optional() {
             match option.to_ascii_uppercase().as_slice() {
@@ -48,7 +50,9 @@ impl Scan {
                     scan.count = usize::try_from(count).map_err(|_| not_an_integer())?;
                 }
                 b"TYPE" => {
-                    scan.strings_only = Some(args.bytes()?.eq_ignore_ascii_case(b"string"));
+                    let name = args.bytes()?.to_ascii_lowercase();
+                    let name = std::str::from_utf8(&name).unwrap_or_default();
+                    scan.of_type = Some(crate::collection::Type::from_name(name));
                 }
                 _ => return Err(syntax_error()),
             }
@@ -61,12 +65,22 @@ impl Scan {
             Ok(page) => page,
             Err(error) => return super::store_error(error),
         };
-        let keys = keys
-            .into_iter()
-            .filter(|_| self.strings_only.unwrap_or(true))
-            .filter(|key| self.pattern.as_ref().is_none_or(|p| glob::matches(p, key)))
-            .map(Frame::Bulk)
-            .collect();
+        let mut matching = Vec::with_capacity(keys.len());
+        for key in keys {
+            if self.pattern.as_ref().is_some_and(|p| !glob::matches(p, &key)) {
+                continue;
+            }
+            if let Some(wanted) = self.of_type {
+                // The page holds keys only: the type is a read of each.
+                match session.store.get_now(&key) {
+                    Ok(Some(found)) if Some(found.ty) == wanted => {}
+                    Ok(_) => continue,
+                    Err(error) => return super::store_error(error),
+                }
+            }
+            matching.push(Frame::Bulk(key));
+        }
+        let keys = matching;
         Frame::Array(vec![Frame::bulk(next.to_string()), Frame::Array(keys)])
     }
 }

@@ -1,15 +1,16 @@
 //! `SET key value [NX|XX] [GET] [EX s|PX ms|EXAT s|PXAT ms|KEEPTTL]` and
 //! `SETNX key value` (docs/expiry.md for the records each form writes).
 //!
-//! - A plain `SET` is a put, which clears any expiry, as in Redis; with
-//!   `GET` alone it is a put that answers what it replaced.
+//! - A plain `SET` is a put, which clears any expiry and overwrites a
+//!   collection, as in Redis.
 //! - A plain `SET` with `EX`/`PX`/`EXAT`/`PXAT` is a put carrying its
 //!   expiry, self-contained like any put. An `EXAT`/`PXAT` already past by
 //!   this machine's clock is written as a delete: Redis deletes the key too.
-//! - `NX`/`XX`, `KEEPTTL`, and `GET` with a time are a conditional operation
+//! - `NX`/`XX`, `KEEPTTL`, and `GET` are a conditional operation
 //!   record, decided where it lands in the log (docs/rmw.md): the condition,
 //!   the kept expiry and the replaced value all depend on the key's state
-//!   there, expired keys counting as absent.
+//!   there, expired keys counting as absent. `GET` on a collection answers
+//!   WRONGTYPE and writes nothing.
 
 use super::{Args, Frame, Kind, Spec, expiry};
 use crate::{
@@ -108,7 +109,14 @@ impl Set {
     /// The operation record this `SET` is when it is one (and its form in a
     /// batch): a past `EXAT`/`PXAT` deletes where it is evaluated.
     fn op(self) -> (bytes::Bytes, Op) {
-        let when = self.when.unwrap_or(Condition::Always);
+        let when = match (self.when, self.get) {
+            (None, false) => Condition::Always,
+            // GET answers the old string: on a collection it is WRONGTYPE
+            // and writes nothing (NX already does not write over one).
+            (None, true) => Condition::StringOrAbsent,
+            (Some(Condition::Present), true) => Condition::PresentString,
+            (Some(when), _) => when,
+        };
         let op = match self.expiry {
             None => Op::Set {
                 value: self.value,
@@ -131,12 +139,6 @@ impl Set {
 
     pub async fn apply(self, store: &Store) -> Frame {
         let written = match (self.when, self.expiry, self.get) {
-            (None, None, true) => {
-                return super::op_reply(
-                    store.replace(&self.key, Some(self.value)).await,
-                    super::getset::previous,
-                );
-            }
             (None, None, false) => store.put(&self.key, self.value).await.map(drop),
             (None, Some(SetExpiry::Until(Deadline::At(at))), false)
                 if at <= crate::state::now_ms() =>

@@ -22,8 +22,8 @@ impl Strlen {
     }
 
     pub fn apply(self, session: &mut Session) -> Frame {
-        super::with_value(session, &self.key, |found| {
-            Frame::Integer(found.map_or(0, |f| f.value.len() as i64))
+        super::with_string(session, &self.key, |found| {
+            Frame::Integer(found.map_or(0, |value| value.len() as i64))
         })
     }
 }

@@ -1,4 +1,4 @@
-//! `TYPE key`: every kafkv value is a string.
+//! `TYPE key`: `string`, `list`, `set`, `hash`, `zset` or `none`.
 
 use super::{Args, Frame, Kind, Session, Spec};
 
@@ -23,7 +23,7 @@ impl Type {
 
     pub fn apply(self, session: &mut Session) -> Frame {
         super::with_value(session, &self.key, |found| {
-            Frame::Simple(if found.is_some() { "string" } else { "none" }.into())
+            Frame::Simple(found.map_or("none", |found| found.ty.name()).into())
         })
     }
 }

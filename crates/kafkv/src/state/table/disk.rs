@@ -3,12 +3,14 @@
 //! in the same transaction as the records they cover, so whatever a crash
 //! leaves behind is a state and the offsets that produced it.
 //!
-//! Tables (format 2):
+//! Tables (format 3):
 //! - `kv`: key → seq (u64) ‖ partition (i32) ‖ offset (i64) ‖ [expires_at
 //!   (i64)] ‖ value, integers little-endian. `seq` is the key's place in
 //!   `order`. `expires_at` (ms since the epoch) is there only when bit 31 of
 //!   the stored partition is set: partitions are never negative, so the bit
-//!   is free, and a key without an expiry costs nothing extra.
+//!   is free, and a key without an expiry costs nothing extra. Bits 28–30
+//!   hold the value's type ([`Type::code`], 0 for a string), so partitions
+//!   stay below 2^28.
 //! - `order`: seq → key. A key keeps its seq while it is live (overwrites
 //!   update in place); a new key gets the next one, and a seq is never
 //!   reused until [`DiskTable::reset`]. This is the `SCAN` cursor's index, as
@@ -23,10 +25,11 @@
 //! - `meta`: `positions` (i64 per partition), `saved_at` (ms since the
 //!   epoch), `topic`, `topic_id`, `next_seq`, `format`.
 //!
-//! Format 1 is format 2 without expiries: no `expiry` table and no
-//! partition with bit 31 set, which reads as format 2 unchanged. Opening
-//! one upgrades it in place ([`DiskTable::open`]). Any other format is
-//! rebuilt from the topic, as an older kafkv rebuilds a format-2 file.
+//! Format 2 is format 3 with strings only (bits 28–30 clear), and format 1
+//! is format 2 without expiries: no `expiry` table and no partition with
+//! bit 31 set. Both read as format 3 unchanged; opening one upgrades it in
+//! place ([`DiskTable::open`]). Any other format is rebuilt from the topic,
+//! as an older kafkv rebuilds a format-3 file.
 //!
 //! Durability: a commit is fsynced (redb `Durability::Immediate`) at most
 //! every [`DURABLE_EVERY`] and on close; the commits in between are
@@ -50,7 +53,7 @@ use redb::{
 };
 
 use super::{Due, Live, StateError, Table, Versioned};
-use crate::record::Record;
+use crate::{collection::Type, record::Record};
 
 const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
 const ORDER: TableDefinition<u64, &[u8]> = TableDefinition::new("order");
@@ -63,13 +66,18 @@ type KvTable = ReadOnlyTable<&'static [u8], &'static [u8]>;
 /// The on-disk layout this code reads and writes. [`FORMAT_1`] is upgraded
 /// in place; any other value means the file was written by an incompatible
 /// kafkv and is rebuilt.
-const FORMAT: u64 = 2;
-/// The layout before expiries, a subset of [`FORMAT`]'s.
+const FORMAT: u64 = 3;
+/// The layout before types, a subset of [`FORMAT`]'s.
+const FORMAT_2: u64 = 2;
+/// The layout before expiries, a subset of [`FORMAT_2`]'s.
 const FORMAT_1: u64 = 1;
 /// seq ‖ partition ‖ offset, before the optional expiry.
 const HEADER: usize = 20;
 /// Set in the stored partition when the entry carries an expiry.
 const HAS_EXPIRY: u32 = 1 << 31;
+/// The stored partition's bits below [`TYPE_SHIFT`] are the partition.
+const TYPE_SHIFT: u32 = 28;
+const PARTITION_MASK: u32 = (1 << TYPE_SHIFT) - 1;
 
 /// Longest a batch stays only in the OS page cache before an fsync.
 const DURABLE_EVERY: Duration = Duration::from_secs(1);
@@ -95,6 +103,7 @@ struct Header {
     partition: i32,
     offset: i64,
     expires_at: Option<i64>,
+    ty: Type,
 }
 
 /// The disk backend.
@@ -148,11 +157,13 @@ impl DiskTable {
         Ok((table, checkpoint))
     }
 
-    /// Brings a format-1 file to format 2 in place, in one durable commit:
-    /// its `kv` entries already read as format 2 without expiries, so only
-    /// the (empty) `expiry` table and the format change. Afterwards every
-    /// file with a checkpoint has an `expiry` table for readers to open.
+    /// Brings a format-1 or format-2 file to format 3 in place, in one
+    /// durable commit: its `kv` entries already read as format 3 (strings,
+    /// and without expiries in format 1), so only the (empty) `expiry`
+    /// table of a format-1 file and the format change. Afterwards every file
+    /// with a checkpoint has an `expiry` table for readers to open.
     fn upgrade(&self) -> Result<(), StateError> {
+        let format_1;
         {
             let txn = self.db.begin_read().map_err(|e| self.err(e))?;
             let meta = match txn.open_table(META) {
@@ -161,17 +172,21 @@ impl DiskTable {
                 Err(e) => return Err(self.err(e)),
             };
             let format = meta.get("format").map_err(|e| self.err(e))?;
-            if format.and_then(|f| u64_of(f.value())) != Some(FORMAT_1) {
-                return Ok(());
-            }
+            format_1 = match format.and_then(|f| u64_of(f.value())) {
+                Some(FORMAT_1) => true,
+                Some(FORMAT_2) => false,
+                _ => return Ok(()),
+            };
         }
         let txn = self.begin(Durability::Immediate)?;
-        // A format-1 file has no expiries, but may hold an `expiry` table
-        // left over from a format-2 file that an older kafkv rebuilt (its
-        // reset did not know the table): its rows name keys and seqs of the
-        // old contents, so they go.
-        txn.delete_table(EXPIRY).map_err(|e| self.err(e))?;
-        txn.open_table(EXPIRY).map_err(|e| self.err(e))?;
+        if format_1 {
+            // A format-1 file has no expiries, but may hold an `expiry` table
+            // left over from a format-2 file that an older kafkv rebuilt (its
+            // reset did not know the table): its rows name keys and seqs of
+            // the old contents, so they go.
+            txn.delete_table(EXPIRY).map_err(|e| self.err(e))?;
+            txn.open_table(EXPIRY).map_err(|e| self.err(e))?;
+        }
         {
             let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
             meta.insert("format", &FORMAT.to_le_bytes()[..])
@@ -200,6 +215,7 @@ impl DiskTable {
                 partition: header.partition,
                 offset: header.offset,
                 expires_at: header.expires_at,
+                ty: header.ty,
             };
             if !visit(live) {
                 break;
@@ -343,6 +359,7 @@ impl DiskTable {
                             partition: record.partition,
                             offset: record.offset,
                             expires_at: record.expires_at,
+                            ty: record.ty,
                         };
                         encode(&mut encoded, &header, value);
                         kv.insert(record.key(), &encoded[..])
@@ -455,6 +472,7 @@ impl Table for DiskTable {
                 partition: header.partition,
                 offset: header.offset,
                 expires_at: header.expires_at,
+                ty: header.ty,
             }
         }))
     }
@@ -650,8 +668,12 @@ fn u64_of(bytes: &[u8]) -> Option<u64> {
 
 /// `header` ‖ `value` as a `kv` entry, into `out`.
 fn encode(out: &mut Vec<u8>, header: &Header, value: &[u8]) {
-    debug_assert!(header.partition >= 0, "partitions are never negative");
-    let mut partition = header.partition as u32;
+    assert!(
+        (0..1 << TYPE_SHIFT).contains(&header.partition),
+        "the disk state holds partitions below 2^{TYPE_SHIFT}, not {}",
+        header.partition
+    );
+    let mut partition = header.partition as u32 | u32::from(header.ty.code()) << TYPE_SHIFT;
     if header.expires_at.is_some() {
         partition |= HAS_EXPIRY;
     }
@@ -676,9 +698,11 @@ fn decode(encoded: &[u8]) -> (Header, &[u8]) {
     };
     let header = Header {
         seq: u64::from_le_bytes(encoded[..8].try_into().expect("header")),
-        partition: (partition & !HAS_EXPIRY) as i32,
+        partition: (partition & PARTITION_MASK) as i32,
         offset: i64::from_le_bytes(encoded[12..HEADER].try_into().expect("header")),
         expires_at,
+        ty: Type::from_code(((partition & !HAS_EXPIRY) >> TYPE_SHIFT) as u8)
+            .expect("encode writes only type codes"),
     };
     (header, &encoded[value_at..])
 }
@@ -774,6 +798,7 @@ mod tests {
                     partition: 1,
                     offset: 0,
                     expires_at: None,
+                    ty: Type::String,
                 })
             );
             commit(
@@ -1075,6 +1100,7 @@ mod tests {
                 partition: 1,
                 offset: 0,
                 expires_at: None,
+                ty: Type::String,
             })
         );
         assert_eq!(table.volatile_counts(i64::MAX).unwrap(), (0, 0));
@@ -1087,6 +1113,49 @@ mod tests {
         let (table, found) = DiskTable::open(&path).unwrap();
         assert_eq!(found.unwrap().positions, vec![2, 1]);
         assert_eq!(table.get(b"a").unwrap().unwrap().expires_at, Some(100));
+    }
+
+    #[test]
+    fn a_format_2_file_is_upgraded_in_place_and_types_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.redb");
+        {
+            let table = fresh(&dir);
+            // Format 2 is format 3 with strings only.
+            commit(&table, &[put_expiring(0, 0, "a", 100)], &[1, 0]);
+            let txn = table.begin(Durability::Immediate).unwrap();
+            {
+                let mut meta = txn.open_table(META).unwrap();
+                meta.insert("format", &FORMAT_2.to_le_bytes()[..]).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let (table, found) = DiskTable::open(&path).unwrap();
+        assert_eq!(found.expect("kept, not rebuilt").positions, vec![1, 0]);
+        assert_eq!(stored_format(&table), Some(FORMAT));
+        let a = table.get(b"a").unwrap().unwrap();
+        assert_eq!((a.ty, a.expires_at), (Type::String, Some(100)));
+        // Every type, with and without an expiry.
+        let typed: Vec<Record> = Type::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, ty)| {
+                let key = format!("k{i}");
+                let record = put(1, i as i64, &key, "v").with_type(*ty);
+                record.with_expiry((i % 2 == 0).then_some(1_000 + i as i64))
+            })
+            .collect();
+        commit(&table, &typed, &[1, 5]);
+        drop(table);
+        let (table, _) = DiskTable::open(&path).unwrap();
+        for (i, ty) in Type::ALL.iter().enumerate() {
+            let entry = table.get(format!("k{i}").as_bytes()).unwrap().unwrap();
+            assert_eq!(
+                (entry.ty, entry.partition, entry.expires_at),
+                (*ty, 1, (i % 2 == 0).then_some(1_000 + i as i64)),
+                "{ty:?}"
+            );
+        }
     }
 
     #[test]

@@ -26,14 +26,16 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 use parking_lot::{RwLock, RwLockReadGuard};
 
 use super::{Due, Live, StateError, Table, Versioned, sorted::SortedIds};
-use crate::record::Record;
+use crate::{collection::Type, record::Record};
 
 /// One live entry: a single allocation of key ‖ value, and where it sits in
 /// the log.
 #[derive(Debug)]
 struct Slot {
     data: Box<[u8]>,
-    key_len: u32,
+    /// The key's length in the low [`KEY_LEN_BITS`], the value's type
+    /// ([`Type::code`]) above: a type costs no byte of its own.
+    key_len_and_type: u32,
     /// 0: no expiry. Otherwise 1 + the index of this slot's entry in
     /// [`Expiries`] (invariant E1 there).
     exp: u32,
@@ -46,6 +48,11 @@ struct Slot {
 // non-null pointer is the niche. Adding the expiry must not change either.
 const _: () = assert!(size_of::<Slot>() == 32);
 const _: () = assert!(size_of::<Option<Slot>>() == 32);
+
+/// Bits of [`Slot::key_len_and_type`] holding the key's length (keys up to
+/// 512 MiB, Redis's own bound); the type has the rest.
+const KEY_LEN_BITS: u32 = 29;
+const _: () = assert!(Type::ZSet as u32 >> (u32::BITS - KEY_LEN_BITS) == 0);
 
 /// Bits of [`Slot::pos`] holding the offset; the partition has the rest.
 const OFFSET_BITS: u32 = 48;
@@ -77,12 +84,21 @@ fn check_position(partition: i32, offset: i64) {
 }
 
 impl Slot {
+    fn key_len(&self) -> usize {
+        (self.key_len_and_type & ((1 << KEY_LEN_BITS) - 1)) as usize
+    }
+
     fn key(&self) -> &[u8] {
-        &self.data[..self.key_len as usize]
+        &self.data[..self.key_len()]
     }
 
     fn value(&self) -> &[u8] {
-        &self.data[self.key_len as usize..]
+        &self.data[self.key_len()..]
+    }
+
+    fn ty(&self) -> Type {
+        Type::from_code((self.key_len_and_type >> KEY_LEN_BITS) as u8)
+            .expect("only Slot::new packs a type")
     }
 
     fn partition(&self) -> i32 {
@@ -126,6 +142,7 @@ impl Table for MemoryTable {
             partition: slot.partition(),
             offset: slot.offset(),
             expires_at: entries.expiries.of(slot),
+            ty: slot.ty(),
         }))
     }
 
@@ -150,6 +167,7 @@ impl Table for MemoryTable {
                 partition: slot.partition(),
                 offset: slot.offset(),
                 expires_at: entries.expiries.of(slot),
+                ty: slot.ty(),
             };
             if !visit(live) {
                 break;
@@ -438,10 +456,15 @@ impl Slot {
     /// position ([`check_position`]).
     fn new(record: Record) -> Self {
         let pos = pack(record.partition, record.offset);
+        let ty = record.ty;
         let (data, key_len) = record.into_data();
+        assert!(
+            key_len < 1 << KEY_LEN_BITS,
+            "the memory state holds keys below 512 MiB, not one of {key_len} bytes"
+        );
         Slot {
             data,
-            key_len,
+            key_len_and_type: key_len | u32::from(ty.code()) << KEY_LEN_BITS,
             exp: 0,
             pos,
         }
@@ -764,6 +787,46 @@ mod tests {
         // commit and sync have nothing to do in memory.
         table.commit(&[], &[5], &[None]).unwrap();
         table.sync().unwrap();
+    }
+
+    #[test]
+    fn a_type_is_kept_beside_the_key_without_changing_its_length() {
+        let table = MemoryTable::default();
+        // A type changes with a rewrite, and a long key keeps its length.
+        let long = "k".repeat(70_000);
+        let records: Vec<Record> = Type::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, ty)| put(i as i64, &format!("k{i}"), "v").with_type(*ty))
+            .chain([put(9, &long, "v").with_type(Type::ZSet)])
+            .collect();
+        install(&table, records);
+        for (i, ty) in Type::ALL.iter().enumerate() {
+            let entry = table.get(format!("k{i}").as_bytes()).unwrap().unwrap();
+            assert_eq!((entry.ty, &entry.value[..]), (*ty, &b"v"[..]));
+        }
+        let entry = table.get(long.as_bytes()).unwrap().unwrap();
+        assert_eq!((entry.ty, &entry.value[..]), (Type::ZSet, &b"v"[..]));
+        install(&table, vec![put(10, "k1", "s")]);
+        assert_eq!(table.get(b"k1").unwrap().unwrap().ty, Type::String);
+        let mut seen = Vec::new();
+        table
+            .visit(Bound::Unbounded, &mut |live| {
+                seen.push(live.ty);
+                true
+            })
+            .unwrap();
+        assert_eq!(
+            seen,
+            [
+                Type::String,
+                Type::String,
+                Type::Set,
+                Type::Hash,
+                Type::ZSet,
+                Type::ZSet
+            ]
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@ use std::{borrow::Cow, fmt, ops::Bound, path::PathBuf};
 
 use bytes::Bytes;
 
-use crate::record::Record;
+use crate::{collection::Type, record::Record};
 
 /// The view's entries could not be read or written (`--state disk`).
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +54,7 @@ pub struct Versioned {
     pub offset: i64,
     /// When the key expires (ms since the epoch); `None`: never.
     pub expires_at: Option<i64>,
+    pub ty: Type,
 }
 
 impl Versioned {
@@ -80,6 +81,7 @@ pub(crate) struct Live<'a> {
     pub partition: i32,
     pub offset: i64,
     pub expires_at: Option<i64>,
+    pub ty: Type,
 }
 
 impl Live<'_> {
@@ -92,6 +94,7 @@ impl Live<'_> {
                 partition: self.partition,
                 offset: self.offset,
                 expires_at: self.expires_at,
+                ty: self.ty,
             },
         )
     }
