@@ -56,6 +56,8 @@ const TTL_HEADER: &str = "kafkv.ttl";
 const EXPIRES_AT_HEADER: &str = "kafkv.expires-at";
 const EXPIRED_HEADER: &str = "kafkv.expired";
 const TYPE_HEADER: &str = "kafkv.type";
+/// Keys at least this long are not applied (see [`decode`]).
+pub const MAX_KEY_LEN: usize = 1 << 29;
 
 /// What a record is, beyond its key and value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -418,6 +420,18 @@ pub fn decode(message: &impl Message) -> Decoded {
     let Some(key) = message.key() else {
         return Decoded::NoKey { partition, offset };
     };
+    // The view packs a key's length in 29 bits (beside its type); Redis's
+    // own bound on a key is 512 MiB too.
+    if key.len() >= MAX_KEY_LEN {
+        return Decoded::Unsupported {
+            partition,
+            offset,
+            header: format!(
+                "a key of {} bytes (kafkv holds keys below 512 MiB)",
+                key.len()
+            ),
+        };
+    }
     let unsupported = |header: &str| Decoded::Unsupported {
         partition,
         offset,

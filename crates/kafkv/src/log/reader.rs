@@ -203,8 +203,9 @@ fn consume(
                             partition,
                             offset,
                             %header,
-                            "skipping a record with a kafkv header this version does not know: \
-                             it was written by a newer kafkv; upgrade this instance"
+                            "skipping a record this version cannot apply: a kafkv header it \
+                             does not know is from a newer kafkv (upgrade this instance); a key \
+                             of 512 MiB or more is beyond what kafkv holds"
                         );
                         metrics::counter!("kafkv_records_unsupported_total").increment(1);
                         Event::Skipped { partition, offset }

@@ -45,6 +45,10 @@ pub(crate) enum Pending {
     /// bring back; what the batch did to this key beyond that is restated by
     /// this key's own repair after the batch.
     Steps { held: bool, ops: Vec<Op> },
+    /// This key's steps of a batch that copied another key's value into it
+    /// (`RENAME`, `COPY`): the source's state then cannot be brought back,
+    /// so the result is re-applied as it was (value, expiry and type).
+    Copied { held: bool, after: Option<KeyState> },
     /// A SWEEP that did not settle the key (docs/expiry.md).
     Sweep { restates: i64, expires_at: i64 },
 }
@@ -57,7 +61,11 @@ impl Pending {
                 restates,
                 expires_at,
             } => apply_sweep(state, *restates, *expires_at, at.time),
-            Pending::Steps { held: false, .. } => state,
+            Pending::Steps { held: false, .. } | Pending::Copied { held: false, .. } => state,
+            Pending::Copied { held: true, after } => after.clone().map(|after| KeyState {
+                version: at.offset,
+                ..after
+            }),
             Pending::Steps { held: true, ops } => {
                 for op in ops {
                     state = op.evaluate(state.as_ref(), at).1.after;
@@ -350,9 +358,9 @@ impl Hazards {
                 // `a_repair_before_a_batch_must_not_settle_its_key`).
                 let settled = applies
                     && after == stated
-                    && !pending
-                        .iter()
-                        .any(|(_, pending)| matches!(pending, Pending::Steps { .. }));
+                    && !pending.iter().any(|(_, pending)| {
+                        matches!(pending, Pending::Steps { .. } | Pending::Copied { .. })
+                    });
                 self.entries.insert(
                     key.into(),
                     Entry {
@@ -780,5 +788,36 @@ mod tests {
         hazards.resolve(&Record::put(0, 3, b"k", b"v"), None, false);
         run(&mut hazards, state("v", 3), &[incr(4)]);
         assert_eq!(elsewhere(&hazards), [false]);
+    }
+
+    /// Regression: a key a RENAME copied a list into was pending as a plain
+    /// string SET of the list's bytes, so a repair restating an offset
+    /// before the RENAME (a view catching up after a gap) turned the list
+    /// into a string, and this view's own repair then wrote it so.
+    #[test]
+    fn a_renamed_collection_is_re_applied_with_its_type() {
+        use crate::collection::Type;
+        let mut hazards = Hazards::new(1);
+        let list = KeyState {
+            ty: Type::List,
+            ..KeyState::new(Bytes::from_static(b"encoded"), 1)
+        };
+        let copied = Pending::Copied {
+            held: true,
+            after: Some(list.clone()),
+        };
+        hazards.record_hazard(
+            b"k",
+            0,
+            At { offset: 1, time: 0 },
+            None,
+            copied,
+            false,
+            false,
+        );
+        // A repair of k restating offset 0 (absent then): the RENAME at 1 is
+        // re-applied on top.
+        let after = run(&mut hazards, Some(list.clone()), &[repair(2, 0, None)]);
+        assert_eq!(after, Some(list));
     }
 }

@@ -54,7 +54,7 @@ pub use table::{Due, StateError, Versioned, disk::Checkpoint};
 
 use crate::{
     collection::Type,
-    op::{Batch, Condition, KeyState, Op, Outcome},
+    op::{Batch, KeyState, Op, Outcome},
     record::{Kind, Record},
 };
 use hazards::{Hazards, Pending};
@@ -1137,30 +1137,32 @@ impl View {
         let own = self.is_own(record.id);
         let mut replaced = Vec::new();
         for ((key, (_, before)), (_, after)) in keys.iter().zip(befores).zip(states) {
-            let mut ops: Vec<Op> = multi
+            let ops: Vec<Op> = multi
                 .steps
                 .iter()
                 .filter(|(step_key, op)| step_key == key && op.is_some())
                 .filter_map(|(_, op)| op.clone())
                 .collect();
-            if ops.iter().any(|op| matches!(op, Op::CopyFrom { .. })) {
-                // The value came from another key, whose state then a repair
-                // of this one cannot bring back: re-apply the result.
-                let when = Condition::Always;
-                ops = vec![match &after {
-                    Some(state) => Op::with_expiry(state.value.clone(), when, state.expires_at),
-                    None => Op::Delete { when },
-                }];
-            }
             if ops.is_empty() && *key != record.key() {
                 continue;
             }
+            let pending = if ops.iter().any(|op| matches!(op, Op::CopyFrom { .. })) {
+                // The value came from another key, whose state then a repair
+                // of this one cannot bring back: re-apply the result, type
+                // included (a renamed list stays a list).
+                Pending::Copied {
+                    held,
+                    after: after.clone(),
+                }
+            } else {
+                Pending::Steps { held, ops }
+            };
             hazards.record_hazard(
                 key,
                 record.partition,
                 record.at(),
                 before.as_ref(),
-                Pending::Steps { held, ops },
+                pending,
                 own,
                 *key != record.key(),
             );

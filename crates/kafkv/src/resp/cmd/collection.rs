@@ -66,6 +66,18 @@ pub(super) fn value(state: &Option<KeyState>) -> Option<&Bytes> {
     state.as_ref().map(|state| &state.value)
 }
 
+/// The value an operation left, as its reply counts it: an expired key the
+/// operation found absent and left alone (until its SWEEP) counts as
+/// absent. A collection operation on an absent key never leaves an
+/// expiry (it keeps the live key's), so an expiring state after one that
+/// found none is that untouched expired key.
+pub(super) fn live_after(outcome: &Outcome) -> Option<&Bytes> {
+    match (&outcome.before, &outcome.after) {
+        (None, Some(after)) if after.expires_at.is_some() => None,
+        (_, after) => value(after),
+    }
+}
+
 /// `op` on `key` as a one-step batch, replying with `reply` (which gets
 /// the outcome; a collection that does not decode is an error reply).
 pub(super) fn write(
@@ -82,7 +94,7 @@ pub(super) fn write(
 /// `HDEL` and `ZREM` answer.
 pub(super) fn grown_by(outcome: &Outcome) -> Result<Frame, CollectionError> {
     let before = crate::collection::len(value(&outcome.before).map(|v| &v[..]))?;
-    let after = crate::collection::len(value(&outcome.after).map(|v| &v[..]))?;
+    let after = crate::collection::len(live_after(outcome).map(|v| &v[..]))?;
     Ok(Frame::Integer(after as i64 - before as i64))
 }
 
@@ -108,4 +120,57 @@ pub(super) fn index(args: &mut Args) -> Result<i64, Frame> {
 /// Elements as a RESP array of bulk strings.
 pub(super) fn bulks(items: Vec<Bytes>) -> Frame {
     Frame::Array(items.into_iter().map(Frame::Bulk).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::op::{At, KeyState};
+
+    /// Regression: on an expired key not yet swept, `SREM`, `HDEL` and
+    /// `ZREM` answered minus the expired collection's size, and `LPUSHX` its
+    /// length: the operation found the key absent and left the expired
+    /// state in place, which the replies counted.
+    #[test]
+    fn an_expired_key_left_alone_counts_as_absent_in_replies() {
+        let members = vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")];
+        let add = CollectionOp::SetAdd {
+            members: members.clone(),
+            max_len: 1 << 20,
+        };
+        let created = Op::Collection(add)
+            .evaluate(None, At { offset: 1, time: 0 })
+            .1;
+        let expired = KeyState {
+            expires_at: Some(50),
+            ..created.after.unwrap()
+        };
+        let late = At {
+            offset: 2,
+            time: 100,
+        };
+        let srem = Op::Collection(CollectionOp::SetRemove { members });
+        let (_, outcome) = srem.evaluate(Some(&expired), late);
+        assert_eq!(
+            outcome.after.as_ref(),
+            Some(&expired),
+            "left until its SWEEP"
+        );
+        assert_eq!(grown_by(&outcome).unwrap(), Frame::Integer(0));
+        let pushx = Op::Collection(CollectionOp::Push {
+            left: true,
+            values: vec![Bytes::from_static(b"x")],
+            only_if_exists: true,
+            max_len: 1 << 20,
+        });
+        let (_, outcome) = pushx.evaluate(Some(&expired), late);
+        assert_eq!(live_after(&outcome), None);
+        // A write that finds the key expired starts it afresh, without one.
+        let sadd = Op::Collection(CollectionOp::SetAdd {
+            members: vec![Bytes::from_static(b"c")],
+            max_len: 1 << 20,
+        });
+        let (_, outcome) = sadd.evaluate(Some(&expired), late);
+        assert_eq!(grown_by(&outcome).unwrap(), Frame::Integer(1));
+    }
 }

@@ -35,7 +35,7 @@ impl HIncrBy {
             max_len,
         };
         collection::write(self.key, op, move |outcome| {
-            let after = collection::value(&outcome.after);
+            let after = collection::live_after(&outcome);
             let value = match after {
                 Some(after) => crate::collection::hash_get(after, &field)?,
                 None => None,

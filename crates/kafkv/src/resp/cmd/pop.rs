@@ -39,7 +39,7 @@ impl Pop {
         };
         collection::write(self.key, op, move |outcome| {
             let before = collection::value(&outcome.before);
-            let after = collection::value(&outcome.after).map(|v| &v[..]);
+            let after = collection::live_after(&outcome).map(|v| &v[..]);
             let mut popped = crate::collection::list_popped(before, after, left)?;
             Ok(match count {
                 None => popped.pop().map_or(Frame::Null, Frame::Bulk),

@@ -49,7 +49,7 @@ impl Push {
             max_len,
         };
         collection::write(self.key, op, |outcome| {
-            let after = collection::value(&outcome.after).map(|v| &v[..]);
+            let after = collection::live_after(&outcome).map(|v| &v[..]);
             Ok(Frame::Integer(crate::collection::len(after)? as i64))
         })
     }

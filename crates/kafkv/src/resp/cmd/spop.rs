@@ -33,7 +33,7 @@ impl SPop {
         };
         collection::write(self.key, op, move |outcome| {
             let before = collection::value(&outcome.before);
-            let after = collection::value(&outcome.after).map(|v| &v[..]);
+            let after = collection::live_after(&outcome).map(|v| &v[..]);
             let mut popped = crate::collection::set_difference(before, after)?;
             Ok(match count {
                 None => popped.pop().map_or(Frame::Null, Frame::Bulk),

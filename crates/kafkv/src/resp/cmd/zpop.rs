@@ -38,7 +38,7 @@ impl ZPop {
         };
         collection::write(self.key, op, move |outcome| {
             let before = collection::value(&outcome.before);
-            let after = collection::value(&outcome.after).map(|v| &v[..]);
+            let after = collection::live_after(&outcome).map(|v| &v[..]);
             let popped = crate::collection::zset_popped(before, after, max)?;
             Ok(scored(popped))
         })
