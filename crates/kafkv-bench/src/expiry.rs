@@ -28,7 +28,9 @@
 //!   what the load should take, estimated from the other keys' rate and
 //!   the memory loads', plus 10 s). Once every instance holds every
 //!   key, a sequential client GETs other keys on the three instances in turn
-//!   (1 ms apart) until the sweep is over: its p99 before `T` (idle) and
+//!   (1 ms apart, on a thread of its own with the shortest scheduling slice,
+//!   as kafkv's RESP threads have: on two busy cores it would otherwise time
+//!   its own wait for a CPU) until the sweep is over: its p99 before `T` (idle) and
 //!   from `T` until every SWEEP is in (during the sweep), goal ≤ 2× idle. At
 //!   `T` the bench polls each instance with `EXISTS` of 1,000 sampled keys
 //!   and `DBSIZE`: the time from `T` until the samples read absent on all
@@ -58,6 +60,7 @@
 //!   beside the plain run's CPU per SET.
 
 use std::{
+    collections::BTreeMap,
     net::{Ipv4Addr, SocketAddr},
     path::Path,
     sync::{
@@ -716,31 +719,19 @@ impl Sampler {
     fn start(addresses: Vec<SocketAddr>, keys: std::ops::Range<usize>, value_bytes: usize) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
-        let task = tokio::spawn(async move {
-            let mut clients = Vec::new();
-            for address in addresses {
-                clients.push(RespClient::connect(address).await?);
-            }
-            let value = Reply::Bulk(Some(vec![b'v'; value_bytes]));
-            let mut samples = Vec::new();
-            let mut n = 0usize;
-            while !stopped.load(Ordering::Relaxed) {
-                // A stride through the keys, so that each GET reads another.
-                let key = key_name(keys.start + (n * 7_919) % keys.len());
-                let client = &mut clients[n % 3];
-                let sent = Instant::now();
-                let reply = client.call(&[b"GET", key.as_bytes()]).await?;
-                samples.push((sent, sent.elapsed()));
-                if reply != value {
-                    return Err(Error::Failed(format!(
-                        "expiry: GET {key} answered {reply:?}"
-                    )));
-                }
-                n += 1;
-                tokio::time::sleep(GET_PAUSE).await;
-            }
-            Ok(samples)
+        // Its own thread, with a short scheduling slice: on a machine whose
+        // cores the instances keep busy, the client would otherwise measure
+        // its own wait for a CPU (kafkv::sched_slice).
+        let (done, result) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let _ = kafkv::sched_slice::request(kafkv::sched_slice::SHORTEST);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            let _ = done.send(runtime.block_on(sample(addresses, keys, value_bytes, stopped)));
         });
+        let task = tokio::spawn(async move { result.await.expect("the sampler thread answers") });
         Self { stop, task }
     }
 
@@ -748,6 +739,38 @@ impl Sampler {
         self.stop.store(true, Ordering::Relaxed);
         self.task.await.expect("the sampler does not panic")
     }
+}
+
+/// The sampler's loop (see [`Sampler`]).
+async fn sample(
+    addresses: Vec<SocketAddr>,
+    keys: std::ops::Range<usize>,
+    value_bytes: usize,
+    stopped: Arc<AtomicBool>,
+) -> Result<Vec<(Instant, Duration)>> {
+    let mut clients = Vec::new();
+    for address in addresses {
+        clients.push(RespClient::connect(address).await?);
+    }
+    let value = Reply::Bulk(Some(vec![b'v'; value_bytes]));
+    let mut samples = Vec::new();
+    let mut n = 0usize;
+    while !stopped.load(Ordering::Relaxed) {
+        // A stride through the keys, so that each GET reads another.
+        let key = key_name(keys.start + (n * 7_919) % keys.len());
+        let client = &mut clients[n % 3];
+        let sent = Instant::now();
+        let reply = client.call(&[b"GET", key.as_bytes()]).await?;
+        samples.push((sent, sent.elapsed()));
+        if reply != value {
+            return Err(Error::Failed(format!(
+                "expiry: GET {key} answered {reply:?}"
+            )));
+        }
+        n += 1;
+        tokio::time::sleep(GET_PAUSE).await;
+    }
+    Ok(samples)
 }
 
 async fn bulk(cluster: &mut Cluster, config: &BenchConfig, rates: &LoadRates) -> Result<Vec<Row>> {
@@ -890,6 +913,24 @@ async fn bulk(cluster: &mut Cluster, config: &BenchConfig, rates: &LoadRates) ->
     // a key with any SWEEP is swept, so these are the swept keys' SWEEPs.
     let per_key = sweeps.total() as f64 / swept as f64;
     let (p99, idle_p99) = (percentile(&during, 0.99), percentile(&idle, 0.99));
+    // Where the slow GETs of the window are (beyond twice the idle p99): by
+    // second since the expiry and by instance (the sampler takes them in
+    // turn), to tell a steady tail from stalls.
+    let slow_bound = Duration::from_secs_f64(2.0 * idle_p99 / 1e3);
+    let mut slow_by_second: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut slow_by_instance = [0usize; 3];
+    for (n, (sent, took)) in latencies.iter().enumerate() {
+        if *sent >= second && *sent <= over && *took > slow_bound {
+            *slow_by_second
+                .entry(sent.duration_since(second).as_secs())
+                .or_default() += 1;
+            slow_by_instance[n % 3] += 1;
+        }
+    }
+    progress(format!(
+        "expiry: bulk: GETs slower than {slow_bound:?} by second after the expiry \
+         {slow_by_second:?}, by instance {slow_by_instance:?}"
+    ));
     // Over the keys swept by the end of the window (all, unless it ran out).
     let cpu_per_key = |before: f64, after: f64| (after - before) * 1e6 / swept as f64;
     progress(format!(

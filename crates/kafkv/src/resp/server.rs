@@ -107,6 +107,11 @@ impl Worker {
         let thread = std::thread::Builder::new()
             .name(format!("kafkv-resp-{index}"))
             .spawn(move || {
+                // Requests wake this thread: ahead of background work
+                // (crate::sched_slice says why and what it changes).
+                if let Err(error) = crate::sched_slice::request(crate::sched_slice::SHORTEST) {
+                    tracing::debug!(%error, "could not ask for a short scheduling slice");
+                }
                 runtime.block_on(async move {
                     let mut connections = JoinSet::new();
                     loop {
