@@ -14,7 +14,7 @@ use crate::{
     error::Result,
     kafka::{serve, store_config},
     progress,
-    redis_peer::{RedisServer, missing, redis_benchmark, redis_version, which},
+    redis_peer::{RedisServer, missing, redis_benchmark, redis_version, side_by_side, which},
     report::Row,
 };
 
@@ -59,19 +59,7 @@ pub async fn compare(brokers: &str, run_id: u32, config: &BenchConfig) -> Result
         let kafkv = redis_benchmark(kafkv_port, test, &args, "collections").await?;
         let theirs = redis_benchmark(redis.port, test, &args, "collections").await?;
         let label = format!("RESP {} (50 clients, one key)", test.to_uppercase());
-        for (what, unit, k, r) in [
-            ("throughput", "req/s", kafkv.rps, theirs.rps),
-            ("latency p50", "ms", kafkv.p50, theirs.p50),
-            ("latency p99", "ms", kafkv.p99, theirs.p99),
-        ] {
-            rows.push(Row {
-                measurement: format!("{label} {what}"),
-                unit: unit.into(),
-                kafkv: k,
-                peer: version.clone(),
-                raw: r,
-            });
-        }
+        rows.extend(side_by_side(&label, &kafkv, &theirs, &version));
     }
     redis.stop().await;
     served.stop().await;

@@ -116,25 +116,37 @@ pub async fn compare(brokers: &str, run_id: u32, config: &BenchConfig) -> Result
                 test.to_uppercase(),
                 humantime::format_duration(config.resp_fetch_wait)
             );
-            for (what, unit, k, r) in [
-                ("throughput", "req/s", kafkv.rps, redis.rps),
-                ("latency p50", "ms", kafkv.p50, redis.p50),
-                ("latency p99", "ms", kafkv.p99, redis.p99),
-            ] {
-                rows.push(Row {
-                    measurement: format!("{label} {what}"),
-                    unit: unit.into(),
-                    kafkv: k,
-                    peer: version.clone(),
-                    raw: r,
-                });
-            }
+            rows.extend(side_by_side(&label, &kafkv, &redis, &version));
         }
     }
 
     redis.stop().await;
     served.stop().await;
     Ok(rows)
+}
+
+/// Throughput, p50 and p99 of one redis-benchmark test, kafkv's beside the
+/// peer's, as rows named `label …`.
+pub(crate) fn side_by_side(
+    label: &str,
+    kafkv: &Figures,
+    peer: &Figures,
+    version: &str,
+) -> Vec<Row> {
+    [
+        ("throughput", "req/s", kafkv.rps, peer.rps),
+        ("latency p50", "ms", kafkv.p50, peer.p50),
+        ("latency p99", "ms", kafkv.p99, peer.p99),
+    ]
+    .into_iter()
+    .map(|(what, unit, k, r)| Row {
+        measurement: format!("{label} {what}"),
+        unit: unit.into(),
+        kafkv: k,
+        peer: version.to_owned(),
+        raw: r,
+    })
+    .collect()
 }
 
 pub(crate) async fn run_benchmark(

@@ -74,6 +74,20 @@ impl Args {
         Ok(rest)
     }
 
+    /// Every argument left as pairs (`MSET`'s keys and values, `HSET`'s
+    /// fields and values): at least one, and no odd one out, or the arity
+    /// error.
+    pub fn pairs(&mut self) -> Result<Vec<(Bytes, Bytes)>, Frame> {
+        let rest = self.rest();
+        if rest.is_empty() || !rest.len().is_multiple_of(2) {
+            return Err(self.wrong_arity());
+        }
+        Ok(rest
+            .chunks_exact(2)
+            .map(|pair| (pair[0].clone(), pair[1].clone()))
+            .collect())
+    }
+
     /// Every argument left.
     pub fn rest(&mut self) -> Vec<Bytes> {
         self.rest.by_ref().collect()

@@ -44,14 +44,7 @@ impl HSet {
                 action: Action::Delete(fields),
             });
         }
-        let rest = args.rest();
-        if rest.is_empty() || !rest.len().is_multiple_of(2) {
-            return Err(args.wrong_arity());
-        }
-        let pairs = rest
-            .chunks_exact(2)
-            .map(|pair| (pair[0].clone(), pair[1].clone()))
-            .collect();
+        let pairs = args.pairs()?;
         let action = if name == b"hmset" {
             Action::MSet(pairs)
         } else {

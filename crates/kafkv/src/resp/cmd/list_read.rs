@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::{Args, Frame, Kind, Session, Spec, collection};
+use super::{Args, Frame, Kind, Spec, collection};
 use crate::collection::{self as coll, CollectionError, Type};
 
 const fn spec(name: &'static str, arity: i64) -> Spec {
@@ -39,14 +39,6 @@ impl ListRead {
         };
         args.finish()?;
         Ok(Self { key, query })
-    }
-
-    pub fn apply(self, session: &mut Session) -> Frame {
-        collection::Read::apply(self, session)
-    }
-
-    pub fn batched(self) -> super::Batched {
-        collection::Read::batched(self)
     }
 }
 

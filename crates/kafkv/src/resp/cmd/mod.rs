@@ -60,6 +60,9 @@ fn values(
 }
 pub use spec::{Kind, Spec};
 
+// The collection reads' `apply` and `batched` are this trait's.
+use collection::Read as _;
+
 /// The reply `reply` makes of an operation's outcome; Redis's error for an
 /// operation that failed where it landed; the store's error otherwise.
 fn op_reply(

@@ -41,16 +41,9 @@ impl MSet {
     }
 
     pub fn parse(args: &mut Args) -> Result<Self, Frame> {
-        let rest = args.rest();
-        if rest.is_empty() || !rest.len().is_multiple_of(2) {
-            return Err(args.wrong_arity());
-        }
-        let mut rest = rest.into_iter();
-        let mut pairs = Vec::new();
-        while let (Some(key), Some(value)) = (rest.next(), rest.next()) {
-            pairs.push((key, value));
-        }
-        Ok(Self { pairs })
+        Ok(Self {
+            pairs: args.pairs()?,
+        })
     }
 
     pub async fn apply(self, store: &Store) -> Frame {

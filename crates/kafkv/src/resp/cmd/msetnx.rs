@@ -22,15 +22,9 @@ pub struct MSetNx {
 
 impl MSetNx {
     pub fn parse(args: &mut Args) -> Result<Self, Frame> {
-        let rest = args.rest();
-        if rest.is_empty() || !rest.len().is_multiple_of(2) {
-            return Err(args.wrong_arity());
-        }
-        let pairs = rest
-            .chunks_exact(2)
-            .map(|pair| (pair[0].clone(), pair[1].clone()))
-            .collect();
-        Ok(Self { pairs })
+        Ok(Self {
+            pairs: args.pairs()?,
+        })
     }
 
     pub async fn apply(self, store: &Store) -> Frame {
