@@ -48,6 +48,14 @@ pub enum Frame {
     Array(Vec<Frame>),
     /// RESP3 map; a flat array of pairs in RESP2.
     Map(Vec<(Frame, Frame)>),
+    /// RESP3 double (a sorted set's score); a bulk string in RESP2. Printed
+    /// as Redis 7.2 prints doubles: `inf`, `-inf`, or the shortest decimal
+    /// that reads back the same.
+    Double(f64),
+    /// Pairs (`ZRANGE … WITHSCORES`, `ZPOPMIN key count`): an array of
+    /// two-element arrays in RESP3, one flat array in RESP2, as Redis 7
+    /// replies them.
+    Pairs(Vec<(Frame, Frame)>),
     /// RESP3 set; an array in RESP2.
     Set(Vec<Frame>),
     /// RESP3 out-of-band push (pub/sub messages and confirmations); an
@@ -106,6 +114,26 @@ impl Frame {
             Frame::Sequence(replies) => {
                 for reply in replies {
                     reply.encode(out, resp3);
+                }
+            }
+            Frame::Double(value) => {
+                let text = crate::collection::format_score(*value);
+                if resp3 {
+                    line(out, b',', text.as_bytes());
+                } else {
+                    header(out, b'$', text.len());
+                    out.put_slice(text.as_bytes());
+                    out.put_slice(b"\r\n");
+                }
+            }
+            Frame::Pairs(pairs) => {
+                header(out, b'*', if resp3 { pairs.len() } else { pairs.len() * 2 });
+                for (first, second) in pairs {
+                    if resp3 {
+                        header(out, b'*', 2);
+                    }
+                    first.encode(out, resp3);
+                    second.encode(out, resp3);
                 }
             }
             Frame::Map(pairs) => {
@@ -539,6 +567,14 @@ mod tests {
         let map = Frame::Map(vec![(Frame::bulk("a"), Frame::Integer(1))]);
         assert_eq!(encode(map.clone(), false), &b"*2\r\n$1\r\na\r\n:1\r\n"[..]);
         assert_eq!(encode(map, true), &b"%1\r\n$1\r\na\r\n:1\r\n"[..]);
+        assert_eq!(encode(Frame::Double(2.5), false), &b"$3\r\n2.5\r\n"[..]);
+        assert_eq!(encode(Frame::Double(f64::INFINITY), true), &b",inf\r\n"[..]);
+        let pairs = Frame::Pairs(vec![(Frame::bulk("m"), Frame::Double(1.0))]);
+        assert_eq!(
+            encode(pairs.clone(), false),
+            &b"*2\r\n$1\r\nm\r\n$1\r\n1\r\n"[..]
+        );
+        assert_eq!(encode(pairs, true), &b"*1\r\n*2\r\n$1\r\nm\r\n,1\r\n"[..]);
         assert_eq!(
             encode(Frame::error("ERR x\r\ny"), false),
             &b"-ERR x  y\r\n"[..]

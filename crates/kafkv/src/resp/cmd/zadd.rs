@@ -99,9 +99,7 @@ impl ZAdd {
             let before = collection::value(&outcome.before).map(|v| &v[..]);
             let reply = planned.zadd_reply(before)?.unwrap_or_default();
             Ok(if incr {
-                reply.score.map_or(Frame::Null, |score| {
-                    Frame::bulk(crate::collection::format_score(score))
-                })
+                reply.score.map_or(Frame::Null, Frame::Double)
             } else {
                 Frame::Integer(reply.count(ch) as i64)
             })

@@ -19,28 +19,39 @@ pub const SPECS: &[Spec] = &[spec("zpopmin"), spec("zpopmax")];
 pub struct ZPop {
     key: bytes::Bytes,
     max: bool,
-    count: u64,
+    /// `None`: one entry, answered as a flat `[member, score]`.
+    count: Option<u64>,
 }
 
 impl ZPop {
     pub fn parse(args: &mut Args) -> Result<Self, Frame> {
         let max = args.name().eq_ignore_ascii_case(b"zpopmax");
         let key = args.bytes()?;
-        let count = collection::count(args)?.unwrap_or(1);
+        let count = collection::count(args)?;
         Ok(Self { key, max, count })
     }
 
     pub fn batched(self) -> super::Batched {
-        let max = self.max;
+        let (max, count) = (self.max, self.count);
         let op = CollectionOp::ZPop {
             max,
-            count: self.count,
+            count: count.unwrap_or(1),
         };
         collection::write(self.key, op, move |outcome| {
             let before = collection::value(&outcome.before);
             let after = collection::live_after(&outcome).map(|v| &v[..]);
             let popped = crate::collection::zset_popped(before, after, max)?;
-            Ok(scored(popped))
+            Ok(match count {
+                // Redis 7: flat without a count, pairs (nested in RESP3)
+                // with one.
+                None => Frame::Array(
+                    popped
+                        .into_iter()
+                        .flat_map(|(member, score)| [Frame::Bulk(member), Frame::Double(score)])
+                        .collect(),
+                ),
+                Some(_) => scored(popped),
+            })
         })
     }
 
@@ -49,17 +60,13 @@ impl ZPop {
     }
 }
 
-/// Members and scores as one flat array, `member score member score …`.
+/// Members with their scores: `member score …` in RESP2, `[member,
+/// score]` pairs in RESP3.
 pub(super) fn scored(entries: Vec<(bytes::Bytes, f64)>) -> Frame {
-    Frame::Array(
+    Frame::Pairs(
         entries
             .into_iter()
-            .flat_map(|(member, score)| {
-                [
-                    Frame::Bulk(member),
-                    Frame::bulk(crate::collection::format_score(score)),
-                ]
-            })
+            .map(|(member, score)| (Frame::Bulk(member), Frame::Double(score)))
             .collect(),
     )
 }

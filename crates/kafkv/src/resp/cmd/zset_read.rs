@@ -89,8 +89,9 @@ impl collection::Read for ZSetRead {
         Ok(match (&self.query, value) {
             (Query::Card, value) => Frame::Integer(coll::len(value.map(|v| &v[..]))? as i64),
             (Query::Score(_), None) => Frame::Null,
-            (Query::Score(member), Some(value)) => coll::zset_score(value, member)?
-                .map_or(Frame::Null, |score| Frame::bulk(coll::format_score(score))),
+            (Query::Score(member), Some(value)) => {
+                coll::zset_score(value, member)?.map_or(Frame::Null, Frame::Double)
+            }
             (Query::Range { .. }, None) => Frame::Array(Vec::new()),
             (
                 Query::Range {
