@@ -98,11 +98,16 @@ pub(super) fn grown_by(outcome: &Outcome) -> Result<Frame, CollectionError> {
     Ok(Frame::Integer(after as i64 - before as i64))
 }
 
-/// A `count` argument of `LPOP`, `SPOP`, `ZPOPMIN`: not negative.
-pub(super) fn count(args: &mut Args) -> Result<Option<u64>, Frame> {
+/// A `count` argument of `LPOP`, `SPOP`, `ZPOPMIN`: not negative. More
+/// arguments after it are an arity error for `LPOP`, and a syntax error for
+/// `SPOP` and `ZPOPMIN` (`extra_is_syntax`), as Redis 7 answers them.
+pub(super) fn count(args: &mut Args, extra_is_syntax: bool) -> Result<Option<u64>, Frame> {
     let Some(arg) = args.optional() else {
         return Ok(None);
     };
+    if extra_is_syntax && args.remaining() > 0 {
+        return Err(crate::resp::parse::syntax_error());
+    }
     args.finish()?;
     std::str::from_utf8(&arg)
         .ok()

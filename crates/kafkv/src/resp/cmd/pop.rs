@@ -27,7 +27,7 @@ impl Pop {
     pub fn parse(args: &mut Args) -> Result<Self, Frame> {
         let left = args.name().eq_ignore_ascii_case(b"lpop");
         let key = args.bytes()?;
-        let count = collection::count(args)?;
+        let count = collection::count(args, false)?;
         Ok(Self { key, left, count })
     }
 

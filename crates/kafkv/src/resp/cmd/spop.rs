@@ -22,7 +22,7 @@ pub struct SPop {
 impl SPop {
     pub fn parse(args: &mut Args) -> Result<Self, Frame> {
         let key = args.bytes()?;
-        let count = collection::count(args)?;
+        let count = collection::count(args, true)?;
         Ok(Self { key, count })
     }
 

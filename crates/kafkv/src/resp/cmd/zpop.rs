@@ -27,7 +27,7 @@ impl ZPop {
     pub fn parse(args: &mut Args) -> Result<Self, Frame> {
         let max = args.name().eq_ignore_ascii_case(b"zpopmax");
         let key = args.bytes()?;
-        let count = collection::count(args)?;
+        let count = collection::count(args, true)?;
         Ok(Self { key, max, count })
     }
 
