@@ -22,7 +22,7 @@ use redis::{Value, aio::MultiplexedConnection};
 
 use crate::harness::{
     BrokerProcess, Kafka, Kafkv, eventually, free_port, read_topic_with_headers, redis_connection,
-    test_config, unique_topic,
+    redis_connection_to, test_config, unique_topic,
 };
 
 async fn connect(address: std::net::SocketAddr) -> MultiplexedConnection {
@@ -35,12 +35,7 @@ async fn connect(address: std::net::SocketAddr) -> MultiplexedConnection {
 async fn connect_resp3(address: std::net::SocketAddr) -> MultiplexedConnection {
     // The harness's timeouts: the crate's own (500 ms a reply) are short
     // for a write on a loaded test machine.
-    let config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(30)))
-        .set_response_timeout(Some(Duration::from_secs(30)));
-    redis::Client::open(format!("redis://{address}/?protocol=resp3"))
-        .unwrap()
-        .get_multiplexed_async_connection_with_config(&config)
+    redis_connection_to(&format!("redis://{address}/?protocol=resp3"))
         .await
         .unwrap_or_else(|e| panic!("connect to {address} in RESP3: {e}"))
 }

@@ -249,10 +249,17 @@ pub async fn state_of(store: &Store) -> BTreeMap<Vec<u8>, Vec<u8>> {
 pub async fn redis_connection(
     address: std::net::SocketAddr,
 ) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    redis_connection_to(&format!("redis://{address}/")).await
+}
+
+/// [`redis_connection`] to a `redis://` URL (`?protocol=resp3`, a password).
+pub async fn redis_connection_to(
+    url: &str,
+) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(30)))
         .set_response_timeout(Some(Duration::from_secs(30)));
-    redis::Client::open(format!("redis://{address}/"))?
+    redis::Client::open(url)?
         .get_multiplexed_async_connection_with_config(&config)
         .await
 }

@@ -197,12 +197,7 @@ async fn pipelined_writes_are_all_acknowledged_in_order() {
 /// A `redis` crate connection with timeouts fit for a loaded test machine
 /// (its defaults are 1 s to connect and 500 ms per reply).
 async fn connect(url: &str) -> redis::aio::MultiplexedConnection {
-    let config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(30)))
-        .set_response_timeout(Some(Duration::from_secs(30)));
-    redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection_with_config(&config)
+    crate::harness::redis_connection_to(url)
         .await
         .expect("connect with the redis crate")
 }

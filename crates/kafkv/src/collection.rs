@@ -1262,18 +1262,30 @@ fn set_remove(value: Option<&[u8]>, members: &[Bytes]) -> Result<Change> {
     let Some(value) = value else {
         return Ok(Change::Unchanged);
     };
-    let gone = sorted_unique(members);
     let mut iter = set_iter(value)?;
     let count = u64::from(iter.walk.remaining);
+    remove_keys(value, count, members, || iter.entry())
+}
+
+/// Removes the entries whose key is one of `keys` from `value` (`count`
+/// entries), which `next_entry` walks in ascending key order with each
+/// entry's span: one merge of the two sorted sequences (`SREM`, `HDEL`).
+fn remove_keys<'a>(
+    value: &[u8],
+    count: u64,
+    keys: &[Bytes],
+    mut next_entry: impl FnMut() -> Result<Spanned<&'a [u8]>>,
+) -> Result<Change> {
+    let gone = sorted_unique(keys);
     let mut splice = Splice::default();
     let mut removed = 0;
     let mut next = gone.iter().peekable();
     while next.peek().is_some() {
-        let Some((at, member)) = iter.entry()? else {
+        let Some((at, key)) = next_entry()? else {
             break;
         };
-        while next.next_if(|&&m| m < member).is_some() {}
-        if next.next_if(|&&m| m == member).is_some() {
+        while next.next_if(|&&k| k < key).is_some() {}
+        if next.next_if(|&&k| k == key).is_some() {
             splice.remove(at);
             removed += 1;
         }
@@ -1382,23 +1394,11 @@ fn hash_delete(value: Option<&[u8]>, fields: &[Bytes]) -> Result<Change> {
     let Some(value) = value else {
         return Ok(Change::Unchanged);
     };
-    let gone = sorted_unique(fields);
     let mut iter = hash_iter(value)?;
     let count = u64::from(iter.walk.remaining);
-    let mut splice = Splice::default();
-    let mut removed = 0;
-    let mut next = gone.iter().peekable();
-    while next.peek().is_some() {
-        let Some((at, (field, _))) = iter.entry()? else {
-            break;
-        };
-        while next.next_if(|&&f| f < field).is_some() {}
-        if next.next_if(|&&f| f == field).is_some() {
-            splice.remove(at);
-            removed += 1;
-        }
-    }
-    splice.apply(value, count - removed, UNBOUNDED)
+    remove_keys(value, count, fields, || {
+        Ok(iter.entry()?.map(|(at, (field, _))| (at, field)))
+    })
 }
 
 fn hash_incr_by(value: Option<&[u8]>, field: &[u8], by: i64, max_len: u64) -> Result<Change> {

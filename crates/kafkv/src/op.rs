@@ -319,12 +319,10 @@ impl Batch {
                             when: Condition::Version(i64::MIN),
                         },
                     };
-                    let (_, mut outcome) = op.evaluate(before.as_ref(), at);
-                    // The copy is of the source's type: the put above wrote
-                    // the value when the key's version is now this record's.
-                    if let Some(after) = outcome.after.as_mut()
-                        && after.version == at.offset
-                    {
+                    let (effect, mut outcome) = op.evaluate(before.as_ref(), at);
+                    // The copy is of the source's type, where the put above
+                    // wrote it.
+                    if let (Effect::Put(..), Some(after)) = (&effect, outcome.after.as_mut()) {
                         after.ty = ty;
                     }
                     if let Some((_, state)) = states.iter_mut().find(|(k, _)| k == key) {

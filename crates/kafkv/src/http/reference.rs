@@ -103,7 +103,7 @@ pub async fn get(State(state): State<AppState>, uri: Uri) -> Result<Response, Ap
         .await
         .map_err(|e| ApiError::from(e).shaped(Shape::Message))?
         .ok_or_else(|| message(StatusCode::NOT_FOUND, format!("Key = {shown} not found")))?;
-    if found.ty != crate::collection::Type::String {
+    if !found.is_string() {
         return Err(super::v1::not_a_string(found.ty).shaped(Shape::Message));
     }
     let value = String::from_utf8(found.value.to_vec()).map_err(|_| {

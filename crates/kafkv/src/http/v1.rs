@@ -65,7 +65,7 @@ pub async fn get(State(state): State<AppState>, uri: Uri) -> Result<Response, Ap
     let query = Query::parse(uri.query())?;
     match state.store.get(&key, query.consistency()?).await? {
         None => Err(ApiError::new(StatusCode::NOT_FOUND, "key not found")),
-        Some(found) if found.ty != Type::String => Err(not_a_string(found.ty)),
+        Some(found) if !found.is_string() => Err(not_a_string(found.ty)),
         Some(found) => {
             let mut response = found.value.into_response();
             let headers = response.headers_mut();

@@ -51,11 +51,7 @@ impl Args {
     }
 
     pub fn integer(&mut self) -> Result<i64, Frame> {
-        let arg = self.bytes()?;
-        std::str::from_utf8(&arg)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(not_an_integer)
+        integer(&self.bytes()?)
     }
 
     /// Exactly one more argument (a key, a message).
@@ -112,6 +108,14 @@ impl Args {
             "ERR wrong number of arguments for '{name}' command"
         ))
     }
+}
+
+/// An argument read as a signed 64-bit integer, or Redis's error.
+pub fn integer(arg: &[u8]) -> Result<i64, Frame> {
+    std::str::from_utf8(arg)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(not_an_integer)
 }
 
 pub fn not_an_integer() -> Frame {

@@ -90,12 +90,12 @@ pub(super) fn write(
     })
 }
 
-/// The change in a collection's length: what `SADD`, `HSET`, `SREM`,
-/// `HDEL` and `ZREM` answer.
-pub(super) fn grown_by(outcome: &Outcome) -> Result<Frame, CollectionError> {
+/// The change in a collection's length: what `SADD` and `HSET` answer,
+/// and negated what `SREM`, `HDEL` and `ZREM` do.
+pub(super) fn grown_by(outcome: &Outcome) -> Result<i64, CollectionError> {
     let before = crate::collection::len(value(&outcome.before).map(|v| &v[..]))?;
     let after = crate::collection::len(live_after(outcome).map(|v| &v[..]))?;
-    Ok(Frame::Integer(after as i64 - before as i64))
+    Ok(after as i64 - before as i64)
 }
 
 /// A `count` argument of `LPOP`, `SPOP`, `ZPOPMIN`: not negative. More
@@ -115,11 +115,6 @@ pub(super) fn count(args: &mut Args, extra_is_syntax: bool) -> Result<Option<u64
         .and_then(|n| u64::try_from(n).ok())
         .map(Some)
         .ok_or_else(|| Frame::error("ERR value is out of range, must be positive"))
-}
-
-/// An index argument (`LRANGE`, `LINDEX`, `ZRANGE`).
-pub(super) fn index(args: &mut Args) -> Result<i64, Frame> {
-    args.integer()
 }
 
 /// Elements as a RESP array of bulk strings.
@@ -161,7 +156,7 @@ mod tests {
             Some(&expired),
             "left until its SWEEP"
         );
-        assert_eq!(grown_by(&outcome).unwrap(), Frame::Integer(0));
+        assert_eq!(grown_by(&outcome).unwrap(), 0);
         let pushx = Op::Collection(CollectionOp::Push {
             left: true,
             values: vec![Bytes::from_static(b"x")],
@@ -176,6 +171,6 @@ mod tests {
             max_len: 1 << 20,
         });
         let (_, outcome) = sadd.evaluate(Some(&expired), late);
-        assert_eq!(grown_by(&outcome).unwrap(), Frame::Integer(1));
+        assert_eq!(grown_by(&outcome).unwrap(), 1);
     }
 }

@@ -84,7 +84,7 @@ impl GetEx {
         match self.action {
             Action::Read => match store.get_now(&self.key) {
                 Ok(None) => Frame::Null,
-                Ok(Some(found)) if found.ty == crate::collection::Type::String => {
+                Ok(Some(found)) if found.is_string() => {
                     Frame::Bulk(found.value)
                 }
                 Ok(Some(_)) => super::wrong_type(),
@@ -102,7 +102,7 @@ impl GetEx {
                 // collection written meanwhile elsewhere gets the expiry
                 // and the reply WRONGTYPE.
                 match store.get_now(&self.key) {
-                    Ok(Some(found)) if found.ty != crate::collection::Type::String => {
+                    Ok(Some(found)) if !found.is_string() => {
                         super::wrong_type()
                     }
                     Err(error) => super::store_error(error),

@@ -62,10 +62,7 @@ impl HSet {
             }),
         };
         collection::write(self.key, op, move |outcome| {
-            Ok(match collection::grown_by(&outcome)? {
-                Frame::Integer(n) => reply(n),
-                other => other,
-            })
+            Ok(reply(collection::grown_by(&outcome)?))
         })
     }
 

@@ -61,7 +61,7 @@ impl Lcs {
             Ok(values) => values,
             Err(reply) => return reply,
         };
-        if values.iter().flatten().any(|found| found.ty != crate::collection::Type::String) {
+        if values.iter().flatten().any(|found| !found.is_string()) {
             return super::wrong_type();
         }
         let [a, b] = [&values[0], &values[1]].map(|v| v.as_ref().map(|f| f.value.clone()));

@@ -34,8 +34,8 @@ impl ListRead {
         let key = args.bytes()?;
         let query = match &name[..] {
             b"llen" => Query::Len,
-            b"lrange" => Query::Range(collection::index(args)?, collection::index(args)?),
-            _ => Query::Index(collection::index(args)?),
+            b"lrange" => Query::Range(args.integer()?, args.integer()?),
+            _ => Query::Index(args.integer()?),
         };
         args.finish()?;
         Ok(Self { key, query })

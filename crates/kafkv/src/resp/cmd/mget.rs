@@ -45,7 +45,7 @@ impl MGet {
                     .into_iter()
                     // A key of another type is nil, as in Redis.
                     .map(|v| match v {
-                        Some(f) if f.ty == crate::collection::Type::String => Frame::Bulk(f.value),
+                        Some(f) if f.is_string() => Frame::Bulk(f.value),
                         _ => Frame::Null,
                     })
                     .collect(),

@@ -43,7 +43,7 @@ pub(super) fn wrong_type() -> Frame {
 /// absent); WRONGTYPE for a collection.
 fn with_string(session: &Session, key: &[u8], reply: impl FnOnce(Option<Bytes>) -> Frame) -> Frame {
     with_value(session, key, |found| match found {
-        Some(found) if found.ty != crate::collection::Type::String => wrong_type(),
+        Some(found) if !found.is_string() => wrong_type(),
         found => reply(found.map(|found| found.value)),
     })
 }

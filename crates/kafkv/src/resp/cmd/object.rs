@@ -57,17 +57,14 @@ impl Object {
                 // that branch on it behave as they would against Redis.
                 // A collection is one packed value, which is what Redis's
                 // `listpack` is for small ones.
-                Field::Encoding if found.ty != crate::collection::Type::String => {
+                Field::Encoding if !found.is_string() => {
                     Frame::bulk("listpack")
                 }
                 Field::Encoding => Frame::bulk(encoding(&found.value)),
                 // Redis shares one object among keys holding the integers
                 // 0-9999 and reports INT_MAX for it; any other value is
                 // referenced once.
-                Field::RefCount => Frame::Integer(if found.ty
-                    == crate::collection::Type::String
-                    && is_shared_integer(&found.value)
-                {
+                Field::RefCount => Frame::Integer(if found.is_string() && is_shared_integer(&found.value) {
                     i64::from(i32::MAX)
                 } else {
                     1

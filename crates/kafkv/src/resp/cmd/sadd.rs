@@ -48,10 +48,7 @@ impl SAdd {
             (CollectionOp::SetAdd { members, max_len }, 1)
         };
         collection::write(self.key, op, move |outcome| {
-            Ok(match collection::grown_by(&outcome)? {
-                Frame::Integer(n) => Frame::Integer(n * sign),
-                other => other,
-            })
+            Ok(Frame::Integer(collection::grown_by(&outcome)? * sign))
         })
     }
 

@@ -29,10 +29,7 @@ impl ZRem {
             members: self.members,
         };
         collection::write(self.key, op, |outcome| {
-            Ok(match collection::grown_by(&outcome)? {
-                Frame::Integer(n) => Frame::Integer(-n),
-                other => other,
-            })
+            Ok(Frame::Integer(-collection::grown_by(&outcome)?))
         })
     }
 

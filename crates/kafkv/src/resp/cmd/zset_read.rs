@@ -60,12 +60,8 @@ impl ZSetRead {
                         return Err(crate::resp::parse::syntax_error());
                     }
                 }
-                let integer = |arg: &Bytes| {
-                    std::str::from_utf8(arg)
-                        .ok()
-                        .and_then(|s| s.parse().ok())
-                        .ok_or_else(crate::resp::parse::not_an_integer)
-                };
+                // Read after the options, as Redis checks them first.
+                use crate::resp::parse::integer;
                 Query::Range {
                     start: integer(&start)?,
                     stop: integer(&stop)?,

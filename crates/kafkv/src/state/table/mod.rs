@@ -58,6 +58,11 @@ pub struct Versioned {
 }
 
 impl Versioned {
+    /// Whether the key holds a string (what every string command needs).
+    pub fn is_string(&self) -> bool {
+        self.ty == Type::String
+    }
+
     /// Whether the entry has expired by `now` (ms since the epoch).
     pub fn is_expired_at(&self, now: i64) -> bool {
         self.expires_at.is_some_and(|at| at <= now)
