@@ -148,6 +148,13 @@ struct ServeArgs {
     /// Threads serving RESP connections, each a single-threaded event loop.
     #[arg(long, env = "KAFKV_RESP_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     resp_threads: u16,
+    /// How the threads that answer requests are scheduled against background work (a
+    /// sweep, the apply thread, the embedded broker). `realtime`: SCHED_FIFO within a
+    /// budget of half a core, and the view's install at the same priority while readers
+    /// wait for it (needs CAP_SYS_NICE or LimitRTPRIO=1; without it kafkv warns and
+    /// runs `normal`). `normal`: ordinary threads with the shortest scheduling slice.
+    #[arg(long, env = "KAFKV_REQUEST_PRIORITY", value_enum, default_value_t = RequestPriority::Realtime)]
+    request_priority: RequestPriority,
     /// Most arguments in one RESP request.
     #[arg(long, env = "KAFKV_RESP_MAX_ARGS", default_value_t = 1024 * 1024)]
     resp_max_args: usize,
@@ -198,6 +205,13 @@ struct BrokerArgs {
     /// Whose Fetch and Produce the broker serves (see BrokerPaths).
     #[arg(long = "broker-paths", env = "KAFKV_BROKER_PATHS", value_enum, default_value_t = BrokerPaths::Kafkv, hide = true)]
     paths: BrokerPaths,
+}
+
+/// How request threads are scheduled (kafkv::scheduling).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum RequestPriority {
+    Realtime,
+    Normal,
 }
 
 /// When the embedded broker acknowledges a write (src/broker/wal_sync.rs).
@@ -361,6 +375,12 @@ async fn main() -> ExitCode {
 
 async fn serve(args: ServeArgs) -> Result<(), Failure> {
     let (http_listen, resp_listen) = (args.http_listen, args.resp_listen);
+    if args.request_priority == RequestPriority::Realtime {
+        match kafkv::scheduling::enable_realtime() {
+            Ok(()) => info!("request threads run at real-time priority within their budget"),
+            Err(error) => tracing::warn!("request threads run at normal priority: {error}"),
+        }
+    }
     let (kafka, mut config) = args.into_config();
     let http = bind(http_listen, "--http-listen").await?;
     let resp = match resp_listen {

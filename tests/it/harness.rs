@@ -494,6 +494,10 @@ impl ServeProcess {
         self.0.url(path)
     }
 
+    pub fn pid(&self) -> u32 {
+        self.0.pid()
+    }
+
     pub fn log(&self) -> String {
         self.0.log()
     }

@@ -20,5 +20,6 @@ mod record_format;
 mod resp;
 mod restart;
 mod rmw;
+mod scheduling;
 mod topic;
 mod watch;

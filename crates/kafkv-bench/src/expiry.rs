@@ -28,9 +28,10 @@
 //!   what the load should take, estimated from the other keys' rate and
 //!   the memory loads', plus 10 s). Once every instance holds every
 //!   key, a sequential client GETs other keys on the three instances in turn
-//!   (1 ms apart, on a thread of its own with the shortest scheduling slice,
-//!   as kafkv's RESP threads have: on two busy cores it would otherwise time
-//!   its own wait for a CPU) until the sweep is over: its p99 before `T` (idle) and
+//!   (1 ms apart, on a thread of its own scheduled as kafkv's RESP threads
+//!   are, `kafkv::scheduling`: it stands for a client on another machine,
+//!   and on two busy cores it would otherwise time its own wait for a CPU)
+//!   until the sweep is over: its p99 before `T` (idle) and
 //!   from `T` until every SWEEP is in (during the sweep), goal ≤ 2× idle. At
 //!   `T` the bench polls each instance with `EXISTS` of 1,000 sampled keys
 //!   and `DBSIZE`: the time from `T` until the samples read absent on all
@@ -719,18 +720,30 @@ impl Sampler {
     fn start(addresses: Vec<SocketAddr>, keys: std::ops::Range<usize>, value_bytes: usize) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
-        // Its own thread, with a short scheduling slice: on a machine whose
-        // cores the instances keep busy, the client would otherwise measure
-        // its own wait for a CPU (kafkv::sched_slice).
+        // Its own thread, scheduled as the instances' request threads are:
+        // it stands for a client on another machine, and on a machine whose
+        // cores the instances keep busy it would otherwise measure its own
+        // wait for a CPU (kafkv::scheduling). Before and during the sweep
+        // alike, so its idle p99 is measured the same way.
+        if let Err(error) = kafkv::scheduling::enable_realtime() {
+            progress(format!(
+                "expiry: the GET sampler runs at normal priority: {error}"
+            ));
+        }
         let (done, result) = tokio::sync::oneshot::channel();
-        std::thread::spawn(move || {
-            let _ = kafkv::sched_slice::request(kafkv::sched_slice::SHORTEST);
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime");
-            let _ = done.send(runtime.block_on(sample(addresses, keys, value_bytes, stopped)));
-        });
+        let spawned = std::thread::Builder::new()
+            .name("bench-sampler".into())
+            .spawn(move || {
+                kafkv::scheduling::RequestThread::start();
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .on_thread_park(kafkv::scheduling::RequestThread::parking)
+                    .on_thread_unpark(kafkv::scheduling::RequestThread::unparked)
+                    .build()
+                    .expect("a runtime");
+                let _ = done.send(runtime.block_on(sample(addresses, keys, value_bytes, stopped)));
+            });
+        spawned.expect("a thread for the sampler");
         let task = tokio::spawn(async move { result.await.expect("the sampler thread answers") });
         Self { stop, task }
     }

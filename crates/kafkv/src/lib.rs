@@ -36,7 +36,7 @@ pub mod op;
 mod record;
 mod recovery;
 mod resp;
-pub mod sched_slice;
+pub mod scheduling;
 pub mod service;
 mod state;
 pub mod store;

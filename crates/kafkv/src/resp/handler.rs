@@ -58,6 +58,7 @@ pub async fn serve(stream: TcpStream, mut session: Session, shutdown: Cancellati
             }
         }
         run_batch(requests, &mut session, &mut transaction, &mut connection).await;
+        crate::scheduling::RequestThread::checkpoint();
         if let Some(error) = broken {
             debug!(id = session.id, %error, "closing a connection that broke the protocol");
             connection.reply(&Frame::error(format!("ERR {error}")), session.resp3);

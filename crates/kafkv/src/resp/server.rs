@@ -26,7 +26,7 @@ use super::{
     handler,
     session::{RespConfig, Session, Shared},
 };
-use crate::store::Store;
+use crate::{scheduling::RequestThread, store::Store};
 
 /// Serves RESP on `listener` until `shutdown` is cancelled, then waits up to
 /// `drain` for connections to finish what they are doing.
@@ -103,15 +103,15 @@ impl Worker {
             tokio::sync::mpsc::unbounded_channel::<(std::net::TcpStream, Session)>();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            .on_thread_park(RequestThread::parking)
+            .on_thread_unpark(RequestThread::unparked)
             .build()?;
         let thread = std::thread::Builder::new()
             .name(format!("kafkv-resp-{index}"))
             .spawn(move || {
                 // Requests wake this thread: ahead of background work
-                // (crate::sched_slice says why and what it changes).
-                if let Err(error) = crate::sched_slice::request(crate::sched_slice::SHORTEST) {
-                    tracing::debug!(%error, "could not ask for a short scheduling slice");
-                }
+                // (crate::scheduling says why, how and within what budget).
+                RequestThread::start();
                 runtime.block_on(async move {
                     let mut connections = JoinSet::new();
                     loop {

@@ -854,6 +854,9 @@ impl View {
         self.table.commit(&to_table, &positions, &at_end)?;
         drop(to_table);
 
+        // Readers wait for this lock: this thread must not be preempted by
+        // background work while it holds it (crate::scheduling, measure 3).
+        let ceiling = crate::scheduling::Ceiling::raise();
         let mut inner = self.inner.write();
         // Decided under the lock, so a subscription (taken under it too)
         // receives exactly the parts applied after its positions; decided
@@ -932,6 +935,7 @@ impl View {
         debug_assert_eq!(reached, positions, "the parts end where the batch does");
         self.install_part(&mut inner, (applied, visible), &positions, changes);
         drop(inner);
+        drop(ceiling);
         let unsettled: Vec<RepairHint> = hazards
             .take_touched_unsettled()
             .into_iter()
