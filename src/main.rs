@@ -377,8 +377,10 @@ async fn serve(args: ServeArgs) -> Result<(), Failure> {
     let (http_listen, resp_listen) = (args.http_listen, args.resp_listen);
     if args.request_priority == RequestPriority::Realtime {
         match kafkv::scheduling::enable_realtime() {
-            Ok(()) => info!("request threads run at real-time priority within their budget"),
-            Err(error) => tracing::warn!("request threads run at normal priority: {error}"),
+            Ok(()) => info!(
+                "RESP threads run at real-time priority on contended CPUs, within a budget of half a core"
+            ),
+            Err(error) => tracing::warn!("RESP threads run at normal priority: {error}"),
         }
     }
     let (kafka, mut config) = args.into_config();

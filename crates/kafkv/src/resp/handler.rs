@@ -58,7 +58,6 @@ pub async fn serve(stream: TcpStream, mut session: Session, shutdown: Cancellati
             }
         }
         run_batch(requests, &mut session, &mut transaction, &mut connection).await;
-        crate::scheduling::RequestThread::checkpoint();
         if let Some(error) = broken {
             debug!(id = session.id, %error, "closing a connection that broke the protocol");
             connection.reply(&Frame::error(format!("ERR {error}")), session.resp3);
@@ -205,6 +204,9 @@ async fn run_batch(
 ) {
     let mut runner = Runner::new(connection);
     for request in requests {
+        // A flood of requests leaves real-time priority once its budget is
+        // spent (crate::scheduling).
+        crate::scheduling::RequestThread::checkpoint();
         let request = match request {
             Incoming::Request(request) => request,
             Incoming::TooLarge { len, max } => {

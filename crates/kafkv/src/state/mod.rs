@@ -854,8 +854,10 @@ impl View {
         self.table.commit(&to_table, &positions, &at_end)?;
         drop(to_table);
 
-        // Readers wait for this lock: this thread must not be preempted by
-        // background work while it holds it (crate::scheduling, measure 3).
+        // Readers wait for this lock: from waiting for it to the last part
+        // installed (a batch, at most a few hundred microseconds), this
+        // thread must not be preempted by background work (crate::scheduling,
+        // measure 3).
         let ceiling = crate::scheduling::Ceiling::raise();
         let mut inner = self.inner.write();
         // Decided under the lock, so a subscription (taken under it too)
