@@ -4,20 +4,14 @@
 //! the condition holds there (docs/expiry.md). A time at or before the
 //! record's deletes the key. The reply is 1 if it did either, else 0.
 
-use super::{Args, Frame, Kind, Spec, expiry};
+use super::{Args, Frame, Spec, expiry};
 use crate::{
     op::{Deadline, ExpireWhen, Op},
     store::Store,
 };
 
 const fn spec(name: &'static str) -> Spec {
-    Spec {
-        name,
-        arity: -3,
-        flags: &["write", "fast"],
-        kind: Kind::Write,
-        before_auth: false,
-    }
+    Spec::write(name, -3, &["write", "fast"])
 }
 
 pub const SPECS: &[Spec] = &[

@@ -2,23 +2,14 @@
 //! OK) and `HDEL key field [field ...]`: an operation record; `HSET` answers
 //! how many fields it created, `HDEL` how many it removed, where it lands.
 
-use super::{Args, Frame, Kind, Spec, collection};
+use super::{Args, Frame, Spec, collection};
 use crate::{collection::CollectionOp, store::Store};
 
-const fn spec(name: &'static str, arity: i64, flags: &'static [&'static str]) -> Spec {
-    Spec {
-        name,
-        arity,
-        flags,
-        kind: Kind::Write,
-        before_auth: false,
-    }
-}
 
 pub const SPECS: &[Spec] = &[
-    spec("hset", -4, &["write", "denyoom", "fast"]),
-    spec("hmset", -4, &["write", "denyoom", "fast"]),
-    spec("hdel", -3, &["write", "fast"]),
+    Spec::write("hset", -4, &["write", "denyoom", "fast"]),
+    Spec::write("hmset", -4, &["write", "denyoom", "fast"]),
+    Spec::write("hdel", -3, &["write", "fast"]),
 ];
 
 enum Action {

@@ -2,17 +2,11 @@
 //! evaluated where it lands in the log (docs/rmw.md); the reply is the value
 //! there.
 
-use super::{Args, Frame, Kind, Spec};
+use super::{Args, Frame, Spec};
 use crate::{op::Op, resp::parse::not_an_integer, store::Store};
 
 const fn spec(name: &'static str, arity: i64) -> Spec {
-    Spec {
-        name,
-        arity,
-        flags: &["write", "denyoom", "fast"],
-        kind: Kind::Write,
-        before_auth: false,
-    }
+    Spec::write(name, arity, &["write", "denyoom", "fast"])
 }
 
 pub const SPECS: &[Spec] = &[

@@ -2,17 +2,11 @@
 
 use bytes::Bytes;
 
-use super::{Args, Frame, Kind, Spec, collection};
+use super::{Args, Frame, Spec, collection};
 use crate::collection::{self as coll, CollectionError, Type};
 
 const fn spec(name: &'static str, arity: i64) -> Spec {
-    Spec {
-        name,
-        arity,
-        flags: &["readonly", "fast"],
-        kind: Kind::Read,
-        before_auth: false,
-    }
+    Spec::read(name, arity, &["readonly", "fast"])
 }
 
 pub const SPECS: &[Spec] = &[spec("llen", 2), spec("lrange", 4), spec("lindex", 3)];

@@ -1,17 +1,11 @@
 //! `LPOP`, `RPOP key [count]`: a pop operation record; the reply is what it
 //! removed where it lands.
 
-use super::{Args, Frame, Kind, Spec, collection};
+use super::{Args, Frame, Spec, collection};
 use crate::{collection::CollectionOp, store::Store};
 
 const fn spec(name: &'static str) -> Spec {
-    Spec {
-        name,
-        arity: -2,
-        flags: &["write", "fast"],
-        kind: Kind::Write,
-        before_auth: false,
-    }
+    Spec::write(name, -2, &["write", "fast"])
 }
 
 pub const SPECS: &[Spec] = &[spec("lpop"), spec("rpop")];

@@ -1,17 +1,11 @@
 //! `LPUSH`, `RPUSH`, `LPUSHX`, `RPUSHX key element [element ...]`: a push
 //! operation record; the reply is the list's length where it lands.
 
-use super::{Args, Frame, Kind, Spec, collection};
+use super::{Args, Frame, Spec, collection};
 use crate::{collection::CollectionOp, store::Store};
 
 const fn spec(name: &'static str) -> Spec {
-    Spec {
-        name,
-        arity: -3,
-        flags: &["write", "denyoom", "fast"],
-        kind: Kind::Write,
-        before_auth: false,
-    }
+    Spec::write(name, -3, &["write", "denyoom", "fast"])
 }
 
 pub const SPECS: &[Spec] = &[

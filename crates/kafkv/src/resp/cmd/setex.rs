@@ -2,20 +2,14 @@
 //! `SET key value EX|PX time`, a put carrying its time to live, which every
 //! instance resolves against the record's timestamp (docs/expiry.md).
 
-use super::{Args, Frame, Kind, Spec, expiry};
+use super::{Args, Frame, Spec, expiry};
 use crate::{
     op::{Condition, Deadline, Op, SetExpiry},
     store::Store,
 };
 
 const fn spec(name: &'static str) -> Spec {
-    Spec {
-        name,
-        arity: 4,
-        flags: &["write", "denyoom"],
-        kind: Kind::Write,
-        before_auth: false,
-    }
+    Spec::write(name, 4, &["write", "denyoom"])
 }
 
 pub const SPECS: &[Spec] = &[spec("setex"), spec("psetex")];

@@ -30,6 +30,30 @@ pub struct Spec {
     pub before_auth: bool,
 }
 
+impl Spec {
+    /// A command that answers from the view, after `AUTH`.
+    pub const fn read(name: &'static str, arity: i64, flags: &'static [&'static str]) -> Self {
+        Self {
+            name,
+            arity,
+            flags,
+            kind: Kind::Read,
+            before_auth: false,
+        }
+    }
+
+    /// A command that goes to Kafka, after `AUTH`.
+    pub const fn write(name: &'static str, arity: i64, flags: &'static [&'static str]) -> Self {
+        Self {
+            name,
+            arity,
+            flags,
+            kind: Kind::Write,
+            before_auth: false,
+        }
+    }
+}
+
 /// For a command's specs (its own, then its aliases'): `Some(true)` if it
 /// is a write, `Some(false)` if not, `None` if there are none or an alias
 /// disagrees on its kind or on running before `AUTH` (they run as one

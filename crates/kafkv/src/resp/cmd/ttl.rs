@@ -3,16 +3,10 @@
 //! an expiry. The remaining time is counted by this machine's clock, as
 //! every plain read judges expiry.
 
-use super::{Args, Frame, Kind, Session, Spec};
+use super::{Args, Frame, Session, Spec};
 
 const fn spec(name: &'static str) -> Spec {
-    Spec {
-        name,
-        arity: 2,
-        flags: &["readonly", "fast"],
-        kind: Kind::Read,
-        before_auth: false,
-    }
+    Spec::read(name, 2, &["readonly", "fast"])
 }
 
 pub const SPECS: &[Spec] = &[

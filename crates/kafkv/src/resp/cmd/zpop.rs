@@ -1,17 +1,11 @@
 //! `ZPOPMIN`, `ZPOPMAX key [count]`: an operation record; the reply is the
 //! members and scores it removed where it lands, as a flat array.
 
-use super::{Args, Frame, Kind, Spec, collection};
+use super::{Args, Frame, Spec, collection};
 use crate::{collection::CollectionOp, store::Store};
 
 const fn spec(name: &'static str) -> Spec {
-    Spec {
-        name,
-        arity: -2,
-        flags: &["write", "fast"],
-        kind: Kind::Write,
-        before_auth: false,
-    }
+    Spec::write(name, -2, &["write", "fast"])
 }
 
 pub const SPECS: &[Spec] = &[spec("zpopmin"), spec("zpopmax")];
