@@ -3,7 +3,7 @@
 //! embedded broker) when they share busy cores. This module owns the three
 //! measures and the budget that keeps the second from starving anything.
 //!
-//! 1. **A short slice** for the threads that answer requests ([`short_slice`],
+//! 1. **A short slice** for the threads that answer requests (`short_slice`,
 //!    no privilege needed). Linux's scheduler (EEVDF, since 6.6) gives every
 //!    task a slice, 0.7 ms × (1 + log2 CPUs) by default, and a waking task
 //!    preempts the running one only if its virtual deadline (its slice ahead)
@@ -54,7 +54,7 @@ use std::{
 };
 
 /// The slice request threads ask for: the kernel's shortest.
-pub const SHORTEST: Duration = Duration::from_micros(100);
+const SHORTEST: Duration = Duration::from_micros(100);
 
 /// The real-time priority request threads and the ceiling use: the lowest,
 /// below every real-time thread an operator or the kernel runs.
@@ -65,7 +65,7 @@ static REALTIME: AtomicBool = AtomicBool::new(false);
 
 /// Whether request threads and the ceiling run at real-time priority in
 /// this process.
-pub fn realtime_enabled() -> bool {
+fn realtime_enabled() -> bool {
     REALTIME.load(Ordering::Relaxed)
 }
 
@@ -102,7 +102,7 @@ pub fn enable_realtime() -> io::Result<()> {
 /// policy (`SCHED_OTHER` or `SCHED_BATCH`) and nice value, and returns that
 /// policy. A thread an operator put under a real-time or idle policy (e.g.
 /// with `chrt`; threads inherit it) is left as it is: `None`.
-pub fn short_slice() -> io::Result<Option<u32>> {
+fn short_slice() -> io::Result<Option<u32>> {
     let Some(policy) = fair_policy()? else {
         return Ok(None);
     };
@@ -235,7 +235,7 @@ thread_local! {
 /// on the thread before it serves, [`RequestThread::parking`] and
 /// [`RequestThread::unparked`] around its event loop's sleeps (tokio's
 /// `on_thread_park` and `on_thread_unpark`), [`RequestThread::checkpoint`]
-/// after each batch of requests.
+/// before each request.
 pub struct RequestThread;
 
 impl RequestThread {
@@ -255,6 +255,7 @@ impl RequestThread {
         if realtime_enabled() {
             let now = Instant::now();
             let mut budget = Budget::new(now);
+            // As if it had just parked: the priority its first wake-up needs.
             let change = budget.parking(now, Pressure::contended(now));
             budget.unparked(now);
             Self::apply(&mut budget, change);
@@ -319,8 +320,8 @@ impl RequestThread {
 /// Whether tasks are waiting for a CPU: the share of the last
 /// [`Pressure::WINDOW`] in which at least one did (Linux's pressure stall
 /// information, `/proc/pressure/cpu`'s `some total`, in µs). Read by request
-/// threads as they park, at most once a window; what the last reading
-/// decided is shared by the process (the ceiling asks it).
+/// threads as they park and by the apply thread as it raises the ceiling,
+/// each at most once a window; the last verdict is shared by the process.
 ///
 /// Real-time priority is kept for contended CPUs because on idle ones it
 /// costs: a real-time task wakes on the CPU it last ran on, not beside its
