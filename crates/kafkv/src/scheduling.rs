@@ -748,11 +748,13 @@ mod tests {
         }
         std::thread::spawn(|| {
             PRETEND_CONTENDED.set(Some(true));
+            // Before the budget's own clock starts, so that no more than
+            // its 2 × CAP can have passed when it runs out.
+            let started = Instant::now();
             RequestThread::start();
             assert_eq!(policy_and_slice().0, libc::SCHED_FIFO as u32);
             // A flood: normal (with the short slice) once the budget is
             // spent, 2 × CAP in.
-            let started = Instant::now();
             while policy_and_slice().0 == libc::SCHED_FIFO as u32 {
                 assert!(started.elapsed() < Budget::CAP * 20, "still real-time");
                 RequestThread::checkpoint();
