@@ -130,7 +130,8 @@ fn fair_policy() -> io::Result<Option<u32>> {
 /// tested without touching the scheduler.
 #[derive(Debug, Clone)]
 pub struct Budget {
-    /// Nanoseconds left; negative once overspent.
+    /// Half-nanoseconds left (so that earning at half the clock's rate is
+    /// exact in integers); negative once overspent.
     left: i64,
     /// When the account was last brought up to date.
     at: Instant,
@@ -153,10 +154,15 @@ impl Budget {
     /// at half the rate, so a burst from a full budget lasts twice this.
     pub const CAP: Duration = Duration::from_millis(5);
 
+    /// [`Budget::CAP`] in half-nanoseconds.
+    fn cap() -> i64 {
+        2 * Self::CAP.as_nanos() as i64
+    }
+
     /// A full budget; the thread is running and not yet real-time.
     pub fn new(now: Instant) -> Self {
         Self {
-            left: Self::CAP.as_nanos() as i64,
+            left: Self::cap(),
             at: now,
             running: true,
             realtime: false,
@@ -168,11 +174,11 @@ impl Budget {
     fn account(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.at).as_nanos() as i64;
         self.at = now;
-        self.left += elapsed / 2;
+        self.left += elapsed;
         if self.running && self.realtime {
-            self.left -= elapsed;
+            self.left -= 2 * elapsed;
         }
-        self.left = self.left.min(Self::CAP.as_nanos() as i64);
+        self.left = self.left.min(Self::cap());
     }
 
     /// The thread is about to sleep: the priority its next wake-up should
@@ -665,6 +671,23 @@ mod tests {
         assert!(!budget.realtime);
         // Its next sleep earns the budget back: real-time for the next wake.
         assert_eq!(budget.parking(now, true), Change::ToRealtime);
+    }
+
+    #[test]
+    fn a_budget_spent_in_odd_nanoseconds_lasts_exactly_twice_its_cap() {
+        let start = Instant::now();
+        let mut budget = Budget::new(start);
+        budget.switch(true);
+        let step = Duration::from_nanos(7);
+        let mut now = start;
+        while budget.checkpoint(now) != Change::ToNormal {
+            now += step;
+        }
+        let lasted = now - start;
+        assert!(
+            lasted >= 2 * Budget::CAP && lasted < 2 * Budget::CAP + step,
+            "{lasted:?}"
+        );
     }
 
     #[test]
