@@ -1026,7 +1026,12 @@ mod tests {
         let writer = std::thread::spawn({
             let (table, swept, key) = (table.clone(), swept.clone(), keys[0].clone());
             move || {
-                install(&table, vec![del(n as i64, &key)]);
+                // What `install` does, with the flag set under the same
+                // lock: a flag set after it was let go could be seen late
+                // (the woken walk may run first) and count as a group
+                // walked before the writer.
+                let mut entries = table.entries.write();
+                entries.apply(del(n as i64, &key), false);
                 swept.store(true, Ordering::SeqCst);
             }
         });
